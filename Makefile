@@ -1,0 +1,45 @@
+# Multistreamer — the two commands:
+#   make run    install what is missing, build, start the relay (prints the ingest URL)
+#   make test   install what is missing (incl. test peers), check format/lints, run all tests
+SHELL := /bin/bash
+CARGO ?= cargo
+LISTEN ?= rtmp://0.0.0.0:1935/live
+# Destinations for `make run`, e.g. make run TO="rtmp://a.rtmp.youtube.com/live2/{key}"
+TO ?=
+
+.PHONY: run test deps deps-test build lint fmt bench-relay fuzz clean
+
+deps:
+	@scripts/deps.sh run
+
+deps-test:
+	@scripts/deps.sh test
+
+build: deps
+	$(CARGO) build --release -p multistreamer-cli -p multistreamer-server
+
+run: build
+	@echo "Multistreamer relay: publish with OBS/ffmpeg to $(LISTEN)/<stream-key>"
+	@echo "(no login yet: the web UI and accounts are being built; see README)"
+	./target/release/multistreamer relay --listen "$(LISTEN)" $(foreach t,$(TO),--to '$(t)')
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+test: deps-test lint
+	$(CARGO) test --workspace --all-targets
+
+bench-relay: deps-test
+	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches
+	./target/release/bench-relay $(BENCH_ARGS)
+
+# Requires a nightly toolchain and cargo-fuzz (cargo install cargo-fuzz).
+fuzz:
+	cd fuzz && for t in $$($(CARGO) +nightly fuzz list); do $(CARGO) +nightly fuzz run $$t -- -max_total_time=60 || exit 1; done
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,280 @@
+//! `multistreamer`: command-line restreaming.
+//!
+//! This binary is a thin assembly of `multistreamer-core`; it prints status lines on
+//! stdout and logs on stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a CLI talks to its user
+
+use std::collections::HashSet;
+use std::io::{IsTerminal, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use multistreamer_core::hub::SlowSinkPolicy;
+use multistreamer_core::relay::{DestinationStatus, DestinationTemplate, Relay, RelayConfig};
+use multistreamer_core::rtmp::{RtmpScheme, RtmpUrl};
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "multistreamer",
+    version,
+    about = "Take one live stream in and send it everywhere.",
+    long_about = "Take one live stream in and send it everywhere.\n\n\
+        Publish to Multistreamer with OBS or ffmpeg over RTMP, and it relays the stream, \
+        unchanged, to every destination you list (YouTube, webinar.ru, Twitch, any RTMP or \
+        RTMPS URL). Each destination reconnects by itself and never disturbs the others."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Accept an RTMP publisher and relay it to one or more destinations.
+    #[command(after_help = "EXAMPLES:\n  \
+        # OBS publishes to rtmp://THIS-HOST:1935/live/mykey; relay to YouTube and a second server\n  \
+        multistreamer relay --listen rtmp://0.0.0.0:1935/live/mykey \\\n      \
+        --to rtmp://a.rtmp.youtube.com/live2/xxxx-xxxx-xxxx-xxxx \\\n      \
+        --to rtmps://live-api-s.facebook.com:443/rtmp/FB-123?s_bl=1\n\n  \
+        # Many publishers: any key under /live; each goes to YouTube under its own key\n  \
+        multistreamer relay --listen rtmp://0.0.0.0:1935/live --key alice --key bob \\\n      \
+        --to 'rtmp://a.rtmp.youtube.com/live2/{key}'")]
+    Relay(RelayArgs),
+}
+
+#[derive(Args, Debug)]
+struct RelayArgs {
+    /// Where publishers connect: rtmp://ADDR:PORT/APP[/KEY]. Without KEY, any key under
+    /// APP is accepted unless --key restricts it.
+    #[arg(long, value_name = "URL", default_value = "rtmp://0.0.0.0:1935/live")]
+    listen: String,
+
+    /// A destination: rtmp[s]://HOST[:PORT]/APP/KEY. Repeat for more. `{key}` is replaced
+    /// by the publisher's stream key. Keys with `?` and `&` are sent as written (quote them).
+    #[arg(long = "to", value_name = "URL")]
+    to: Vec<String>,
+
+    /// Accept only this stream key (repeatable).
+    #[arg(long = "key", value_name = "KEY")]
+    keys: Vec<String>,
+
+    /// Seconds a stream waits for its publisher to come back before destinations close.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    grace: f64,
+
+    /// Packets a destination may fall behind before its slow-destination policy applies.
+    #[arg(long, value_name = "PACKETS", default_value_t = 1024)]
+    queue: usize,
+
+    /// What to do with a destination that cannot keep up: drop-to-keyframe or disconnect.
+    #[arg(long, value_name = "POLICY", default_value = "drop-to-keyframe")]
+    slow_policy: SlowSinkPolicy,
+
+    /// Extra CA certificate (PEM) to trust for rtmps:// destinations (repeatable).
+    #[arg(long = "ca-file", value_name = "PEM")]
+    ca_files: Vec<PathBuf>,
+
+    /// Seconds between status updates (0 = no status lines).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    status_interval: f64,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("MULTISTREAMER_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    std::panic::set_hook(Box::new(|info| {
+        error!(panic = %info, "internal error (contained to one task)");
+    }));
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Relay(args) => relay(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn relay(args: RelayArgs) -> Result<(), String> {
+    let listen: RtmpUrl = args.listen.parse().map_err(|e| format!("--listen {}: {e}", args.listen))?;
+    if listen.scheme != RtmpScheme::Rtmp {
+        return Err("--listen must be an rtmp:// URL (terminate TLS in front of the relay for rtmps)".into());
+    }
+    let addr = resolve(&listen)?;
+    let mut config = RelayConfig::new(addr, &listen.app);
+    let mut keys: HashSet<String> = args.keys.iter().cloned().collect();
+    if !listen.key.is_empty() {
+        keys.insert(listen.key.clone());
+    }
+    if keys.is_empty() {
+        warn!(
+            "OPEN INGEST: any stream key under /{} is accepted; anyone who can reach {} can publish. \
+             Use --key or put the key in --listen to restrict it.",
+            listen.app, addr
+        );
+        config.keys = None;
+    } else {
+        config.keys = Some(keys.clone());
+    }
+    for (i, url) in args.to.iter().enumerate() {
+        let parsed: RtmpUrl = url.parse().map_err(|e| format!("--to {}: {e}", redact_arg(url)))?;
+        let name = format!("{}:{}/{}#{}", parsed.host, parsed.port, parsed.app, i + 1);
+        let t = DestinationTemplate::parse(&name, url).map_err(|e| e.to_string())?;
+        if !t.is_per_key() && keys.len() != 1 {
+            warn!(destination = %t.url, "this destination has no {{key}}: every accepted stream is sent to the same URL");
+        }
+        config.destinations.push(t);
+    }
+    if config.destinations.is_empty() {
+        warn!("no --to destinations: streams are accepted but go nowhere");
+    }
+    if !args.grace.is_finite() || args.grace < 0.0 {
+        return Err("--grace must be a number of seconds ≥ 0".into());
+    }
+    config.hub.grace_period = Duration::from_secs_f64(args.grace);
+    config.hub.queue_capacity = args.queue.max(2);
+    config.destination.subscribe.policy = args.slow_policy;
+    config.push.tls.extra_ca_files = args.ca_files.clone();
+    if let Err(e) = config.push.tls.connector() {
+        return Err(e.to_string());
+    }
+
+    let relay = Relay::start(config).await.map_err(|e| e.to_string())?;
+    let shown_key = if listen.key.is_empty() { "<KEY>".to_string() } else { listen.key.clone() };
+    info!("publish to rtmp://{}/{}/{}", relay.local_addr(), listen.app, shown_key);
+
+    let interval = (args.status_interval.is_finite() && args.status_interval > 0.0)
+        .then(|| Duration::from_secs_f64(args.status_interval));
+    let mut status = StatusPrinter::new();
+    let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
+    loop {
+        tokio::select! {
+            _ = shutdown_signal() => break,
+            _ = ticker.tick() => {
+                if interval.is_some() {
+                    status.print(&relay.destinations());
+                }
+            }
+        }
+    }
+    info!("signal received; shutting down");
+    relay.shutdown().await;
+    Ok(())
+}
+
+fn redact_arg(url: &str) -> String {
+    url.parse::<RtmpUrl>().map(|u| u.to_string()).unwrap_or_else(|_| "<invalid URL>".into())
+}
+
+fn resolve(url: &RtmpUrl) -> Result<SocketAddr, String> {
+    (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
+        .next()
+        .ok_or_else(|| format!("{} resolves to no address", url.host))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Prints one line per destination; on a terminal the lines are redrawn in place.
+struct StatusPrinter {
+    tty: bool,
+    lines_drawn: usize,
+    last: Vec<String>,
+}
+
+impl StatusPrinter {
+    fn new() -> StatusPrinter {
+        StatusPrinter { tty: std::io::stdout().is_terminal(), lines_drawn: 0, last: Vec::new() }
+    }
+
+    fn print(&mut self, statuses: &[DestinationStatus]) {
+        let lines: Vec<String> = statuses.iter().map(format_status).collect();
+        let mut out = std::io::stdout().lock();
+        if self.tty {
+            if self.lines_drawn > 0 {
+                let _ = write!(out, "\x1b[{}A", self.lines_drawn);
+            }
+            for l in &lines {
+                let _ = writeln!(out, "\x1b[2K{l}");
+            }
+            self.lines_drawn = lines.len();
+        } else if lines != self.last {
+            for l in &lines {
+                let _ = writeln!(out, "{l}");
+            }
+        }
+        let _ = out.flush();
+        self.last = lines;
+    }
+}
+
+fn format_status(s: &DestinationStatus) -> String {
+    let st = &s.stats;
+    let mut line = format!(
+        "[{}] {} -> {}  {:<10} {:>8.1} kbit/s  sent {:>9}  drops {}  reconnects {}",
+        s.stream,
+        s.name,
+        s.target,
+        st.state.as_str(),
+        st.bitrate_bps as f64 / 1000.0,
+        human_bytes(st.bytes_sent),
+        st.dropped,
+        st.reconnects,
+    );
+    if let (Some(err), false) = (&st.last_error, st.state == multistreamer_core::destination::DestinationState::Live) {
+        line.push_str("  last error: ");
+        line.push_str(err);
+    }
+    line
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}

@@ -1,0 +1,466 @@
+//! A destination under supervision: connect, stream, and on any error back off and
+//! reconnect, starting again on a keyframe from the hub's GOP cache.
+//!
+//! Each destination is its own task with its own hub subscription, so a failing or slow
+//! destination never touches the ingest or the other destinations. Its state, bytes,
+//! bitrate, drops and reconnects are readable at any time through [`DestinationStats`].
+
+use std::fmt;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::hub::{Hub, SubscribeOptions, SubscriberStats, Subscription, SubscriptionEnd};
+use crate::media::MediaItem;
+use crate::sink::{Connector, Sink};
+
+/// Exponential backoff with jitter, capped.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub factor: f64,
+    /// Fraction of random spread, e.g. 0.25 = ±25 %.
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(15), factor: 2.0, jitter: 0.25 }
+    }
+}
+
+impl Backoff {
+    /// The delay before retry number `attempt` (0-based), with `rand01` in `[0, 1)`.
+    pub fn delay(&self, attempt: u32, rand01: f64) -> Duration {
+        let base = self.initial.as_secs_f64() * self.factor.powi(attempt.min(62) as i32);
+        let capped = base.min(self.max.as_secs_f64());
+        let spread = 1.0 + self.jitter * (2.0 * rand01 - 1.0);
+        Duration::from_secs_f64((capped * spread).max(0.0))
+    }
+}
+
+/// Where a destination is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DestinationState {
+    Connecting,
+    Live,
+    Retrying,
+    /// Stopped for good: the stream ended, shutdown, or a configuration error.
+    Stopped,
+    /// A configuration error that retrying cannot fix.
+    Failed,
+}
+
+impl DestinationState {
+    fn code(self) -> u8 {
+        match self {
+            DestinationState::Connecting => 0,
+            DestinationState::Live => 1,
+            DestinationState::Retrying => 2,
+            DestinationState::Stopped => 3,
+            DestinationState::Failed => 4,
+        }
+    }
+
+    fn from_code(c: u8) -> DestinationState {
+        match c {
+            1 => DestinationState::Live,
+            2 => DestinationState::Retrying,
+            3 => DestinationState::Stopped,
+            4 => DestinationState::Failed,
+            _ => DestinationState::Connecting,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DestinationState::Connecting => "connecting",
+            DestinationState::Live => "live",
+            DestinationState::Retrying => "retrying",
+            DestinationState::Stopped => "stopped",
+            DestinationState::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for DestinationState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug)]
+struct RateWindow {
+    start: Instant,
+    bytes: u64,
+    last_bps: u64,
+    last_update: Instant,
+}
+
+/// Live counters of one destination.
+#[derive(Debug)]
+pub struct DestinationStats {
+    state: AtomicU8,
+    pub bytes_sent: AtomicU64,
+    pub items_sent: AtomicU64,
+    /// Successful connections after the first.
+    pub reconnects: AtomicU64,
+    pub connects: AtomicU64,
+    dropped_before: AtomicU64,
+    current: Mutex<Option<Arc<SubscriberStats>>>,
+    last_error: Mutex<Option<String>>,
+    rate: Mutex<RateWindow>,
+}
+
+impl Default for DestinationStats {
+    fn default() -> DestinationStats {
+        let now = Instant::now();
+        DestinationStats {
+            state: AtomicU8::new(DestinationState::Connecting.code()),
+            bytes_sent: AtomicU64::new(0),
+            items_sent: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            dropped_before: AtomicU64::new(0),
+            current: Mutex::new(None),
+            last_error: Mutex::new(None),
+            rate: Mutex::new(RateWindow { start: now, bytes: 0, last_bps: 0, last_update: now }),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl DestinationStats {
+    pub fn state(&self) -> DestinationState {
+        DestinationState::from_code(self.state.load(Ordering::Acquire))
+    }
+
+    fn set_state(&self, s: DestinationState) {
+        self.state.store(s.code(), Ordering::Release);
+    }
+
+    /// Packets the hub did not deliver to this destination (all connections).
+    pub fn dropped(&self) -> u64 {
+        let current = lock(&self.current).as_ref().map_or(0, |s| s.dropped.load(Ordering::Relaxed));
+        self.dropped_before.load(Ordering::Relaxed) + current
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.last_error).clone()
+    }
+
+    /// Outgoing bitrate over the last second or so, in bits per second.
+    pub fn bitrate_bps(&self) -> u64 {
+        let r = lock(&self.rate);
+        if r.last_update.elapsed() > Duration::from_secs(3) { 0 } else { r.last_bps }
+    }
+
+    fn add_bytes(&self, n: u64) {
+        self.bytes_sent.fetch_add(n, Ordering::Relaxed);
+        let mut r = lock(&self.rate);
+        let now = Instant::now();
+        r.bytes += n;
+        r.last_update = now;
+        let elapsed = now.duration_since(r.start);
+        if elapsed >= Duration::from_secs(1) {
+            r.last_bps = (r.bytes as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
+            r.bytes = 0;
+            r.start = now;
+        }
+    }
+
+    fn attach(&self, sub: &Subscription) {
+        *lock(&self.current) = Some(sub.stats().clone());
+    }
+
+    fn detach(&self) {
+        if let Some(s) = lock(&self.current).take() {
+            self.dropped_before.fetch_add(s.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// A point-in-time copy for display.
+    pub fn snapshot(&self) -> DestinationSnapshot {
+        DestinationSnapshot {
+            state: self.state(),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            bitrate_bps: self.bitrate_bps(),
+            dropped: self.dropped(),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            last_error: self.last_error(),
+        }
+    }
+}
+
+/// A copy of [`DestinationStats`] at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestinationSnapshot {
+    pub state: DestinationState,
+    pub bytes_sent: u64,
+    pub bitrate_bps: u64,
+    pub dropped: u64,
+    pub reconnects: u64,
+    pub last_error: Option<String>,
+}
+
+/// Settings of a supervised destination.
+#[derive(Clone, Debug)]
+pub struct DestinationOptions {
+    pub backoff: Backoff,
+    pub subscribe: SubscribeOptions,
+    /// A write that makes no progress for this long counts as a dead connection.
+    pub stall_timeout: Duration,
+    /// A connection that stayed up this long resets the backoff.
+    pub healthy_after: Duration,
+    /// Items taken from the queue per write at most.
+    pub max_batch: usize,
+}
+
+impl Default for DestinationOptions {
+    fn default() -> DestinationOptions {
+        DestinationOptions {
+            backoff: Backoff::default(),
+            subscribe: SubscribeOptions::default(),
+            stall_timeout: Duration::from_secs(15),
+            healthy_after: Duration::from_secs(10),
+            max_batch: 64,
+        }
+    }
+}
+
+/// A running destination task.
+#[derive(Debug)]
+pub struct DestinationHandle {
+    pub name: String,
+    pub stream: String,
+    pub stats: Arc<DestinationStats>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl DestinationHandle {
+    /// Stops the destination: finishes the current connection gracefully and waits.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Waits until the destination stops by itself (the stream ended).
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Starts a supervised destination for `stream`.
+pub fn spawn_destination(
+    hub: Hub,
+    stream: String,
+    name: String,
+    connector: Arc<dyn Connector>,
+    options: DestinationOptions,
+    cancel: CancellationToken,
+) -> DestinationHandle {
+    let stats = Arc::new(DestinationStats::default());
+    let span = info_span!("destination", name = %name, stream = %stream);
+    let sup =
+        Supervisor { hub, stream: stream.clone(), connector, options, stats: stats.clone(), cancel: cancel.clone() };
+    let task = tokio::spawn(sup.run().instrument(span));
+    DestinationHandle { name, stream, stats, cancel, task }
+}
+
+struct Supervisor {
+    hub: Hub,
+    stream: String,
+    connector: Arc<dyn Connector>,
+    options: DestinationOptions,
+    stats: Arc<DestinationStats>,
+    cancel: CancellationToken,
+}
+
+enum Exit {
+    /// The stream ended; the destination was closed gracefully.
+    StreamEnded,
+    Shutdown,
+}
+
+impl Supervisor {
+    async fn run(self) {
+        let mut attempt: u32 = 0;
+        let target = self.connector.describe();
+        loop {
+            if self.cancel.is_cancelled() || self.hub.get(&self.stream).is_none() {
+                break;
+            }
+            self.stats.set_state(DestinationState::Connecting);
+            let connected = tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                r = self.connector.connect() => r,
+            };
+            let result: Result<()> = match connected {
+                Ok(mut sink) => {
+                    let n = self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                    if n > 0 {
+                        self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let Some(sub) = self.hub.subscribe(&self.stream, self.options.subscribe) else {
+                        let _ = sink.finish().await;
+                        break;
+                    };
+                    info!(target = %target, "live");
+                    self.stats.set_state(DestinationState::Live);
+                    self.stats.attach(&sub);
+                    let since = Instant::now();
+                    let r = self.pump(sink.as_mut(), sub).await;
+                    self.stats.detach();
+                    if since.elapsed() >= self.options.healthy_after {
+                        attempt = 0;
+                    }
+                    match r {
+                        Ok(exit) => {
+                            if let Err(e) = sink.finish().await {
+                                warn!(reason = %e, "closing the destination failed");
+                            }
+                            match exit {
+                                Exit::StreamEnded => info!("stream ended; destination closed"),
+                                Exit::Shutdown => info!("destination closed (shutdown)"),
+                            }
+                            break;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                *lock(&self.stats.last_error) = Some(e.to_string());
+                if !e.is_retryable() {
+                    warn!(reason = %e, "destination failed; not retrying");
+                    self.stats.set_state(DestinationState::Failed);
+                    return;
+                }
+                let delay = self.options.backoff.delay(attempt, fastrand::f64());
+                attempt = attempt.saturating_add(1);
+                warn!(reason = %e, retry_in_ms = delay.as_millis() as u64, "destination error; will reconnect");
+                self.stats.set_state(DestinationState::Retrying);
+                tokio::select! {
+                    _ = self.cancel.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+        self.stats.set_state(DestinationState::Stopped);
+    }
+
+    async fn pump(&self, sink: &mut dyn Sink, mut sub: Subscription) -> Result<Exit> {
+        enum Event {
+            Cancel,
+            Peer(Result<()>),
+            Item(Option<MediaItem>),
+        }
+        let mut batch: Vec<MediaItem> = Vec::with_capacity(self.options.max_batch);
+        loop {
+            let ev = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => Event::Cancel,
+                r = sink.poll_peer() => Event::Peer(r),
+                item = sub.recv() => Event::Item(item),
+            };
+            match ev {
+                Event::Cancel => {
+                    // Deliver what is already queued, then close.
+                    while let Some(item) = sub.try_recv() {
+                        batch.push(item);
+                        if batch.len() == self.options.max_batch {
+                            self.write(sink, &mut batch).await?;
+                        }
+                    }
+                    self.write(sink, &mut batch).await?;
+                    return Ok(Exit::Shutdown);
+                }
+                Event::Peer(r) => r?,
+                Event::Item(None) => {
+                    return match sub.end_reason() {
+                        Some(SubscriptionEnd::TooSlow) => {
+                            Err(Error::new(ErrorKind::Timeout, "destination could not keep up (detached by policy)"))
+                        }
+                        _ => Ok(Exit::StreamEnded),
+                    };
+                }
+                Event::Item(Some(item)) => {
+                    batch.push(item);
+                    while batch.len() < self.options.max_batch {
+                        match sub.try_recv() {
+                            Some(i) => batch.push(i),
+                            None => break,
+                        }
+                    }
+                    self.write(sink, &mut batch).await?;
+                }
+            }
+        }
+    }
+
+    async fn write(&self, sink: &mut dyn Sink, batch: &mut Vec<MediaItem>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let n = match tokio::time::timeout(self.options.stall_timeout, sink.send(batch)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("write stalled for {} s", self.options.stall_timeout.as_secs()),
+                ));
+            }
+        };
+        self.stats.items_sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.stats.add_bytes(n);
+        batch.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps_with_bounded_jitter() {
+        let b = Backoff::default();
+        assert_eq!(b.delay(0, 0.5), Duration::from_millis(500));
+        assert_eq!(b.delay(1, 0.5), Duration::from_secs(1));
+        assert_eq!(b.delay(3, 0.5), Duration::from_secs(4));
+        assert_eq!(b.delay(30, 0.5), Duration::from_secs(15));
+        assert_eq!(b.delay(u32::MAX, 0.5), Duration::from_secs(15));
+        let lo = b.delay(2, 0.0);
+        let hi = b.delay(2, 0.999_999);
+        assert!(lo >= Duration::from_millis(1500) && hi <= Duration::from_millis(2500), "{lo:?} {hi:?}");
+    }
+
+    #[test]
+    fn state_codes_round_trip() {
+        for s in [
+            DestinationState::Connecting,
+            DestinationState::Live,
+            DestinationState::Retrying,
+            DestinationState::Stopped,
+            DestinationState::Failed,
+        ] {
+            assert_eq!(DestinationState::from_code(s.code()), s);
+        }
+    }
+}

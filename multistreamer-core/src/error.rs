@@ -1,0 +1,166 @@
+//! The crate's public error: module errors joined, with a small [`ErrorKind`] and
+//! predicates for callers that decide whether to retry.
+
+use std::fmt;
+use std::io;
+
+use crate::codec::CodecError;
+use crate::flv::FlvError;
+use crate::hub::HubError;
+use crate::rtmp::RtmpError;
+
+/// Broad categories callers act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The peer closed or reset the connection.
+    Disconnected,
+    /// Timed out (connect, handshake, a stalled write, an idle peer).
+    Timeout,
+    /// The peer sent something malformed or broke the protocol.
+    Protocol,
+    /// The peer refused us (connect/publish rejected, bad key).
+    Rejected,
+    /// Configuration or arguments are wrong.
+    Config,
+    /// Local I/O failed.
+    Io,
+    /// The component was shut down.
+    Shutdown,
+}
+
+/// The error type of this crate.
+#[derive(Debug, thiserror::Error)]
+pub struct Error {
+    kind: ErrorKind,
+    context: Option<String>,
+    #[source]
+    source: Source,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Source {
+    #[error(transparent)]
+    Rtmp(#[from] RtmpError),
+    #[error(transparent)]
+    Flv(#[from] FlvError),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Message(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.context {
+            Some(ctx) => write!(f, "{ctx}: {}", self.source),
+            None => write!(f, "{}", self.source),
+        }
+    }
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// A plain error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error { kind, context: None, source: Source::Message(message.into()) }
+    }
+
+    /// Adds where the error happened (peer, stream, destination).
+    pub fn context(mut self, ctx: impl Into<String>) -> Error {
+        let ctx = ctx.into();
+        self.context = Some(match self.context.take() {
+            Some(inner) => format!("{ctx}: {inner}"),
+            None => ctx,
+        });
+        self
+    }
+
+    pub fn is_disconnect(&self) -> bool {
+        self.kind == ErrorKind::Disconnected
+    }
+
+    /// Whether trying again later may succeed (network trouble, timeouts, refusals that
+    /// may be temporary).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Disconnected | ErrorKind::Timeout | ErrorKind::Io | ErrorKind::Protocol | ErrorKind::Rejected
+        )
+    }
+}
+
+fn io_kind(e: &io::Error) -> ErrorKind {
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionReset
+        | K::ConnectionAborted
+        | K::BrokenPipe
+        | K::UnexpectedEof
+        | K::ConnectionRefused
+        | K::NotConnected => ErrorKind::Disconnected,
+        K::TimedOut => ErrorKind::Timeout,
+        _ => ErrorKind::Io,
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error { kind: io_kind(&e), context: None, source: Source::Io(e) }
+    }
+}
+
+impl From<RtmpError> for Error {
+    fn from(e: RtmpError) -> Error {
+        let kind = e.kind();
+        Error { kind, context: None, source: Source::Rtmp(e) }
+    }
+}
+
+impl From<FlvError> for Error {
+    fn from(e: FlvError) -> Error {
+        Error { kind: ErrorKind::Protocol, context: None, source: Source::Flv(e) }
+    }
+}
+
+impl From<CodecError> for Error {
+    fn from(e: CodecError) -> Error {
+        Error { kind: ErrorKind::Protocol, context: None, source: Source::Codec(e) }
+    }
+}
+
+impl From<HubError> for Error {
+    fn from(e: HubError) -> Error {
+        let kind = match e {
+            HubError::AlreadyPublishing(_) => ErrorKind::Rejected,
+            HubError::Closed => ErrorKind::Shutdown,
+        };
+        Error { kind, context: None, source: Source::Hub(e) }
+    }
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_map_to_kinds_and_context_nests() {
+        let e: Error = io::Error::from(io::ErrorKind::ConnectionReset).into();
+        assert!(e.is_disconnect());
+        assert!(e.is_retryable());
+        let e = e.context("destination yt").context("stream s");
+        assert!(e.to_string().starts_with("stream s: destination yt: "));
+        let cfg = Error::new(ErrorKind::Config, "bad url");
+        assert!(!cfg.is_retryable());
+    }
+}

@@ -1,0 +1,237 @@
+//! The assembled relay: RTMP ingest → hub → one supervised destination per template for
+//! every stream that goes live.
+//!
+//! Shutdown is ordered: stop the ingest (no new publishers, current ones disconnected),
+//! end the streams (each destination delivers what it has queued, unpublishes and
+//! closes gracefully), then wait for the destinations.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::destination::{DestinationHandle, DestinationOptions, DestinationSnapshot, spawn_destination};
+use crate::error::{Error, ErrorKind, Result};
+use crate::hub::{Hub, HubEvent, HubOptions};
+use crate::rtmp::{RtmpConnector, RtmpIngest, RtmpIngestOptions, RtmpPushOptions, RtmpUrl, StaticKeys};
+
+/// A destination for every stream; `{key}` in the URL's key is replaced by the stream key.
+#[derive(Clone, Debug)]
+pub struct DestinationTemplate {
+    pub name: String,
+    pub url: RtmpUrl,
+}
+
+impl DestinationTemplate {
+    pub fn parse(name: &str, url: &str) -> Result<DestinationTemplate> {
+        let url: RtmpUrl =
+            url.parse().map_err(|e| Error::new(ErrorKind::Config, format!("destination {name:?}: {e}")))?;
+        if url.key.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("destination {name:?} has no stream key (expected rtmp://HOST/APP/KEY)"),
+            ));
+        }
+        Ok(DestinationTemplate { name: name.to_string(), url })
+    }
+
+    /// Whether the URL depends on the publisher's key.
+    pub fn is_per_key(&self) -> bool {
+        self.url.key.contains("{key}")
+    }
+}
+
+/// Everything the relay needs.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    pub listen: SocketAddr,
+    pub app: String,
+    /// Accepted stream keys; `None` accepts any key under `app`.
+    pub keys: Option<HashSet<String>>,
+    pub destinations: Vec<DestinationTemplate>,
+    pub hub: HubOptions,
+    pub ingest: RtmpIngestOptions,
+    pub push: RtmpPushOptions,
+    pub destination: DestinationOptions,
+    /// How long shutdown waits for destinations to flush.
+    pub shutdown_timeout: Duration,
+}
+
+impl RelayConfig {
+    pub fn new(listen: SocketAddr, app: &str) -> RelayConfig {
+        RelayConfig {
+            listen,
+            app: app.to_string(),
+            keys: None,
+            destinations: Vec::new(),
+            hub: HubOptions::default(),
+            ingest: RtmpIngestOptions::default(),
+            push: RtmpPushOptions::default(),
+            destination: DestinationOptions::default(),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The status of one destination of one stream.
+#[derive(Clone, Debug)]
+pub struct DestinationStatus {
+    pub stream: String,
+    pub name: String,
+    /// The URL with its key masked.
+    pub target: String,
+    pub stats: DestinationSnapshot,
+}
+
+type Active = Arc<Mutex<HashMap<String, Vec<(String, DestinationHandle)>>>>;
+
+/// A running relay.
+#[derive(Debug)]
+pub struct Relay {
+    hub: Hub,
+    local_addr: SocketAddr,
+    active: Active,
+    ingest_cancel: CancellationToken,
+    dest_cancel: CancellationToken,
+    ingest_task: JoinHandle<()>,
+    watcher: JoinHandle<()>,
+    shutdown_timeout: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Relay {
+    /// Binds the ingest and starts serving.
+    pub async fn start(config: RelayConfig) -> Result<Relay> {
+        let hub = Hub::new(config.hub.clone());
+        let auth = Arc::new(StaticKeys { app: config.app.clone(), keys: config.keys.clone() });
+        let ingest = RtmpIngest::bind(config.listen, hub.clone(), auth, config.ingest.clone()).await?;
+        let local_addr = ingest.local_addr()?;
+        let ingest_cancel = CancellationToken::new();
+        let dest_cancel = CancellationToken::new();
+        let ingest_task = tokio::spawn(ingest.run(ingest_cancel.clone()));
+        let active: Active = Arc::default();
+        let watcher = tokio::spawn(watch(hub.clone(), config.clone(), active.clone(), dest_cancel.clone()));
+        info!(addr = %local_addr, app = %config.app, destinations = config.destinations.len(), "relay listening");
+        Ok(Relay {
+            hub,
+            local_addr,
+            active,
+            ingest_cancel,
+            dest_cancel,
+            ingest_task,
+            watcher,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The address the ingest listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Every destination of every live stream.
+    pub fn destinations(&self) -> Vec<DestinationStatus> {
+        let active = lock(&self.active);
+        let mut out = Vec::new();
+        for (stream, dests) in active.iter() {
+            for (target, d) in dests {
+                out.push(DestinationStatus {
+                    stream: stream.clone(),
+                    name: d.name.clone(),
+                    target: target.clone(),
+                    stats: d.stats.snapshot(),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.stream, &a.name).cmp(&(&b.stream, &b.name)));
+        out
+    }
+
+    /// Ordered shutdown: ingest, streams, destinations.
+    pub async fn shutdown(self) {
+        info!("shutting down: stopping ingest");
+        self.ingest_cancel.cancel();
+        let _ = self.ingest_task.await;
+        info!("ending streams; destinations flush and close");
+        self.hub.close();
+        self.watcher.abort();
+        let handles: Vec<DestinationHandle> =
+            lock(&self.active).drain().flat_map(|(_, v)| v.into_iter().map(|(_, h)| h)).collect();
+        let wait_all = async {
+            for h in handles {
+                h.join().await;
+            }
+        };
+        if tokio::time::timeout(self.shutdown_timeout, wait_all).await.is_err() {
+            warn!("destinations did not finish in time; closing them");
+            self.dest_cancel.cancel();
+        }
+        info!("relay stopped");
+    }
+}
+
+async fn watch(hub: Hub, config: RelayConfig, active: Active, cancel: CancellationToken) {
+    let mut events = hub.events();
+    // streams that started before we subscribed
+    for name in hub.stream_names() {
+        start_destinations(&hub, &config, &active, &cancel, &name);
+    }
+    loop {
+        match events.recv().await {
+            Ok(HubEvent::StreamStarted(name)) => start_destinations(&hub, &config, &active, &cancel, &name),
+            Ok(HubEvent::StreamEnded(name)) => {
+                // The destinations stop by themselves once their subscription ends;
+                // forget them after they have closed.
+                let handles = lock(&active).remove(&name).unwrap_or_default();
+                tokio::spawn(async move {
+                    for (_, h) in handles {
+                        h.join().await;
+                    }
+                });
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(n)) => {
+                warn!(missed = n, "relay fell behind on stream events; resynchronising");
+                for name in hub.stream_names() {
+                    start_destinations(&hub, &config, &active, &cancel, &name);
+                }
+            }
+            Err(RecvError::Closed) => break,
+        }
+    }
+}
+
+fn start_destinations(hub: &Hub, config: &RelayConfig, active: &Active, cancel: &CancellationToken, stream: &str) {
+    let mut active = lock(active);
+    let entry = active.entry(stream.to_string()).or_default();
+    entry.retain(|(_, h)| !h.is_finished());
+    if !entry.is_empty() {
+        return;
+    }
+    for t in &config.destinations {
+        let url = t.url.with_key_template(stream);
+        let target = url.to_string();
+        let connector = Arc::new(RtmpConnector::new(url, config.push.clone()));
+        let handle = spawn_destination(
+            hub.clone(),
+            stream.to_string(),
+            t.name.clone(),
+            connector,
+            config.destination.clone(),
+            cancel.child_token(),
+        );
+        entry.push((target, handle));
+    }
+}
