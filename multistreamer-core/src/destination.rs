@@ -326,9 +326,9 @@ impl Supervisor {
                     let since = Instant::now();
                     let r = self.pump(sink.as_mut(), sub).await;
                     self.stats.detach();
-                    if since.elapsed() >= self.options.healthy_after {
-                        attempt = 0;
-                    }
+                    // Backoff counts consecutive failures: a connection that worked resets it,
+                    // to a short delay if it did not last long (a flapping destination).
+                    attempt = if since.elapsed() >= self.options.healthy_after { 0 } else { 1 };
                     match r {
                         Ok(exit) => {
                             if let Err(e) = sink.finish().await {

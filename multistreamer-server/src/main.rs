@@ -37,6 +37,7 @@ struct Args {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("MULTISTREAMER_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .init();
     let args = Args::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -222,9 +222,11 @@ impl Connection {
                 if n == 0 {
                     return Err(Error::from(RtmpError::Closed("handshake")));
                 }
-                match guarded("handshake", || hs.process_bytes(&buf[..n]))
-                    .map_err(|e| RtmpError::Handshake(e.to_string()))?
-                {
+                let step = guarded("handshake", || hs.process_bytes(&buf[..n])).map_err(|e| match e {
+                    RtmpError::Session(m) => RtmpError::Handshake(m),
+                    other => other,
+                })?;
+                match step {
                     HandshakeProcessResult::InProgress { response_bytes } => socket.write_all(&response_bytes).await?,
                     HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
                         socket.write_all(&response_bytes).await?;

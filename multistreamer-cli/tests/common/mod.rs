@@ -1,0 +1,358 @@
+//! Real peers for the integration tests: nginx-rtmp destinations, ffmpeg publishers,
+//! ffprobe/framemd5 as the oracle, and the `multistreamer` binary itself.
+#![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A scratch directory removed at drop (kept when `KEEP_TEST_DIRS` is set).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ms-test-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("KEEP_TEST_DIRS").is_none() {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Generates an H.264 High (with B-frames) + AAC 48 kHz clip with ffmpeg's lavfi sources.
+pub fn make_clip(path: &Path, seconds: u32, size: &str) {
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=30"))
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-profile:v", "high", "-bf", "2", "-g", "30", "-pix_fmt", "yuv420p"])
+        .args(["-preset", "ultrafast", "-x264-params", "bframes=2"])
+        .args(["-c:a", "aac", "-b:a", "96k", "-ac", "2"])
+        .arg(path)
+        .status()
+        .expect("ffmpeg must be installed (make deps-test)");
+    assert!(status.success(), "ffmpeg failed to generate the test clip");
+}
+
+/// Starts `ffmpeg -re` publishing `clip` to `url`.
+pub fn publish(clip: &Path, url: &str) -> Child {
+    Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-re", "-i"])
+        .arg(clip)
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg")
+}
+
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// MD5 of every packet of one stream (`v` or `a`), in order, without re-encoding.
+pub fn packet_hashes(file: &Path, stream: &str) -> Vec<String> {
+    framemd5(file, stream).into_iter().map(|(_, _, md5)| md5).collect()
+}
+
+/// (pts, flags, md5) per packet of one stream.
+pub fn framemd5(file: &Path, stream: &str) -> Vec<(i64, String, String)> {
+    let out = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-i"])
+        .arg(file)
+        .args(["-map", &format!("0:{stream}"), "-c", "copy", "-f", "framemd5", "-"])
+        .output()
+        .expect("ffmpeg");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split(',').map(str::trim).collect();
+            if cols.len() < 6 {
+                return None;
+            }
+            Some((cols[2].parse().ok()?, String::new(), cols[5].to_string()))
+        })
+        .collect()
+}
+
+/// Keyframe flags of the video packets, in order.
+pub fn video_keyframes(file: &Path) -> Vec<bool> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=flags", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.starts_with('K')).collect()
+}
+
+/// `codec_name,width,height,sample_rate` of each stream, via ffprobe.
+pub fn probe_streams(file: &Path) -> Vec<String> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name,profile,width,height,sample_rate",
+            "-of",
+            "compact=p=0:nk=0",
+        ])
+        .arg(file)
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// Whether `needle` occurs as a contiguous run inside `hay`; returns its start.
+pub fn find_run(hay: &[String], needle: &[String]) -> Option<usize> {
+    if needle.is_empty() || needle.len() > hay.len() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// An nginx with the RTMP module, acting as a destination (YouTube stand-in). It records
+/// every stream it receives to `dir/rec/`.
+pub struct Nginx {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Nginx {
+    pub fn start(dir: &Path, port: u16, app: &str) -> Nginx {
+        Self::start_with(dir, port, app, "")
+    }
+
+    /// `extra` is appended at the top level of the config (e.g. a `stream {}` block).
+    pub fn start_with(dir: &Path, port: u16, app: &str, extra: &str) -> Nginx {
+        fs::create_dir_all(dir.join("rec")).unwrap();
+        fs::create_dir_all(dir.join("logs")).unwrap();
+        let stream_module =
+            if extra.contains("stream {") { "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n" } else { "" };
+        let conf = format!(
+            "{stream_module}load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n\
+             daemon off;\nmaster_process off;\nerror_log {dir}/logs/error.log info;\npid {dir}/nginx.pid;\n\
+             events {{ worker_connections 256; }}\n\
+             rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
+               application {app} {{ live on; record all; record_path {dir}/rec; record_unique on; }} }} }}\n{extra}\n",
+            dir = dir.display()
+        );
+        let conf_path = dir.join("nginx.conf");
+        fs::write(&conf_path, conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx must be installed (make deps-test)");
+        assert!(wait_for_port(port, Duration::from_secs(10)), "nginx did not start on port {port}");
+        Nginx { port, dir: dir.to_path_buf(), child: Some(child) }
+    }
+
+    /// Kills nginx as a crash would (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The recordings, oldest first.
+    pub fn recordings(&self) -> Vec<PathBuf> {
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(self.dir.join("rec"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "flv"))
+                    .filter_map(|p| Some((fs::metadata(&p).ok()?.modified().ok()?, p)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// The recordings whose name starts with `stream` (nginx names them `STREAM-TIME.flv`).
+    pub fn recordings_of(&self, stream: &str) -> Vec<PathBuf> {
+        self.recordings()
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{stream}-")) || n == format!("{stream}.flv"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `multistreamer` binary under test.
+pub struct RelayProcess {
+    pub port: u16,
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub status: PathBuf,
+}
+
+impl RelayProcess {
+    pub fn start(dir: &Path, port: u16, args: &[String]) -> RelayProcess {
+        let log = dir.join("relay.log");
+        let status = dir.join("relay.status");
+        let child = Command::new(env!("CARGO_BIN_EXE_multistreamer"))
+            .arg("relay")
+            .args(args)
+            .env("MULTISTREAMER_LOG", "info,multistreamer_core=debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&status).unwrap())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("multistreamer binary");
+        assert!(wait_for_port(port, Duration::from_secs(15)), "relay did not listen on {port}");
+        RelayProcess { port, child: Some(child), log, status }
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        strip_ansi(&s)
+    }
+
+    pub fn status_text(&self) -> String {
+        fs::read_to_string(&self.status).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle` at least `count` times.
+    pub fn wait_for_log(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log_text().matches(needle).count() >= count {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        wait_child(&mut child, Duration::from_secs(30))
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Prints the relay's log when a test fails, so CI output shows what happened.
+pub struct DumpOnPanic {
+    log: PathBuf,
+    status: PathBuf,
+}
+
+#[allow(non_snake_case)]
+pub fn DumpOnPanic(relay: &RelayProcess) -> DumpOnPanic {
+    DumpOnPanic { log: relay.log.clone(), status: relay.status.clone() }
+}
+
+impl Drop for DumpOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = strip_ansi(&fs::read_to_string(&self.log).unwrap_or_default());
+            let status = fs::read_to_string(&self.status).unwrap_or_default();
+            let tail: String =
+                status.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            eprintln!("---- relay log ----\n{log}\n---- relay status (last lines) ----\n{tail}");
+        }
+    }
+}
