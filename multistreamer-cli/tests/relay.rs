@@ -297,3 +297,130 @@ fn sigterm_shuts_down_in_order_and_flushes_destinations() {
     assert!(got.len() >= 60, "only {} packets reached the destination", got.len());
     assert_eq!(&src[..got.len()], &got[..], "the destination got a clean prefix of the stream");
 }
+
+/// Makes a CA and a `localhost` server certificate signed by it.
+fn make_tls_certs(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let st = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(st.success(), "openssl {args:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Multistreamer Test CA",
+    ]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=localhost"]);
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+}
+
+#[test]
+fn rtmps_destination_with_a_custom_ca() {
+    let tmp = TempDir::new("rtmps");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 4, "640x360");
+    make_tls_certs(tmp.path());
+    let rtmp_port = free_port();
+    let tls_port = free_port();
+    // nginx terminates TLS (stream module) in front of its own RTMP server, as RTMPS ingests do
+    let extra = format!(
+        "stream {{ server {{ listen 127.0.0.1:{tls_port} ssl; ssl_certificate {dir}/leaf.pem; \
+         ssl_certificate_key {dir}/leaf.key; proxy_pass 127.0.0.1:{rtmp_port}; }} }}",
+        dir = tmp.path().display()
+    );
+    let n = Nginx::start_with(&tmp.join("nginx"), rtmp_port, "rtmp", &extra);
+    assert!(wait_for_port(tls_port, Duration::from_secs(5)));
+    let port = free_port();
+    let relay = RelayProcess::start(
+        tmp.path(),
+        port,
+        &args(&[
+            "--listen",
+            &format!("rtmp://127.0.0.1:{port}/live/k"),
+            "--to",
+            &format!("rtmps://localhost:{tls_port}/rtmp/FB-1?s_bl=1&a=x"),
+            "--ca-file",
+            tmp.join("ca.pem").to_str().unwrap(),
+            "--grace",
+            "0",
+        ]),
+    );
+    let _dump = DumpOnPanic(&relay);
+    let mut ff = publish(&clip, &format!("rtmp://127.0.0.1:{port}/live/k"));
+    assert!(wait_child(&mut ff, Duration::from_secs(60)).is_some_and(|s| s.success()));
+    assert!(relay.wait_for_log("stream ended; destination closed", 1, Duration::from_secs(20)));
+    let rec = &n.recordings_of("FB-1")[0];
+    assert_eq!(packet_hashes(rec, "v"), packet_hashes(&clip, "v"));
+    assert_eq!(packet_hashes(rec, "a"), packet_hashes(&clip, "a"));
+}
+
+#[test]
+fn rtmps_destination_with_an_untrusted_certificate_keeps_retrying_with_a_clear_error() {
+    let tmp = TempDir::new("rtmps-bad");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 3, "320x240");
+    make_tls_certs(tmp.path());
+    let rtmp_port = free_port();
+    let tls_port = free_port();
+    let extra = format!(
+        "stream {{ server {{ listen 127.0.0.1:{tls_port} ssl; ssl_certificate {dir}/leaf.pem; \
+         ssl_certificate_key {dir}/leaf.key; proxy_pass 127.0.0.1:{rtmp_port}; }} }}",
+        dir = tmp.path().display()
+    );
+    let n = Nginx::start_with(&tmp.join("nginx"), rtmp_port, "rtmp", &extra);
+    let port = free_port();
+    let relay = RelayProcess::start(
+        tmp.path(),
+        port,
+        &args(&[
+            "--listen",
+            &format!("rtmp://127.0.0.1:{port}/live/k"),
+            "--to",
+            &format!("rtmps://localhost:{tls_port}/rtmp/key"),
+            "--grace",
+            "0",
+        ]),
+    );
+    let _dump = DumpOnPanic(&relay);
+    let mut ff = publish(&clip, &format!("rtmp://127.0.0.1:{port}/live/k"));
+    assert!(wait_child(&mut ff, Duration::from_secs(60)).is_some_and(|s| s.success()));
+    assert!(relay.wait_for_log("UnknownIssuer", 1, Duration::from_secs(10)), "the TLS failure is reported");
+    assert!(relay.status_text().contains("retrying"));
+    assert!(n.recordings().is_empty(), "nothing was delivered over an untrusted connection");
+}
