@@ -194,6 +194,52 @@ impl RtmpIngest {
     }
 }
 
+/// The sans-IO inbound side of one ingest connection after the handshake: every byte
+/// passes the [`ChunkGuard`] before `rml_rtmp`'s `ServerSession`, and every call into the
+/// session is panic-guarded.
+pub struct ServerProtocol {
+    session: ServerSession,
+    guard: ChunkGuard,
+}
+
+impl std::fmt::Debug for ServerProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerProtocol").field("guard", &self.guard).finish_non_exhaustive()
+    }
+}
+
+impl ServerProtocol {
+    /// A new session and the messages it sends first (chunk size, window, bandwidth).
+    pub fn new(limits: GuardLimits) -> Result<(ServerProtocol, Vec<ServerSessionResult>), RtmpError> {
+        let mut config = ServerSessionConfig::new();
+        config.chunk_size = 4096;
+        let (session, initial) = guarded("session", || ServerSession::new(config))?;
+        Ok((ServerProtocol { session, guard: ChunkGuard::new(limits) }, initial))
+    }
+
+    /// Validates and processes bytes from the peer.
+    pub fn handle_input(&mut self, bytes: &[u8]) -> Result<Vec<ServerSessionResult>, RtmpError> {
+        self.guard.feed(bytes)?;
+        let session = &mut self.session;
+        guarded("input", || session.handle_input(bytes))
+    }
+
+    pub fn accept(&mut self, request_id: u32) -> Result<Vec<ServerSessionResult>, RtmpError> {
+        let session = &mut self.session;
+        guarded("accept", || session.accept_request(request_id))
+    }
+
+    pub fn reject(
+        &mut self,
+        request_id: u32,
+        code: &str,
+        description: &str,
+    ) -> Result<Vec<ServerSessionResult>, RtmpError> {
+        let session = &mut self.session;
+        guarded("reject", || session.reject_request(request_id, code, description))
+    }
+}
+
 struct Connection {
     peer: SocketAddr,
     hub: Hub,
@@ -243,19 +289,14 @@ impl Connection {
             },
         };
 
-        let mut config = ServerSessionConfig::new();
-        config.chunk_size = 4096;
-        let (mut session, initial) = guarded("session", || ServerSession::new(config))?;
+        let (mut session, initial) = ServerProtocol::new(self.options.guard_limits)?;
         let mut out = Vec::new();
         let mut state: Option<Publishing> = None;
-        let mut guard = ChunkGuard::new(self.options.guard_limits);
         let mut input: Vec<u8> = remaining;
         let mut pending_results: Vec<ServerSessionResult> = initial;
         loop {
             if !input.is_empty() {
-                guard.feed(&input).map_err(RtmpError::from)?;
-                let session_ref = &mut session;
-                let results = guarded("input", || session_ref.handle_input(&input))?;
+                let results = session.handle_input(&input)?;
                 input.clear();
                 pending_results.extend(results);
             }
@@ -309,7 +350,7 @@ impl Connection {
     async fn on_event(
         &self,
         ev: ServerSessionEvent,
-        session: &mut ServerSession,
+        session: &mut ServerProtocol,
         state: &mut Option<Publishing>,
         out: &mut Vec<u8>,
     ) -> Result<Vec<ServerSessionResult>> {
@@ -317,9 +358,7 @@ impl Connection {
             ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
                 if !self.auth.accepts_app(&app_name) {
                     warn!(app = %app_name, "connect refused: unknown application");
-                    let rejected = guarded("reject", || {
-                        session.reject_request(request_id, "NetConnection.Connect.Rejected", "unknown application")
-                    });
+                    let rejected = session.reject(request_id, "NetConnection.Connect.Rejected", "unknown application");
                     append_outbound(rejected.unwrap_or_default(), out);
                     return Err(Error::new(
                         ErrorKind::Rejected,
@@ -327,7 +366,7 @@ impl Connection {
                     ));
                 }
                 debug!(app = %app_name, "connect accepted");
-                guarded("accept", || session.accept_request(request_id)).map_err(Into::into)
+                session.accept(request_id).map_err(Into::into)
             }
             ServerSessionEvent::PublishStreamRequested { request_id, app_name, stream_key, .. } => {
                 if state.is_some() {
@@ -356,7 +395,7 @@ impl Connection {
                     audio_time: RtmpTimeUnwrapper::new(),
                     waiting_for_video_config: 0,
                 });
-                guarded("accept", || session.accept_request(request_id)).map_err(Into::into)
+                session.accept(request_id).map_err(Into::into)
             }
             ServerSessionEvent::PublishStreamFinished { .. } => {
                 if let Some(p) = state.take() {
@@ -392,9 +431,7 @@ impl Connection {
             }
             ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
                 warn!("play request refused: this endpoint only accepts publishers");
-                let rejected = guarded("reject", || {
-                    session.reject_request(request_id, "NetStream.Play.Failed", "playback is not offered here")
-                });
+                let rejected = session.reject(request_id, "NetStream.Play.Failed", "playback is not offered here");
                 append_outbound(rejected.unwrap_or_default(), out);
                 Err(Error::new(ErrorKind::Rejected, "playback requested"))
             }
@@ -422,12 +459,12 @@ fn append_outbound(results: Vec<ServerSessionResult>, out: &mut Vec<u8>) {
 /// Queues an RTMP error status for the request and returns the error that closes the
 /// connection.
 fn refuse(
-    session: &mut ServerSession,
+    session: &mut ServerProtocol,
     request_id: u32,
     reason: &str,
     out: &mut Vec<u8>,
 ) -> Result<Vec<ServerSessionResult>> {
-    let results = guarded("reject", || session.reject_request(request_id, "NetStream.Publish.BadName", reason))?;
+    let results = session.reject(request_id, "NetStream.Publish.BadName", reason)?;
     append_outbound(results, out);
     Err(Error::new(ErrorKind::Rejected, format!("publish refused: {reason}")))
 }
@@ -532,4 +569,146 @@ fn set_track(p: &mut Publishing, id: TrackId, codec: Codec) {
     info!(stream = %p.publisher.stream().name(), track = %id, codec = %codec.name(), "track configured");
     p.info.set_track(Track { id, codec, timebase: Timebase::MILLIS });
     p.publisher.set_info(Arc::new(p.info.clone()));
+}
+
+/// Runs arbitrary bytes through the ingest path exactly as a connection would (handshake,
+/// chunk guard, session, AMF, FLV/AVC/AAC parsing, hub publishing), accepting every
+/// connect and publish. Never panics on any input; for fuzzing.
+///
+/// The first byte chooses whether the handshake is skipped and how input is split.
+#[doc(hidden)]
+pub fn fuzz_ingest(data: &[u8]) {
+    let Some((&mode, mut data)) = data.split_first() else {
+        return;
+    };
+    let piece = usize::from(mode >> 1).max(1) * 16;
+    if mode & 1 == 0 {
+        let mut hs = Handshake::new(PeerType::Server);
+        loop {
+            let take = piece.min(data.len());
+            if take == 0 {
+                return;
+            }
+            let (now, rest) = data.split_at(take);
+            data = rest;
+            match guarded("handshake", || hs.process_bytes(now)) {
+                Ok(HandshakeProcessResult::InProgress { .. }) => {}
+                Ok(HandshakeProcessResult::Completed { remaining_bytes, .. }) => {
+                    if !remaining_bytes.is_empty() {
+                        // fed below together with the rest
+                        let mut v = remaining_bytes;
+                        v.extend_from_slice(data);
+                        fuzz_session(&v, piece);
+                        return;
+                    }
+                    break;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+    fuzz_session(data, piece);
+}
+
+fn fuzz_session(mut data: &[u8], piece: usize) {
+    let hub = Hub::new(crate::hub::HubOptions { grace_period: Duration::ZERO, ..Default::default() });
+    let Ok((mut protocol, _)) = ServerProtocol::new(GuardLimits::default()) else {
+        return;
+    };
+    let mut state: Option<Publishing> = None;
+    while !data.is_empty() {
+        let take = piece.min(data.len());
+        let (now, rest) = data.split_at(take);
+        data = rest;
+        let Ok(results) = protocol.handle_input(now) else {
+            return;
+        };
+        for r in results {
+            let ServerSessionResult::RaisedEvent(ev) = r else { continue };
+            let outcome: Result<(), ()> = match ev {
+                ServerSessionEvent::ConnectionRequested { request_id, .. } => {
+                    protocol.accept(request_id).map(drop).map_err(drop)
+                }
+                ServerSessionEvent::PublishStreamRequested { request_id, stream_key, .. } => {
+                    match (state.is_some(), hub.publish(&stream_key)) {
+                        (false, Ok(publisher)) => {
+                            state = Some(Publishing {
+                                publisher,
+                                info: MediaInfo::default(),
+                                video_time: RtmpTimeUnwrapper::new(),
+                                audio_time: RtmpTimeUnwrapper::new(),
+                                waiting_for_video_config: 0,
+                            });
+                            protocol.accept(request_id).map(drop).map_err(drop)
+                        }
+                        _ => Err(()),
+                    }
+                }
+                ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
+                    state.as_mut().map_or(Ok(()), |p| on_video(p, &data, timestamp.value).map_err(drop))
+                }
+                ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
+                    state.as_mut().map_or(Ok(()), |p| on_audio(p, &data, timestamp.value).map_err(drop))
+                }
+                ServerSessionEvent::PublishStreamFinished { .. } => {
+                    state = None;
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            if outcome.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::fuzz_ingest;
+
+    fn type0(csid: u8, len: u32, type_id: u8) -> Vec<u8> {
+        let mut v = vec![csid, 0, 0, 0];
+        v.extend_from_slice(&len.to_be_bytes()[1..]);
+        v.push(type_id);
+        v.extend_from_slice(&0u32.to_le_bytes());
+        v
+    }
+
+    #[test]
+    fn amf0_command_with_too_few_values_does_not_panic() {
+        // rml_rtmp indexes the first three values of a command unconditionally
+        let payload = [0x02, 0x00, 0x07, b'c', b'o', b'n', b'n', b'e', b'c', b't'];
+        let mut input = vec![1u8];
+        input.extend(type0(3, payload.len() as u32, 20));
+        input.extend_from_slice(&payload);
+        fuzz_ingest(&input);
+    }
+
+    #[test]
+    fn chunk_size_zero_does_not_hang() {
+        let mut input = vec![1u8];
+        input.extend(type0(2, 4, 1));
+        input.extend_from_slice(&0u32.to_be_bytes());
+        input.extend(type0(3, 10, 20));
+        input.extend_from_slice(&[0u8; 10]);
+        fuzz_ingest(&input);
+    }
+
+    #[test]
+    fn arbitrary_bytes_with_and_without_handshake() {
+        let mut x: u32 = 0x9E37_79B9;
+        for len in [0usize, 1, 2, 100, 1537, 3073, 5000, 20_000] {
+            for mode in [0u8, 1, 6, 255] {
+                let mut input = vec![mode];
+                for _ in 0..len {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    input.push(x as u8);
+                }
+                fuzz_ingest(&input);
+            }
+        }
+    }
 }

@@ -1,0 +1,529 @@
+//! `bench-relay`: Multistreamer's relay against nginx-rtmp's `push`, side by side.
+//!
+//! For N = 1, 10, 30 publishers, each relayed to 3 RTMP destinations, it measures for the
+//! relay process: CPU-seconds per stream-minute (from /proc/PID/stat over a fixed window),
+//! peak RSS (VmHWM), and end-to-end latency of video messages. It also measures the direct
+//! path (publisher straight to the destination server) so the *added* latency of each
+//! relay is reported as its percentile minus the direct path's.
+//!
+//! Method: the publishers and the destination server live in this process, so one clock
+//! stamps a video message just before it is written to the relay and again when the
+//! destination has parsed it; messages are matched by stream key and RTMP timestamp. The
+//! clip is real H.264 + AAC (~6 Mbit/s, 1080p30, made with ffmpeg), sent in real time.
+//!
+//! Run with `make bench-relay` (or `cargo run --release -p multistreamer-benches --bin
+//! bench-relay -- --counts 1,10,30 --seconds 20`).
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)] // a benchmark reports on stdout
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use multistreamer_core::flv::{self, AudioTag, VideoTag};
+use multistreamer_core::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
+use multistreamer_core::rtmp::chunk_guard::GuardLimits;
+use multistreamer_core::rtmp::ingest::ServerProtocol;
+use multistreamer_core::rtmp::{RtmpPushOptions, RtmpSink, RtmpUrl};
+use multistreamer_core::sink::Sink;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{ServerSessionEvent, ServerSessionResult};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+struct Clip {
+    info: Arc<MediaInfo>,
+    packets: Vec<Packet>,
+    duration_ms: i64,
+}
+
+type SentMap = Arc<Mutex<HashMap<(String, i64), Instant>>>;
+
+#[derive(Default)]
+struct Samples {
+    /// Latency samples in microseconds (video messages, all destinations).
+    lat_us: Vec<u64>,
+    /// Only count messages sent after this instant.
+    from: Option<Instant>,
+    to: Option<Instant>,
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_port(port: u16) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port}");
+}
+
+fn make_clip(dir: &Path) -> PathBuf {
+    let mp4 = dir.join("clip.flv");
+    if mp4.exists() {
+        return mp4;
+    }
+    let st = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "10"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-b:v", "6M", "-maxrate", "6M", "-bufsize", "12M"])
+        .args(["-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-f", "flv"])
+        .arg(&mp4)
+        .status()
+        .expect("ffmpeg");
+    assert!(st.success());
+    mp4
+}
+
+/// Reads an FLV file into the media model (the same parsers the ingest uses).
+fn load_clip(path: &Path) -> Clip {
+    let data = fs::read(path).unwrap();
+    let mut pos = 9 + 4;
+    let mut info = MediaInfo::default();
+    let mut packets = Vec::new();
+    let mut last = 0;
+    while pos + 11 <= data.len() {
+        let ty = data[pos];
+        let size = u32::from_be_bytes([0, data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
+        let ts = i64::from(u32::from_be_bytes([data[pos + 7], data[pos + 4], data[pos + 5], data[pos + 6]]));
+        let body = Bytes::copy_from_slice(&data[pos + 11..pos + 11 + size]);
+        pos += 11 + size + 4;
+        let dts = Timestamp::from_millis(ts);
+        last = last.max(ts);
+        match ty {
+            9 => match flv::parse_video(&body).unwrap() {
+                VideoTag::AvcSequenceHeader(c) => {
+                    info.set_track(Track { id: TrackId(0), codec: Codec::H264(c), timebase: Timebase::MILLIS })
+                }
+                VideoTag::AvcNalus { keyframe, cts_ms, payload } => packets.push(Packet {
+                    track: TrackId(0),
+                    kind: TrackKind::Video,
+                    dts,
+                    pts: dts.add_ticks(i64::from(cts_ms)),
+                    keyframe,
+                    payload,
+                }),
+                _ => {}
+            },
+            8 => match flv::parse_audio(&body).unwrap() {
+                AudioTag::AacSequenceHeader(a) => {
+                    info.set_track(Track { id: TrackId(1), codec: Codec::Aac(a), timebase: Timebase::MILLIS })
+                }
+                AudioTag::AacRaw(payload) => packets.push(Packet {
+                    track: TrackId(1),
+                    kind: TrackKind::Audio,
+                    dts,
+                    pts: dts,
+                    keyframe: true,
+                    payload,
+                }),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    Clip { info: Arc::new(info), packets, duration_ms: last + 33 }
+}
+
+/// Publishes the clip in real time, looping, until `until`.
+async fn publisher(url: RtmpUrl, key: String, clip: Arc<Clip>, until: Instant, sent: SentMap) {
+    let mut sink = match RtmpSink::connect(&url, &RtmpPushOptions::default()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("publisher {key}: {e}");
+            return;
+        }
+    };
+    if sink.send(&[MediaItem::Info(clip.info.clone())]).await.is_err() {
+        return;
+    }
+    let start = tokio::time::Instant::now();
+    let mut round = 0i64;
+    'outer: loop {
+        for p in &clip.packets {
+            let offset = round * clip.duration_ms;
+            let at = start + Duration::from_millis((offset + p.dts.as_millis()) as u64);
+            tokio::time::sleep_until(at).await;
+            if Instant::now() >= until {
+                break 'outer;
+            }
+            let mut p = p.clone();
+            p.dts = p.dts.add_ticks(offset);
+            p.pts = p.pts.add_ticks(offset);
+            if p.kind == TrackKind::Video {
+                sent.lock().unwrap().insert((key.clone(), p.dts.as_millis()), Instant::now());
+            }
+            if sink.send(&[MediaItem::Packet(p)]).await.is_err() {
+                eprintln!("publisher {key}: write failed");
+                return;
+            }
+        }
+        round += 1;
+    }
+    let _ = sink.finish().await;
+}
+
+/// The destination server: accepts any publish and stamps each video message on arrival.
+async fn destination_server(listener: TcpListener, sent: SentMap, samples: Arc<Mutex<Samples>>) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else { return };
+        let sent = sent.clone();
+        let samples = samples.clone();
+        tokio::spawn(async move {
+            let _ = sock.set_nodelay(true);
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut hs = Handshake::new(PeerType::Server);
+            let remaining = loop {
+                let Ok(n) = sock.read(&mut buf).await else { return };
+                if n == 0 {
+                    return;
+                }
+                match hs.process_bytes(&buf[..n]) {
+                    Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
+                        if sock.write_all(&response_bytes).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(HandshakeProcessResult::Completed { response_bytes, remaining_bytes }) => {
+                        if sock.write_all(&response_bytes).await.is_err() {
+                            return;
+                        }
+                        break remaining_bytes;
+                    }
+                    Err(_) => return,
+                }
+            };
+            let Ok((mut proto, initial)) = ServerProtocol::new(GuardLimits::default()) else { return };
+            let mut out = Vec::new();
+            let mut key = String::new();
+            let mut pending = initial;
+            let mut input = remaining;
+            loop {
+                if !input.is_empty() {
+                    match proto.handle_input(&input) {
+                        Ok(r) => pending.extend(r),
+                        Err(_) => return,
+                    }
+                    input.clear();
+                }
+                let now = Instant::now();
+                for r in std::mem::take(&mut pending) {
+                    match r {
+                        ServerSessionResult::OutboundResponse(p) => out.extend_from_slice(&p.bytes),
+                        ServerSessionResult::RaisedEvent(ev) => match ev {
+                            ServerSessionEvent::ConnectionRequested { request_id, .. } => {
+                                if let Ok(rs) = proto.accept(request_id) {
+                                    pending_out(rs, &mut out);
+                                }
+                            }
+                            ServerSessionEvent::PublishStreamRequested { request_id, stream_key, .. } => {
+                                key = stream_key;
+                                if let Ok(rs) = proto.accept(request_id) {
+                                    pending_out(rs, &mut out);
+                                }
+                            }
+                            ServerSessionEvent::VideoDataReceived { data, timestamp, .. }
+                                if data.len() > 1 && data[1] == 1 =>
+                            {
+                                let sent_at =
+                                    sent.lock().unwrap().get(&(key.clone(), i64::from(timestamp.value))).copied();
+                                if let Some(t0) = sent_at {
+                                    let mut s = samples.lock().unwrap();
+                                    let in_window = s.from.is_some_and(|f| t0 >= f) && s.to.is_none_or(|t| t0 < t);
+                                    if in_window {
+                                        s.lat_us.push(now.duration_since(t0).as_micros() as u64);
+                                    }
+                                }
+                            }
+                            _ => {}
+                        },
+                        ServerSessionResult::UnhandleableMessageReceived(_) => {}
+                    }
+                }
+                if !out.is_empty() {
+                    if sock.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                }
+                match sock.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => input.extend_from_slice(&buf[..n]),
+                }
+            }
+        });
+    }
+}
+
+fn pending_out(results: Vec<ServerSessionResult>, out: &mut Vec<u8>) {
+    for r in results {
+        if let ServerSessionResult::OutboundResponse(p) = r {
+            out.extend_from_slice(&p.bytes);
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum System {
+    Direct,
+    Nginx,
+    Multistreamer,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Direct => "direct (no relay)",
+            System::Nginx => "nginx-rtmp push",
+            System::Multistreamer => "multistreamer",
+        }
+    }
+}
+
+struct Running {
+    child: Option<Child>,
+    port: u16,
+}
+
+fn start_system(sys: System, dir: &Path, sink_port: u16, relay_bin: &Path) -> Running {
+    let port = free_port();
+    let child = match sys {
+        System::Direct => None,
+        System::Nginx => {
+            let d = dir.join("nginx");
+            fs::create_dir_all(d.join("logs")).unwrap();
+            let conf = format!(
+                "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\ndaemon off;\nmaster_process off;\n\
+                 error_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\nevents {{ worker_connections 1024; }}\n\
+                 rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n  application live {{ live on;\n\
+                 push rtmp://127.0.0.1:{sink_port}/sink1; push rtmp://127.0.0.1:{sink_port}/sink2; \
+                 push rtmp://127.0.0.1:{sink_port}/sink3; }} }} }}\n",
+                d = d.display()
+            );
+            fs::write(d.join("nginx.conf"), conf).unwrap();
+            Some(
+                Command::new("nginx")
+                    .arg("-p")
+                    .arg(&d)
+                    .arg("-c")
+                    .arg(d.join("nginx.conf"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("nginx"),
+            )
+        }
+        System::Multistreamer => {
+            let mut cmd = Command::new(relay_bin);
+            cmd.arg("relay").arg("--listen").arg(format!("rtmp://127.0.0.1:{port}/live"));
+            for i in 1..=3 {
+                cmd.arg("--to").arg(format!("rtmp://127.0.0.1:{sink_port}/sink{i}/{{key}}"));
+            }
+            cmd.args(["--status-interval", "0", "--grace", "0"])
+                .env("MULTISTREAMER_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(dir.join("multistreamer.log")).unwrap());
+            Some(cmd.spawn().expect("multistreamer binary (build it with --release first)"))
+        }
+    };
+    if child.is_some() {
+        wait_port(port);
+    }
+    Running { child, port: if sys == System::Direct { sink_port } else { port } }
+}
+
+fn proc_cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // after the command name: state is field 3, utime 14, stime 15 (1-based) -> 11, 12 here
+    let ut: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let st: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ut + st
+}
+
+fn proc_hwm_kb(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+struct Result1 {
+    cpu_per_stream_min: f64,
+    rss_mb: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    samples: usize,
+    expected: usize,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx] as f64 / 1000.0
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_case(
+    rt: &tokio::runtime::Runtime,
+    sys: System,
+    n: usize,
+    clip: &Arc<Clip>,
+    dir: &Path,
+    relay_bin: &Path,
+    warm: Duration,
+    window: Duration,
+) -> Result1 {
+    let sent: SentMap = Arc::default();
+    let samples: Arc<Mutex<Samples>> = Arc::default();
+    let sink_listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let sink_port = sink_listener.local_addr().unwrap().port();
+    let server = rt.spawn(destination_server(sink_listener, sent.clone(), samples.clone()));
+    let mut running = start_system(sys, dir, sink_port, relay_bin);
+    let until = Instant::now() + warm + window + Duration::from_secs(1);
+    let mut pubs = Vec::new();
+    for i in 0..n {
+        // direct: publish straight to each of the 3 destination apps, like a relay would
+        let targets: Vec<String> = match sys {
+            System::Direct => (1..=3).map(|j| format!("rtmp://127.0.0.1:{}/sink{j}/s{i}", running.port)).collect(),
+            _ => vec![format!("rtmp://127.0.0.1:{}/live/s{i}", running.port)],
+        };
+        for t in targets {
+            let url: RtmpUrl = t.parse().unwrap();
+            pubs.push(rt.spawn(publisher(url, format!("s{i}"), clip.clone(), until, sent.clone())));
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    std::thread::sleep(warm);
+    let pid = running.child.as_ref().map(|c| c.id());
+    let cpu0 = pid.map_or(0, proc_cpu_ticks);
+    samples.lock().unwrap().from = Some(Instant::now());
+    std::thread::sleep(window);
+    samples.lock().unwrap().to = Some(Instant::now());
+    let cpu1 = pid.map_or(0, proc_cpu_ticks);
+    let hwm = pid.map_or(0, proc_hwm_kb);
+    // let the last messages of the window arrive
+    std::thread::sleep(Duration::from_millis(1500));
+    for p in pubs {
+        let _ = rt.block_on(p);
+    }
+    if let Some(mut c) = running.child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    server.abort();
+    let mut lat = std::mem::take(&mut samples.lock().unwrap().lat_us);
+    lat.sort_unstable();
+    let cpu_s = (cpu1.saturating_sub(cpu0)) as f64 / clk_tck();
+    let stream_minutes = n as f64 * window.as_secs_f64() / 60.0;
+    Result1 {
+        cpu_per_stream_min: cpu_s / stream_minutes,
+        rss_mb: hwm as f64 / 1024.0,
+        p50_ms: percentile(&lat, 0.50),
+        p99_ms: percentile(&lat, 0.99),
+        samples: lat.len(),
+        expected: n * 3 * (window.as_secs_f64() * 30.0) as usize,
+    }
+}
+
+fn main() {
+    let mut counts = vec![1usize, 10, 30];
+    let mut seconds = 20u64;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--counts" => counts = args.next().unwrap_or_default().split(',').filter_map(|v| v.parse().ok()).collect(),
+            "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).unwrap_or(20),
+            other => {
+                eprintln!("unknown argument {other}; usage: bench-relay [--counts 1,10,30] [--seconds 20]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let exe = std::env::current_exe().unwrap();
+    let relay_bin = exe.with_file_name("multistreamer");
+    let dir = std::env::temp_dir().join("multistreamer-bench");
+    fs::create_dir_all(&dir).unwrap();
+    let clip = Arc::new(load_clip(&make_clip(&dir)));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let warm = Duration::from_secs(5);
+    let window = Duration::from_secs(seconds);
+    let bitrate: usize = clip.packets.iter().map(|p| p.payload.len()).sum::<usize>() * 8 / clip.duration_ms as usize;
+    println!(
+        "bench-relay: {} cores, clip {} kbit/s 1080p30 H.264+AAC, each stream -> 3 destinations, {}s window after {}s warm-up",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        bitrate,
+        seconds,
+        warm.as_secs()
+    );
+    println!();
+    println!(
+        "| publishers | system | CPU-s / stream-min | peak RSS (MB) | e2e p50 (ms) | e2e p99 (ms) | added p50 (ms) | added p99 (ms) | samples |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut ratios = Vec::new();
+    for &n in &counts {
+        let direct = run_case(&rt, System::Direct, n, &clip, &dir, &relay_bin, warm, window);
+        let nginx = run_case(&rt, System::Nginx, n, &clip, &dir, &relay_bin, warm, window);
+        let ms = run_case(&rt, System::Multistreamer, n, &clip, &dir, &relay_bin, warm, window);
+        for (sys, r) in [(System::Direct, &direct), (System::Nginx, &nginx), (System::Multistreamer, &ms)] {
+            let (cpu, rss) = if sys == System::Direct {
+                ("-".to_string(), "-".to_string())
+            } else {
+                (format!("{:.3}", r.cpu_per_stream_min), format!("{:.1}", r.rss_mb))
+            };
+            let (a50, a99) = if sys == System::Direct {
+                ("-".to_string(), "-".to_string())
+            } else {
+                (format!("{:.2}", r.p50_ms - direct.p50_ms), format!("{:.2}", r.p99_ms - direct.p99_ms))
+            };
+            println!(
+                "| {n} | {} | {cpu} | {rss} | {:.2} | {:.2} | {a50} | {a99} | {}/{} |",
+                sys.name(),
+                r.p50_ms,
+                r.p99_ms,
+                r.samples,
+                r.expected
+            );
+        }
+        ratios.push((
+            n,
+            ms.cpu_per_stream_min / nginx.cpu_per_stream_min,
+            ms.rss_mb,
+            nginx.rss_mb,
+            ms.p99_ms - direct.p99_ms,
+            nginx.p99_ms - direct.p99_ms,
+        ));
+    }
+    println!();
+    println!(
+        "| publishers | CPU ratio (multistreamer / nginx-rtmp) | RSS multistreamer / nginx (MB) | added p99 multistreamer / nginx (ms) |"
+    );
+    println!("|---:|---:|---:|---:|");
+    for (n, cpu, rss_ms, rss_ng, p99_ms, p99_ng) in ratios {
+        println!("| {n} | {cpu:.2}× | {rss_ms:.1} / {rss_ng:.1} | {p99_ms:.2} / {p99_ng:.2} |");
+    }
+}
