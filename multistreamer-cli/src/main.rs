@@ -79,6 +79,11 @@ struct RelayArgs {
     #[arg(long = "ca-file", value_name = "PEM")]
     ca_files: Vec<PathBuf>,
 
+    /// Worker threads. 1 (the default) runs everything on one event loop, which costs the
+    /// least CPU per stream; 0 uses one thread per core for many streams or TLS-heavy loads.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    threads: usize,
+
     /// Seconds between status updates (0 = no status lines).
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     status_interval: f64,
@@ -94,7 +99,19 @@ fn main() -> ExitCode {
         error!(panic = %info, "internal error (contained to one task)");
     }));
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let threads = match &cli.command {
+        Command::Relay(args) => args.threads,
+    };
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if threads > 1 {
+            b.worker_threads(threads);
+        }
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -6,8 +6,10 @@
 //! bitrate, drops and reconnects are readable at any time through [`DestinationStats`].
 
 use std::fmt;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
@@ -96,12 +98,12 @@ impl fmt::Display for DestinationState {
     }
 }
 
+/// The reader's last sample, for computing the bitrate on read (writers only add).
 #[derive(Debug)]
 struct RateWindow {
-    start: Instant,
+    at: Instant,
     bytes: u64,
-    last_bps: u64,
-    last_update: Instant,
+    bps: u64,
 }
 
 /// Live counters of one destination.
@@ -131,7 +133,7 @@ impl Default for DestinationStats {
             dropped_before: AtomicU64::new(0),
             current: Mutex::new(None),
             last_error: Mutex::new(None),
-            rate: Mutex::new(RateWindow { start: now, bytes: 0, last_bps: 0, last_update: now }),
+            rate: Mutex::new(RateWindow { at: now, bytes: 0, bps: 0 }),
         }
     }
 }
@@ -159,24 +161,19 @@ impl DestinationStats {
         lock(&self.last_error).clone()
     }
 
-    /// Outgoing bitrate over the last second or so, in bits per second.
+    /// Outgoing bitrate in bits per second, averaged since the previous call that was at
+    /// least half a second earlier (status displays call it about once a second).
     pub fn bitrate_bps(&self) -> u64 {
-        let r = lock(&self.rate);
-        if r.last_update.elapsed() > Duration::from_secs(3) { 0 } else { r.last_bps }
-    }
-
-    fn add_bytes(&self, n: u64) {
-        self.bytes_sent.fetch_add(n, Ordering::Relaxed);
         let mut r = lock(&self.rate);
         let now = Instant::now();
-        r.bytes += n;
-        r.last_update = now;
-        let elapsed = now.duration_since(r.start);
-        if elapsed >= Duration::from_secs(1) {
-            r.last_bps = (r.bytes as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
-            r.bytes = 0;
-            r.start = now;
+        let bytes = self.bytes_sent.load(Ordering::Relaxed);
+        let elapsed = now.duration_since(r.at);
+        if elapsed >= Duration::from_millis(500) {
+            r.bps = ((bytes.saturating_sub(r.bytes)) as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
+            r.at = now;
+            r.bytes = bytes;
         }
+        r.bps
     }
 
     fn attach(&self, sub: &Subscription) {
@@ -372,11 +369,13 @@ impl Supervisor {
             Item(Option<MediaItem>),
         }
         let mut batch: Vec<MediaItem> = Vec::with_capacity(self.options.max_batch);
+        let cancelled = self.cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let ev = tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => Event::Cancel,
-                r = sink.poll_peer() => Event::Peer(r),
+                _ = &mut cancelled => Event::Cancel,
+                r = poll_fn(|cx| sink.poll_peer(cx)) => Event::Peer(r),
                 item = sub.recv() => Event::Item(item),
             };
             match ev {
@@ -414,21 +413,30 @@ impl Supervisor {
         }
     }
 
+    /// Serializes and writes a batch. The common case (the socket takes it at once)
+    /// arms no timer; a write that has to wait is bounded by the stall timeout.
     async fn write(&self, sink: &mut dyn Sink, batch: &mut Vec<MediaItem>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let n = match tokio::time::timeout(self.options.stall_timeout, sink.send(batch)).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!("write stalled for {} s", self.options.stall_timeout.as_secs()),
-                ));
+        sink.enqueue(batch)?;
+        let first = poll_fn(|cx| Poll::Ready(sink.poll_flush(cx))).await;
+        let n = match first {
+            Poll::Ready(r) => r?,
+            Poll::Pending => {
+                match tokio::time::timeout(self.options.stall_timeout, poll_fn(|cx| sink.poll_flush(cx))).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(Error::new(
+                            ErrorKind::Timeout,
+                            format!("write stalled for {} s", self.options.stall_timeout.as_secs()),
+                        ));
+                    }
+                }
             }
         };
         self.stats.items_sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        self.stats.add_bytes(n);
+        self.stats.bytes_sent.fetch_add(n, Ordering::Relaxed);
         batch.clear();
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use crate::error::Result;
 use crate::media::MediaItem;
@@ -12,17 +13,22 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A connected output for one stream.
 ///
-/// Contract: the driver calls [`Sink::send`] with items in stream order (an
-/// [`MediaItem::Info`] precedes packets that depend on it), never concurrently with
-/// another call. [`Sink::poll_peer`] is cancel-safe and is raced against new items;
-/// whatever it needs to answer is queued and written by the next `send` or `finish`.
+/// Contract (what the destination supervisor does):
+/// * [`Sink::enqueue`] serializes items, in stream order, into the sink's output buffer
+///   (an [`MediaItem::Info`] precedes packets that depend on it). It does no I/O.
+/// * [`Sink::poll_flush`] writes the buffer; it returns `Ready` once everything is on the
+///   wire, with the number of bytes written since the last completed flush. The driver
+///   does not enqueue again before a flush completed.
+/// * [`Sink::poll_peer`] reads and handles what the peer sends (acknowledgements, pings,
+///   errors) while the driver waits for items; answers are queued for the next flush.
+///
+/// The poll-based shape lets the driver run without a heap allocation per item.
 pub trait Sink: Send {
-    /// Writes a batch of items; returns the bytes put on the wire. Not cancel-safe.
-    fn send<'a>(&'a mut self, items: &'a [MediaItem]) -> BoxFuture<'a, Result<u64>>;
+    fn enqueue(&mut self, items: &[MediaItem]) -> Result<()>;
 
-    /// Waits for input from the peer and handles it (acknowledgements, pings, errors).
-    /// Returns an error when the peer closed or refused the stream.
-    fn poll_peer(&mut self) -> BoxFuture<'_, Result<()>>;
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<u64>>;
+
+    fn poll_peer(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>>;
 
     /// Ends the stream gracefully (flush, unpublish, close, drain).
     fn finish(&mut self) -> BoxFuture<'_, Result<()>>;
@@ -35,4 +41,10 @@ pub trait Connector: Send + Sync {
 
     /// A human-readable, secret-free description (for logs and status lines).
     fn describe(&self) -> String;
+}
+
+/// Enqueues `items` and waits until they are written; returns the bytes written.
+pub async fn send<S: Sink + ?Sized>(sink: &mut S, items: &[MediaItem]) -> Result<u64> {
+    sink.enqueue(items)?;
+    std::future::poll_fn(|cx| sink.poll_flush(cx)).await
 }

@@ -29,7 +29,7 @@ use multistreamer_core::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, T
 use multistreamer_core::rtmp::chunk_guard::GuardLimits;
 use multistreamer_core::rtmp::ingest::ServerProtocol;
 use multistreamer_core::rtmp::{RtmpPushOptions, RtmpSink, RtmpUrl};
-use multistreamer_core::sink::Sink;
+use multistreamer_core::sink::{self, Sink};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{ServerSessionEvent, ServerSessionResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -142,7 +142,7 @@ async fn publisher(url: RtmpUrl, key: String, clip: Arc<Clip>, until: Instant, s
             return;
         }
     };
-    if sink.send(&[MediaItem::Info(clip.info.clone())]).await.is_err() {
+    if sink::send(&mut sink, &[MediaItem::Info(clip.info.clone())]).await.is_err() {
         return;
     }
     let start = tokio::time::Instant::now();
@@ -161,7 +161,7 @@ async fn publisher(url: RtmpUrl, key: String, clip: Arc<Clip>, until: Instant, s
             if p.kind == TrackKind::Video {
                 sent.lock().unwrap().insert((key.clone(), p.dts.as_millis()), Instant::now());
             }
-            if sink.send(&[MediaItem::Packet(p)]).await.is_err() {
+            if sink::send(&mut sink, &[MediaItem::Packet(p)]).await.is_err() {
                 eprintln!("publisher {key}: write failed");
                 return;
             }
@@ -327,7 +327,7 @@ fn start_system(sys: System, dir: &Path, sink_port: u16, relay_bin: &Path) -> Ru
             for i in 1..=3 {
                 cmd.arg("--to").arg(format!("rtmp://127.0.0.1:{sink_port}/sink{i}/{{key}}"));
             }
-            cmd.args(["--status-interval", "0", "--grace", "0"])
+            cmd.args(["--status-interval", "0", "--grace", "0", "--threads", &relay_threads().to_string()])
                 .env("MULTISTREAMER_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(fs::File::create(dir.join("multistreamer.log")).unwrap());
@@ -338,6 +338,19 @@ fn start_system(sys: System, dir: &Path, sink_port: u16, relay_bin: &Path) -> Ru
         wait_port(port);
     }
     Running { child, port: if sys == System::Direct { sink_port } else { port } }
+}
+
+/// `--threads` passed to the relay (bench flag `--relay-threads`, default 1 like the CLI).
+fn relay_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        let args: Vec<String> = std::env::args().collect();
+        args.iter()
+            .position(|a| a == "--relay-threads")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
+    })
 }
 
 fn proc_cpu_ticks(pid: u32) -> u64 {
@@ -457,8 +470,13 @@ fn main() {
         match a.as_str() {
             "--counts" => counts = args.next().unwrap_or_default().split(',').filter_map(|v| v.parse().ok()).collect(),
             "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).unwrap_or(20),
+            "--relay-threads" => {
+                args.next();
+            }
             other => {
-                eprintln!("unknown argument {other}; usage: bench-relay [--counts 1,10,30] [--seconds 20]");
+                eprintln!(
+                    "unknown argument {other}; usage: bench-relay [--counts 1,10,30] [--seconds 20] [--relay-threads N]"
+                );
                 std::process::exit(2);
             }
         }
@@ -473,11 +491,12 @@ fn main() {
     let window = Duration::from_secs(seconds);
     let bitrate: usize = clip.packets.iter().map(|p| p.payload.len()).sum::<usize>() * 8 / clip.duration_ms as usize;
     println!(
-        "bench-relay: {} cores, clip {} kbit/s 1080p30 H.264+AAC, each stream -> 3 destinations, {}s window after {}s warm-up",
+        "bench-relay: {} cores, clip {} kbit/s 1080p30 H.264+AAC, each stream -> 3 destinations, {}s window after {}s warm-up, multistreamer --threads {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         bitrate,
         seconds,
-        warm.as_secs()
+        warm.as_secs(),
+        relay_threads()
     );
     println!();
     println!(

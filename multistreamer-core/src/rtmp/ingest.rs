@@ -259,7 +259,7 @@ struct Publishing {
 
 impl Connection {
     async fn run(self, mut socket: TcpStream) -> Result<()> {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; 16 * 1024];
         // Handshake
         let mut hs = Handshake::new(PeerType::Server);
         let handshake = async {
@@ -292,14 +292,11 @@ impl Connection {
         let (mut session, initial) = ServerProtocol::new(self.options.guard_limits)?;
         let mut out = Vec::new();
         let mut state: Option<Publishing> = None;
-        let mut input: Vec<u8> = remaining;
         let mut pending_results: Vec<ServerSessionResult> = initial;
+        if !remaining.is_empty() {
+            pending_results.extend(session.handle_input(&remaining)?);
+        }
         loop {
-            if !input.is_empty() {
-                let results = session.handle_input(&input)?;
-                input.clear();
-                pending_results.extend(results);
-            }
             while !pending_results.is_empty() {
                 let results = std::mem::take(&mut pending_results);
                 for r in results {
@@ -343,7 +340,7 @@ impl Connection {
                     None => Ok(()),
                 };
             }
-            input.extend_from_slice(&buf[..n]);
+            pending_results.extend(session.handle_input(&buf[..n])?);
         }
     }
 

@@ -6,7 +6,9 @@
 //! session never uses, straight from the shared payload buffers.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +18,7 @@ use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
 };
 use rml_rtmp::time::RtmpTimestamp;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
@@ -175,7 +177,8 @@ impl RtmpSink {
                                 io,
                                 session,
                                 chunker: MediaChunker { chunk_size: options.chunk_size, stream_id },
-                                read_buf: buf,
+                                // only acknowledgements and status messages come back
+                                read_buf: vec![0u8; 4096],
                                 pending: Vec::new(),
                                 out: OutBuf::default(),
                                 sent_info: None,
@@ -332,72 +335,77 @@ fn metadata_message(info: &MediaInfo) -> Result<Vec<u8>> {
 }
 
 impl Sink for RtmpSink {
-    fn send<'a>(&'a mut self, items: &'a [MediaItem]) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(async move {
-            self.out.clear();
-            if !self.pending.is_empty() {
-                let pending = std::mem::take(&mut self.pending);
-                self.out.push_own(&pending);
-            }
-            for item in items {
-                match item {
-                    MediaItem::Info(info) => self.on_info(info)?,
-                    MediaItem::Packet(p) => {
-                        let Some(&(form, kind)) = self.forms.get(&p.track) else {
-                            continue;
-                        };
-                        let ts = to_wire(p.dts.as_millis());
-                        self.last_ts = ts;
-                        match (form, kind) {
-                            (Form::Avc, _) => {
-                                let cts = i32::try_from(p.cts_millis()).unwrap_or(0);
-                                let h = flv::avc_header(p.keyframe, false, cts);
-                                self.chunker.message(&mut self.out, CSID_VIDEO, TYPE_VIDEO, ts, &h, &p.payload);
-                            }
-                            (Form::Aac, _) => {
-                                let h = flv::aac_header(false);
-                                self.chunker.message(&mut self.out, CSID_AUDIO, TYPE_AUDIO, ts, &h, &p.payload);
-                            }
-                            (Form::FlvOpaque, TrackKind::Video) => {
-                                self.chunker.message(&mut self.out, CSID_VIDEO, TYPE_VIDEO, ts, &[], &p.payload);
-                            }
-                            (Form::FlvOpaque, TrackKind::Audio) => {
-                                self.chunker.message(&mut self.out, CSID_AUDIO, TYPE_AUDIO, ts, &[], &p.payload);
-                            }
+    fn enqueue(&mut self, items: &[MediaItem]) -> Result<()> {
+        if !self.pending.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            self.out.push_own(&pending);
+        }
+        for item in items {
+            match item {
+                MediaItem::Info(info) => self.on_info(info)?,
+                MediaItem::Packet(p) => {
+                    let Some(&(form, kind)) = self.forms.get(&p.track) else {
+                        continue;
+                    };
+                    let ts = to_wire(p.dts.as_millis());
+                    self.last_ts = ts;
+                    match (form, kind) {
+                        (Form::Avc, _) => {
+                            let cts = i32::try_from(p.cts_millis()).unwrap_or(0);
+                            let h = flv::avc_header(p.keyframe, false, cts);
+                            self.chunker.message(&mut self.out, CSID_VIDEO, TYPE_VIDEO, ts, &h, &p.payload);
+                        }
+                        (Form::Aac, _) => {
+                            let h = flv::aac_header(false);
+                            self.chunker.message(&mut self.out, CSID_AUDIO, TYPE_AUDIO, ts, &h, &p.payload);
+                        }
+                        (Form::FlvOpaque, TrackKind::Video) => {
+                            self.chunker.message(&mut self.out, CSID_VIDEO, TYPE_VIDEO, ts, &[], &p.payload);
+                        }
+                        (Form::FlvOpaque, TrackKind::Audio) => {
+                            self.chunker.message(&mut self.out, CSID_AUDIO, TYPE_AUDIO, ts, &[], &p.payload);
                         }
                     }
                 }
             }
-            let n = self.out.len() as u64;
-            self.out.write_to(&mut self.io).await?;
-            self.out.clear();
-            Ok(n)
-        })
+        }
+        Ok(())
     }
 
-    fn poll_peer(&mut self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            let n = self.io.read(&mut self.read_buf).await?;
-            if n == 0 {
-                return Err(RtmpError::Closed("publishing").into());
-            }
-            let input = &self.read_buf[..n];
-            let session = &mut self.session;
-            let results = guarded("input", || session.handle_input(input))?;
-            for ev in collect(results, &mut self.pending)? {
-                match ev {
-                    ClientSessionEvent::UnhandleableOnStatusCode { code } if is_error_status(&code) => {
-                        return Err(RtmpError::Rejected { code, description: String::new() }.into());
-                    }
-                    other => debug!(?other, "destination event"),
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<u64>> {
+        if !self.pending.is_empty() && self.out.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            self.out.push_own(&pending);
+        }
+        let io = &mut self.io;
+        self.out.poll_write_to(io, cx).map_err(Error::from)
+    }
+
+    fn poll_peer(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let mut rb = ReadBuf::new(&mut self.read_buf);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        if n == 0 {
+            return Poll::Ready(Err(RtmpError::Closed("publishing").into()));
+        }
+        let input = &self.read_buf[..n];
+        let session = &mut self.session;
+        let results = guarded("input", || session.handle_input(input))?;
+        for ev in collect(results, &mut self.pending)? {
+            match ev {
+                ClientSessionEvent::UnhandleableOnStatusCode { code } if is_error_status(&code) => {
+                    return Poll::Ready(Err(RtmpError::Rejected { code, description: String::new() }.into()));
                 }
+                other => debug!(?other, "destination event"),
             }
-            Ok(())
-        })
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
+            // whatever is still buffered goes first
+            std::future::poll_fn(|cx| self.poll_flush(cx)).await?;
             let mut out = std::mem::take(&mut self.pending);
             let session = &mut self.session;
             if let Ok(results) = guarded("unpublish", || session.stop_publishing()) {

@@ -7,9 +7,11 @@
 
 use std::io::{self, IoSlice};
 use std::ops::Range;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 
 /// Chunk stream ids used for media (rml_rtmp uses 2–6).
 pub(crate) const CSID_DATA: u8 = 7;
@@ -32,9 +34,15 @@ pub(crate) struct OutBuf {
     own: Vec<u8>,
     segments: Vec<Segment>,
     len: usize,
+    /// Write progress: segment index and offset within it.
+    pos: (usize, usize),
+    /// Contiguous copy for streams without vectored writes (TLS).
+    flat: Vec<u8>,
+    flat_pos: usize,
 }
 
 impl OutBuf {
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -47,6 +55,9 @@ impl OutBuf {
         self.own.clear();
         self.segments.clear();
         self.len = 0;
+        self.pos = (0, 0);
+        self.flat.clear();
+        self.flat_pos = 0;
     }
 
     pub(crate) fn push_own(&mut self, bytes: &[u8]) {
@@ -71,34 +82,52 @@ impl OutBuf {
         self.segments.push(Segment::Shared(bytes));
     }
 
-    /// Writes everything, with vectored writes where the stream supports them.
-    pub(crate) async fn write_to<W: AsyncWrite + Unpin + ?Sized>(&self, w: &mut W) -> io::Result<()> {
+    /// Writes everything, with vectored writes where the stream supports them. Keeps its
+    /// progress, so it can be polled again after `Pending`; clears the buffer when done
+    /// and returns the number of bytes written.
+    pub(crate) fn poll_write_to<W: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        w: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<u64>> {
         if self.is_empty() {
-            return Ok(());
+            return Poll::Ready(Ok(0));
         }
+        let total = self.len as u64;
         if !w.is_write_vectored() {
-            // TLS and other non-vectored streams: one contiguous buffer, one write call.
-            let mut flat = Vec::with_capacity(self.len);
-            for seg in &self.segments {
-                flat.extend_from_slice(self.slice(seg));
+            // TLS and other non-vectored streams: one contiguous buffer.
+            if self.flat.is_empty() {
+                let mut flat = std::mem::take(&mut self.flat);
+                for seg in &self.segments {
+                    flat.extend_from_slice(self.slice(seg));
+                }
+                self.flat = flat;
             }
-            return w.write_all(&flat).await;
+            while self.flat_pos < self.flat.len() {
+                let n = ready!(Pin::new(&mut *w).poll_write(cx, &self.flat[self.flat_pos..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::WriteZero, "socket accepted no bytes")));
+                }
+                self.flat_pos += n;
+            }
+            self.clear();
+            return Poll::Ready(Ok(total));
         }
-        let (mut idx, mut off) = (0usize, 0usize);
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(64);
-        while idx < self.segments.len() {
-            slices.clear();
-            let mut i = idx;
+        while self.pos.0 < self.segments.len() {
+            let (idx, off) = self.pos;
+            let mut slices: [IoSlice<'_>; 64] = [IoSlice::new(&[]); 64];
+            let mut count = 0;
             let mut first_off = off;
-            while i < self.segments.len() && slices.len() < 64 {
-                slices.push(IoSlice::new(&self.slice(&self.segments[i])[first_off..]));
+            for seg in self.segments[idx..].iter().take(64) {
+                slices[count] = IoSlice::new(&self.slice(seg)[first_off..]);
                 first_off = 0;
-                i += 1;
+                count += 1;
             }
-            let mut n = w.write_vectored(&slices).await?;
+            let mut n = ready!(Pin::new(&mut *w).poll_write_vectored(cx, &slices[..count]))?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::WriteZero, "socket accepted no bytes"));
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::WriteZero, "socket accepted no bytes")));
             }
+            let (mut idx, mut off) = self.pos;
             while n > 0 {
                 let seg_left = self.slice(&self.segments[idx]).len() - off;
                 if n >= seg_left {
@@ -110,8 +139,10 @@ impl OutBuf {
                     n = 0;
                 }
             }
+            self.pos = (idx, off);
         }
-        Ok(())
+        self.clear();
+        Poll::Ready(Ok(total))
     }
 
     fn slice<'a>(&'a self, seg: &'a Segment) -> &'a [u8] {
@@ -253,7 +284,9 @@ mod tests {
             let mut got = Vec::new();
             tokio::io::AsyncReadExt::read_to_end(&mut b, &mut got).await.map(|_| got)
         });
-        out.write_to(&mut a).await.expect("write");
+        let written = std::future::poll_fn(|cx| out.poll_write_to(&mut a, cx)).await.expect("write");
+        assert_eq!(written as usize, expected.len());
+        assert!(out.is_empty());
         drop(a);
         let got = reader.await.expect("join").expect("read");
         assert_eq!(got, expected);
