@@ -472,3 +472,160 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod supervisor_tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Context;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::hub::HubOptions;
+    use crate::media::{Codec, FlvCodecTag, MediaInfo, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
+    use crate::sink::BoxFuture;
+
+    /// Per connection: (is info, dts ms, keyframe) of every item received.
+    type CallLog = Arc<Mutex<Vec<Vec<(bool, i64, bool)>>>>;
+
+    /// Records what it receives; the first connection fails after `fail_after` items.
+    struct FakeSink {
+        log: CallLog,
+        conn: usize,
+        fail_after: Option<usize>,
+        seen: usize,
+    }
+
+    impl Sink for FakeSink {
+        fn enqueue(&mut self, items: &[MediaItem]) -> Result<()> {
+            for item in items {
+                if self.fail_after.is_some_and(|n| self.seen >= n) {
+                    return Err(Error::new(ErrorKind::Disconnected, "peer went away"));
+                }
+                self.seen += 1;
+                let entry = match item {
+                    MediaItem::Info(_) => (true, 0, false),
+                    MediaItem::Packet(p) => (false, p.dts.as_millis(), p.keyframe),
+                };
+                lock(&self.log)[self.conn].push(entry);
+            }
+            Ok(())
+        }
+
+        fn poll_flush(&mut self, _cx: &mut Context<'_>) -> Poll<Result<u64>> {
+            Poll::Ready(Ok(100))
+        }
+
+        fn poll_peer(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+            Poll::Pending
+        }
+
+        fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    struct FakeConnector {
+        log: CallLog,
+        connects: AtomicUsize,
+    }
+
+    impl Connector for FakeConnector {
+        fn connect(&self) -> BoxFuture<'_, Result<Box<dyn Sink>>> {
+            Box::pin(async move {
+                let conn = self.connects.fetch_add(1, Ordering::SeqCst);
+                lock(&self.log).push(Vec::new());
+                let fail_after = (conn == 0).then_some(12);
+                Ok(Box::new(FakeSink { log: self.log.clone(), conn, fail_after, seen: 0 }) as Box<dyn Sink>)
+            })
+        }
+
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+    }
+
+    fn packet(ms: i64, key: bool) -> Packet {
+        Packet {
+            track: TrackId(0),
+            kind: TrackKind::Video,
+            dts: Timestamp::from_millis(ms),
+            pts: Timestamp::from_millis(ms),
+            keyframe: key,
+            payload: Bytes::from_static(&[0; 10]),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reconnects_after_an_error_and_resumes_on_a_keyframe() {
+        let hub = Hub::new(HubOptions { grace_period: Duration::ZERO, ..Default::default() });
+        let publisher = hub.publish("s").expect("publish");
+        let mut info = MediaInfo::default();
+        info.set_track(Track {
+            id: TrackId(0),
+            codec: Codec::FlvVideo { codec: FlvCodecTag::Id(7), sequence_header: None },
+            timebase: Timebase::MILLIS,
+        });
+        publisher.set_info(Arc::new(info));
+        let log: CallLog = Arc::default();
+        let connector = Arc::new(FakeConnector { log: log.clone(), connects: AtomicUsize::new(0) });
+        let cancel = CancellationToken::new();
+        let handle = spawn_destination(
+            hub.clone(),
+            "s".into(),
+            "fake".into(),
+            connector.clone(),
+            DestinationOptions::default(),
+            cancel.clone(),
+        );
+        // 10 frames per GOP, one frame every 100 ms of (paused) time
+        for i in 0..40 {
+            publisher.send(packet(i * 100, i % 10 == 0));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(publisher);
+        tokio::time::timeout(Duration::from_secs(30), handle.join()).await.expect("destination stopped");
+        let log = lock(&log).clone();
+        assert_eq!(connector.connects.load(Ordering::SeqCst), 2);
+        // first connection: info, then packets from 0 until it failed
+        assert!(log[0][0].0);
+        assert_eq!(log[0].len(), 12);
+        // second connection: info first, then a keyframe, then contiguous packets to the end
+        assert!(log[1][0].0, "reconnection starts with the stream info");
+        let (_, first_ts, first_key) = log[1][1];
+        assert!(first_key, "reconnection starts on a keyframe");
+        let times: Vec<i64> = log[1][1..].iter().map(|e| e.1).collect();
+        assert!(times.windows(2).all(|w| w[1] == w[0] + 100), "{times:?}");
+        assert_eq!(*times.last().expect("packets"), 3900);
+        assert!(first_ts >= 1000 && first_ts % 1000 == 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stats_report_reconnects_and_final_state() {
+        let hub = Hub::new(HubOptions { grace_period: Duration::ZERO, ..Default::default() });
+        let publisher = hub.publish("s").expect("publish");
+        let log: CallLog = Arc::default();
+        let connector = Arc::new(FakeConnector { log, connects: AtomicUsize::new(0) });
+        let handle = spawn_destination(
+            hub.clone(),
+            "s".into(),
+            "fake".into(),
+            connector,
+            DestinationOptions::default(),
+            CancellationToken::new(),
+        );
+        for i in 0..30 {
+            publisher.send(packet(i * 100, true));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let stats = handle.stats.clone();
+        assert_eq!(stats.state(), DestinationState::Live);
+        drop(publisher);
+        handle.join().await;
+        let snap = stats.snapshot();
+        assert_eq!(snap.state, DestinationState::Stopped);
+        assert_eq!(snap.reconnects, 1);
+        assert!(snap.bytes_sent > 0);
+        assert_eq!(snap.last_error.as_deref(), Some("peer went away"));
+    }
+}
