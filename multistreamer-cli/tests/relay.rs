@@ -24,36 +24,21 @@ fn relays_bit_identical_stream_to_two_destinations() {
     make_clip(&clip, 6, "640x360");
     let a = Nginx::start(&tmp.join("nginx-a"), free_port(), "app");
     let b = Nginx::start(&tmp.join("nginx-b"), free_port(), "live2");
-    let port = free_port();
-    let relay = RelayProcess::start(
+    let (relay, _dump) = start_relay(
         tmp.path(),
-        port,
-        &args(&[
-            "--listen",
-            &format!("rtmp://127.0.0.1:{port}/live/secret1"),
-            "--to",
-            &format!("rtmp://127.0.0.1:{}/app/{{key}}", a.port),
+        "live/secret1",
+        &to_args(&[
+            format!("rtmp://127.0.0.1:{}/app/{{key}}", a.port),
             // a key with a query string, sent verbatim (nginx records it under the name before '?')
-            "--to",
-            &format!("rtmp://127.0.0.1:{}/live2/yt-{{key}}?token=a1&b=2", b.port),
-            "--grace",
-            "0",
+            format!("rtmp://127.0.0.1:{}/live2/yt-{{key}}?token=a1&b=2", b.port),
         ]),
     );
-    let _dump = DumpOnPanic(&relay);
-    let mut ff = publish(&clip, &format!("rtmp://127.0.0.1:{port}/live/secret1"));
-    let st = wait_child(&mut ff, Duration::from_secs(60)).expect("publisher finished");
-    assert!(st.success(), "ffmpeg publish failed");
-    assert!(relay.wait_for_log("stream ended; destination closed", 2, Duration::from_secs(20)));
-
-    let src_v = packet_hashes(&clip, "v");
-    let src_a = packet_hashes(&clip, "a");
-    assert_eq!(src_v.len(), 180);
+    publish_to_end(&clip, &relay.url("live/secret1"));
+    relay.wait_destinations_closed(2);
+    assert_eq!(packet_hashes(&clip, "v").len(), 180);
     for (nginx, name) in [(&a, "secret1"), (&b, "yt-secret1")] {
-        let recs = nginx.recordings_of(name);
-        assert_eq!(recs.len(), 1, "one recording of {name} in {:?}", nginx.recordings());
-        let rec = &recs[0];
-        let streams = probe_streams(rec);
+        let rec = only_recording(nginx, name);
+        let streams = probe_streams(&rec);
         assert!(
             streams
                 .iter()
@@ -61,8 +46,7 @@ fn relays_bit_identical_stream_to_two_destinations() {
             "{streams:?}"
         );
         assert!(streams.iter().any(|s| s.contains("codec_name=aac") && s.contains("sample_rate=48000")), "{streams:?}");
-        assert_eq!(packet_hashes(rec, "v"), src_v, "video packets differ at {name}");
-        assert_eq!(packet_hashes(rec, "a"), src_a, "audio packets differ at {name}");
+        assert_same_packets(&rec, &clip);
     }
     // the key never shows up in logs or status lines
     assert!(!relay.log_text().contains("token=a1"));
@@ -76,25 +60,13 @@ fn destination_down_at_start_and_restarted_mid_stream_recovers_while_other_misse
     make_clip(&clip, 14, "640x360");
     let a = Nginx::start(&tmp.join("nginx-a"), free_port(), "app");
     let b_port = free_port();
-    let port = free_port();
-    let relay = RelayProcess::start(
-        tmp.path(),
-        port,
-        &args(&[
-            "--listen",
-            &format!("rtmp://127.0.0.1:{port}/live"),
-            "--key",
-            "k",
-            "--to",
-            &format!("rtmp://127.0.0.1:{}/app/{{key}}", a.port),
-            "--to",
-            &format!("rtmp://127.0.0.1:{b_port}/app/{{key}}"),
-            "--grace",
-            "0",
-        ]),
-    );
-    let _dump = DumpOnPanic(&relay);
-    let mut ff = publish(&clip, &format!("rtmp://127.0.0.1:{port}/live/k"));
+    let mut extra = to_args(&[
+        format!("rtmp://127.0.0.1:{}/app/{{key}}", a.port),
+        format!("rtmp://127.0.0.1:{b_port}/app/{{key}}"),
+    ]);
+    extra.extend(args(&["--key", "k"]));
+    let (relay, _dump) = start_relay(tmp.path(), "live", &extra);
+    let mut ff = publish(&clip, &relay.url("live/k"));
     // B is down for the first 2 s
     thread::sleep(Duration::from_secs(2));
     let mut b1 = Nginx::start(&tmp.join("nginx-b1"), b_port, "app");
@@ -106,14 +78,11 @@ fn destination_down_at_start_and_restarted_mid_stream_recovers_while_other_misse
     let b2 = Nginx::start(&tmp.join("nginx-b2"), b_port, "app");
     let st = wait_child(&mut ff, Duration::from_secs(60)).expect("publisher finished");
     assert!(st.success());
-    assert!(relay.wait_for_log("stream ended; destination closed", 2, Duration::from_secs(20)));
+    relay.wait_destinations_closed(2);
 
     let src_v = packet_hashes(&clip, "v");
-    let src_a = packet_hashes(&clip, "a");
     // A: every packet, no gap
-    let a_rec = &a.recordings_of("k")[0];
-    assert_eq!(packet_hashes(a_rec, "v"), src_v);
-    assert_eq!(packet_hashes(a_rec, "a"), src_a);
+    assert_same_packets(&only_recording(&a, "k"), &clip);
 
     // B first connection: started late, on a keyframe, a contiguous run of the source
     let b1_rec = &b1.recordings_of("k")[0];
@@ -199,32 +168,17 @@ fn stalled_destination_does_not_delay_the_other_destination_or_the_ingest() {
     let a = Nginx::start(&tmp.join("nginx-a"), free_port(), "app");
     let b = Nginx::start(&tmp.join("nginx-b"), free_port(), "app");
     let (proxy_port, stalled) = stalling_proxy(b.port, Duration::from_secs(2));
-    let port = free_port();
-    let relay = RelayProcess::start(
-        tmp.path(),
-        port,
-        &args(&[
-            "--listen",
-            &format!("rtmp://127.0.0.1:{port}/live/s"),
-            "--to",
-            &format!("rtmp://127.0.0.1:{}/app/{{key}}", a.port),
-            "--to",
-            &format!("rtmp://127.0.0.1:{proxy_port}/app/{{key}}"),
-            "--queue",
-            "64",
-            "--grace",
-            "0",
-        ]),
-    );
-    let _dump = DumpOnPanic(&relay);
-    let mut ff = publish(&clip, &format!("rtmp://127.0.0.1:{port}/live/s"));
-    let st = wait_child(&mut ff, Duration::from_secs(60)).expect("publisher finished");
-    assert!(st.success(), "the publisher was not held back");
+    let mut extra = to_args(&[
+        format!("rtmp://127.0.0.1:{}/app/{{key}}", a.port),
+        format!("rtmp://127.0.0.1:{proxy_port}/app/{{key}}"),
+    ]);
+    extra.extend(args(&["--queue", "64"]));
+    let (relay, _dump) = start_relay(tmp.path(), "live/s", &extra);
+    publish_to_end(&clip, &relay.url("live/s"));
     assert!(stalled.load(Ordering::SeqCst), "the proxy stalled");
-    assert!(relay.wait_for_log("stream ended; destination closed", 1, Duration::from_secs(20)));
-    let a_rec = &a.recordings_of("s")[0];
-    assert_eq!(packet_hashes(a_rec, "v"), packet_hashes(&clip, "v"), "A missed packets");
-    assert_eq!(packet_hashes(a_rec, "a"), packet_hashes(&clip, "a"));
+    relay.wait_destinations_closed(1);
+    // A missed nothing
+    assert_same_packets(&only_recording(&a, "s"), &clip);
     // the stalled destination's queue overflowed and dropped to keyframes
     assert!(relay.log_text().contains("subscriber queue full; dropping until the next keyframe"));
 }
@@ -237,30 +191,18 @@ fn open_ingest_serves_several_publishers_with_per_key_destinations() {
     make_clip(&clip1, 4, "320x240");
     make_clip(&clip2, 4, "480x270");
     let n = Nginx::start(&tmp.join("nginx"), free_port(), "app");
-    let port = free_port();
-    let relay = RelayProcess::start(
-        tmp.path(),
-        port,
-        &args(&[
-            "--listen",
-            &format!("rtmp://127.0.0.1:{port}/live"),
-            "--to",
-            &format!("rtmp://127.0.0.1:{}/app/out-{{key}}", n.port),
-            "--grace",
-            "0",
-        ]),
-    );
-    let _dump = DumpOnPanic(&relay);
+    let (relay, _dump) =
+        start_relay(tmp.path(), "live", &to_args(&[format!("rtmp://127.0.0.1:{}/app/out-{{key}}", n.port)]));
     assert!(relay.wait_for_log("OPEN INGEST", 1, Duration::from_secs(5)), "an open ingest is announced loudly");
-    let mut p1 = publish(&clip1, &format!("rtmp://127.0.0.1:{port}/live/alice"));
-    let mut p2 = publish(&clip2, &format!("rtmp://127.0.0.1:{port}/live/bob"));
+    let mut p1 = publish(&clip1, &relay.url("live/alice"));
+    let mut p2 = publish(&clip2, &relay.url("live/bob"));
     assert!(wait_child(&mut p1, Duration::from_secs(60)).is_some_and(|s| s.success()));
     assert!(wait_child(&mut p2, Duration::from_secs(60)).is_some_and(|s| s.success()));
-    assert!(relay.wait_for_log("stream ended; destination closed", 2, Duration::from_secs(20)));
+    relay.wait_destinations_closed(2);
     for (key, clip, width) in [("alice", &clip1, "width=320"), ("bob", &clip2, "width=480")] {
-        let rec = &n.recordings_of(&format!("out-{key}"))[0];
-        assert!(probe_streams(rec).iter().any(|s| s.contains(width)));
-        assert_eq!(packet_hashes(rec, "v"), packet_hashes(clip, "v"), "{key}");
+        let rec = only_recording(&n, &format!("out-{key}"));
+        assert!(probe_streams(&rec).iter().any(|s| s.contains(width)), "{key}");
+        assert_same_packets(&rec, clip);
     }
 }
 
@@ -350,15 +292,13 @@ fn make_tls_certs(dir: &std::path::Path) {
     ]);
 }
 
-#[test]
-fn rtmps_destination_with_a_custom_ca() {
-    let tmp = TempDir::new("rtmps");
-    let clip = tmp.join("in.mp4");
-    make_clip(&clip, 4, "640x360");
+/// nginx terminating TLS (stream module) in front of its own RTMP server, as RTMPS ingests
+/// do, with a certificate for `localhost` from a CA made for the test. Returns the nginx and
+/// its TLS port.
+fn tls_nginx(tmp: &TempDir) -> (Nginx, u16) {
     make_tls_certs(tmp.path());
     let rtmp_port = free_port();
     let tls_port = free_port();
-    // nginx terminates TLS (stream module) in front of its own RTMP server, as RTMPS ingests do
     let extra = format!(
         "stream {{ server {{ listen 127.0.0.1:{tls_port} ssl; ssl_certificate {dir}/leaf.pem; \
          ssl_certificate_key {dir}/leaf.key; proxy_pass 127.0.0.1:{rtmp_port}; }} }}",
@@ -366,28 +306,21 @@ fn rtmps_destination_with_a_custom_ca() {
     );
     let n = Nginx::start_with(&tmp.join("nginx"), rtmp_port, "rtmp", &extra);
     assert!(wait_for_port(tls_port, Duration::from_secs(5)));
-    let port = free_port();
-    let relay = RelayProcess::start(
-        tmp.path(),
-        port,
-        &args(&[
-            "--listen",
-            &format!("rtmp://127.0.0.1:{port}/live/k"),
-            "--to",
-            &format!("rtmps://localhost:{tls_port}/rtmp/FB-1?s_bl=1&a=x"),
-            "--ca-file",
-            tmp.join("ca.pem").to_str().unwrap(),
-            "--grace",
-            "0",
-        ]),
-    );
-    let _dump = DumpOnPanic(&relay);
-    let mut ff = publish(&clip, &format!("rtmp://127.0.0.1:{port}/live/k"));
-    assert!(wait_child(&mut ff, Duration::from_secs(60)).is_some_and(|s| s.success()));
-    assert!(relay.wait_for_log("stream ended; destination closed", 1, Duration::from_secs(20)));
-    let rec = &n.recordings_of("FB-1")[0];
-    assert_eq!(packet_hashes(rec, "v"), packet_hashes(&clip, "v"));
-    assert_eq!(packet_hashes(rec, "a"), packet_hashes(&clip, "a"));
+    (n, tls_port)
+}
+
+#[test]
+fn rtmps_destination_with_a_custom_ca() {
+    let tmp = TempDir::new("rtmps");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 4, "640x360");
+    let (n, tls_port) = tls_nginx(&tmp);
+    let mut extra = to_args(&[format!("rtmps://localhost:{tls_port}/rtmp/FB-1?s_bl=1&a=x")]);
+    extra.extend(["--ca-file".to_string(), tmp.join("ca.pem").display().to_string()]);
+    let (relay, _dump) = start_relay(tmp.path(), "live/k", &extra);
+    publish_to_end(&clip, &relay.url("live/k"));
+    relay.wait_destinations_closed(1);
+    assert_same_packets(&only_recording(&n, "FB-1"), &clip);
 }
 
 #[test]
@@ -395,32 +328,40 @@ fn rtmps_destination_with_an_untrusted_certificate_keeps_retrying_with_a_clear_e
     let tmp = TempDir::new("rtmps-bad");
     let clip = tmp.join("in.mp4");
     make_clip(&clip, 3, "320x240");
-    make_tls_certs(tmp.path());
-    let rtmp_port = free_port();
-    let tls_port = free_port();
-    let extra = format!(
-        "stream {{ server {{ listen 127.0.0.1:{tls_port} ssl; ssl_certificate {dir}/leaf.pem; \
-         ssl_certificate_key {dir}/leaf.key; proxy_pass 127.0.0.1:{rtmp_port}; }} }}",
-        dir = tmp.path().display()
-    );
-    let n = Nginx::start_with(&tmp.join("nginx"), rtmp_port, "rtmp", &extra);
-    let port = free_port();
-    let relay = RelayProcess::start(
-        tmp.path(),
-        port,
-        &args(&[
-            "--listen",
-            &format!("rtmp://127.0.0.1:{port}/live/k"),
-            "--to",
-            &format!("rtmps://localhost:{tls_port}/rtmp/key"),
-            "--grace",
-            "0",
-        ]),
-    );
-    let _dump = DumpOnPanic(&relay);
-    let mut ff = publish(&clip, &format!("rtmp://127.0.0.1:{port}/live/k"));
-    assert!(wait_child(&mut ff, Duration::from_secs(60)).is_some_and(|s| s.success()));
+    let (n, tls_port) = tls_nginx(&tmp);
+    let (relay, _dump) =
+        start_relay(tmp.path(), "live/k", &to_args(&[format!("rtmps://localhost:{tls_port}/rtmp/key")]));
+    publish_to_end(&clip, &relay.url("live/k"));
     assert!(relay.wait_for_log("UnknownIssuer", 1, Duration::from_secs(10)), "the TLS failure is reported");
     assert!(relay.status_text().contains("retrying"));
     assert!(n.recordings().is_empty(), "nothing was delivered over an untrusted connection");
+}
+
+#[test]
+fn timestamps_past_the_24_bit_field_use_extended_timestamps_end_to_end() {
+    let tmp = TempDir::new("extts");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 4, "320x240");
+    let n = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    let (relay, _dump) = start_relay(tmp.path(), "live/k", &to_args(&[format!("rtmp://127.0.0.1:{}/app/k", n.port)]));
+    // FLV timestamps start at 16 800 s = 16 800 000 ms, above the 24-bit field's 16 777 215:
+    // every message on the wire (ingest and push) carries an extended timestamp.
+    let mut ff = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-re", "-i"])
+        .arg(&clip)
+        .args(["-c", "copy", "-output_ts_offset", "16800", "-f", "flv"])
+        .arg(relay.url("live/k"))
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("ffmpeg");
+    assert!(wait_child(&mut ff, Duration::from_secs(60)).is_some_and(|s| s.success()));
+    relay.wait_destinations_closed(1);
+    let rec = only_recording(&n, "k");
+    // Garbled extended timestamps would desynchronise nginx's chunk parser and the packets
+    // would differ; the recorded timestamps also keep their spacing: 4 s of media.
+    assert_same_packets(&rec, &clip);
+    let pts: Vec<i64> = framemd5(&rec, "v").iter().map(|f| f.0).collect();
+    assert_eq!(pts.len(), 120);
+    let span = pts.iter().max().copied().unwrap_or(0) - pts.iter().min().copied().unwrap_or(0);
+    assert!((3800..=4100).contains(&span), "recorded video spans {span} ms");
 }

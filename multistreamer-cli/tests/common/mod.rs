@@ -356,3 +356,57 @@ impl Drop for DumpOnPanic {
         }
     }
 }
+
+/// Starts the relay on a free port listening at `rtmp://127.0.0.1:PORT/{listen_path}`, with
+/// `--grace 0` and `extra` arguments; dumps its log if the test fails.
+pub fn start_relay(dir: &Path, listen_path: &str, extra: &[String]) -> (RelayProcess, DumpOnPanic) {
+    let port = free_port();
+    let mut args = vec!["--listen".to_string(), format!("rtmp://127.0.0.1:{port}/{listen_path}")];
+    args.extend(extra.iter().cloned());
+    if !extra.iter().any(|a| a == "--grace") {
+        args.extend(["--grace".to_string(), "0".to_string()]);
+    }
+    let relay = RelayProcess::start(dir, port, &args);
+    let dump = DumpOnPanic(&relay);
+    (relay, dump)
+}
+
+/// `--to URL` for each URL.
+pub fn to_args(urls: &[String]) -> Vec<String> {
+    urls.iter().flat_map(|u| ["--to".to_string(), u.clone()]).collect()
+}
+
+impl RelayProcess {
+    /// `rtmp://127.0.0.1:PORT/{path}` on this relay.
+    pub fn url(&self, path: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// Waits until `count` destinations have closed after their stream ended.
+    pub fn wait_destinations_closed(&self, count: usize) {
+        assert!(
+            self.wait_for_log("stream ended; destination closed", count, Duration::from_secs(20)),
+            "{count} destination(s) did not close"
+        );
+    }
+}
+
+/// Publishes `clip` in real time and waits for the publisher to finish successfully.
+pub fn publish_to_end(clip: &Path, url: &str) {
+    let mut child = publish(clip, url);
+    let st = wait_child(&mut child, Duration::from_secs(60)).expect("publisher finished in time");
+    assert!(st.success(), "publisher to {url} failed");
+}
+
+/// The recording holds exactly the clip's video and audio packets, bit for bit.
+pub fn assert_same_packets(recording: &Path, clip: &Path) {
+    assert_eq!(packet_hashes(recording, "v"), packet_hashes(clip, "v"), "video packets differ");
+    assert_eq!(packet_hashes(recording, "a"), packet_hashes(clip, "a"), "audio packets differ");
+}
+
+/// The single recording of `stream` at `nginx`.
+pub fn only_recording(nginx: &Nginx, stream: &str) -> PathBuf {
+    let recs = nginx.recordings_of(stream);
+    assert_eq!(recs.len(), 1, "one recording of {stream} expected in {:?}", nginx.recordings());
+    recs[0].clone()
+}
