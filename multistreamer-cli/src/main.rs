@@ -45,6 +45,18 @@ enum Command {
         multistreamer relay --listen rtmp://0.0.0.0:1935/live --key alice --key bob \\\n      \
         --to 'rtmp://a.rtmp.youtube.com/live2/{key}'")]
     Relay(RelayArgs),
+    /// Show the machine's load (CPU, memory, disks, network, GPUs) every second.
+    Load(LoadArgs),
+}
+
+#[derive(Args, Debug)]
+struct LoadArgs {
+    /// Seconds between samples.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    interval: f64,
+    /// Stop after this many samples (0 = until Ctrl-C).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    count: u64,
 }
 
 #[derive(Args, Debug)]
@@ -101,6 +113,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Relay(args) => args.threads,
+        Command::Load(_) => 1,
     };
     let mut builder = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -121,6 +134,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Relay(args) => relay(args).await,
+            Command::Load(args) => load(args).await,
         }
     });
     match result {
@@ -197,6 +211,66 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
     info!("signal received; shutting down");
     relay.shutdown().await;
     Ok(())
+}
+
+async fn load(args: LoadArgs) -> Result<(), String> {
+    use multistreamer_core::monitor::spawn_monitor;
+    if !args.interval.is_finite() || args.interval < 0.1 {
+        return Err("--interval must be at least 0.1 seconds".into());
+    }
+    let handle = spawn_monitor(Duration::from_secs_f64(args.interval), 2)?;
+    let mut rx = handle.subscribe();
+    let mut printed = 0u64;
+    loop {
+        tokio::select! {
+            _ = shutdown_signal() => return Ok(()),
+            r = rx.changed() => if r.is_err() { return Ok(()) },
+        }
+        let s = rx.borrow_and_update().clone();
+        let mb = |b: f64| b / 1_000_000.0;
+        let mut line = format!(
+            "cpu {:5.1}% | mem {:.1}/{:.1} GiB",
+            s.cpu.total_percent,
+            s.memory.used_bytes as f64 / 1073741824.0,
+            s.memory.total_bytes as f64 / 1073741824.0
+        );
+        for d in &s.disks {
+            line.push_str(&format!(
+                " | {} r {:.1} w {:.1} MB/s",
+                d.name,
+                mb(d.read_bytes_per_s),
+                mb(d.write_bytes_per_s)
+            ));
+        }
+        for n in &s.networks {
+            line.push_str(&format!(
+                " | {} rx {:.1} tx {:.1} Mbit/s",
+                n.interface,
+                n.rx_bytes_per_s * 8.0 / 1e6,
+                n.tx_bytes_per_s * 8.0 / 1e6
+            ));
+        }
+        if s.gpus.is_empty() {
+            line.push_str(&format!(" | {}", s.gpu_status.as_deref().unwrap_or("no GPU detected")));
+        }
+        for g in &s.gpus {
+            line.push_str(&format!(
+                " | gpu{} {} {}% mem {:.1}/{:.1} GiB enc {} dec {}",
+                g.index,
+                g.name,
+                g.utilization_percent,
+                g.memory_used_bytes as f64 / 1073741824.0,
+                g.memory_total_bytes as f64 / 1073741824.0,
+                g.encoder_percent.map_or("-".to_string(), |v| format!("{v}%")),
+                g.decoder_percent.map_or("-".to_string(), |v| format!("{v}%")),
+            ));
+        }
+        println!("{line}");
+        printed += 1;
+        if args.count > 0 && printed >= args.count {
+            return Ok(());
+        }
+    }
 }
 
 fn redact_arg(url: &str) -> String {

@@ -16,6 +16,7 @@
 //! * [`rtmp`]: ingest ([`rtmp::RtmpIngest`]) and push ([`rtmp::RtmpSink`], RTMPS via rustls).
 //! * [`destination`]: a reconnecting supervisor per destination, with live stats.
 //! * [`relay`]: the assembled "RTMP in → many destinations" service the CLI runs.
+//! * `monitor` (feature `monitor`): live CPU / memory / disk / network / GPU load.
 //!
 //! The library never prints; it logs with `tracing`.
 //!
@@ -36,6 +37,8 @@ pub mod error;
 pub mod flv;
 pub mod hub;
 pub mod media;
+#[cfg(feature = "monitor")]
+pub mod monitor;
 pub mod relay;
 pub mod rtmp;
 pub mod sink;
