@@ -1,13 +1,16 @@
 # Multistreamer — the two commands:
-#   make run    install what is missing, build, start the relay (prints the ingest URL)
+#   make run    install what is missing, build, start the server (prints URL and first login)
 #   make test   install what is missing (incl. test peers), check format/lints, run all tests
 SHELL := /bin/bash
 CARGO ?= cargo
+DATA_DIR ?= ./data
+HTTP ?= 127.0.0.1:8080
+RTMP ?= 0.0.0.0:1935
+# `make relay`: the command-line relay, e.g. make relay TO="rtmp://a.rtmp.youtube.com/live2/{key}"
 LISTEN ?= rtmp://0.0.0.0:1935/live
-# Destinations for `make run`, e.g. make run TO="rtmp://a.rtmp.youtube.com/live2/{key}"
 TO ?=
 
-.PHONY: run test deps deps-test build lint fmt bench-relay fuzz clean
+.PHONY: run relay test deps deps-test build lint fmt bench-relay fuzz clean
 
 deps:
 	@scripts/deps.sh run
@@ -19,8 +22,9 @@ build: deps
 	$(CARGO) build --release -p multistreamer-cli -p multistreamer-server
 
 run: build
-	@echo "Multistreamer relay: publish with OBS/ffmpeg to $(LISTEN)/<stream-key>"
-	@echo "(no login yet: the web UI and accounts are being built; see README)"
+	./target/release/multistreamer-server --data-dir "$(DATA_DIR)" --http "$(HTTP)" --rtmp "$(RTMP)"
+
+relay: build
 	./target/release/multistreamer relay --listen "$(LISTEN)" $(foreach t,$(TO),--to '$(t)')
 
 lint:

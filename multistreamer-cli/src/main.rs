@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use multistreamer_core::hub::SlowSinkPolicy;
 use multistreamer_core::relay::{DestinationStatus, DestinationTemplate, Relay, RelayConfig};
 use multistreamer_core::rtmp::{RtmpScheme, RtmpUrl};
+use multistreamer_core::signal::shutdown_signal;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -283,28 +284,6 @@ fn resolve(url: &RtmpUrl) -> Result<SocketAddr, String> {
         .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
         .next()
         .ok_or_else(|| format!("{} resolves to no address", url.host))
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// Prints one line per destination; on a terminal the lines are redrawn in place.

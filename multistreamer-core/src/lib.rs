@@ -41,6 +41,7 @@ pub mod media;
 pub mod monitor;
 pub mod relay;
 pub mod rtmp;
+pub mod signal;
 pub mod sink;
 pub mod source;
 

@@ -1,43 +1,70 @@
-//! `multistreamer-server`: the engine as a long-running service.
-//!
-//! Today it runs the RTMP ingest and the hub with relay destinations given on the command
-//! line; the HTTP API, web UI and SQLite state are being built on top of this (see the
-//! README's status section). The flags below are the stable interface.
+//! `multistreamer-server`: the engine as a long-running service with an HTTP API, SQLite
+//! state, accounts and live system load.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a service binary reports to its operator
+
+mod api;
+mod auth;
+mod db;
+mod engine;
+mod error;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
-use multistreamer_core::relay::{DestinationTemplate, Relay, RelayConfig};
-use tracing::{info, warn};
+use multistreamer_core::monitor::{MonitorHandle, spawn_monitor};
+use multistreamer_core::signal::shutdown_signal;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
 use tracing_subscriber::EnvFilter;
 
+use crate::auth::LoginLimiter;
+use crate::engine::Engine;
+use crate::error::AppError;
+
 #[derive(Parser, Debug)]
-#[command(name = "multistreamer-server", version, about = "Multistreamer server: RTMP ingest and relay engine")]
+#[command(name = "multistreamer-server", version, about = "Multistreamer server: RTMP ingest, relay engine, HTTP API")]
 struct Args {
-    /// Directory for the database, recordings and other state.
+    /// Directory for the database and other state.
     #[arg(long, env = "MULTISTREAMER_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
-    /// HTTP address for the web UI and API (reserved; the UI is not built yet).
+    /// HTTP address for the API (and the web UI).
     #[arg(long, env = "MULTISTREAMER_HTTP", default_value = "127.0.0.1:8080")]
     http: SocketAddr,
     /// RTMP ingest address.
     #[arg(long, env = "MULTISTREAMER_RTMP", default_value = "0.0.0.0:1935")]
     rtmp: SocketAddr,
     /// RTMP application publishers use.
-    #[arg(long, default_value = "live")]
+    #[arg(long, env = "MULTISTREAMER_APP", default_value = "live")]
     app: String,
-    /// Relay every stream to this URL (`{key}` = the publisher's key); repeatable.
-    #[arg(long = "to", value_name = "URL")]
-    to: Vec<String>,
+    /// The ingest URL shown to users, without the key (default: rtmp://HOST:PORT/APP from --rtmp,
+    /// with an unspecified address shown as 127.0.0.1).
+    #[arg(long, env = "MULTISTREAMER_PUBLIC_RTMP_URL")]
+    public_rtmp_url: Option<String>,
+}
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // holds handles, nothing worth printing
+pub struct AppState {
+    pub db: db::Db,
+    pub engine: Arc<Engine>,
+    pub monitor: MonitorHandle,
+    pub login_limiter: Arc<LoginLimiter>,
+    /// A valid hash to verify against for unknown users (constant-time-ish sign-in).
+    pub dummy_hash: Arc<String>,
+    /// `rtmp://HOST:PORT/APP`
+    pub public_rtmp: Arc<String>,
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("MULTISTREAMER_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+        .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -56,24 +83,82 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args) -> Result<(), AppError> {
     std::fs::create_dir_all(&args.data_dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", args.data_dir.display()))?;
-    let mut config = RelayConfig::new(args.rtmp, &args.app);
-    for (i, url) in args.to.iter().enumerate() {
-        config
-            .destinations
-            .push(DestinationTemplate::parse(&format!("destination-{}", i + 1), url).map_err(|e| e.to_string())?);
-    }
-    warn!("open ingest: any stream key under /{} is accepted until accounts and stream keys arrive", args.app);
-    let relay = Relay::start(config).await.map_err(|e| e.to_string())?;
+        .map_err(|e| AppError::internal(format!("cannot create data directory {}: {e}", args.data_dir.display())))?;
+    let db_path = args.data_dir.join("multistreamer.db");
+    let db = db::open(&db_path).await?;
+    let first_login = bootstrap_admin(&db).await?;
+
+    let cancel = CancellationToken::new();
+    let engine = Engine::start(db.clone(), args.rtmp, &args.app, cancel.clone()).await?;
+    let monitor = spawn_monitor(Duration::from_secs(1), 300).map_err(AppError::internal)?;
+    let public_rtmp = args.public_rtmp_url.clone().unwrap_or_else(|| {
+        let mut addr = engine.rtmp_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+        }
+        format!("rtmp://{addr}/{}", args.app)
+    });
+    let state = AppState {
+        db: db.clone(),
+        engine: engine.clone(),
+        monitor,
+        login_limiter: Arc::new(LoginLimiter::new(5, Duration::from_secs(60))),
+        dummy_hash: Arc::new(auth::hash_password("not a real password")?),
+        public_rtmp: Arc::new(public_rtmp.trim_end_matches('/').to_string()),
+    };
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .map_err(|e| AppError::internal(format!("cannot listen for HTTP on {}: {e}", args.http)))?;
+    let http_addr = listener.local_addr().map_err(|e| AppError::internal(e.to_string()))?;
+
     println!("Multistreamer is running.");
-    println!("  RTMP ingest: rtmp://{}/{}/<any-key>", relay.local_addr(), args.app);
-    println!("  Data directory: {}", args.data_dir.display());
-    println!("  Web UI: not available yet (reserved address http://{})", args.http);
-    println!("Press Ctrl-C to stop.");
-    let _ = tokio::signal::ctrl_c().await;
-    info!("shutting down");
-    relay.shutdown().await;
+    println!("  Web UI and API: http://{http_addr}/");
+    println!("  RTMP ingest:    {}/<stream key>", state.public_rtmp);
+    match &first_login {
+        Some(FirstLogin { password, generated: true }) => {
+            println!(
+                "  First login:    user admin, password {password}  (shown once; change it with POST /api/password)"
+            )
+        }
+        Some(FirstLogin { generated: false, .. }) => {
+            println!("  First login:    user admin, password from MULTISTREAMER_ADMIN_PASSWORD")
+        }
+        None => println!("  Sign in with your existing account."),
+    }
+    println!("  Data:           {}", db_path.display());
+
+    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let shutdown = cancel.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        shutdown.cancel();
+    });
+    server.await.map_err(|e| AppError::internal(format!("HTTP server: {e}")))?;
+    info!("shutting down: ingest, streams, destinations");
+    engine.shutdown().await;
+    db.close().await;
+    info!("server stopped");
     Ok(())
+}
+
+struct FirstLogin {
+    password: String,
+    generated: bool,
+}
+
+/// On an empty database, creates the `admin` user with the password from
+/// `MULTISTREAMER_ADMIN_PASSWORD` or a random one.
+async fn bootstrap_admin(db: &db::Db) -> Result<Option<FirstLogin>, AppError> {
+    if db::user_count(db).await? > 0 {
+        return Ok(None);
+    }
+    let (password, generated) = match std::env::var("MULTISTREAMER_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (auth::random_password()?, true),
+    };
+    db::create_user(db, "admin", &auth::hash_password(&password)?).await?;
+    info!("created the first account: admin");
+    Ok(Some(FirstLogin { password, generated }))
 }

@@ -258,7 +258,12 @@ impl RelayProcess {
     pub fn start(dir: &Path, port: u16, args: &[String]) -> RelayProcess {
         let log = dir.join("relay.log");
         let status = dir.join("relay.status");
-        let child = Command::new(env!("CARGO_BIN_EXE_multistreamer"))
+        // Built by Cargo for the CLI's tests; this module is shared with the server's tests,
+        // which do not start the relay binary.
+        let Some(bin) = option_env!("CARGO_BIN_EXE_multistreamer") else {
+            panic!("RelayProcess is only available in the multistreamer-cli tests");
+        };
+        let child = Command::new(bin)
             .arg("relay")
             .args(args)
             .env("MULTISTREAMER_LOG", "info,multistreamer_core=debug")

@@ -214,6 +214,21 @@ impl Hub {
         names
     }
 
+    /// Ends one stream now (an operator deleted it): subscribers finish, and its publisher
+    /// sees [`Publisher::is_open`] turn false and is disconnected by the ingest.
+    pub fn end_stream(&self, name: &str) -> bool {
+        let stream = lock(&self.inner.streams).remove(name);
+        match stream {
+            Some(s) => {
+                s.end();
+                info!(stream = name, "stream ended by request");
+                self.emit(HubEvent::StreamEnded(name.to_string()));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Ends every stream and refuses new publishers (ordered shutdown: ingest first).
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
@@ -282,6 +297,7 @@ pub struct StreamStats {
 /// One live stream: current tracks, GOP cache and subscribers.
 pub struct LiveStream {
     name: String,
+    closed: AtomicBool,
     state: Mutex<StreamState>,
     stats: StreamStats,
     started: Instant,
@@ -328,6 +344,7 @@ impl LiveStream {
     fn new(name: String, gop_max: usize) -> LiveStream {
         LiveStream {
             name,
+            closed: AtomicBool::new(false),
             state: Mutex::new(StreamState {
                 info: None,
                 info_generation: 0,
@@ -402,6 +419,7 @@ impl LiveStream {
     }
 
     fn end(&self) {
+        self.closed.store(true, Ordering::Release);
         let mut st = lock(&self.state);
         st.ended = true;
         st.publishing = false;
@@ -522,9 +540,9 @@ impl Publisher {
         });
     }
 
-    /// Whether the hub still accepts packets for this stream.
+    /// Whether the hub still accepts packets for this stream (cheap: one atomic load).
     pub fn is_open(&self) -> bool {
-        !lock(&self.stream.state).ended
+        !self.stream.closed.load(Ordering::Acquire)
     }
 }
 

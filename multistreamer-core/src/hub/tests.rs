@@ -203,3 +203,22 @@ fn gop_cache_is_bounded() {
     p.send(video(133, true));
     assert_eq!(packet_times(&drain(&mut sub)), vec![(TrackKind::Video, 133, true)]);
 }
+
+#[test]
+fn end_stream_closes_subscribers_and_the_publisher() {
+    let hub = Hub::default();
+    let mut events = hub.events();
+    let p = hub.publish("s").expect("publish");
+    p.set_info(info());
+    let mut sub = hub.subscribe("s", SubscribeOptions::default()).expect("live");
+    p.send(video(0, true));
+    assert!(hub.end_stream("s"));
+    assert!(!p.is_open());
+    assert!(hub.get("s").is_none());
+    let items = drain(&mut sub);
+    assert_eq!(packet_times(&items).len(), 1, "queued items are still delivered");
+    assert_eq!(sub.end_reason(), Some(SubscriptionEnd::StreamEnded));
+    assert_eq!(events.try_recv().ok(), Some(HubEvent::StreamStarted("s".into())));
+    assert_eq!(events.try_recv().ok(), Some(HubEvent::StreamEnded("s".into())));
+    assert!(!hub.end_stream("s"));
+}

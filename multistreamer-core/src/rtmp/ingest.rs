@@ -417,12 +417,14 @@ impl Connection {
             ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
                 if let Some(p) = state.as_mut() {
                     on_video(p, &data, timestamp.value)?;
+                    ensure_open(p)?;
                 }
                 Ok(Vec::new())
             }
             ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
                 if let Some(p) = state.as_mut() {
                     on_audio(p, &data, timestamp.value)?;
+                    ensure_open(p)?;
                 }
                 Ok(Vec::new())
             }
@@ -464,6 +466,15 @@ fn refuse(
     let results = session.reject(request_id, "NetStream.Publish.BadName", reason)?;
     append_outbound(results, out);
     Err(Error::new(ErrorKind::Rejected, format!("publish refused: {reason}")))
+}
+
+/// A stream ended by the operator (deleted) disconnects its publisher.
+fn ensure_open(p: &Publishing) -> Result<()> {
+    if p.publisher.is_open() {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::Shutdown, "the stream was closed on the server"))
+    }
 }
 
 fn on_video(p: &mut Publishing, data: &Bytes, wire_ts: u32) -> Result<()> {

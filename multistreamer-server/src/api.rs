@@ -1,0 +1,435 @@
+//! The HTTP API under `/api/`, plus `/healthz` and `/metrics`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use multistreamer_core::monitor::SystemSample;
+use multistreamer_core::rtmp::RtmpUrl;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::{self, Auth, COOKIE, SESSION_TTL_S};
+use crate::db::{self, DestinationRow, StreamRow};
+use crate::error::{AppError, ErrorKind};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/me", get(me))
+        .route("/api/password", post(change_password))
+        .route("/api/streams", get(list_streams).post(create_stream))
+        .route("/api/streams/{id}", get(get_stream).patch(update_stream).delete(delete_stream))
+        .route("/api/streams/{id}/destinations", post(create_destination))
+        .route(
+            "/api/streams/{id}/destinations/{did}",
+            axum::routing::patch(update_destination).delete(delete_destination),
+        )
+        .route("/api/system", get(system))
+        .route("/api/system/history", get(system_history))
+        .route("/api/system/live", get(system_live))
+        .with_state(state)
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("../assets/index.html"))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], include_str!("../assets/openapi.json"))
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(body): Json<LoginBody>,
+) -> Result<Response, AppError> {
+    let ip = Some(peer.ip());
+    state.login_limiter.check(ip, &body.username)?;
+    let user = db::user_by_name(&state.db, &body.username).await?;
+    let ok = match &user {
+        Some((_, hash)) => auth::verify_password(&body.password, hash),
+        None => {
+            // spend the same time as a real check
+            let _ = auth::verify_password(&body.password, &state.dummy_hash);
+            false
+        }
+    };
+    let Some((user_id, _)) = user.filter(|_| ok) else {
+        state.login_limiter.failed(ip, &body.username);
+        tracing::warn!(%peer, username = %body.username, "failed sign-in");
+        return Err(AppError::new(ErrorKind::Unauthenticated, "wrong username or password"));
+    };
+    state.login_limiter.succeeded(&body.username);
+    let sid = auth::random_hex(32)?;
+    let csrf = auth::random_hex(32)?;
+    db::create_session(&state.db, &sid, user_id, &csrf, db::now() + SESSION_TTL_S).await?;
+    let cookie = format!("{COOKIE}={sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age={SESSION_TTL_S}");
+    let mut resp = Json(json!({ "username": body.username, "csrf_token": csrf })).into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, header_value(&cookie)?);
+    Ok(resp)
+}
+
+fn header_value(s: &str) -> Result<HeaderValue, AppError> {
+    HeaderValue::from_str(s).map_err(|e| AppError::internal(format!("header: {e}")))
+}
+
+async fn logout(State(state): State<AppState>, auth: Auth) -> Result<Response, AppError> {
+    db::delete_session(&state.db, &auth.session_id).await?;
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, header_value(&format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"))?);
+    Ok(resp)
+}
+
+async fn me(auth: Auth) -> Json<Value> {
+    Json(json!({ "username": auth.username, "csrf_token": auth.csrf_token }))
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    current: String,
+    new: String,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(body): Json<PasswordBody>,
+) -> Result<StatusCode, AppError> {
+    let hash = db::user_hash(&state.db, auth.user_id).await?.ok_or_else(|| AppError::not_found("user"))?;
+    if !auth::verify_password(&body.current, &hash) {
+        return Err(AppError::invalid("current", "the current password is wrong"));
+    }
+    if body.new.chars().count() < 10 {
+        return Err(AppError::invalid("new", "use at least 10 characters"));
+    }
+    db::set_password(&state.db, auth.user_id, &auth::hash_password(&body.new)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn validate_name(name: &str) -> Result<String, AppError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(AppError::invalid("name", "a name is required"));
+    }
+    if name.chars().count() > 100 {
+        return Err(AppError::invalid("name", "at most 100 characters"));
+    }
+    Ok(name.to_string())
+}
+
+fn validate_url(url: &str) -> Result<String, AppError> {
+    let parsed: RtmpUrl = url.trim().parse().map_err(|e| AppError::invalid("url", format!("{e}")))?;
+    if parsed.key.is_empty() {
+        return Err(AppError::invalid("url", "the URL has no stream key (expected rtmp://HOST/APP/KEY)"));
+    }
+    Ok(url.trim().to_string())
+}
+
+fn destination_json(state: &AppState, d: &DestinationRow) -> Value {
+    let masked = d.url.parse::<RtmpUrl>().map(|u| u.redacted()).unwrap_or_else(|_| "<invalid URL>".into());
+    let stats = state.engine.destination_stats(d.id);
+    json!({
+        "id": d.id,
+        "name": d.name,
+        "url": masked,
+        "enabled": d.enabled,
+        "state": stats.as_ref().map_or(if d.enabled { "idle" } else { "off" }, |s| s.state.as_str()),
+        "bitrate_bps": stats.as_ref().map_or(0, |s| s.bitrate_bps),
+        "bytes_sent": stats.as_ref().map_or(0, |s| s.bytes_sent),
+        "reconnects": stats.as_ref().map_or(0, |s| s.reconnects),
+        "dropped": stats.as_ref().map_or(0, |s| s.dropped),
+        "last_error": stats.and_then(|s| s.last_error),
+    })
+}
+
+async fn stream_json(state: &AppState, s: &StreamRow) -> Result<Value, AppError> {
+    let dests = db::destinations(&state.db, s.id).await?;
+    let history = db::stream_history(&state.db, s.id).await?;
+    Ok(json!({
+        "id": s.id,
+        "name": s.name,
+        "key": s.ingest_key,
+        "rtmp_url": format!("{}/{}", state.public_rtmp, s.ingest_key),
+        "live": state.engine.is_live(s.id),
+        "created_at": s.created_at,
+        "destinations": dests.iter().map(|d| destination_json(state, d)).collect::<Vec<_>>(),
+        "sessions": history.iter().map(|(a, b, bytes)| json!({"started_at": a, "ended_at": b, "bytes_in": bytes})).collect::<Vec<_>>(),
+    }))
+}
+
+async fn list_streams(State(state): State<AppState>, _auth: Auth) -> Result<Json<Value>, AppError> {
+    let mut out = Vec::new();
+    for s in db::list_streams(&state.db).await? {
+        out.push(stream_json(&state, &s).await?);
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+#[derive(Deserialize)]
+struct StreamBody {
+    name: Option<String>,
+    #[serde(default)]
+    regenerate_key: bool,
+}
+
+async fn create_stream(
+    State(state): State<AppState>,
+    _auth: Auth,
+    Json(body): Json<StreamBody>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let name = validate_name(body.name.as_deref().unwrap_or(""))?;
+    let key = auth::random_hex(16)?;
+    let id = db::create_stream(&state.db, &name, &key).await?;
+    let s = db::stream(&state.db, id).await?.ok_or_else(|| AppError::not_found("stream"))?;
+    Ok((StatusCode::CREATED, Json(stream_json(&state, &s).await?)))
+}
+
+async fn load_stream(state: &AppState, id: i64) -> Result<StreamRow, AppError> {
+    db::stream(&state.db, id).await?.ok_or_else(|| AppError::not_found("stream"))
+}
+
+async fn get_stream(State(state): State<AppState>, _auth: Auth, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {
+    let s = load_stream(&state, id).await?;
+    Ok(Json(stream_json(&state, &s).await?))
+}
+
+async fn update_stream(
+    State(state): State<AppState>,
+    _auth: Auth,
+    Path(id): Path<i64>,
+    Json(body): Json<StreamBody>,
+) -> Result<Json<Value>, AppError> {
+    let s = load_stream(&state, id).await?;
+    if let Some(name) = &body.name {
+        db::rename_stream(&state.db, s.id, &validate_name(name)?).await?;
+    }
+    if body.regenerate_key {
+        let key = auth::random_hex(16)?;
+        sqlx::query("UPDATE streams SET ingest_key = ? WHERE id = ?").bind(&key).bind(s.id).execute(&state.db).await?;
+    }
+    let s = load_stream(&state, id).await?;
+    Ok(Json(stream_json(&state, &s).await?))
+}
+
+async fn delete_stream(
+    State(state): State<AppState>,
+    _auth: Auth,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, AppError> {
+    if !db::delete_stream(&state.db, id).await? {
+        return Err(AppError::not_found("stream"));
+    }
+    state.engine.close_stream(id).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct DestinationBody {
+    name: Option<String>,
+    url: Option<String>,
+    enabled: Option<bool>,
+}
+
+async fn create_destination(
+    State(state): State<AppState>,
+    _auth: Auth,
+    Path(id): Path<i64>,
+    Json(body): Json<DestinationBody>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let s = load_stream(&state, id).await?;
+    let name = validate_name(body.name.as_deref().unwrap_or(""))?;
+    let url = validate_url(body.url.as_deref().unwrap_or(""))?;
+    let enabled = body.enabled.unwrap_or(true);
+    let did = db::create_destination(&state.db, s.id, &name, &url, enabled).await?;
+    state.engine.sync_stream(s.id).await?;
+    let d = db::destination(&state.db, s.id, did).await?.ok_or_else(|| AppError::not_found("destination"))?;
+    Ok((StatusCode::CREATED, Json(destination_json(&state, &d))))
+}
+
+async fn update_destination(
+    State(state): State<AppState>,
+    _auth: Auth,
+    Path((id, did)): Path<(i64, i64)>,
+    Json(body): Json<DestinationBody>,
+) -> Result<Json<Value>, AppError> {
+    let mut d = db::destination(&state.db, id, did).await?.ok_or_else(|| AppError::not_found("destination"))?;
+    if let Some(name) = &body.name {
+        d.name = validate_name(name)?;
+    }
+    if let Some(url) = &body.url {
+        d.url = validate_url(url)?;
+    }
+    if let Some(enabled) = body.enabled {
+        d.enabled = enabled;
+    }
+    db::update_destination(&state.db, &d).await?;
+    state.engine.sync_stream(id).await?;
+    Ok(Json(destination_json(&state, &d)))
+}
+
+async fn delete_destination(
+    State(state): State<AppState>,
+    _auth: Auth,
+    Path((id, did)): Path<(i64, i64)>,
+) -> Result<StatusCode, AppError> {
+    if !db::delete_destination(&state.db, id, did).await? {
+        return Err(AppError::not_found("destination"));
+    }
+    state.engine.sync_stream(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub fn sample_json(s: &SystemSample) -> Value {
+    json!({
+        "unix_ms": s.unix_ms,
+        "cpu": { "total_percent": s.cpu.total_percent, "per_core_percent": s.cpu.per_core_percent, "load_average_1m": s.cpu.load_average_1m },
+        "memory": { "total_bytes": s.memory.total_bytes, "used_bytes": s.memory.used_bytes, "available_bytes": s.memory.available_bytes },
+        "disks": s.disks.iter().map(|d| json!({
+            "name": d.name, "mount_point": d.mount_point, "read_bytes_per_s": d.read_bytes_per_s,
+            "write_bytes_per_s": d.write_bytes_per_s, "total_space_bytes": d.total_space_bytes,
+            "available_space_bytes": d.available_space_bytes })).collect::<Vec<_>>(),
+        "networks": s.networks.iter().map(|n| json!({
+            "interface": n.interface, "rx_bytes_per_s": n.rx_bytes_per_s, "tx_bytes_per_s": n.tx_bytes_per_s })).collect::<Vec<_>>(),
+        "gpus": s.gpus.iter().map(|g| json!({
+            "index": g.index, "name": g.name, "utilization_percent": g.utilization_percent,
+            "memory_used_bytes": g.memory_used_bytes, "memory_total_bytes": g.memory_total_bytes,
+            "encoder_percent": g.encoder_percent, "decoder_percent": g.decoder_percent })).collect::<Vec<_>>(),
+        "gpu_status": s.gpu_status,
+    })
+}
+
+async fn system(State(state): State<AppState>, _auth: Auth) -> Json<Value> {
+    Json(sample_json(&state.monitor.latest()))
+}
+
+async fn system_history(State(state): State<AppState>, _auth: Auth) -> Json<Value> {
+    Json(Value::Array(state.monitor.history().iter().map(|s| sample_json(s)).collect()))
+}
+
+/// A live feed of load samples (one per second) as server-sent events.
+async fn system_live(
+    State(state): State<AppState>,
+    _auth: Auth,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let rx = state.monitor.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok()?;
+        let sample = rx.borrow_and_update().clone();
+        let ev = Event::default().event("sample").data(sample_json(&sample).to_string());
+        Some((Ok(ev), rx))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let dests = state.engine.all_destination_stats();
+    let mut out = String::new();
+    let mut push = |name: &str, help: &str, kind: &str, lines: Vec<(String, String)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in lines {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    push(
+        "multistreamer_streams_live",
+        "Streams with a publisher or in their grace period.",
+        "gauge",
+        vec![(String::new(), state.engine.live_stream_count().to_string())],
+    );
+    let states = ["connecting", "live", "retrying", "stopped", "failed"];
+    push(
+        "multistreamer_destinations",
+        "Running destinations by state.",
+        "gauge",
+        states
+            .iter()
+            .map(|st| {
+                (format!("{{state=\"{st}\"}}"), dests.iter().filter(|d| d.state.as_str() == *st).count().to_string())
+            })
+            .collect(),
+    );
+    push(
+        "multistreamer_bytes_in",
+        "Bytes received from publishers of live streams.",
+        "gauge",
+        vec![(String::new(), state.engine.bytes_in_total().to_string())],
+    );
+    push(
+        "multistreamer_bytes_out",
+        "Bytes sent by running destinations.",
+        "gauge",
+        vec![(String::new(), dests.iter().map(|d| d.bytes_sent).sum::<u64>().to_string())],
+    );
+    push(
+        "multistreamer_reconnects",
+        "Reconnections of running destinations.",
+        "gauge",
+        vec![(String::new(), dests.iter().map(|d| d.reconnects).sum::<u64>().to_string())],
+    );
+    push(
+        "multistreamer_dropped_packets",
+        "Packets dropped for slow running destinations.",
+        "gauge",
+        vec![(String::new(), dests.iter().map(|d| d.dropped).sum::<u64>().to_string())],
+    );
+    let s = state.monitor.latest();
+    push(
+        "multistreamer_cpu_percent",
+        "Machine CPU use.",
+        "gauge",
+        vec![(String::new(), format!("{:.1}", s.cpu.total_percent))],
+    );
+    push(
+        "multistreamer_memory_used_bytes",
+        "Machine memory in use.",
+        "gauge",
+        vec![(String::new(), s.memory.used_bytes.to_string())],
+    );
+    push(
+        "multistreamer_network_rx_bytes_per_second",
+        "Received bytes per second by interface.",
+        "gauge",
+        s.networks
+            .iter()
+            .map(|n| (format!("{{interface=\"{}\"}}", n.interface), format!("{:.0}", n.rx_bytes_per_s)))
+            .collect(),
+    );
+    push(
+        "multistreamer_network_tx_bytes_per_second",
+        "Sent bytes per second by interface.",
+        "gauge",
+        s.networks
+            .iter()
+            .map(|n| (format!("{{interface=\"{}\"}}", n.interface), format!("{:.0}", n.tx_bytes_per_s)))
+            .collect(),
+    );
+    push(
+        "multistreamer_gpu_utilization_percent",
+        "GPU use by device.",
+        "gauge",
+        s.gpus.iter().map(|g| (format!("{{gpu=\"{}\"}}", g.index), g.utilization_percent.to_string())).collect(),
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    (headers, out).into_response()
+}

@@ -1,0 +1,82 @@
+//! Application errors: one kind enum, mapped to HTTP in one place. Internal details are
+//! logged, never sent to the client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad input; `field` says which.
+    InvalidArgument,
+    Unauthenticated,
+    /// Missing or wrong CSRF token.
+    PermissionDenied,
+    NotFound,
+    /// Too many attempts.
+    ResourceExhausted,
+    Internal,
+}
+
+#[derive(Debug)]
+pub struct AppError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub field: Option<&'static str>,
+}
+
+impl AppError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> AppError {
+        AppError { kind, message: message.into(), field: None }
+    }
+
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> AppError {
+        AppError { kind: ErrorKind::InvalidArgument, message: message.into(), field: Some(field) }
+    }
+
+    pub fn not_found(what: &str) -> AppError {
+        AppError::new(ErrorKind::NotFound, format!("{what} not found"))
+    }
+
+    pub fn internal(message: impl Into<String>) -> AppError {
+        AppError::new(ErrorKind::Internal, message)
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> AppError {
+        AppError::internal(format!("database: {e}"))
+    }
+}
+
+fn status(kind: ErrorKind) -> (StatusCode, &'static str) {
+    match kind {
+        ErrorKind::InvalidArgument => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument"),
+        ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
+        ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        ErrorKind::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+        ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (code, name) = status(self.kind);
+        let message = if self.kind == ErrorKind::Internal {
+            tracing::error!(error = %self.message, "internal error");
+            "internal error".to_string()
+        } else {
+            self.message
+        };
+        let body = json!({ "error": { "code": name, "message": message, "field": self.field } });
+        (code, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,296 @@
+//! The server against a real SQLite file, real HTTP, ffmpeg publishers and nginx-rtmp.
+#![allow(clippy::unwrap_used, clippy::print_stderr, dead_code)]
+
+#[path = "../../multistreamer-cli/tests/common/mod.rs"]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    http: u16,
+    rtmp: u16,
+    out: PathBuf,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let (http, rtmp) = (free_port(), free_port());
+        let out = dir.join(format!("server-{http}.out"));
+        let log = dir.join(format!("server-{http}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_multistreamer-server"))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(["--http", &format!("127.0.0.1:{http}"), "--rtmp", &format!("127.0.0.1:{rtmp}")])
+            .env("MULTISTREAMER_ADMIN_PASSWORD", "first-password-1")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        assert!(wait_for_port(http, Duration::from_secs(30)), "server did not start");
+        Server { child, http, rtmp, out, log }
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let st = wait_child(&mut self.child, Duration::from_secs(20));
+        assert!(st.is_some_and(|s| s.success()), "clean exit on SIGTERM");
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Resp {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// A minimal HTTP/1.1 client (one request per connection).
+#[derive(Default, Clone)]
+struct Client {
+    port: u16,
+    cookie: Option<String>,
+    csrf: Option<String>,
+}
+
+impl Client {
+    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Resp {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+        if let Some(c) = &self.cookie {
+            req.push_str(&format!("Cookie: {c}\r\n"));
+        }
+        if let Some(t) = &self.csrf {
+            req.push_str(&format!("X-CSRF-Token: {t}\r\n"));
+        }
+        if !body.is_empty() {
+            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        req.push_str(&body);
+        s.write_all(req.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            dechunk(rest)
+        } else {
+            rest.to_string()
+        };
+        Resp { status, headers: head.to_string(), body }
+    }
+
+    fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, None)
+    }
+
+    fn post(&self, path: &str, body: Value) -> Resp {
+        self.request("POST", path, Some(&body))
+    }
+
+    fn login(port: u16, password: &str) -> Client {
+        let c = Client { port, ..Default::default() };
+        let r = c.post("/api/login", json!({"username": "admin", "password": password}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let cookie = r
+            .headers
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+            .expect("session cookie")
+            .to_string();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+        let value = cookie.split_once(':').unwrap().1.trim().split(';').next().unwrap().to_string();
+        Client { port, cookie: Some(value), csrf: r.json()["csrf_token"].as_str().map(String::from) }
+    }
+}
+
+fn dechunk(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some((len, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+#[test]
+fn api_requires_a_session_and_csrf_validates_masks_keys_and_persists() {
+    let tmp = TempDir::new("server-api");
+    let server = Server::start(tmp.path());
+    assert!(server.stdout().contains("First login:    user admin"), "{}", server.stdout());
+    let anon = Client { port: server.http, ..Default::default() };
+    assert_eq!(anon.get("/healthz").status, 200);
+    assert_eq!(anon.get("/api/streams").status, 401);
+    assert_eq!(anon.get("/api/system").status, 401);
+    assert_eq!(anon.post("/api/login", json!({"username":"admin","password":"nope"})).status, 401);
+    let openapi = anon.get("/api/openapi.json");
+    assert_eq!(openapi.status, 200);
+    assert!(openapi.json()["paths"]["/api/streams"].is_object());
+
+    let admin = Client::login(server.http, "first-password-1");
+    let no_csrf = Client { csrf: None, ..admin.clone() };
+    let r = no_csrf.post("/api/streams", json!({"name": "conference"}));
+    assert_eq!(r.status, 403, "state changes need the CSRF token");
+    let wrong_csrf = Client { csrf: Some("x".into()), ..admin.clone() };
+    assert_eq!(wrong_csrf.post("/api/streams", json!({"name": "conference"})).status, 403);
+
+    let r = admin.post("/api/streams", json!({"name": "conference"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let stream = r.json();
+    let id = stream["id"].as_i64().unwrap();
+    let key = stream["key"].as_str().unwrap().to_string();
+    assert_eq!(stream["rtmp_url"], json!(format!("rtmp://127.0.0.1:{}/live/{key}", server.rtmp)));
+    let dup = admin.post("/api/streams", json!({"name": "conference"}));
+    assert_eq!(dup.status, 422);
+    assert_eq!(dup.json()["error"]["field"], json!("name"));
+    let empty = admin.post("/api/streams", json!({"name": "  "}));
+    assert_eq!(empty.json()["error"]["field"], json!("name"));
+
+    let bad = admin.post(&format!("/api/streams/{id}/destinations"), json!({"name":"yt","url":"http://youtube.com"}));
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.json()["error"]["field"], json!("url"));
+    let secret = "abcd-efgh-ijkl-mnop";
+    let r = admin.post(
+        &format!("/api/streams/{id}/destinations"),
+        json!({"name":"YouTube","url": format!("rtmp://a.rtmp.youtube.com/live2/{secret}"), "enabled": false}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let listing = admin.get(&format!("/api/streams/{id}"));
+    assert!(!listing.body.contains("efgh-ijkl"), "destination keys are masked: {}", listing.body);
+    assert_eq!(listing.json()["destinations"][0]["url"], json!("rtmp://a.rtmp.youtube.com:1935/live2/abcd****"));
+    assert_eq!(listing.json()["destinations"][0]["state"], json!("off"));
+
+    let sys = admin.get("/api/system").json();
+    for k in ["cpu", "memory", "disks", "networks", "gpus"] {
+        assert!(!sys[k].is_null(), "{k} missing in {sys}");
+    }
+    assert!(sys["gpus"].is_array());
+    let metrics = anon.get("/metrics").body;
+    assert!(metrics.contains("multistreamer_streams_live 0"), "{metrics}");
+
+    // the password can be changed, the old one stops working
+    let r = admin.post("/api/password", json!({"current": "first-password-1", "new": "second-password-2"}));
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(!server.log().contains(secret), "secrets never reach the logs");
+    server.stop();
+
+    // persistence across a restart
+    let server = Server::start(tmp.path());
+    assert!(!server.stdout().contains("password"), "no new admin on a populated database");
+    assert_eq!(
+        anon_port(&server).post("/api/login", json!({"username":"admin","password":"first-password-1"})).status,
+        401
+    );
+    let admin = Client::login(server.http, "second-password-2");
+    let s = admin.get(&format!("/api/streams/{id}")).json();
+    assert_eq!(s["name"], json!("conference"));
+    assert_eq!(s["key"], json!(key));
+    assert_eq!(s["destinations"][0]["name"], json!("YouTube"));
+    // logout ends the session
+    assert_eq!(admin.post("/api/logout", json!({})).status, 204);
+    assert_eq!(admin.get("/api/streams").status, 401);
+}
+
+fn anon_port(server: &Server) -> Client {
+    Client { port: server.http, ..Default::default() }
+}
+
+#[test]
+fn repeated_failed_logins_are_rate_limited() {
+    let tmp = TempDir::new("server-limit");
+    let server = Server::start(tmp.path());
+    let anon = anon_port(&server);
+    let codes: Vec<u16> =
+        (0..7).map(|_| anon.post("/api/login", json!({"username":"admin","password":"guess"})).status).collect();
+    assert_eq!(&codes[..5], &[401; 5]);
+    assert_eq!(codes[6], 429, "{codes:?}");
+    // even the right password is refused while limited
+    assert_eq!(anon.post("/api/login", json!({"username":"admin","password":"first-password-1"})).status, 429);
+}
+
+#[test]
+fn publish_to_the_shown_url_goes_live_and_a_deleted_destination_stops() {
+    let tmp = TempDir::new("server-live");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 12, "640x360");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    let server = Server::start(tmp.path());
+    let admin = Client::login(server.http, "first-password-1");
+    let stream = admin.post("/api/streams", json!({"name": "show"})).json();
+    let id = stream["id"].as_i64().unwrap();
+    let r = admin.post(
+        &format!("/api/streams/{id}/destinations"),
+        json!({"name":"nginx","url": format!("rtmp://127.0.0.1:{}/app/show-out", nginx.port)}),
+    );
+    assert_eq!(r.status, 201);
+    let did = r.json()["id"].as_i64().unwrap();
+
+    // a wrong key is refused
+    let mut wrong = publish(&clip, &format!("rtmp://127.0.0.1:{}/live/not-a-key", server.rtmp));
+    assert!(!wait_child(&mut wrong, Duration::from_secs(20)).unwrap().success());
+
+    let mut ff = publish(&clip, stream["rtmp_url"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = admin.get(&format!("/api/streams/{id}")).json();
+        if s["live"] == json!(true) && s["destinations"][0]["state"] == json!("live") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stream/destination never went live: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let r = admin.request("DELETE", &format!("/api/streams/{id}/destinations/{did}"), None);
+    assert_eq!(r.status, 204);
+    std::thread::sleep(Duration::from_secs(1));
+    let rec = nginx.recordings_of("show-out");
+    assert_eq!(rec.len(), 1);
+    let size_after_1s = std::fs::metadata(&rec[0]).unwrap().len();
+    std::thread::sleep(Duration::from_secs(3));
+    let size_later = std::fs::metadata(&rec[0]).unwrap().len();
+    assert_eq!(size_after_1s, size_later, "the deleted destination kept receiving");
+    let got = packet_hashes(&rec[0], "v");
+    assert!(got.len() >= 60, "{} packets", got.len());
+    assert!(find_run(&packet_hashes(&clip, "v"), &got).is_some(), "the destination got a clean run of the stream");
+    let _ = wait_child(&mut ff, Duration::from_secs(30));
+    assert!(server.log().contains("unknown stream key"));
+}
