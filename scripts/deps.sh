@@ -9,7 +9,7 @@ set -euo pipefail
 profile="${1:-run}"
 
 run_pkgs=(ca-certificates pkg-config gcc libc6-dev)
-test_pkgs=(ffmpeg nginx libnginx-mod-rtmp libnginx-mod-stream openssl procps python3)
+test_pkgs=(ffmpeg nginx libnginx-mod-rtmp libnginx-mod-stream openssl procps python3 chromium)
 
 pkgs=("${run_pkgs[@]}")
 if [[ "$profile" == "test" || "$profile" == "bench" ]]; then

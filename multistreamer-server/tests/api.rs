@@ -294,3 +294,144 @@ fn publish_to_the_shown_url_goes_live_and_a_deleted_destination_stops() {
     let _ = wait_child(&mut ff, Duration::from_secs(30));
     assert!(server.log().contains("unknown stream key"));
 }
+
+mod ui {
+    //! The web UI in Debian's chromium, driven by headless_chrome.
+    use std::ffi::OsStr;
+    use std::sync::Arc;
+
+    use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
+    use headless_chrome::{Browser, LaunchOptions, Tab};
+
+    use super::*;
+
+    /// Saves a screenshot of the page into the test output directory when a test fails.
+    struct ScreenshotOnFailure(Arc<Tab>);
+
+    impl Drop for ScreenshotOnFailure {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-failure.png");
+                if let Ok(png) = self.0.capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true) {
+                    let _ = std::fs::write(&path, png);
+                    eprintln!("screenshot of the failing page: {}", path.display());
+                }
+            }
+        }
+    }
+
+    fn js(tab: &Tab, expr: &str) -> Value {
+        tab.evaluate(expr, false).unwrap().value.unwrap_or(Value::Null)
+    }
+
+    fn wait_js(tab: &Tab, expr: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if js(tab, expr) == json!(true) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("timed out waiting for: {expr}");
+    }
+
+    fn fill(tab: &Tab, selector: &str, text: &str) {
+        let e = tab.wait_for_element(selector).unwrap();
+        e.click().unwrap();
+        e.type_into(text).unwrap();
+    }
+
+    #[test]
+    fn web_ui_end_to_end_in_chromium() {
+        let tmp = TempDir::new("server-ui");
+        let clip = tmp.join("in.mp4");
+        make_clip(&clip, 16, "640x360");
+        let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+        let server = Server::start(tmp.path());
+        let args: Vec<&OsStr> = [
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+        ]
+        .iter()
+        .map(OsStr::new)
+        .collect();
+        let options = LaunchOptions::default_builder()
+            .path(Some("/usr/bin/chromium".into()))
+            .sandbox(false)
+            .headless(true)
+            .window_size(Some((1280, 1000)))
+            .idle_browser_timeout(Duration::from_secs(300))
+            .args(args)
+            .build()
+            .unwrap();
+        let browser = Browser::new(options).expect("chromium must be installed (make deps-test)");
+        let tab = browser.new_tab().unwrap();
+        let _shot = ScreenshotOnFailure(tab.clone());
+        tab.set_default_timeout(Duration::from_secs(20));
+        tab.navigate_to(&format!("http://127.0.0.1:{}/", server.http)).unwrap().wait_until_navigated().unwrap();
+
+        // sign in
+        fill(&tab, "#login-username", "admin");
+        fill(&tab, "#login-password", "first-password-1");
+        tab.wait_for_element("#login-submit").unwrap().click().unwrap();
+
+        // the dashboard's load charts receive live samples
+        tab.wait_for_element("#chart-cpu").unwrap();
+        let samples = || js(&tab, "Number(document.querySelector('#chart-cpu').dataset.samples)").as_f64().unwrap_or(0.0);
+        let before = samples();
+        std::thread::sleep(Duration::from_millis(3500));
+        let after = samples();
+        assert!(after >= before + 2.0, "charts got {before} then {after} samples");
+        let gpu_label = js(&tab, "document.querySelector('#chart-gpu').parentElement.querySelector('h3').textContent");
+        assert!(gpu_label.as_str().is_some_and(|s| s.contains('%') || s.contains("no GPU detected")), "{gpu_label}");
+        let png = tab.capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true).unwrap();
+        let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-dashboard.png"), png);
+
+        // a field error for a bad input, then a stream
+        tab.wait_for_element("#new-stream-submit").unwrap().click().unwrap();
+        wait_js(&tab, "document.querySelector('[data-error-for=name]').textContent.length > 0", Duration::from_secs(5));
+        fill(&tab, "#new-stream-name", "E2E show");
+        tab.wait_for_element("#new-stream-submit").unwrap().click().unwrap();
+        tab.wait_for_element("#ingest-url").unwrap();
+        let ingest = js(&tab, "document.querySelector('#ingest-url').value").as_str().unwrap().to_string();
+        assert!(ingest.starts_with(&format!("rtmp://127.0.0.1:{}/live/", server.rtmp)), "{ingest}");
+
+        // a destination pointing at nginx-rtmp
+        fill(&tab, "#dest-name", "nginx");
+        fill(&tab, "#dest-server", &format!("rtmp://127.0.0.1:{}/app", nginx.port));
+        fill(&tab, "#dest-key", "e2e-out");
+        tab.wait_for_element("#dest-submit").unwrap().click().unwrap();
+        tab.wait_for_element("tr[data-dest-id]").unwrap();
+        assert!(!js(&tab, "document.body.innerText").as_str().unwrap_or("").contains("e2e-out"), "the key is masked");
+
+        // publish to the shown ingest URL: the stream and the destination turn live
+        let mut ff = publish(&clip, &ingest);
+        wait_js(
+            &tab,
+            "document.querySelector('#stream-live').textContent === 'live' && \
+             document.querySelector('tr[data-dest-id] .dest-state').textContent === 'live'",
+            Duration::from_secs(20),
+        );
+        let png = tab.capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true).unwrap();
+        let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-stream-live.png"), png);
+        std::thread::sleep(Duration::from_secs(2));
+
+        // switch the destination off: nginx stops receiving
+        tab.wait_for_element("tr[data-dest-id] input.dest-toggle").unwrap().click().unwrap();
+        wait_js(&tab, "document.querySelector('tr[data-dest-id] .dest-state').textContent === 'off'", Duration::from_secs(5));
+        std::thread::sleep(Duration::from_secs(1));
+        let rec = nginx.recordings_of("e2e-out");
+        assert_eq!(rec.len(), 1, "{:?}", nginx.recordings());
+        let size = std::fs::metadata(&rec[0]).unwrap().len();
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(std::fs::metadata(&rec[0]).unwrap().len(), size, "nginx kept receiving after the toggle");
+        let got = packet_hashes(&rec[0], "v");
+        assert!(got.len() >= 30, "{} packets reached nginx", got.len());
+        assert!(find_run(&packet_hashes(&clip, "v"), &got).is_some());
+        let _ = wait_child(&mut ff, Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,297 @@
+// Multistreamer web UI: plain JavaScript, no external libraries (works offline).
+"use strict";
+
+const app = document.getElementById("app");
+const nav = document.getElementById("nav");
+let csrf = null;
+let timers = [];
+let liveFeed = null;
+
+const PRESETS = {
+  custom: { label: "Custom RTMP/RTMPS", server: "" },
+  youtube: { label: "YouTube", server: "rtmp://a.rtmp.youtube.com/live2" },
+  webinar: { label: "webinar.ru / MTS Link", server: "" },
+  twitch: { label: "Twitch", server: "rtmp://ingest.global-contribute.live-video.net/app" },
+  facebook: { label: "Facebook (RTMPS)", server: "rtmps://live-api-s.facebook.com:443/rtmp" },
+  vk: { label: "VK Video", server: "rtmp://ovsu.okcdn.ru/input" },
+  rutube: { label: "Rutube", server: "rtmp://rtmp-lb.m9.rutube.ru/live_push" },
+  telegram: { label: "Telegram (RTMPS)", server: "rtmps://dc4-1.rtmp.t.me/s" },
+};
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (v === true) e.setAttribute(k, "");
+    else if (v !== false && v != null) e.setAttribute(k, v);
+  }
+  for (const c of children.flat()) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
+  const r = await fetch(path, { method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  const data = text ? JSON.parse(text) : null;
+  if (r.status === 401 && path !== "/api/login") { showLogin(); throw new Error("signed out"); }
+  if (!r.ok) { const e = new Error(data?.error?.message || r.statusText); e.field = data?.error?.field; e.status = r.status; throw e; }
+  return data;
+}
+
+function clearTimers() {
+  timers.forEach(clearInterval); timers = [];
+  if (liveFeed) { liveFeed.close(); liveFeed = null; }
+}
+
+function fieldError(form, err) {
+  form.querySelectorAll(".error").forEach((e) => (e.textContent = ""));
+  form.querySelectorAll("input").forEach((i) => i.classList.remove("invalid"));
+  const target = err.field && form.querySelector(`[data-error-for="${err.field}"]`);
+  (target || form.querySelector("[data-error-for=form]")).textContent = err.message;
+  const input = err.field && form.querySelector(`[name="${err.field}"]`);
+  if (input) input.classList.add("invalid");
+}
+
+function field(label, input, errFor) {
+  return el("div", { class: "field" }, el("label", { for: input.id }, label), input, el("span", { class: "error", "data-error-for": errFor }));
+}
+
+function fmtRate(bps) {
+  if (bps >= 1e6) return (bps / 1e6).toFixed(1) + " Mbit/s";
+  if (bps >= 1e3) return (bps / 1e3).toFixed(0) + " kbit/s";
+  return bps + " bit/s";
+}
+
+function badge(state) { return el("span", { class: "badge " + state }, state); }
+
+// ---------- sign in ----------
+function showLogin() {
+  clearTimers(); nav.hidden = true; csrf = null;
+  const form = el("form", { class: "login", id: "login-form" },
+    el("h1", {}, "Sign in"),
+    field("Username", el("input", { id: "login-username", name: "username", autocomplete: "username", required: true }), "username"),
+    field("Password", el("input", { id: "login-password", name: "password", type: "password", autocomplete: "current-password", required: true }), "password"),
+    el("span", { class: "error", "data-error-for": "form" }),
+    el("button", { class: "primary", id: "login-submit", type: "submit" }, "Sign in"));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      const r = await api("POST", "/api/login", { username: form.username.value, password: form.password.value });
+      csrf = r.csrf_token; nav.hidden = false; location.hash = "#/"; route();
+    } catch (e) { fieldError(form, e); }
+  });
+  app.replaceChildren(form);
+}
+
+// ---------- charts ----------
+class Chart {
+  constructor(id, title, unit, series) {
+    this.canvas = el("canvas", { id, "data-samples": "0", width: 600, height: 160 });
+    this.value = el("span", {}, "–");
+    this.node = el("div", { class: "chart" }, el("h3", {}, title, this.value), this.canvas);
+    this.unit = unit; this.series = series; this.points = [];
+  }
+  push(values, label) {
+    this.points.push(values); if (this.points.length > 300) this.points.shift();
+    this.canvas.dataset.samples = String(Number(this.canvas.dataset.samples) + 1);
+    this.value.textContent = label; this.draw();
+  }
+  draw() {
+    const c = this.canvas, g = c.getContext("2d"), w = c.width, h = c.height;
+    g.clearRect(0, 0, w, h);
+    const max = Math.max(this.unit === "%" ? 100 : 1, ...this.points.flat());
+    g.strokeStyle = "#e3e6ea"; g.lineWidth = 1;
+    for (let i = 1; i < 4; i++) { g.beginPath(); g.moveTo(0, (h * i) / 4); g.lineTo(w, (h * i) / 4); g.stroke(); }
+    const colors = ["#2457d6", "#1f8a4c", "#b86e00"];
+    this.series.forEach((_, s) => {
+      g.strokeStyle = colors[s % colors.length]; g.lineWidth = 2; g.beginPath();
+      this.points.forEach((p, i) => {
+        const x = (w * i) / 299, y = h - (h * p[s]) / max;
+        i ? g.lineTo(x, y) : g.moveTo(x, y);
+      });
+      g.stroke();
+    });
+  }
+}
+
+function loadCharts() {
+  const cpu = new Chart("chart-cpu", "CPU", "%", ["cpu"]);
+  const gpu = new Chart("chart-gpu", "GPU", "%", ["util", "enc", "dec"]);
+  const disk = new Chart("chart-disk", "Disk (read / write)", "MB/s", ["r", "w"]);
+  const net = new Chart("chart-net", "Network (rx / tx)", "Mbit/s", ["rx", "tx"]);
+  const add = (s) => {
+    cpu.push([s.cpu.total_percent], s.cpu.total_percent.toFixed(0) + " %");
+    if (s.gpus.length) {
+      const g0 = s.gpus[0];
+      gpu.push([g0.utilization_percent, g0.encoder_percent ?? 0, g0.decoder_percent ?? 0], `${g0.utilization_percent} % · enc ${g0.encoder_percent ?? "–"} · dec ${g0.decoder_percent ?? "–"}`);
+    } else {
+      gpu.push([0, 0, 0], s.gpu_status || "no GPU detected");
+    }
+    const r = s.disks.reduce((a, d) => a + d.read_bytes_per_s, 0) / 1e6, w = s.disks.reduce((a, d) => a + d.write_bytes_per_s, 0) / 1e6;
+    disk.push([r, w], `${r.toFixed(1)} / ${w.toFixed(1)} MB/s`);
+    const ext = s.networks.filter((n) => n.interface !== "lo");
+    const rx = ext.reduce((a, n) => a + n.rx_bytes_per_s, 0) * 8 / 1e6, tx = ext.reduce((a, n) => a + n.tx_bytes_per_s, 0) * 8 / 1e6;
+    net.push([rx, tx], `${rx.toFixed(1)} / ${tx.toFixed(1)} Mbit/s`);
+  };
+  api("GET", "/api/system/history").then((h) => h.forEach(add)).catch(() => {});
+  liveFeed = new EventSource("/api/system/live");
+  liveFeed.addEventListener("sample", (ev) => add(JSON.parse(ev.data)));
+  return el("section", {}, el("h2", {}, "Machine load"), el("div", { class: "charts" }, cpu.node, gpu.node, disk.node, net.node));
+}
+
+// ---------- dashboard ----------
+async function showDashboard() {
+  const list = el("tbody", { id: "stream-list" });
+  const form = el("form", { class: "inline", id: "new-stream-form" },
+    field("New stream", el("input", { id: "new-stream-name", name: "name", placeholder: "e.g. Conference hall A" }), "name"),
+    el("button", { class: "primary", id: "new-stream-submit", type: "submit" }, "Create"),
+    el("span", { class: "error", "data-error-for": "form" }));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try { const s = await api("POST", "/api/streams", { name: form.name.value }); location.hash = "#/streams/" + s.id; }
+    catch (e) { fieldError(form, e); }
+  });
+  const refresh = async () => {
+    const streams = await api("GET", "/api/streams");
+    list.replaceChildren(...streams.map((s) => el("tr", { "data-stream-id": s.id },
+      el("td", {}, el("a", { class: "stream-link", href: "#/streams/" + s.id }, s.name)),
+      el("td", {}, badge(s.live ? "live" : "offline")),
+      el("td", {}, s.destinations.length ? s.destinations.map((d) => el("div", {}, d.name, " ", badge(d.state), " ", fmtRate(d.bitrate_bps), ` · reconnects ${d.reconnects}`)) : el("span", { class: "muted" }, "no destinations")))));
+    if (!streams.length) list.replaceChildren(el("tr", {}, el("td", { colspan: 3, class: "muted" }, "No streams yet.")));
+  };
+  app.replaceChildren(
+    el("h1", {}, "Dashboard"),
+    el("section", {}, el("h2", {}, "Streams"), el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Stream"), el("th", {}, "Ingest"), el("th", {}, "Destinations"))), list), form),
+    loadCharts());
+  await refresh();
+  timers.push(setInterval(() => refresh().catch(() => {}), 2000));
+}
+
+// ---------- stream page ----------
+function copyRow(id, value) {
+  const input = el("input", { id, readonly: true, value });
+  const btn = el("button", { class: "small", type: "button", onclick: () => { input.select(); navigator.clipboard?.writeText(value).catch(() => document.execCommand("copy")); btn.textContent = "Copied"; setTimeout(() => (btn.textContent = "Copy"), 1200); } }, "Copy");
+  return el("div", { class: "copy-row" }, input, btn);
+}
+
+async function showStream(id) {
+  const s = await api("GET", `/api/streams/${id}`);
+  const server = s.rtmp_url.slice(0, s.rtmp_url.length - s.key.length - 1);
+  const liveBadge = el("span", { id: "stream-live", class: "badge" }, "…");
+  const rows = el("tbody", { id: "dest-list" });
+  const preset = el("select", { id: "dest-preset", name: "preset" }, Object.entries(PRESETS).map(([k, p]) => el("option", { value: k }, p.label)));
+  const form = el("form", { class: "inline", id: "dest-form" },
+    field("Platform", preset, "preset"),
+    field("Name", el("input", { id: "dest-name", name: "name", placeholder: "YouTube main" }), "name"),
+    field("Server URL", el("input", { id: "dest-server", name: "url", placeholder: "rtmp://host/app" }), "url"),
+    field("Stream key", el("input", { id: "dest-key", name: "key", type: "password", autocomplete: "off" }), "key"),
+    el("button", { class: "primary", id: "dest-submit", type: "submit" }, "Add destination"),
+    el("span", { class: "error", "data-error-for": "form" }));
+  preset.addEventListener("change", () => {
+    const p = PRESETS[preset.value]; form.url.value = p.server;
+    if (!form.name.value || Object.values(PRESETS).some((x) => x.label === form.name.value)) form.name.value = preset.value === "custom" ? "" : p.label;
+  });
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const base = form.url.value.trim().replace(/\/+$/, "");
+    const key = form.key.value.trim();
+    try {
+      await api("POST", `/api/streams/${id}/destinations`, { name: form.name.value, url: key ? `${base}/${key}` : base, enabled: true });
+      form.reset(); await refresh();
+    } catch (e) { fieldError(form, e); }
+  });
+  let shape = null;
+  const refresh = async () => {
+    const cur = await api("GET", `/api/streams/${id}`);
+    liveBadge.textContent = cur.live ? "live" : "offline"; liveBadge.className = "badge " + (cur.live ? "live" : "");
+    const newShape = JSON.stringify(cur.destinations.map((d) => [d.id, d.name, d.url, d.enabled]));
+    if (newShape === shape) {
+      // same rows: update the live figures in place so controls are never replaced under the pointer
+      for (const d of cur.destinations) {
+        const tr = rows.querySelector(`tr[data-dest-id="${d.id}"]`);
+        if (!tr) continue;
+        tr.querySelector(".dest-state").replaceChildren(badge(d.state));
+        tr.querySelector(".dest-rate").textContent = fmtRate(d.bitrate_bps);
+        tr.querySelector(".dest-reconnects").textContent = String(d.reconnects);
+        tr.querySelector(".dest-drops").textContent = String(d.dropped);
+        tr.querySelector(".dest-error").textContent = d.last_error && d.state !== "live" ? d.last_error : "";
+      }
+      return;
+    }
+    shape = newShape;
+    rows.replaceChildren(...cur.destinations.map((d) => {
+      const toggle = el("input", { type: "checkbox", class: "dest-toggle", checked: d.enabled, title: "On/off" });
+      toggle.addEventListener("change", async () => {
+        toggle.disabled = true;
+        try { await api("PATCH", `/api/streams/${id}/destinations/${d.id}`, { enabled: toggle.checked }); } catch (e) { alert(e.message); }
+        await refresh();
+      });
+      const del = el("button", { class: "small dest-delete", type: "button" }, "Delete");
+      del.addEventListener("click", async () => { if (confirm(`Delete destination "${d.name}"?`)) { await api("DELETE", `/api/streams/${id}/destinations/${d.id}`); await refresh(); } });
+      const edit = el("button", { class: "small dest-edit", type: "button" }, "Edit");
+      edit.addEventListener("click", async () => {
+        const url = prompt(`New URL for "${d.name}" (including the stream key)`, "");
+        if (url) { try { await api("PATCH", `/api/streams/${id}/destinations/${d.id}`, { url }); await refresh(); } catch (e) { alert(e.message); } }
+      });
+      return el("tr", { "data-dest-id": d.id },
+        el("td", {}, toggle), el("td", {}, d.name), el("td", { class: "muted" }, d.url),
+        el("td", { class: "dest-state" }, badge(d.state)), el("td", { class: "dest-rate" }, fmtRate(d.bitrate_bps)),
+        el("td", { class: "dest-reconnects" }, String(d.reconnects)), el("td", { class: "dest-drops" }, String(d.dropped)),
+        el("td", { class: "muted dest-error" }, d.last_error && d.state !== "live" ? d.last_error : ""), el("td", {}, edit, " ", del));
+    }));
+    if (!cur.destinations.length) rows.replaceChildren(el("tr", {}, el("td", { colspan: 9, class: "muted" }, "No destinations yet: add YouTube, webinar.ru or any RTMP server below.")));
+  };
+  const delStream = el("button", { class: "small", type: "button" }, "Delete stream");
+  delStream.addEventListener("click", async () => { if (confirm(`Delete stream "${s.name}"? Its publisher is disconnected.`)) { await api("DELETE", `/api/streams/${id}`); location.hash = "#/"; } });
+  app.replaceChildren(
+    el("h1", {}, s.name, " ", liveBadge),
+    el("section", {}, el("h2", {}, "Ingest (OBS: Settings → Stream → Custom)"),
+      el("div", { class: "muted" }, "Full URL"), copyRow("ingest-url", s.rtmp_url),
+      el("div", { class: "muted" }, "Server"), copyRow("ingest-server", server),
+      el("div", { class: "muted" }, "Stream key"), copyRow("ingest-key", s.key)),
+    el("section", {}, el("h2", {}, "Destinations"),
+      el("table", {}, el("thead", {}, el("tr", {}, ["On", "Name", "URL", "State", "Bitrate", "Reconnects", "Drops", "Last error", ""].map((h) => el("th", {}, h)))), rows), form),
+    el("section", {}, delStream));
+  await refresh();
+  timers.push(setInterval(() => refresh().catch(() => {}), 1000));
+}
+
+// ---------- settings ----------
+function showSettings() {
+  const form = el("form", { class: "inline", id: "password-form" },
+    field("Current password", el("input", { id: "pw-current", name: "current", type: "password", autocomplete: "current-password" }), "current"),
+    field("New password (10+ characters)", el("input", { id: "pw-new", name: "new", type: "password", autocomplete: "new-password" }), "new"),
+    el("button", { class: "primary", id: "pw-submit", type: "submit" }, "Change password"),
+    el("span", { class: "error", "data-error-for": "form" }));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try { await api("POST", "/api/password", { current: form.current.value, new: form.new.value }); form.reset(); fieldError(form, { message: "Password changed." }); }
+    catch (e) { fieldError(form, e); }
+  });
+  app.replaceChildren(el("h1", {}, "Settings"), el("section", {}, el("h2", {}, "Password"), form));
+}
+
+// ---------- routing ----------
+async function route() {
+  clearTimers();
+  if (!csrf) {
+    try { csrf = (await api("GET", "/api/me")).csrf_token; nav.hidden = false; } catch { return; }
+  }
+  const h = location.hash || "#/";
+  const m = h.match(/^#\/streams\/(\d+)/);
+  try {
+    if (m) await showStream(m[1]);
+    else if (h.startsWith("#/settings")) showSettings();
+    else await showDashboard();
+  } catch (e) {
+    if (e.message !== "signed out") app.replaceChildren(el("section", {}, el("p", { class: "error" }, e.message)));
+  }
+}
+
+document.getElementById("logout").addEventListener("click", async () => { await api("POST", "/api/logout", {}).catch(() => {}); csrf = null; showLogin(); });
+window.addEventListener("hashchange", route);
+route();
