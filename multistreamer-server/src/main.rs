@@ -25,25 +25,74 @@ use crate::auth::LoginLimiter;
 use crate::engine::Engine;
 use crate::error::AppError;
 
+/// Command line; each flag also reads an environment variable, and any flag not given falls
+/// back to the config file (`--config`), then to the default.
 #[derive(Parser, Debug)]
-#[command(name = "multistreamer-server", version, about = "Multistreamer server: RTMP ingest, relay engine, HTTP API")]
-struct Args {
-    /// Directory for the database and other state.
-    #[arg(long, env = "MULTISTREAMER_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
-    /// HTTP address for the API (and the web UI).
-    #[arg(long, env = "MULTISTREAMER_HTTP", default_value = "127.0.0.1:8080")]
-    http: SocketAddr,
-    /// RTMP ingest address.
-    #[arg(long, env = "MULTISTREAMER_RTMP", default_value = "0.0.0.0:1935")]
-    rtmp: SocketAddr,
-    /// RTMP application publishers use.
-    #[arg(long, env = "MULTISTREAMER_APP", default_value = "live")]
-    app: String,
+#[command(
+    name = "multistreamer-server",
+    version,
+    about = "Multistreamer server: RTMP ingest, relay engine, HTTP API, web UI"
+)]
+struct Cli {
+    /// TOML file with any of: data_dir, http, rtmp, app, public_rtmp_url.
+    #[arg(long, env = "MULTISTREAMER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory for the database and other state [default: ./data].
+    #[arg(long, env = "MULTISTREAMER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP address for the web UI and API [default: 127.0.0.1:8080].
+    #[arg(long, env = "MULTISTREAMER_HTTP")]
+    http: Option<SocketAddr>,
+    /// RTMP ingest address [default: 0.0.0.0:1935].
+    #[arg(long, env = "MULTISTREAMER_RTMP")]
+    rtmp: Option<SocketAddr>,
+    /// RTMP application publishers use [default: live].
+    #[arg(long, env = "MULTISTREAMER_APP")]
+    app: Option<String>,
     /// The ingest URL shown to users, without the key (default: rtmp://HOST:PORT/APP from --rtmp,
     /// with an unspecified address shown as 127.0.0.1).
     #[arg(long, env = "MULTISTREAMER_PUBLIC_RTMP_URL")]
     public_rtmp_url: Option<String>,
+}
+
+/// The config file; unknown keys are an error, so typos do not pass silently.
+#[derive(serde::Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    http: Option<SocketAddr>,
+    rtmp: Option<SocketAddr>,
+    app: Option<String>,
+    public_rtmp_url: Option<String>,
+}
+
+/// The settings in force.
+#[derive(Debug)]
+struct Args {
+    data_dir: PathBuf,
+    http: SocketAddr,
+    rtmp: SocketAddr,
+    app: String,
+    public_rtmp_url: Option<String>,
+}
+
+impl Cli {
+    fn resolve(self) -> Result<Args, String> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        Ok(Args {
+            data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
+            http: self.http.or(file.http).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            rtmp: self.rtmp.or(file.rtmp).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 1935))),
+            app: self.app.or(file.app).unwrap_or_else(|| "live".to_string()),
+            public_rtmp_url: self.public_rtmp_url.or(file.public_rtmp_url),
+        })
+    }
 }
 
 /// Shared state of the HTTP handlers.
@@ -66,7 +115,13 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let args = match Cli::parse().resolve() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -161,4 +216,33 @@ async fn bootstrap_admin(db: &db::Db) -> Result<Option<FirstLogin>, AppError> {
     db::create_user(db, "admin", &auth::hash_password(&password)?).await?;
     info!("created the first account: admin");
     Ok(Some(FirstLogin { password, generated }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_config_file_which_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("ms-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("server.toml");
+        std::fs::write(&file, "data_dir = \"/srv/ms\"\nhttp = \"0.0.0.0:9000\"\napp = \"in\"\n").expect("write");
+        let cli = Cli::parse_from([
+            "multistreamer-server",
+            "--config",
+            file.to_str().expect("path"),
+            "--http",
+            "127.0.0.1:7000",
+        ]);
+        let args = cli.resolve().expect("valid");
+        assert_eq!(args.data_dir, PathBuf::from("/srv/ms"));
+        assert_eq!(args.http, SocketAddr::from(([127, 0, 0, 1], 7000)));
+        assert_eq!(args.rtmp, SocketAddr::from(([0, 0, 0, 0], 1935)));
+        assert_eq!(args.app, "in");
+        std::fs::write(&file, "htpp = \"0.0.0.0:9000\"\n").expect("write");
+        let err = Cli::parse_from(["multistreamer-server", "--config", file.to_str().expect("path")]).resolve();
+        assert!(err.is_err_and(|e| e.contains("htpp")), "unknown keys are refused");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

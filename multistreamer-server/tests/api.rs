@@ -381,7 +381,8 @@ mod ui {
 
         // the dashboard's load charts receive live samples
         tab.wait_for_element("#chart-cpu").unwrap();
-        let samples = || js(&tab, "Number(document.querySelector('#chart-cpu').dataset.samples)").as_f64().unwrap_or(0.0);
+        let samples =
+            || js(&tab, "Number(document.querySelector('#chart-cpu').dataset.samples)").as_f64().unwrap_or(0.0);
         let before = samples();
         std::thread::sleep(Duration::from_millis(3500));
         let after = samples();
@@ -422,7 +423,11 @@ mod ui {
 
         // switch the destination off: nginx stops receiving
         tab.wait_for_element("tr[data-dest-id] input.dest-toggle").unwrap().click().unwrap();
-        wait_js(&tab, "document.querySelector('tr[data-dest-id] .dest-state').textContent === 'off'", Duration::from_secs(5));
+        wait_js(
+            &tab,
+            "document.querySelector('tr[data-dest-id] .dest-state').textContent === 'off'",
+            Duration::from_secs(5),
+        );
         std::thread::sleep(Duration::from_secs(1));
         let rec = nginx.recordings_of("e2e-out");
         assert_eq!(rec.len(), 1, "{:?}", nginx.recordings());
