@@ -234,8 +234,7 @@ async fn update_stream(
         db::rename_stream(&state.db, s.id, &validate_name(name)?).await?;
     }
     if body.regenerate_key {
-        let key = auth::random_hex(16)?;
-        sqlx::query("UPDATE streams SET ingest_key = ? WHERE id = ?").bind(&key).bind(s.id).execute(&state.db).await?;
+        db::set_stream_key(&state.db, s.id, &auth::random_hex(16)?).await?;
     }
     let s = load_stream(&state, id).await?;
     Ok(Json(stream_json(&state, &s).await?))

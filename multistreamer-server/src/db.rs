@@ -193,6 +193,11 @@ pub async fn rename_stream(db: &Db, id: i64, name: &str) -> Result<(), AppError>
     Ok(())
 }
 
+pub async fn set_stream_key(db: &Db, id: i64, key: &str) -> Result<(), AppError> {
+    sqlx::query("UPDATE streams SET ingest_key = ? WHERE id = ?").bind(key).bind(id).execute(db).await?;
+    Ok(())
+}
+
 pub async fn delete_stream(db: &Db, id: i64) -> Result<bool, AppError> {
     Ok(sqlx::query("DELETE FROM streams WHERE id = ?").bind(id).execute(db).await?.rows_affected() > 0)
 }

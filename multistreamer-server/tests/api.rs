@@ -177,8 +177,14 @@ fn api_requires_a_session_and_csrf_validates_masks_keys_and_persists() {
     assert_eq!(r.status, 201, "{}", r.body);
     let stream = r.json();
     let id = stream["id"].as_i64().unwrap();
-    let key = stream["key"].as_str().unwrap().to_string();
-    assert_eq!(stream["rtmp_url"], json!(format!("rtmp://127.0.0.1:{}/live/{key}", server.rtmp)));
+    let first_key = stream["key"].as_str().unwrap().to_string();
+    assert_eq!(stream["rtmp_url"], json!(format!("rtmp://127.0.0.1:{}/live/{first_key}", server.rtmp)));
+    // a leaked key can be replaced
+    let r = admin.request("PATCH", &format!("/api/streams/{id}"), Some(&json!({"regenerate_key": true})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let key = r.json()["key"].as_str().unwrap().to_string();
+    assert_ne!(key, first_key);
+    assert_eq!(key.len(), 32);
     let dup = admin.post("/api/streams", json!({"name": "conference"}));
     assert_eq!(dup.status, 422);
     assert_eq!(dup.json()["error"]["field"], json!("name"));
