@@ -293,6 +293,11 @@ impl Connection {
         let mut out = Vec::new();
         let mut state: Option<Publishing> = None;
         let mut pending_results: Vec<ServerSessionResult> = initial;
+        // Registered once, not per read: the cancellation waiter and the idle timer.
+        let cancelled = self.cancel.cancelled();
+        tokio::pin!(cancelled);
+        let idle = tokio::time::sleep(self.options.idle_timeout);
+        tokio::pin!(idle);
         if !remaining.is_empty() {
             pending_results.extend(session.handle_input(&remaining)?);
         }
@@ -326,14 +331,13 @@ impl Connection {
                 socket.write_all(&out).await?;
                 out.clear();
             }
-            let read = tokio::select! {
-                _ = self.cancel.cancelled() => return Ok(()),
-                r = tokio::time::timeout(self.options.idle_timeout, socket.read(&mut buf)) => r,
+            let n = tokio::select! {
+                biased;
+                _ = &mut cancelled => return Ok(()),
+                r = socket.read(&mut buf) => r?,
+                _ = &mut idle => return Err(RtmpError::Timeout("waiting for data from the publisher").into()),
             };
-            let n = match read {
-                Ok(r) => r?,
-                Err(_) => return Err(RtmpError::Timeout("waiting for data from the publisher").into()),
-            };
+            idle.as_mut().reset(tokio::time::Instant::now() + self.options.idle_timeout);
             if n == 0 {
                 return match state {
                     Some(_) => Err(RtmpError::Closed("publishing").into()),
@@ -718,5 +722,64 @@ mod fuzz_regressions {
                 fuzz_ingest(&input);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod connection_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+
+    async fn handshaken(addr: SocketAddr) -> TcpStream {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let mut hs = Handshake::new(PeerType::Client);
+        s.write_all(&hs.generate_outbound_p0_and_p1().expect("c0c1")).await.expect("write");
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed during handshake");
+            match hs.process_bytes(&buf[..n]).expect("handshake") {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    s.write_all(&response_bytes).await.expect("write")
+                }
+                HandshakeProcessResult::Completed { response_bytes, .. } => {
+                    s.write_all(&response_bytes).await.expect("write");
+                    return s;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_peer_is_disconnected_after_the_idle_timeout() {
+        let options = RtmpIngestOptions { idle_timeout: Duration::from_millis(300), ..Default::default() };
+        let auth = Arc::new(StaticKeys { app: "live".into(), keys: None });
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let ingest = RtmpIngest::bind(addr, Hub::default(), auth, options).await.expect("bind");
+        let addr = ingest.local_addr().expect("addr");
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(ingest.run(cancel.clone()));
+        let mut s = handshaken(addr).await;
+        let mut buf = [0u8; 4096];
+        // the server's initial control messages arrive, then the connection is closed
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "a silent peer must be disconnected");
+        cancel.cancel();
+        task.await.expect("ingest stops on cancel");
     }
 }
