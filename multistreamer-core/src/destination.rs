@@ -478,11 +478,9 @@ mod supervisor_tests {
     use std::sync::atomic::AtomicUsize;
     use std::task::Context;
 
-    use bytes::Bytes;
-
     use super::*;
     use crate::hub::HubOptions;
-    use crate::media::{Codec, FlvCodecTag, MediaInfo, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
+    use crate::media::{Codec, FlvCodecTag, MediaInfo, Timebase, Track, TrackId};
     use crate::sink::BoxFuture;
 
     /// Per connection: (is info, dts ms, keyframe) of every item received.
@@ -545,16 +543,7 @@ mod supervisor_tests {
         }
     }
 
-    fn packet(ms: i64, key: bool) -> Packet {
-        Packet {
-            track: TrackId(0),
-            kind: TrackKind::Video,
-            dts: Timestamp::from_millis(ms),
-            pts: Timestamp::from_millis(ms),
-            keyframe: key,
-            payload: Bytes::from_static(&[0; 10]),
-        }
-    }
+    use crate::hub::tests::video as packet;
 
     #[tokio::test(start_paused = true)]
     async fn reconnects_after_an_error_and_resumes_on_a_keyframe() {

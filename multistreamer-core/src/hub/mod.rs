@@ -597,4 +597,4 @@ impl Drop for Publisher {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

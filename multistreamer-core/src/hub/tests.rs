@@ -20,7 +20,8 @@ fn info() -> Arc<MediaInfo> {
     Arc::new(info)
 }
 
-fn video(ms: i64, key: bool) -> Packet {
+/// A video packet of 100 bytes (shared with other modules' tests).
+pub(crate) fn video(ms: i64, key: bool) -> Packet {
     Packet {
         track: TrackId(0),
         kind: TrackKind::Video,
