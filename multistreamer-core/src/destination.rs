@@ -20,6 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::hub::{Hub, SubscribeOptions, SubscriberStats, Subscription, SubscriptionEnd};
 use crate::media::MediaItem;
 use crate::sink::{Connector, Sink};
+use crate::sync::lock;
 
 /// Exponential backoff with jitter, capped.
 #[derive(Clone, Copy, Debug)]
@@ -136,10 +137,6 @@ impl Default for DestinationStats {
             rate: Mutex::new(RateWindow { at: now, bytes: 0, bps: 0 }),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl DestinationStats {

@@ -44,6 +44,7 @@ pub mod rtmp;
 pub mod signal;
 pub mod sink;
 pub mod source;
+mod sync;
 
 pub use error::{Error, ErrorKind, Result};
 pub use sink::{Connector, Sink};

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tracing::{debug, info};
 
+use crate::sync::lock;
+
 /// Turns a cumulative counter into a per-second rate.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RateCounter {
@@ -250,7 +252,7 @@ impl MonitorHandle {
 
     /// Samples of the last few minutes, oldest first.
     pub fn history(&self) -> Vec<Arc<SystemSample>> {
-        self.history.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+        lock(&self.history).iter().cloned().collect()
     }
 }
 
@@ -269,7 +271,7 @@ pub fn spawn_monitor(interval: Duration, keep: usize) -> Result<MonitorHandle, S
                 std::thread::sleep(interval);
                 let sample = Arc::new(monitor.sample());
                 {
-                    let mut h = hist.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut h = lock(&hist);
                     h.push_back(sample.clone());
                     while h.len() > keep.max(1) {
                         h.pop_front();

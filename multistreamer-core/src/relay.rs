@@ -19,6 +19,7 @@ use crate::destination::{DestinationHandle, DestinationOptions, DestinationSnaps
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub::{Hub, HubEvent, HubOptions};
 use crate::rtmp::{RtmpConnector, RtmpIngest, RtmpIngestOptions, RtmpPushOptions, RtmpUrl, StaticKeys};
+use crate::sync::lock;
 
 /// A destination for every stream; `{key}` in the URL's key is replaced by the stream key.
 #[derive(Clone, Debug)]
@@ -101,10 +102,6 @@ pub struct Relay {
     ingest_task: JoinHandle<()>,
     watcher: JoinHandle<()>,
     shutdown_timeout: Duration,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Relay {

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc};
@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 use self::gop::GopCache;
 pub use self::subscription::{SubscriberStats, Subscription, SubscriptionEnd};
 use crate::media::{MediaInfo, MediaItem, Packet, Timestamp, TrackId, TrackKind};
+use crate::sync::lock;
 
 /// What to do with a subscriber whose queue is full.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -126,12 +127,6 @@ impl fmt::Debug for Hub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hub").field("streams", &self.stream_names()).finish()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding a hub lock cannot leave the state half-updated in a way that
-    // matters more than losing the stream, so keep serving rather than propagate poison.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Default for Hub {
@@ -502,7 +497,7 @@ impl Publisher {
         if has_video {
             st.gop.push(&packet, is_video && packet.keyframe);
         }
-        let info = st.info.clone();
+        let info = &st.info;
         let info_generation = st.info_generation;
         let name = &self.stream.name;
         st.subscribers.retain_mut(|slot| {
@@ -522,7 +517,7 @@ impl Publisher {
                 // At least half the queue (and so at least one slot, capacity ≥ 2) is free
                 // for the info and the keyframe.
                 if slot.info_seen != info_generation
-                    && let Some(info) = &info
+                    && let Some(info) = info
                 {
                     if slot.tx.try_send(MediaItem::Info(info.clone())).is_err() {
                         return !slot.tx.is_closed();
