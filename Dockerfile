@@ -5,13 +5,15 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-RUN apt-get update && apt-get install -y --no-install-recommends pkg-config ca-certificates \
+RUN apt-get update && apt-get install -y --no-install-recommends pkg-config ca-certificates clang libclang-dev \
+    libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --release -p multistreamer-server -p multistreamer-cli
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/multistreamer-server /usr/local/bin/
 COPY --from=build /src/target/release/multistreamer /usr/local/bin/

@@ -8,7 +8,9 @@ set -euo pipefail
 
 profile="${1:-run}"
 
-run_pkgs=(ca-certificates pkg-config gcc libc6-dev)
+# FFmpeg's libraries (in-process transcoding through ffmpeg-next) and clang for its bindings.
+run_pkgs=(ca-certificates pkg-config gcc libc6-dev clang libclang-dev
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev)
 test_pkgs=(ffmpeg nginx libnginx-mod-rtmp libnginx-mod-stream openssl procps python3 chromium)
 
 pkgs=("${run_pkgs[@]}")

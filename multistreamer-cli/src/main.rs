@@ -4,6 +4,8 @@
 //! stdout and logs on stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a CLI talks to its user
 
+mod transcode;
+
 use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -46,6 +48,11 @@ enum Command {
         multistreamer relay --listen rtmp://0.0.0.0:1935/live --key alice --key bob \\\n      \
         --to 'rtmp://a.rtmp.youtube.com/live2/{key}'")]
     Relay(RelayArgs),
+    /// Transcode a file or URL into a ladder of renditions, one file per rung.
+    #[command(after_help = "EXAMPLES:\n  \
+        multistreamer transcode --input talk.mp4 --ladder 1080p,720p,480p --out-dir renditions/\n  \
+        multistreamer transcode --input in.mkv --ladder 720p@30:3000k,480p --preset ultrafast --out-dir out/")]
+    Transcode(transcode::TranscodeArgs),
     /// Show the machine's load (CPU, memory, disks, network, GPUs) every second.
     Load(LoadArgs),
 }
@@ -69,8 +76,18 @@ struct RelayArgs {
 
     /// A destination: rtmp[s]://HOST[:PORT]/APP/KEY. Repeat for more. `{key}` is replaced
     /// by the publisher's stream key. Keys with `?` and `&` are sent as written (quote them).
-    #[arg(long = "to", value_name = "URL")]
+    /// `RUNG=URL` (e.g. 720p=rtmp://…) sends that rendition of --ladder instead of the source.
+    #[arg(long = "to", value_name = "[RUNG=]URL")]
     to: Vec<String>,
+
+    /// Transcode every stream into these renditions (e.g. 1080p,720p,480p or
+    /// 1280x720@30:3000k), decoded once and encoded once per rung whatever the number of
+    /// destinations; send a rung to a destination with --to RUNG=URL.
+    #[arg(long, value_name = "LADDER")]
+    ladder: Option<String>,
+
+    #[command(flatten)]
+    encoder: transcode::EncoderArgs,
 
     /// Accept only this stream key (repeatable).
     #[arg(long = "key", value_name = "KEY")]
@@ -112,9 +129,22 @@ fn main() -> ExitCode {
         error!(panic = %info, "internal error (contained to one task)");
     }));
     let cli = Cli::parse();
+    let cli = match cli.command {
+        Command::Transcode(args) => {
+            // Blocking libav work: no async runtime needed.
+            return match transcode::transcode(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        command => Cli { command },
+    };
     let threads = match &cli.command {
         Command::Relay(args) => args.threads,
-        Command::Load(_) => 1,
+        Command::Load(_) | Command::Transcode(_) => 1,
     };
     let mut builder = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -136,6 +166,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Relay(args) => relay(args).await,
             Command::Load(args) => load(args).await,
+            Command::Transcode(_) => Ok(()),
         }
     });
     match result {
@@ -168,10 +199,21 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
     } else {
         config.keys = Some(keys.clone());
     }
-    for (i, url) in args.to.iter().enumerate() {
+    if let Some(spec) = &args.ladder {
+        let ladder = args.encoder.ladder(spec)?;
+        let options = args.encoder.options(multistreamer_core::transcode::Overload::DropFrames)?;
+        info!(ladder = %ladder, preset = %options.preset, "transcoding every stream");
+        config.ladder = Some((ladder, options));
+    }
+    for (i, to) in args.to.iter().enumerate() {
+        let (rung, url) = split_rung(to);
         let parsed: RtmpUrl = url.parse().map_err(|e| format!("--to {}: {e}", redact_arg(url)))?;
-        let name = format!("{}:{}/{}#{}", parsed.host, parsed.port, parsed.app, i + 1);
-        let t = DestinationTemplate::parse(&name, url).map_err(|e| e.to_string())?;
+        let name = match rung {
+            Some(r) => format!("{}:{}/{}#{} ({r})", parsed.host, parsed.port, parsed.app, i + 1),
+            None => format!("{}:{}/{}#{}", parsed.host, parsed.port, parsed.app, i + 1),
+        };
+        let t =
+            DestinationTemplate::parse(&name, url).map_err(|e| e.to_string())?.with_rendition(rung.map(str::to_string));
         if !t.is_per_key() && keys.len() != 1 {
             warn!(destination = %t.url, "this destination has no {{key}}: every accepted stream is sent to the same URL");
         }
@@ -190,6 +232,7 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
     if let Err(e) = config.push.tls.connector() {
         return Err(e.to_string());
     }
+    config.validate().map_err(|e| format!("--to: {e}"))?;
 
     let relay = Relay::start(config).await.map_err(|e| e.to_string())?;
     let shown_key = if listen.key.is_empty() { "<KEY>".to_string() } else { listen.key.clone() };
@@ -204,7 +247,21 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
             _ = shutdown_signal() => break,
             _ = ticker.tick() => {
                 if interval.is_some() {
-                    status.print(&relay.destinations());
+                    let mut lines: Vec<String> = relay.destinations().iter().map(format_status).collect();
+                    for (stream, rungs) in relay.renditions() {
+                        for r in rungs {
+                            lines.push(format!(
+                                "[{stream}] rendition {} {}x{}  {} frames  {} dropped  {}",
+                                r.name,
+                                r.width,
+                                r.height,
+                                r.frames_encoded,
+                                r.frames_dropped,
+                                human_bytes(r.bytes_out)
+                            ));
+                        }
+                    }
+                    status.print(lines);
                 }
             }
         }
@@ -274,6 +331,15 @@ async fn load(args: LoadArgs) -> Result<(), String> {
     }
 }
 
+/// `720p=rtmp://…` → (Some("720p"), "rtmp://…"); a plain URL (even one whose key holds
+/// `=`) → (None, url).
+fn split_rung(to: &str) -> (Option<&str>, &str) {
+    match to.split_once('=') {
+        Some((rung, url)) if !rung.is_empty() && !rung.contains([':', '/', '?']) => (Some(rung), url),
+        _ => (None, to),
+    }
+}
+
 fn redact_arg(url: &str) -> String {
     url.parse::<RtmpUrl>().map(|u| u.to_string()).unwrap_or_else(|_| "<invalid URL>".into())
 }
@@ -298,8 +364,7 @@ impl StatusPrinter {
         StatusPrinter { tty: std::io::stdout().is_terminal(), lines_drawn: 0, last: Vec::new() }
     }
 
-    fn print(&mut self, statuses: &[DestinationStatus]) {
-        let lines: Vec<String> = statuses.iter().map(format_status).collect();
+    fn print(&mut self, lines: Vec<String>) {
         let mut out = std::io::stdout().lock();
         if self.tty {
             if self.lines_drawn > 0 {

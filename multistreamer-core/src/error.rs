@@ -27,6 +27,8 @@ pub enum ErrorKind {
     Io,
     /// The component was shut down.
     Shutdown,
+    /// Media could not be decoded, encoded or muxed (unsupported codec, libav failure).
+    Media,
 }
 
 /// The error type of this crate.
@@ -50,6 +52,9 @@ enum Source {
     Hub(#[from] HubError),
     #[error(transparent)]
     Io(#[from] io::Error),
+    #[cfg(feature = "libav")]
+    #[error("libav: {0}")]
+    Libav(#[from] ffmpeg_next::Error),
     #[error("{0}")]
     Message(String),
 }
@@ -143,6 +148,13 @@ impl From<HubError> for Error {
             HubError::Closed => ErrorKind::Shutdown,
         };
         Error { kind, context: None, source: Source::Hub(e) }
+    }
+}
+
+#[cfg(feature = "libav")]
+impl From<ffmpeg_next::Error> for Error {
+    fn from(e: ffmpeg_next::Error) -> Error {
+        Error { kind: ErrorKind::Media, context: None, source: Source::Libav(e) }
     }
 }
 

@@ -36,6 +36,7 @@ pub mod destination;
 pub mod error;
 pub mod flv;
 pub mod hub;
+pub mod ladder;
 pub mod media;
 #[cfg(feature = "monitor")]
 pub mod monitor;
@@ -45,6 +46,8 @@ pub mod signal;
 pub mod sink;
 pub mod source;
 mod sync;
+#[cfg(feature = "libav")]
+pub mod transcode;
 
 pub use error::{Error, ErrorKind, Result};
 pub use sink::{Connector, Sink};

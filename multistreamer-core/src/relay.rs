@@ -26,6 +26,8 @@ use crate::sync::lock;
 pub struct DestinationTemplate {
     pub name: String,
     pub url: RtmpUrl,
+    /// The rendition of the ladder sent there (`720p`); `None` sends the source as is.
+    pub rendition: Option<String>,
 }
 
 impl DestinationTemplate {
@@ -38,7 +40,13 @@ impl DestinationTemplate {
                 format!("destination {name:?} has no stream key (expected rtmp://HOST/APP/KEY)"),
             ));
         }
-        Ok(DestinationTemplate { name: name.to_string(), url })
+        Ok(DestinationTemplate { name: name.to_string(), url, rendition: None })
+    }
+
+    /// Sends rendition `rung` of the ladder instead of the source.
+    pub fn with_rendition(mut self, rung: Option<String>) -> DestinationTemplate {
+        self.rendition = rung;
+        self
     }
 
     /// Whether the URL depends on the publisher's key.
@@ -61,6 +69,9 @@ pub struct RelayConfig {
     pub destination: DestinationOptions,
     /// How long shutdown waits for destinations to flush.
     pub shutdown_timeout: Duration,
+    /// Transcode every stream into this ladder; destinations pick a rung by name.
+    #[cfg(feature = "libav")]
+    pub ladder: Option<(crate::ladder::Ladder, crate::transcode::TranscodeOptions)>,
 }
 
 impl RelayConfig {
@@ -75,7 +86,25 @@ impl RelayConfig {
             push: RtmpPushOptions::default(),
             destination: DestinationOptions::default(),
             shutdown_timeout: Duration::from_secs(10),
+            #[cfg(feature = "libav")]
+            ladder: None,
         }
+    }
+
+    /// Checks that every destination's rendition is a rung of the ladder.
+    pub fn validate(&self) -> Result<()> {
+        for d in &self.destinations {
+            let Some(rung) = &d.rendition else { continue };
+            #[cfg(feature = "libav")]
+            if self.ladder.as_ref().is_some_and(|(l, _)| l.get(rung).is_some()) {
+                continue;
+            }
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("destination {:?} wants rendition {rung:?}, which the ladder does not have", d.name),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -90,6 +119,10 @@ pub struct DestinationStatus {
 }
 
 type Active = Arc<Mutex<HashMap<String, Vec<(String, DestinationHandle)>>>>;
+#[cfg(feature = "libav")]
+type Ladders = Arc<Mutex<HashMap<String, crate::transcode::hub::LadderHandle>>>;
+#[cfg(not(feature = "libav"))]
+type Ladders = ();
 
 /// A running relay.
 #[derive(Debug)]
@@ -97,6 +130,8 @@ pub struct Relay {
     hub: Hub,
     local_addr: SocketAddr,
     active: Active,
+    #[cfg_attr(not(feature = "libav"), allow(dead_code))]
+    ladders: Ladders,
     ingest_cancel: CancellationToken,
     dest_cancel: CancellationToken,
     ingest_task: JoinHandle<()>,
@@ -107,6 +142,7 @@ pub struct Relay {
 impl Relay {
     /// Binds the ingest and starts serving.
     pub async fn start(config: RelayConfig) -> Result<Relay> {
+        config.validate()?;
         let hub = Hub::new(config.hub.clone());
         let auth = Arc::new(StaticKeys { app: config.app.clone(), keys: config.keys.clone() });
         let ingest = RtmpIngest::bind(config.listen, hub.clone(), auth, config.ingest.clone()).await?;
@@ -115,12 +151,15 @@ impl Relay {
         let dest_cancel = CancellationToken::new();
         let ingest_task = tokio::spawn(ingest.run(ingest_cancel.clone()));
         let active: Active = Arc::default();
-        let watcher = tokio::spawn(watch(hub.clone(), config.clone(), active.clone(), dest_cancel.clone()));
+        let ladders: Ladders = Default::default();
+        let watcher =
+            tokio::spawn(watch(hub.clone(), config.clone(), active.clone(), ladders.clone(), dest_cancel.clone()));
         info!(addr = %local_addr, app = %config.app, destinations = config.destinations.len(), "relay listening");
         Ok(Relay {
             hub,
             local_addr,
             active,
+            ladders,
             ingest_cancel,
             dest_cancel,
             ingest_task,
@@ -156,6 +195,15 @@ impl Relay {
         out
     }
 
+    /// The renditions of every transcoded stream: (source stream, rungs).
+    #[cfg(feature = "libav")]
+    pub fn renditions(&self) -> Vec<(String, Vec<crate::transcode::RungSnapshot>)> {
+        let ladders = lock(&self.ladders);
+        let mut out: Vec<_> = ladders.iter().map(|(s, l)| (s.clone(), l.rungs())).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Ordered shutdown: ingest, streams, destinations.
     pub async fn shutdown(self) {
         info!("shutting down: stopping ingest");
@@ -164,6 +212,13 @@ impl Relay {
         info!("ending streams; destinations flush and close");
         self.hub.close();
         self.watcher.abort();
+        #[cfg(feature = "libav")]
+        {
+            let ladders: Vec<_> = lock(&self.ladders).drain().map(|(_, l)| l).collect();
+            for l in ladders {
+                l.join().await;
+            }
+        }
         let handles: Vec<DestinationHandle> =
             lock(&self.active).drain().flat_map(|(_, v)| v.into_iter().map(|(_, h)| h)).collect();
         let wait_all = async {
@@ -179,20 +234,30 @@ impl Relay {
     }
 }
 
-async fn watch(hub: Hub, config: RelayConfig, active: Active, cancel: CancellationToken) {
+async fn watch(hub: Hub, config: RelayConfig, active: Active, ladders: Ladders, cancel: CancellationToken) {
     let mut events = hub.events();
     // streams that started before we subscribed
     for name in hub.stream_names() {
-        start_destinations(&hub, &config, &active, &cancel, &name);
+        stream_started(&hub, &config, &active, &ladders, &cancel, &name);
     }
     loop {
         match events.recv().await {
-            Ok(HubEvent::StreamStarted(name)) => start_destinations(&hub, &config, &active, &cancel, &name),
+            Ok(HubEvent::StreamStarted(name)) => stream_started(&hub, &config, &active, &ladders, &cancel, &name),
             Ok(HubEvent::StreamEnded(name)) => {
                 // The destinations stop by themselves once their subscription ends;
                 // forget them after they have closed.
+                #[cfg(feature = "libav")]
+                let ladder = lock(&ladders).remove(&name);
+                #[cfg(not(feature = "libav"))]
+                let ladder: Option<()> = None;
                 let handles = lock(&active).remove(&name).unwrap_or_default();
                 tokio::spawn(async move {
+                    #[cfg(feature = "libav")]
+                    if let Some(l) = ladder {
+                        l.join().await;
+                    }
+                    #[cfg(not(feature = "libav"))]
+                    let _ = ladder;
                     for (_, h) in handles {
                         h.join().await;
                     }
@@ -202,7 +267,7 @@ async fn watch(hub: Hub, config: RelayConfig, active: Active, cancel: Cancellati
             Err(RecvError::Lagged(n)) => {
                 warn!(missed = n, "relay fell behind on stream events; resynchronising");
                 for name in hub.stream_names() {
-                    start_destinations(&hub, &config, &active, &cancel, &name);
+                    stream_started(&hub, &config, &active, &ladders, &cancel, &name);
                 }
             }
             Err(RecvError::Closed) => break,
@@ -210,15 +275,60 @@ async fn watch(hub: Hub, config: RelayConfig, active: Active, cancel: Cancellati
     }
 }
 
-fn start_destinations(hub: &Hub, config: &RelayConfig, active: &Active, cancel: &CancellationToken, stream: &str) {
+fn stream_started(
+    hub: &Hub,
+    config: &RelayConfig,
+    active: &Active,
+    ladders: &Ladders,
+    cancel: &CancellationToken,
+    stream: &str,
+) {
+    // `KEY@RUNG` is a rendition published by a ladder: it feeds the destinations that
+    // asked for that rung; any other stream is a source.
+    let (key, rendition) = match stream.rsplit_once('@') {
+        Some((key, rung)) => (key, Some(rung)),
+        None => (stream, None),
+    };
+    #[cfg(feature = "libav")]
+    if let (None, Some((ladder, options))) = (rendition, &config.ladder) {
+        let mut ladders = lock(ladders);
+        if ladders.get(stream).is_none_or(|l| l.is_finished()) {
+            match crate::transcode::hub::spawn_ladder(
+                hub.clone(),
+                stream.to_string(),
+                ladder.clone(),
+                options.clone(),
+                cancel.child_token(),
+            ) {
+                Ok(h) => {
+                    ladders.insert(stream.to_string(), h);
+                }
+                Err(e) => warn!(stream, error = %e, "cannot start the ladder; only the source is relayed"),
+            }
+        }
+    }
+    #[cfg(not(feature = "libav"))]
+    let _ = ladders;
+    start_destinations(hub, config, active, cancel, stream, key, rendition);
+}
+
+fn start_destinations(
+    hub: &Hub,
+    config: &RelayConfig,
+    active: &Active,
+    cancel: &CancellationToken,
+    stream: &str,
+    key: &str,
+    rendition: Option<&str>,
+) {
     let mut active = lock(active);
     let entry = active.entry(stream.to_string()).or_default();
     entry.retain(|(_, h)| !h.is_finished());
     if !entry.is_empty() {
         return;
     }
-    for t in &config.destinations {
-        let url = t.url.with_key_template(stream);
+    for t in config.destinations.iter().filter(|t| t.rendition.as_deref() == rendition) {
+        let url = t.url.with_key_template(key);
         let target = url.to_string();
         let connector = Arc::new(RtmpConnector::new(url, config.push.clone()));
         let handle = spawn_destination(

@@ -267,6 +267,126 @@ impl<'a> Iterator for AvccNalUnits<'a> {
     }
 }
 
+/// NAL unit types the conversions below treat specially.
+const NAL_SPS: u8 = 7;
+const NAL_PPS: u8 = 8;
+const NAL_AUD: u8 = 9;
+
+/// Iterates over the NAL units of an Annex B byte stream (`00 00 01` / `00 00 00 01` start
+/// codes). Bytes before the first start code are ignored; trailing zero bytes of a unit
+/// (the next start code's leading zero) are trimmed.
+pub fn annexb_nal_units(data: &[u8]) -> AnnexBNalUnits<'_> {
+    let start = find_start_code(data, 0).map_or(data.len(), |(_, end)| end);
+    AnnexBNalUnits { data, pos: start }
+}
+
+/// Iterator returned by [`annexb_nal_units`].
+#[derive(Debug)]
+pub struct AnnexBNalUnits<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Iterator for AnnexBNalUnits<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        while self.pos < self.data.len() {
+            let (end, next) = match find_start_code(self.data, self.pos) {
+                Some((at, after)) => (at, after),
+                None => (self.data.len(), self.data.len()),
+            };
+            let mut nal = &self.data[self.pos..end];
+            while let [rest @ .., 0] = nal {
+                nal = rest;
+            }
+            self.pos = next;
+            if !nal.is_empty() {
+                return Some(nal);
+            }
+        }
+        None
+    }
+}
+
+/// Finds the next `00 00 01` at or after `from`: (index of its first zero, index after it).
+fn find_start_code(data: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
+    while i + 3 <= data.len() {
+        match data[i + 2] {
+            1 if data[i] == 0 && data[i + 1] == 0 => return Some((i, i + 3)),
+            0 => i += 1,
+            _ => i += 3,
+        }
+    }
+    None
+}
+
+/// Parameter sets met while converting an access unit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParameterSets {
+    pub sps: Vec<Bytes>,
+    pub pps: Vec<Bytes>,
+}
+
+impl ParameterSets {
+    pub fn is_complete(&self) -> bool {
+        !self.sps.is_empty() && !self.pps.is_empty()
+    }
+
+    /// Builds the `AVCDecoderConfigurationRecord` (4-byte NAL lengths) for these sets.
+    pub fn to_record(&self) -> Result<AvcDecoderConfig, CodecError> {
+        let first = self.sps.first().ok_or_else(|| CodecError::Invalid("no SPS".into()))?;
+        if first.len() < 4 {
+            return Err(CodecError::Truncated("SPS"));
+        }
+        if self.pps.is_empty() {
+            return Err(CodecError::Invalid("no PPS".into()));
+        }
+        if self.sps.len() > 31 || self.pps.len() > 255 {
+            return Err(CodecError::Invalid("too many parameter sets".into()));
+        }
+        let mut r = Vec::with_capacity(16 + first.len() + self.pps.iter().map(|p| p.len() + 2).sum::<usize>());
+        r.extend_from_slice(&[1, first[1], first[2], first[3], 0xFF, 0xE0 | self.sps.len() as u8]);
+        for set in &self.sps {
+            push_sized(&mut r, set)?;
+        }
+        r.push(self.pps.len() as u8);
+        for set in &self.pps {
+            push_sized(&mut r, set)?;
+        }
+        AvcDecoderConfig::parse(Bytes::from(r))
+    }
+}
+
+fn push_sized(out: &mut Vec<u8>, nal: &[u8]) -> Result<(), CodecError> {
+    let len = u16::try_from(nal.len()).map_err(|_| CodecError::Invalid("parameter set over 64 KiB".into()))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(nal);
+    Ok(())
+}
+
+/// Converts one Annex B access unit to AVCC with 4-byte lengths. SPS and PPS are moved out
+/// into `sets` (they belong in the decoder configuration record); access unit delimiters
+/// are dropped.
+pub fn annexb_to_avcc(data: &[u8], sets: &mut ParameterSets) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    for nal in annexb_nal_units(data) {
+        match nal[0] & 0x1F {
+            NAL_SPS => sets.sps.push(Bytes::copy_from_slice(nal)),
+            NAL_PPS => sets.pps.push(Bytes::copy_from_slice(nal)),
+            NAL_AUD => {}
+            _ => {
+                // annexb_nal_units never yields units over the input length, which fits in memory
+                let len = u32::try_from(nal.len()).unwrap_or(u32::MAX);
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(nal);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,5 +468,26 @@ mod tests {
         assert_eq!(nals, vec![&[0x65, 0xaa][..], &[0x06][..]]);
         let bad = [0, 0, 0, 9, 0x65];
         assert!(avcc_nal_units(&bad, 4).any(|r| r.is_err()));
+    }
+
+    #[test]
+    fn splits_annexb_and_builds_a_record() {
+        let pps = [0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+        let mut au = vec![0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1];
+        au.extend_from_slice(SPS_720P_HIGH);
+        au.extend_from_slice(&[0, 0, 1]);
+        au.extend_from_slice(&pps);
+        au.extend_from_slice(&[0, 0, 1, 0x65, 0x88, 0x84, 0x00, 0, 0, 0, 1, 0x06, 0x05]);
+        let nals: Vec<&[u8]> = annexb_nal_units(&au).collect();
+        assert_eq!(nals.len(), 5);
+        assert_eq!(nals[3], &[0x65, 0x88, 0x84][..], "trailing zero before a 4-byte start code is trimmed");
+        let mut sets = ParameterSets::default();
+        let avcc = annexb_to_avcc(&au, &mut sets);
+        assert_eq!(avcc, vec![0, 0, 0, 3, 0x65, 0x88, 0x84, 0, 0, 0, 2, 0x06, 0x05]);
+        let cfg = sets.to_record().expect("complete sets");
+        assert_eq!(cfg.record, record_with(SPS_720P_HIGH));
+        assert_eq!((cfg.width, cfg.height), (1280, 720));
+        assert!(ParameterSets::default().to_record().is_err());
+        assert_eq!(annexb_nal_units(&[1, 2, 3]).count(), 0);
     }
 }

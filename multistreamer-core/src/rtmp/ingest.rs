@@ -81,6 +81,10 @@ impl PublishAuthorizer for StaticKeys {
             if request.key.is_empty() {
                 return Err(Rejection::new("empty stream key"));
             }
+            if request.key.contains('@') {
+                // `KEY@RUNG` names the renditions a ladder publishes.
+                return Err(Rejection::new("stream keys may not contain '@'"));
+            }
             match &self.keys {
                 Some(keys) if !keys.contains(&request.key) => Err(Rejection::new("unknown stream key")),
                 _ => Ok(request.key.clone()),

@@ -1,0 +1,68 @@
+//! The only `unsafe` in the crate: reading and writing codec "extradata" (the H.264
+//! decoder configuration record, the AAC AudioSpecificConfig), which ffmpeg-next does not
+//! expose. Each function copies, so no libav-owned memory escapes.
+#![allow(unsafe_code)]
+
+use ffmpeg_next::codec;
+use ffmpeg_next::ffi;
+
+/// Copies `data` into the context's extradata (replacing what was there), zero-padded as
+/// libav requires. For decoders before `open`, for muxing before `Parameters::from`.
+pub(crate) fn set_extradata(ctx: &mut codec::Context, data: &[u8]) -> Result<(), ffmpeg_next::Error> {
+    let size = i32::try_from(data.len()).map_err(|_| ffmpeg_next::Error::InvalidData)?;
+    let padding = ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize;
+    // SAFETY: `ctx` owns a valid AVCodecContext. The buffer comes from av_mallocz (as the
+    // field's contract requires, freed by avcodec_free_context), is `len + padding` bytes
+    // and zeroed, and `data` is copied into its first `len` bytes. The old buffer, if any,
+    // was allocated by libav the same way and is released with av_freep.
+    unsafe {
+        let raw = ctx.as_mut_ptr();
+        let buf = ffi::av_mallocz(data.len() + padding) as *mut u8;
+        if buf.is_null() {
+            return Err(ffmpeg_next::Error::Other { errno: libc_enomem() });
+        }
+        std::ptr::copy_nonoverlapping(data.as_ptr(), buf, data.len());
+        if !(*raw).extradata.is_null() {
+            ffi::av_freep(std::ptr::addr_of_mut!((*raw).extradata) as *mut std::ffi::c_void);
+        }
+        (*raw).extradata = buf;
+        (*raw).extradata_size = size;
+    }
+    Ok(())
+}
+
+/// A copy of the context's extradata (empty when there is none). For encoders opened with
+/// `GLOBAL_HEADER`.
+pub(crate) fn extradata(ctx: &codec::Context) -> Vec<u8> {
+    // SAFETY: a valid AVCodecContext; extradata is either null or `extradata_size` readable
+    // bytes owned by the context, which outlives this borrow. We copy them out.
+    unsafe {
+        let raw = ctx.as_ptr();
+        copy_out((*raw).extradata, (*raw).extradata_size)
+    }
+}
+
+/// A copy of a stream's codec-parameter extradata (demuxing).
+pub(crate) fn parameters_extradata(params: &codec::Parameters) -> Vec<u8> {
+    // SAFETY: as for `extradata`, on a valid AVCodecParameters owned by `params`.
+    unsafe {
+        let raw = params.as_ptr();
+        copy_out((*raw).extradata, (*raw).extradata_size)
+    }
+}
+
+/// # Safety
+/// `ptr` is null or points to at least `len` readable bytes.
+unsafe fn copy_out(ptr: *const u8, len: i32) -> Vec<u8> {
+    match usize::try_from(len) {
+        Ok(n) if n > 0 && !ptr.is_null() => {
+            // SAFETY: guaranteed by the caller.
+            unsafe { std::slice::from_raw_parts(ptr, n) }.to_vec()
+        }
+        _ => Vec::new(),
+    }
+}
+
+const fn libc_enomem() -> i32 {
+    12
+}

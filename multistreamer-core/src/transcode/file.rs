@@ -1,0 +1,435 @@
+//! Files (and URLs libavformat can open) in and out of the media model:
+//! [`FileSource`] demuxes H.264 and AAC into [`MediaItem`]s (AVCC and raw AAC, whatever
+//! the container: MP4, FLV, Matroska, MPEG-TS); [`FileWriter`] muxes them into a container
+//! chosen by the file name (`.mp4`, `.mkv`, `.ts`, `.flv`, …) without re-encoding.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ffmpeg_next::format::context::{Input, Output};
+use ffmpeg_next::{ChannelLayout, Rational, codec, decoder, format, media};
+use tracing::{debug, warn};
+
+use super::{RenditionOutput, ffi, init, media_err, rational};
+use crate::codec::aac::AudioSpecificConfig;
+use crate::codec::avc::{AvcDecoderConfig, ParameterSets, annexb_to_avcc};
+use crate::error::{Error, ErrorKind, Result};
+use crate::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
+
+fn timebase_of(r: Rational) -> Result<Timebase> {
+    u32::try_from(r.numerator())
+        .ok()
+        .zip(u32::try_from(r.denominator()).ok())
+        .and_then(|(n, d)| Timebase::new(n, d))
+        .ok_or_else(|| media_err(format!("unusable time base {r}")))
+}
+
+enum Framing {
+    /// AVCC packets with an `avcC` record in the extradata (MP4, FLV, Matroska).
+    Avcc,
+    /// Annex B packets (MPEG-TS, raw .h264); parameter sets move into the track.
+    AnnexB(ParameterSets),
+    /// Raw AAC with an AudioSpecificConfig in the extradata.
+    Raw,
+    /// AAC in ADTS frames (MPEG-TS, .aac); the header is removed.
+    Adts,
+}
+
+struct Mapped {
+    index: usize,
+    kind: TrackKind,
+    tb: Timebase,
+    framing: Framing,
+    track: Option<Track>,
+}
+
+/// Reads H.264 video and AAC audio from a file or URL. An iterator of items: first the
+/// [`MediaItem::Info`], then packets in file order (a new `Info` when a track's
+/// configuration is learnt from the stream, as with MPEG-TS).
+pub struct FileSource {
+    input: Input,
+    url: String,
+    streams: Vec<Mapped>,
+    queue: VecDeque<MediaItem>,
+    duration: Option<Duration>,
+    video_frames: Option<u64>,
+    done: bool,
+}
+
+impl fmt::Debug for FileSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileSource").field("url", &self.url).field("duration", &self.duration).finish()
+    }
+}
+
+impl FileSource {
+    pub fn open(url: &str) -> Result<FileSource> {
+        init();
+        let input = format::input(&url).map_err(|e| Error::from(e).context(format!("cannot open {url}")))?;
+        let mut streams = Vec::new();
+        let mut video_frames = None;
+        for kind in [TrackKind::Video, TrackKind::Audio] {
+            let medium = if kind == TrackKind::Video { media::Type::Video } else { media::Type::Audio };
+            let Some(stream) = input.streams().best(medium) else { continue };
+            let params = stream.parameters();
+            let extradata = ffi::parameters_extradata(&params);
+            let tb = timebase_of(stream.time_base())?;
+            let id = TrackId(streams.len() as u32);
+            let (framing, codec) = match (kind, params.id()) {
+                (TrackKind::Video, codec::Id::H264) if extradata.first() == Some(&1) => {
+                    (Framing::Avcc, Some(Codec::H264(AvcDecoderConfig::parse(Bytes::from(extradata))?)))
+                }
+                (TrackKind::Video, codec::Id::H264) => {
+                    let mut sets = ParameterSets::default();
+                    annexb_to_avcc(&extradata, &mut sets);
+                    let codec = sets.is_complete().then(|| sets.to_record()).transpose()?.map(Codec::H264);
+                    (Framing::AnnexB(sets), codec)
+                }
+                (TrackKind::Audio, codec::Id::AAC) if !extradata.is_empty() => {
+                    (Framing::Raw, Some(Codec::Aac(AudioSpecificConfig::parse(Bytes::from(extradata))?)))
+                }
+                (TrackKind::Audio, codec::Id::AAC) => (Framing::Adts, None),
+                (_, other) => {
+                    warn!(url, codec = ?other, "only H.264 video and AAC audio are read from files; track ignored");
+                    continue;
+                }
+            };
+            if kind == TrackKind::Video {
+                video_frames = u64::try_from(stream.frames()).ok().filter(|&n| n > 0);
+            }
+            let track = codec.map(|codec| Track { id, codec, timebase: tb });
+            streams.push(Mapped { index: stream.index(), kind, tb, framing, track });
+        }
+        if streams.is_empty() {
+            return Err(Error::new(ErrorKind::Media, format!("{url}: no H.264 or AAC track")));
+        }
+        let duration = u64::try_from(input.duration()).ok().map(Duration::from_micros);
+        let mut source = FileSource {
+            input,
+            url: url.to_string(),
+            streams,
+            queue: VecDeque::new(),
+            duration,
+            video_frames,
+            done: false,
+        };
+        source.queue.push_back(MediaItem::Info(source.info()));
+        Ok(source)
+    }
+
+    /// The tracks known so far.
+    pub fn info(&self) -> Arc<MediaInfo> {
+        let mut info = MediaInfo::default();
+        for s in &self.streams {
+            if let Some(t) = &s.track {
+                info.set_track(t.clone());
+            }
+        }
+        if let Some(v) = self.streams.iter().find(|s| s.kind == TrackKind::Video) {
+            let rate = self.input.stream(v.index).map(|s| s.avg_frame_rate());
+            if let Some(r) = rate.filter(|r| r.numerator() > 0 && r.denominator() > 0) {
+                info.metadata.frame_rate = Some(f64::from(r.numerator()) / f64::from(r.denominator()));
+            }
+        }
+        Arc::new(info)
+    }
+
+    /// The file's duration, when the container says.
+    pub fn duration(&self) -> Option<Duration> {
+        self.duration
+    }
+
+    /// The number of video frames, when the container says.
+    pub fn video_frames(&self) -> Option<u64> {
+        self.video_frames
+    }
+
+    fn read_one(&mut self) -> Result<bool> {
+        let mut pkt = ffmpeg_next::Packet::empty();
+        match pkt.read(&mut self.input) {
+            Ok(()) => {}
+            Err(ffmpeg_next::Error::Eof) => return Ok(false),
+            Err(e) => return Err(Error::from(e).context(format!("reading {}", self.url))),
+        }
+        let Some(pos) = self.streams.iter().position(|s| s.index == pkt.stream()) else { return Ok(true) };
+        let (Some(data), Some(dts_or_pts)) = (pkt.data(), pkt.dts().or(pkt.pts())) else { return Ok(true) };
+        let s = &mut self.streams[pos];
+        let (payload, new_track) = match &mut s.framing {
+            Framing::Avcc | Framing::Raw => (Bytes::copy_from_slice(data), None),
+            Framing::AnnexB(sets) => {
+                let mut found = ParameterSets::default();
+                let avcc = annexb_to_avcc(data, &mut found);
+                let mut new_track = None;
+                if found.is_complete() && found != *sets {
+                    *sets = found;
+                    let rec = sets.to_record()?;
+                    new_track = Some(Codec::H264(rec));
+                }
+                (Bytes::from(avcc), new_track)
+            }
+            Framing::Adts => {
+                let (asc, header_len) = adts_config(data)?;
+                let new_track = match &s.track {
+                    Some(Track { codec: Codec::Aac(old), .. }) if old.raw == asc.raw => None,
+                    _ => Some(Codec::Aac(asc)),
+                };
+                (Bytes::copy_from_slice(&data[header_len..]), new_track)
+            }
+        };
+        if let Some(codec) = new_track {
+            let changed = s.track.as_ref().is_none_or(|t| t.codec != codec);
+            let id = TrackId(pos as u32);
+            s.track = Some(Track { id, codec, timebase: s.tb });
+            if changed {
+                let info = self.info();
+                self.queue.push_back(MediaItem::Info(info));
+            }
+        }
+        let s = &self.streams[pos];
+        if s.track.is_none() || payload.is_empty() {
+            return Ok(true); // nothing decodable before the configuration is known
+        }
+        let dts = Timestamp::new(dts_or_pts, s.tb);
+        let pts = pkt.pts().map_or(dts, |p| Timestamp::new(p, s.tb));
+        self.queue.push_back(MediaItem::Packet(Packet {
+            track: TrackId(pos as u32),
+            kind: s.kind,
+            dts,
+            pts,
+            keyframe: s.kind == TrackKind::Audio || pkt.is_key(),
+            payload,
+        }));
+        Ok(true)
+    }
+}
+
+/// The AudioSpecificConfig and header length of an ADTS frame.
+fn adts_config(data: &[u8]) -> Result<(AudioSpecificConfig, usize)> {
+    if data.len() < 7 || data[0] != 0xFF || data[1] & 0xF0 != 0xF0 {
+        return Err(Error::new(ErrorKind::Protocol, "AAC packet without an ADTS header"));
+    }
+    let header_len = if data[1] & 1 == 1 { 7 } else { 9 };
+    if data.len() < header_len {
+        return Err(Error::new(ErrorKind::Protocol, "truncated ADTS header"));
+    }
+    let object_type = ((data[2] >> 6) & 3) + 1;
+    let sf_index = (data[2] >> 2) & 0x0F;
+    let channels = ((data[2] & 1) << 2) | (data[3] >> 6);
+    let asc = [(object_type << 3) | (sf_index >> 1), ((sf_index & 1) << 7) | (channels << 3)];
+    Ok((AudioSpecificConfig::parse(Bytes::copy_from_slice(&asc))?, header_len))
+}
+
+impl Iterator for FileSource {
+    type Item = Result<MediaItem>;
+
+    fn next(&mut self) -> Option<Result<MediaItem>> {
+        loop {
+            if let Some(item) = self.queue.pop_front() {
+                return Some(Ok(item));
+            }
+            if self.done {
+                return None;
+            }
+            match self.read_one() {
+                Ok(true) => {}
+                Ok(false) => self.done = true,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+struct OutStream {
+    track: TrackId,
+    index: usize,
+    tb: Timebase,
+    /// Held back until the next packet of the track gives its duration (so the last frame
+    /// of a file counts in its duration, as the muxers need it).
+    held: Option<Packet>,
+    last_duration: i64,
+}
+
+/// Writes the media model to a container file, without re-encoding.
+pub struct FileWriter {
+    output: Output,
+    path: PathBuf,
+    streams: Vec<OutStream>,
+    header_written: bool,
+    finished: bool,
+    /// Packets before the header could be written (should not happen: Info comes first).
+    dropped: u64,
+}
+
+impl fmt::Debug for FileWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileWriter").field("path", &self.path).finish()
+    }
+}
+
+impl FileWriter {
+    /// Creates `path`; the container follows the extension.
+    pub fn create(path: &Path) -> Result<FileWriter> {
+        init();
+        let output =
+            format::output(&path).map_err(|e| Error::from(e).context(format!("cannot create {}", path.display())))?;
+        Ok(FileWriter {
+            output,
+            path: path.to_path_buf(),
+            streams: Vec::new(),
+            header_written: false,
+            finished: false,
+            dropped: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Declares the tracks. The first call writes the header; later calls may not change
+    /// the set of tracks (a container cannot gain streams mid-file) and are ignored then.
+    pub fn write_info(&mut self, info: &MediaInfo) -> Result<()> {
+        if self.header_written {
+            let same = info.tracks.len() == self.streams.len()
+                && info.tracks.iter().all(|t| self.streams.iter().any(|s| s.track == t.id));
+            if !same {
+                warn!(path = %self.path.display(), "the tracks changed mid-file; new tracks are not recorded");
+            }
+            return Ok(());
+        }
+        for t in &info.tracks {
+            let ctx = match &t.codec {
+                Codec::H264(cfg) => {
+                    let codec = decoder::find(codec::Id::H264).ok_or_else(|| media_err("no H.264 support"))?;
+                    let mut v = codec::Context::new_with_codec(codec).encoder().video()?;
+                    v.set_width(cfg.width);
+                    v.set_height(cfg.height);
+                    v.set_format(format::Pixel::YUV420P);
+                    v.set_time_base(rational(t.timebase));
+                    let mut ctx: codec::Context = v.0.0;
+                    ffi::set_extradata(&mut ctx, &cfg.record)?;
+                    ctx
+                }
+                Codec::Aac(asc) => {
+                    let codec = decoder::find(codec::Id::AAC).ok_or_else(|| media_err("no AAC support"))?;
+                    let mut a = codec::Context::new_with_codec(codec).encoder().audio()?;
+                    a.set_rate(asc.sample_rate as i32);
+                    a.set_channel_layout(ChannelLayout::default(i32::from(asc.channels.max(1))));
+                    a.set_time_base(rational(t.timebase));
+                    let mut ctx: codec::Context = a.0.0;
+                    ffi::set_extradata(&mut ctx, &asc.raw)?;
+                    ctx
+                }
+                other => {
+                    warn!(codec = %other.name(), "track not written: only H.264 and AAC go into files");
+                    continue;
+                }
+            };
+            let mut st = self.output.add_stream_with(&ctx)?;
+            st.set_time_base(rational(t.timebase));
+            self.streams.push(OutStream {
+                track: t.id,
+                index: st.index(),
+                tb: t.timebase,
+                held: None,
+                last_duration: 0,
+            });
+        }
+        if self.streams.is_empty() {
+            return Err(media_err("nothing to write: no H.264 or AAC track"));
+        }
+        self.output.write_header().map_err(|e| Error::from(e).context(format!("writing {}", self.path.display())))?;
+        // The muxer may have chosen its own time bases.
+        for s in &mut self.streams {
+            if let Some(st) = self.output.stream(s.index) {
+                s.tb = timebase_of(st.time_base())?;
+            }
+        }
+        self.header_written = true;
+        Ok(())
+    }
+
+    pub fn write_packet(&mut self, p: &Packet) -> Result<()> {
+        if !self.header_written {
+            self.dropped += 1;
+            return Ok(());
+        }
+        let Some(s) = self.streams.iter_mut().find(|s| s.track == p.track) else { return Ok(()) };
+        let Some(prev) = s.held.replace(p.clone()) else { return Ok(()) };
+        let duration = (p.dts.rescale(s.tb).ticks() - prev.dts.rescale(s.tb).ticks()).max(0);
+        s.last_duration = duration;
+        let (index, tb) = (s.index, s.tb);
+        self.write_now(&prev, index, tb, duration)
+    }
+
+    fn write_now(&mut self, p: &Packet, index: usize, tb: Timebase, duration: i64) -> Result<()> {
+        let mut pkt = ffmpeg_next::Packet::copy(&p.payload);
+        pkt.set_stream(index);
+        pkt.set_pts(Some(p.pts.rescale(tb).ticks()));
+        pkt.set_dts(Some(p.dts.rescale(tb).ticks()));
+        pkt.set_duration(duration);
+        if p.keyframe {
+            pkt.set_flags(codec::packet::Flags::KEY);
+        }
+        pkt.write_interleaved(&mut self.output)
+            .map_err(|e| Error::from(e).context(format!("writing {}", self.path.display())))
+    }
+
+    /// Writes the trailer (the index of an MP4). Idempotent.
+    pub fn finish(&mut self) -> Result<()> {
+        if self.finished || !self.header_written {
+            return Ok(());
+        }
+        self.finished = true;
+        let held: Vec<(Packet, usize, Timebase, i64)> = self
+            .streams
+            .iter_mut()
+            .filter_map(|s| s.held.take().map(|p| (p, s.index, s.tb, s.last_duration)))
+            .collect();
+        for (p, index, tb, duration) in held {
+            self.write_now(&p, index, tb, duration)?;
+        }
+        if self.dropped > 0 {
+            debug!(dropped = self.dropped, "packets before the header were not written");
+        }
+        self.output.write_trailer().map_err(|e| Error::from(e).context(format!("finishing {}", self.path.display())))
+    }
+}
+
+impl RenditionOutput for FileWriter {
+    fn info(&mut self, info: Arc<MediaInfo>) -> Result<()> {
+        self.write_info(&info)
+    }
+
+    fn packet(&mut self, packet: Packet) -> Result<()> {
+        self.write_packet(&packet)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        FileWriter::finish(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adts_header_gives_the_config() {
+        // AAC-LC, 44.1 kHz (index 4), stereo, no CRC.
+        let frame = [0xFF, 0xF1, 0x50, 0x80, 0x02, 0x1F, 0xFC, 0xAA];
+        let (asc, len) = adts_config(&frame).expect("valid");
+        assert_eq!(len, 7);
+        assert_eq!((asc.object_type, asc.sample_rate, asc.channels), (2, 44_100, 2));
+        assert_eq!(&asc.raw[..], &[0x12, 0x10]);
+        assert!(adts_config(&[0x00, 0x01, 2, 3, 4, 5, 6]).is_err());
+        assert!(adts_config(&[0xFF, 0xF0, 0x50]).is_err());
+    }
+}

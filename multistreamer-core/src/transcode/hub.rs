@@ -1,0 +1,164 @@
+//! Renditions as hub streams: a ladder subscribes to a source stream and publishes each
+//! rung back into the hub as `SOURCE@RUNG` (e.g. `mykey@720p`), so destinations, recorders
+//! and HLS output pick the source or any rung with the same mechanism.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::{LadderTranscoder, RenditionOutput, RungSnapshot, TranscodeOptions, TranscodeStats};
+use crate::error::Result;
+use crate::hub::{Hub, Publisher, SlowSinkPolicy, SubscribeOptions};
+use crate::ladder::Ladder;
+use crate::media::{MediaInfo, MediaItem, Packet};
+use crate::sync::lock;
+
+/// The separator between a source stream's name and a rendition's.
+pub const RENDITION_SEPARATOR: char = '@';
+
+/// The hub name of rendition `rung` of stream `source`.
+pub fn rendition_stream(source: &str, rung: &str) -> String {
+    format!("{source}{RENDITION_SEPARATOR}{rung}")
+}
+
+/// Splits a hub name into (source, rendition) when it names a rendition.
+pub fn split_rendition(name: &str) -> Option<(&str, &str)> {
+    name.rsplit_once(RENDITION_SEPARATOR)
+}
+
+struct HubOutput {
+    publisher: Publisher,
+}
+
+impl RenditionOutput for HubOutput {
+    fn info(&mut self, info: Arc<MediaInfo>) -> Result<()> {
+        self.publisher.set_info(info);
+        Ok(())
+    }
+
+    fn packet(&mut self, packet: Packet) -> Result<()> {
+        self.publisher.send(packet);
+        Ok(())
+    }
+}
+
+/// A running ladder for one source stream.
+pub struct LadderHandle {
+    source: String,
+    stats: Arc<TranscodeStats>,
+    error: Arc<Mutex<Option<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl fmt::Debug for LadderHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LadderHandle").field("source", &self.source).finish()
+    }
+}
+
+impl LadderHandle {
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn rungs(&self) -> Vec<RungSnapshot> {
+        self.stats.rungs()
+    }
+
+    pub fn stats(&self) -> &Arc<TranscodeStats> {
+        &self.stats
+    }
+
+    /// Why the ladder stopped, if it failed (unsupported codec, encoder error).
+    pub fn error(&self) -> Option<String> {
+        lock(&self.error).clone()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Waits until the ladder has drained and its rendition streams have ended.
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Transcodes hub stream `source` into `ladder`, publishing `source@rung` streams. Stops
+/// when the source ends or `cancel` fires; the rendition streams end with it.
+pub fn spawn_ladder(
+    hub: Hub,
+    source: String,
+    ladder: Ladder,
+    options: TranscodeOptions,
+    cancel: CancellationToken,
+) -> Result<LadderHandle> {
+    let factory_hub = hub.clone();
+    let factory_source = source.clone();
+    let transcoder = LadderTranscoder::new(
+        ladder,
+        options,
+        Box::new(move |plan| {
+            let publisher = factory_hub.publish(&rendition_stream(&factory_source, &plan.name))?;
+            Ok(Box::new(HubOutput { publisher }) as Box<dyn RenditionOutput>)
+        }),
+    )?;
+    let stats = transcoder.stats();
+    let error: Arc<Mutex<Option<String>>> = Arc::default();
+    let (tx, rx) = mpsc::channel::<MediaItem>(64);
+    let thread_error = Arc::clone(&error);
+    let thread_source = source.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("decode-{source}"))
+        .spawn(move || run_transcoder(transcoder, rx, &thread_source, &thread_error))
+        .map_err(|e| crate::Error::new(crate::ErrorKind::Media, format!("cannot start the decoder thread: {e}")))?;
+    let span = info_span!("ladder", stream = %source);
+    let task_source = source.clone();
+    let task = tokio::spawn(
+        async move {
+            let opts = SubscribeOptions { policy: SlowSinkPolicy::DropToKeyframe, queue_capacity: Some(4096) };
+            if let Some(mut sub) = hub.subscribe(&task_source, opts) {
+                loop {
+                    let item = tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        item = sub.recv() => item,
+                    };
+                    let Some(item) = item else { break };
+                    if tx.send(item).await.is_err() {
+                        break; // the transcoder stopped (its error is logged)
+                    }
+                }
+            }
+            drop(tx);
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            info!("ladder stopped");
+        }
+        .instrument(span),
+    );
+    Ok(LadderHandle { source, stats, error, task })
+}
+
+fn run_transcoder(
+    mut transcoder: LadderTranscoder,
+    mut rx: mpsc::Receiver<MediaItem>,
+    source: &str,
+    error: &Mutex<Option<String>>,
+) {
+    let mut failed = None;
+    while let Some(item) = rx.blocking_recv() {
+        if let Err(e) = transcoder.push(item) {
+            warn!(stream = source, error = %e, "transcoding stopped; the source is still relayed");
+            failed = Some(e.to_string());
+            break;
+        }
+    }
+    drop(rx);
+    if let Err(e) = transcoder.finish() {
+        failed.get_or_insert(e.to_string());
+    }
+    *lock(error) = failed;
+}

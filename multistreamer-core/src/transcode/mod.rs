@@ -1,0 +1,647 @@
+//! The transcoder: one source decoded once, scaled and encoded once per rung of a
+//! [`Ladder`], with keyframes aligned across rungs (feature `libav`).
+//!
+//! ```text
+//!  push(item) ─▶ H.264 decoder ──Arc<frame>──┬─▶ rung thread 1080p: scale? → libx264 → output
+//!  (caller's      + GOP clock (forced IDR    ├─▶ rung thread 720p:  scale  → libx264 → output
+//!   thread)         every `gop`, same frame  └─▶ rung thread 480p:  scale  → libx264 → output
+//!                   on every rung)
+//!  audio: AAC passed through unchanged (other codecs encoded to AAC once), sent to each
+//!  rung, which interleaves it with its video by timestamp.
+//! ```
+//!
+//! Contract ([`LadderTranscoder`]): [`LadderTranscoder::push`] takes the source's items in
+//! order and decodes on the caller's thread (run it on a dedicated thread, never on an
+//! async executor); outputs go to one [`RenditionOutput`] per rung, called from that rung's
+//! thread; [`LadderTranscoder::finish`] drains decoder and encoders and finishes the
+//! outputs. When a rung's encoder cannot keep up, [`Overload::DropFrames`] drops decoded
+//! frames *before* encoding (counted in [`RungStats`]) so a live rung never falls ever
+//! further behind; [`Overload::Block`] waits instead (files).
+//!
+//! A new video configuration mid-stream (the publisher changed resolution) re-creates the
+//! decoder; the rungs re-create their scalers and keep their sizes, encoders and timelines.
+
+mod audio;
+mod ffi;
+pub mod file;
+pub mod hub;
+mod rung;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, Once};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ffmpeg_next::codec;
+use ffmpeg_next::util::frame;
+use ffmpeg_next::{Rational, decoder, picture};
+use tracing::{debug, info, warn};
+
+use self::audio::AudioPath;
+use self::rung::{RungMsg, RungWorker};
+use crate::codec::avc::AvcDecoderConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::ladder::{Ladder, RungPlan};
+use crate::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, Track, TrackId, TrackKind};
+use crate::sync::lock;
+
+/// What a rung does when its encoder cannot keep up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Overload {
+    /// Drop decoded frames before encoding and count them (live streams).
+    #[default]
+    DropFrames,
+    /// Wait for the encoder (files: every frame is encoded).
+    Block,
+}
+
+impl FromStr for Overload {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "drop-frames" => Ok(Overload::DropFrames),
+            "block" => Ok(Overload::Block),
+            other => Err(format!("unknown overload policy {other:?} (expected drop-frames or block)")),
+        }
+    }
+}
+
+impl fmt::Display for Overload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Overload::DropFrames => "drop-frames",
+            Overload::Block => "block",
+        })
+    }
+}
+
+/// Encoder settings shared by every rung (the rung's size, frame-rate cap and bitrate come
+/// from its [`RungPlan`]).
+#[derive(Clone, Debug)]
+pub struct TranscodeOptions {
+    /// libx264 preset (`ultrafast` … `veryslow`).
+    pub preset: String,
+    /// libx264 tune (`film`, `zerolatency`, …), none by default.
+    pub tune: Option<String>,
+    /// H.264 profile (`high`, `main`, `baseline`).
+    pub profile: String,
+    /// Keyframe interval; the same frames are keyframes on every rung.
+    pub gop: Duration,
+    /// VBV maximum rate as a multiple of the rung's bitrate (1.0 = constant bitrate, as
+    /// YouTube asks).
+    pub maxrate_factor: f64,
+    /// VBV buffer as a multiple of the rung's bitrate.
+    pub bufsize_factor: f64,
+    pub overload: Overload,
+    /// Decoded frames a rung may have waiting before [`Overload`] applies.
+    pub queue_frames: usize,
+    /// libx264 threads per encoder (0 = libx264's choice).
+    pub encoder_threads: usize,
+    /// Bitrate of AAC encoded from a non-AAC source (AAC sources are passed through).
+    pub audio_bitrate_kbps: u32,
+}
+
+impl Default for TranscodeOptions {
+    fn default() -> TranscodeOptions {
+        TranscodeOptions {
+            preset: "veryfast".into(),
+            tune: None,
+            profile: "high".into(),
+            gop: Duration::from_secs(2),
+            maxrate_factor: 1.0,
+            bufsize_factor: 2.0,
+            overload: Overload::DropFrames,
+            queue_frames: 8,
+            encoder_threads: 0,
+            audio_bitrate_kbps: 128,
+        }
+    }
+}
+
+impl TranscodeOptions {
+    /// Checks the values a user can get wrong, with messages naming them.
+    pub fn validate(&self) -> Result<()> {
+        const PRESETS: [&str; 10] =
+            ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"];
+        let bad = |m: String| Err(Error::new(ErrorKind::Config, m));
+        if !PRESETS.contains(&self.preset.as_str()) {
+            return bad(format!("unknown preset {:?} (expected one of {})", self.preset, PRESETS.join(", ")));
+        }
+        if !["baseline", "main", "high"].contains(&self.profile.as_str()) {
+            return bad(format!("unknown profile {:?} (expected baseline, main or high)", self.profile));
+        }
+        if let Some(t) = &self.tune {
+            const TUNES: [&str; 8] =
+                ["film", "animation", "grain", "stillimage", "psnr", "ssim", "fastdecode", "zerolatency"];
+            if !TUNES.contains(&t.as_str()) {
+                return bad(format!("unknown tune {t:?} (expected one of {})", TUNES.join(", ")));
+            }
+        }
+        if !(Duration::from_millis(250)..=Duration::from_secs(20)).contains(&self.gop) {
+            return bad("the keyframe interval must be between 0.25 and 20 seconds".into());
+        }
+        if !(self.maxrate_factor >= 1.0 && self.maxrate_factor <= 10.0) {
+            return bad("the max-rate factor must be between 1 and 10".into());
+        }
+        if !(self.bufsize_factor > 0.0 && self.bufsize_factor <= 20.0) {
+            return bad("the buffer factor must be between 0 and 20".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where one rung's output goes (the hub, a file). Called from the rung's thread.
+pub trait RenditionOutput: Send {
+    /// The rung's tracks; before the first packet and whenever they change.
+    fn info(&mut self, info: Arc<MediaInfo>) -> Result<()>;
+    fn packet(&mut self, packet: Packet) -> Result<()>;
+    /// The stream is over (after the last packet).
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Makes the output of a rung once the source's size is known.
+pub type OutputFactory = Box<dyn FnMut(&RungPlan) -> Result<Box<dyn RenditionOutput>> + Send>;
+
+/// Live counters of one rung.
+#[derive(Debug, Default)]
+pub struct RungStats {
+    /// Frames handed to the rung (after its frame-rate cap).
+    pub frames_in: AtomicU64,
+    pub frames_encoded: AtomicU64,
+    /// Frames dropped before encoding because the encoder fell behind.
+    pub frames_dropped: AtomicU64,
+    pub keyframes: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// The rung's thread stopped (normally, or with an error that was logged).
+    pub finished: AtomicBool,
+}
+
+/// A point-in-time copy of [`RungStats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RungSnapshot {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub bitrate_kbps: u32,
+    pub frames_encoded: u64,
+    pub frames_dropped: u64,
+    pub keyframes: u64,
+    pub bytes_out: u64,
+}
+
+/// Live counters of a transcoder.
+#[derive(Debug, Default)]
+pub struct TranscodeStats {
+    pub frames_decoded: AtomicU64,
+    /// Packets the decoder refused (corrupt input); decoding goes on with the next.
+    pub decode_errors: AtomicU64,
+    rungs: Mutex<Vec<(RungPlan, Arc<RungStats>)>>,
+    skipped: Mutex<Vec<String>>,
+}
+
+impl TranscodeStats {
+    pub fn rungs(&self) -> Vec<RungSnapshot> {
+        lock(&self.rungs)
+            .iter()
+            .map(|(p, s)| RungSnapshot {
+                name: p.name.clone(),
+                width: p.width,
+                height: p.height,
+                bitrate_kbps: p.bitrate_kbps,
+                frames_encoded: s.frames_encoded.load(Ordering::Relaxed),
+                frames_dropped: s.frames_dropped.load(Ordering::Relaxed),
+                keyframes: s.keyframes.load(Ordering::Relaxed),
+                bytes_out: s.bytes_out.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Rungs left out because they are above the source's resolution.
+    pub fn skipped(&self) -> Vec<String> {
+        lock(&self.skipped).clone()
+    }
+}
+
+/// Initialises libav once per process and keeps it quiet (its messages are not ours to
+/// print; errors come back as values).
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if let Err(e) = ffmpeg_next::init() {
+            warn!(error = %e, "libav initialisation failed");
+        }
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Fatal);
+    });
+}
+
+pub(crate) fn rational(tb: Timebase) -> Rational {
+    Rational::new(tb.num() as i32, tb.den() as i32)
+}
+
+fn media_err(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Media, msg)
+}
+
+/// Decides which frames are keyframes on every rung: the first frame, then the first
+/// frame at or after each multiple of the GOP duration.
+#[derive(Debug)]
+struct GopClock {
+    gop: i64,
+    next: Option<i64>,
+}
+
+impl GopClock {
+    fn new(gop: Duration, tb: Timebase) -> GopClock {
+        let ticks = (gop.as_secs_f64() * f64::from(tb.den()) / f64::from(tb.num())).round() as i64;
+        GopClock { gop: ticks.max(1), next: None }
+    }
+
+    fn is_key(&mut self, pts: i64) -> bool {
+        match self.next {
+            Some(next) if pts < next => false,
+            Some(next) => {
+                let mut n = next + self.gop;
+                if n <= pts {
+                    // a gap in the input: restart the grid at this frame
+                    n = pts + self.gop;
+                }
+                self.next = Some(n);
+                true
+            }
+            None => {
+                self.next = Some(pts + self.gop);
+                true
+            }
+        }
+    }
+}
+
+struct RungHandle {
+    name: String,
+    tx: SyncSender<RungMsg>,
+    queued: Arc<AtomicUsize>,
+    stats: Arc<RungStats>,
+    /// A forced keyframe was dropped for this rung; force the next frame it gets.
+    key_owed: bool,
+    thread: JoinHandle<Result<()>>,
+}
+
+struct VideoDecoder {
+    record: bytes::Bytes,
+    decoder: decoder::Video,
+    track: TrackId,
+    tb: Timebase,
+}
+
+/// Decode once, encode once per rung; see the module documentation.
+pub struct LadderTranscoder {
+    ladder: Ladder,
+    options: TranscodeOptions,
+    factory: OutputFactory,
+    stats: Arc<TranscodeStats>,
+    video: Option<VideoDecoder>,
+    audio: AudioPath,
+    gop: Option<GopClock>,
+    rungs: Vec<RungHandle>,
+    started: bool,
+    /// Audio that came before the rungs existed (bounded).
+    early_audio: Vec<Packet>,
+}
+
+impl fmt::Debug for LadderTranscoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LadderTranscoder")
+            .field("ladder", &self.ladder.to_string())
+            .field("rungs", &self.rungs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+const EARLY_AUDIO_MAX: usize = 512;
+
+impl LadderTranscoder {
+    /// A transcoder for `ladder`; rungs start when the first video configuration arrives.
+    pub fn new(ladder: Ladder, options: TranscodeOptions, factory: OutputFactory) -> Result<LadderTranscoder> {
+        options.validate()?;
+        if ladder.is_empty() {
+            return Err(Error::new(ErrorKind::Config, "the ladder has no renditions"));
+        }
+        init();
+        if ffmpeg_next::encoder::find_by_name("libx264").is_none() {
+            return Err(media_err("this FFmpeg build has no libx264 encoder"));
+        }
+        Ok(LadderTranscoder {
+            ladder,
+            options,
+            factory,
+            stats: Arc::default(),
+            video: None,
+            audio: AudioPath::None,
+            gop: None,
+            rungs: Vec::new(),
+            started: false,
+            early_audio: Vec::new(),
+        })
+    }
+
+    pub fn stats(&self) -> Arc<TranscodeStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Feeds one item of the source, in order. Corrupt packets are counted and skipped;
+    /// an error means the transcoder cannot go on (unsupported codec, no encoder).
+    pub fn push(&mut self, item: MediaItem) -> Result<()> {
+        match item {
+            MediaItem::Info(info) => self.on_info(&info),
+            MediaItem::Packet(p) => match p.kind {
+                TrackKind::Video => self.on_video(&p),
+                TrackKind::Audio => self.on_audio(p),
+            },
+        }
+    }
+
+    fn on_info(&mut self, info: &MediaInfo) -> Result<()> {
+        if let Some(track) = info.video() {
+            match &track.codec {
+                Codec::H264(cfg) => {
+                    let changed = self.video.as_ref().is_none_or(|v| v.record != cfg.record);
+                    if changed {
+                        self.open_decoder(track, cfg, info.metadata.frame_rate)?;
+                    }
+                }
+                other => {
+                    return Err(media_err(format!(
+                        "cannot transcode {} video (H.264 only); relay this stream without a ladder",
+                        other.name()
+                    )));
+                }
+            }
+        }
+        let new_audio = AudioPath::for_track(info.audio(), self.options.audio_bitrate_kbps);
+        if !self.audio.same_source(&new_audio) {
+            self.audio = new_audio;
+            let track = self.audio.output_track();
+            if let Some(t) = &track {
+                debug!(codec = %t.codec.name(), mode = self.audio.describe(), "transcoder audio");
+            }
+            self.broadcast(|| RungMsg::AudioTrack(track.clone()));
+        }
+        Ok(())
+    }
+
+    fn open_decoder(&mut self, track: &Track, cfg: &AvcDecoderConfig, fps: Option<f64>) -> Result<()> {
+        // Frames still inside the old decoder belong to the old configuration: drain them.
+        if self.video.is_some() {
+            self.drain_decoder()?;
+            info!(width = cfg.width, height = cfg.height, "source changed resolution; decoder re-created");
+        }
+        let codec =
+            decoder::find(codec::Id::H264).ok_or_else(|| media_err("this FFmpeg build has no H.264 decoder"))?;
+        let mut ctx = codec::Context::new_with_codec(codec);
+        ffi::set_extradata(&mut ctx, &cfg.record)?;
+        let mut dec = ctx.decoder();
+        dec.set_packet_time_base(rational(track.timebase));
+        let decoder = dec.video()?;
+        self.video = Some(VideoDecoder { record: cfg.record.clone(), decoder, track: track.id, tb: track.timebase });
+        if self.gop.is_none() {
+            self.gop = Some(GopClock::new(self.options.gop, track.timebase));
+        }
+        if !self.started {
+            self.started = true;
+            self.start_rungs(cfg.width, cfg.height, fps, track)?;
+        }
+        Ok(())
+    }
+
+    fn start_rungs(&mut self, width: u32, height: u32, fps: Option<f64>, track: &Track) -> Result<()> {
+        let plan = self.ladder.plan(width, height, fps);
+        if !plan.skipped.is_empty() {
+            info!(skipped = ?plan.skipped, source = %format!("{width}x{height}"), "rungs above the source are skipped");
+        }
+        *lock(&self.stats.skipped) = plan.skipped.clone();
+        if plan.rungs.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("every rendition of {} is above the {width}x{height} source", self.ladder),
+            ));
+        }
+        let audio_track = self.audio.output_track();
+        for p in plan.rungs {
+            let output = (self.factory)(&p)?;
+            let stats = Arc::new(RungStats::default());
+            let queued = Arc::new(AtomicUsize::new(0));
+            let worker = RungWorker::new(
+                p.clone(),
+                &self.options,
+                fps.unwrap_or(30.0),
+                track,
+                audio_track.clone(),
+                output,
+                Arc::clone(&stats),
+                Arc::clone(&queued),
+            )?;
+            // Audio never waits behind a full frame queue: room for both.
+            let (tx, rx) = mpsc::sync_channel(self.options.queue_frames.max(1) + 256);
+            let thread = std::thread::Builder::new()
+                .name(format!("transcode-{}", p.name))
+                .spawn(move || worker.run(rx))
+                .map_err(|e| media_err(format!("cannot start the encoder thread: {e}")))?;
+            info!(rung = %p.name, size = %format!("{}x{}", p.width, p.height), kbps = p.bitrate_kbps, "rung started");
+            lock(&self.stats.rungs).push((p.clone(), Arc::clone(&stats)));
+            self.rungs.push(RungHandle { name: p.name, tx, queued, stats, key_owed: false, thread });
+        }
+        for p in std::mem::take(&mut self.early_audio) {
+            self.send_audio(p);
+        }
+        Ok(())
+    }
+
+    fn on_video(&mut self, p: &Packet) -> Result<()> {
+        let Some(v) = self.video.as_mut() else {
+            return Ok(()); // no configuration yet: nothing can be decoded
+        };
+        if p.track != v.track {
+            return Ok(());
+        }
+        let mut pkt = ffmpeg_next::Packet::copy(&p.payload);
+        pkt.set_pts(Some(p.pts.rescale(v.tb).ticks()));
+        pkt.set_dts(Some(p.dts.rescale(v.tb).ticks()));
+        if p.keyframe {
+            pkt.set_flags(codec::packet::Flags::KEY);
+        }
+        if let Err(e) = v.decoder.send_packet(&pkt) {
+            let n = self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+            if n < 10 || n.is_power_of_two() {
+                warn!(error = %e, errors = n + 1, "the decoder refused a video packet; skipped");
+            }
+            return Ok(());
+        }
+        self.receive_frames()
+    }
+
+    fn receive_frames(&mut self) -> Result<()> {
+        loop {
+            let Some(v) = self.video.as_mut() else { return Ok(()) };
+            let mut f = frame::Video::empty();
+            match v.decoder.receive_frame(&mut f) {
+                Ok(()) => {}
+                Err(ffmpeg_next::Error::Other { errno }) if errno == ffmpeg_next::util::error::EAGAIN => {
+                    return Ok(());
+                }
+                Err(ffmpeg_next::Error::Eof) => return Ok(()),
+                Err(e) => {
+                    self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    debug!(error = %e, "decoder error");
+                    return Ok(());
+                }
+            }
+            let Some(pts) = f.timestamp().or(f.pts()) else {
+                continue; // a frame without any timestamp cannot be placed
+            };
+            f.set_pts(Some(pts));
+            let key = self.gop.as_mut().is_some_and(|g| g.is_key(pts));
+            // The decoder marks the source's own I/P/B types; the encoder must choose its
+            // own, except for the keyframes forced on every rung.
+            f.set_kind(if key { picture::Type::I } else { picture::Type::None });
+            self.stats.frames_decoded.fetch_add(1, Ordering::Relaxed);
+            self.distribute(Arc::new(f), key);
+        }
+    }
+
+    fn distribute(&mut self, frame: Arc<frame::Video>, key: bool) {
+        let block = self.options.overload == Overload::Block;
+        let cap = self.options.queue_frames.max(1);
+        for r in &mut self.rungs {
+            let force = key || r.key_owed;
+            if !block && r.queued.load(Ordering::Acquire) >= cap {
+                r.key_owed |= key;
+                r.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            r.queued.fetch_add(1, Ordering::AcqRel);
+            let msg = RungMsg::Frame { frame: Arc::clone(&frame), force_key: force && !key };
+            let sent = if block {
+                r.tx.send(msg).is_ok()
+            } else {
+                match r.tx.try_send(msg) {
+                    Ok(()) => true,
+                    Err(TrySendError::Full(_)) => {
+                        r.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                        false
+                    }
+                    Err(TrySendError::Disconnected(_)) => false,
+                }
+            };
+            if sent {
+                r.key_owed = false;
+            } else {
+                r.queued.fetch_sub(1, Ordering::AcqRel);
+                r.key_owed |= key;
+            }
+        }
+    }
+
+    fn on_audio(&mut self, p: Packet) -> Result<()> {
+        let packets = self.audio.process(p)?;
+        for p in packets {
+            if self.rungs.is_empty() {
+                if self.early_audio.len() < EARLY_AUDIO_MAX {
+                    self.early_audio.push(p);
+                }
+            } else {
+                self.send_audio(p);
+            }
+        }
+        Ok(())
+    }
+
+    fn send_audio(&mut self, p: Packet) {
+        let block = self.options.overload == Overload::Block;
+        for r in &self.rungs {
+            let msg = RungMsg::Audio(p.clone());
+            if block {
+                let _ = r.tx.send(msg);
+            } else if let Err(TrySendError::Full(_)) = r.tx.try_send(msg) {
+                warn!(rung = %r.name, "rung is stuck; an audio packet was dropped");
+            }
+        }
+    }
+
+    fn broadcast(&self, msg: impl Fn() -> RungMsg) {
+        for r in &self.rungs {
+            let _ = r.tx.send(msg());
+        }
+    }
+
+    fn drain_decoder(&mut self) -> Result<()> {
+        if let Some(v) = self.video.as_mut() {
+            let _ = v.decoder.send_eof();
+            self.receive_frames()?;
+        }
+        Ok(())
+    }
+
+    /// Drains the decoder and every encoder, finishes the outputs and waits for the rung
+    /// threads. Returns the first error a rung met, if any.
+    pub fn finish(mut self) -> Result<()> {
+        self.drain_decoder()?;
+        for p in self.audio.flush() {
+            self.send_audio(p);
+        }
+        let mut first_err = None;
+        for r in self.rungs.drain(..) {
+            drop(r.tx);
+            match r.thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    warn!(rung = %r.name, error = %e, "rung failed");
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert(media_err(format!("rung {} panicked", r.name)));
+                }
+            }
+            r.stats.finished.store(true, Ordering::Release);
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gop_clock_forces_on_the_grid_and_restarts_after_gaps() {
+        let mut g = GopClock::new(Duration::from_secs(2), Timebase::MILLIS);
+        let keys: Vec<i64> = (0..200).map(|i| i * 33).filter(|&t| g.is_key(t)).collect();
+        assert_eq!(keys, [0, 2013, 4026, 6006]);
+        let mut g = GopClock::new(Duration::from_secs(2), Timebase::MILLIS);
+        assert!(g.is_key(100));
+        assert!(!g.is_key(2000));
+        assert!(g.is_key(9000), "a gap longer than a GOP restarts the grid");
+        assert!(!g.is_key(10_999));
+        assert!(g.is_key(11_000));
+    }
+
+    #[test]
+    fn options_are_validated_with_named_fields() {
+        assert!(TranscodeOptions::default().validate().is_ok());
+        let e = TranscodeOptions { preset: "warp".into(), ..Default::default() }.validate().expect_err("refused");
+        assert!(e.to_string().contains("preset"));
+        let e =
+            TranscodeOptions { gop: Duration::from_secs(60), ..Default::default() }.validate().expect_err("refused");
+        assert!(e.to_string().contains("keyframe interval"));
+        assert_eq!("block".parse::<Overload>(), Ok(Overload::Block));
+    }
+}
