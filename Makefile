@@ -10,7 +10,7 @@ RTMP ?= 0.0.0.0:1935
 LISTEN ?= rtmp://0.0.0.0:1935/live
 TO ?=
 
-.PHONY: run relay test deps deps-test build lint fmt bench-relay fuzz clean
+.PHONY: run relay test deps deps-test build lint fmt bench-relay bench-transcode fuzz clean
 
 deps:
 	@scripts/deps.sh run
@@ -40,6 +40,10 @@ test: deps-test lint
 bench-relay: deps-test
 	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches
 	./target/release/bench-relay $(BENCH_ARGS)
+
+bench-transcode: deps-test
+	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches
+	./target/release/bench-transcode $(BENCH_ARGS)
 
 # Requires a nightly toolchain and cargo-fuzz (cargo install cargo-fuzz).
 fuzz:

@@ -121,8 +121,10 @@ pub struct DestinationStatus {
 type Active = Arc<Mutex<HashMap<String, Vec<(String, DestinationHandle)>>>>;
 #[cfg(feature = "libav")]
 type Ladders = Arc<Mutex<HashMap<String, crate::transcode::hub::LadderHandle>>>;
+/// Without libav there is no transcoding: nothing to keep.
 #[cfg(not(feature = "libav"))]
-type Ladders = ();
+#[derive(Clone, Debug, Default)]
+struct Ladders;
 
 /// A running relay.
 #[derive(Debug)]

@@ -66,3 +66,11 @@ unsafe fn copy_out(ptr: *const u8, len: i32) -> Vec<u8> {
 const fn libc_enomem() -> i32 {
     12
 }
+
+/// Whether nobody else (an encoder) still holds a reference to the frame's buffers, so it
+/// may be written again.
+pub(crate) fn frame_is_writable(frame: &ffmpeg_next::util::frame::Video) -> bool {
+    // SAFETY: a valid, allocated AVFrame owned by `frame`; av_frame_is_writable only reads
+    // its buffer references' counts.
+    unsafe { ffi::av_frame_is_writable(frame.as_ptr() as *mut ffi::AVFrame) > 0 }
+}

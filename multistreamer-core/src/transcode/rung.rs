@@ -35,6 +35,9 @@ pub(super) enum RungMsg {
 /// whose video stalls must not hold its audio forever).
 const AUDIO_HOLD_MAX_MS: i64 = 3000;
 
+/// Scaled frames kept for reuse per rung.
+const FRAME_POOL: usize = 4;
+
 pub(super) struct RungWorker {
     plan: RungPlan,
     tb: Timebase,
@@ -54,6 +57,8 @@ pub(super) struct RungWorker {
     fps: f64,
     /// A keyframe fell on a frame the frame-rate cap dropped: force the next kept one.
     owed_key: bool,
+    /// Scaled frames, reused once the encoder has let go of them.
+    pool: Vec<frame::Video>,
     stats: Arc<RungStats>,
     queued: Arc<AtomicUsize>,
 }
@@ -130,6 +135,7 @@ impl RungWorker {
             fps_cap,
             fps,
             owed_key: false,
+            pool: Vec::new(),
             stats,
             queued,
         })
@@ -206,7 +212,7 @@ impl RungWorker {
             // No copy: the decoder's frame goes to the encoder as it is.
             self.encoder.send_frame(src)?;
         } else {
-            let mut out = frame::Video::new(Pixel::YUV420P, self.plan.width, self.plan.height);
+            let mut out = self.pooled_frame();
             if same_shape {
                 out.clone_from(src);
             } else {
@@ -214,9 +220,22 @@ impl RungWorker {
             }
             out.set_pts(Some(pts));
             out.set_kind(if force_key { picture::Type::I } else { picture::Type::None });
-            self.encoder.send_frame(&out)?;
+            let sent = self.encoder.send_frame(&out);
+            if self.pool.len() < FRAME_POOL {
+                self.pool.push(out);
+            }
+            sent?;
         }
         self.receive_packets()
+    }
+
+    /// An output frame whose buffers nobody else references (reused: allocating and
+    /// zeroing fresh pages for every scaled frame costs several percent of the CPU).
+    fn pooled_frame(&mut self) -> frame::Video {
+        match self.pool.iter().position(ffi::frame_is_writable) {
+            Some(i) => self.pool.swap_remove(i),
+            None => frame::Video::new(Pixel::YUV420P, self.plan.width, self.plan.height),
+        }
     }
 
     fn fps_cap_owes_key(&mut self) {

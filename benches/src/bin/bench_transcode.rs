@@ -1,0 +1,208 @@
+//! `make bench-transcode`: the same generated 1080p30 clip through Multistreamer's ladder
+//! (`multistreamer transcode`, one decode, parallel rung encoders) and through the ffmpeg CLI
+//! doing the identical ladder (`split` + `scale` + one libx264 per rung, same preset,
+//! bitrates, VBV, keyframe placement, profile; audio copied), side by side in one run.
+//! Prints frames per second, CPU-seconds (children's utime+stime from /proc/self/stat) and
+//! the throughput ratio, and how many real-time 1080p30 ladders that throughput amounts to.
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use multistreamer_core::ladder::Ladder;
+
+const FPS: u32 = 30;
+const GOP_S: u32 = 2;
+
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU seconds of this process's waited-for children so far (cutime + cstime).
+fn children_cpu_s() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // after the command name: cutime is field 16, cstime 17 (1-based) -> 13, 14 here
+    let cu: f64 = f.get(13).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let cs: f64 = f.get(14).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    (cu + cs) / clk_tck()
+}
+
+fn make_clip(dir: &Path, seconds: u32) -> PathBuf {
+    let path = dir.join(format!("in-1080p30-{seconds}s.mp4"));
+    if path.exists() {
+        return path;
+    }
+    let st = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=1920x1080:rate={FPS}"))
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-b:v", "8M", "-pix_fmt", "yuv420p", "-c:a", "aac"])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg (make deps-test)");
+    assert!(st.success(), "cannot generate the clip");
+    path
+}
+
+struct Run {
+    wall_s: f64,
+    cpu_s: f64,
+    frames: u64,
+}
+
+fn timed(mut cmd: Command) -> (f64, f64) {
+    let cpu0 = children_cpu_s();
+    let t0 = Instant::now();
+    let st = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().expect("spawn");
+    let wall = t0.elapsed().as_secs_f64();
+    assert!(st.status.success(), "{:?} failed: {}", cmd, String::from_utf8_lossy(&st.stderr));
+    (wall, children_cpu_s() - cpu0)
+}
+
+fn count_frames(file: &Path) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=nb_frames", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+fn run_ffmpeg(clip: &Path, out: &Path, ladder: &Ladder, preset: &str) -> Run {
+    let plan = ladder.plan(1920, 1080, Some(f64::from(FPS)));
+    let n = plan.rungs.len();
+    let mut graph = format!("[0:v]split={n}");
+    for i in 0..n {
+        graph.push_str(&format!("[s{i}]"));
+    }
+    for (i, r) in plan.rungs.iter().enumerate() {
+        graph.push_str(&format!(";[s{i}]scale={}:{}[o{i}]", r.width, r.height));
+    }
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-loglevel", "error", "-y", "-i"]).arg(clip).args(["-filter_complex", &graph]);
+    let gop = GOP_S * FPS;
+    for (i, r) in plan.rungs.iter().enumerate() {
+        let b = r.bitrate_kbps;
+        cmd.args(["-map", &format!("[o{i}]"), "-map", "0:a", "-c:v", "libx264", "-preset", preset])
+            .args(["-profile:v", "high", "-pix_fmt", "yuv420p", "-b:v", &format!("{b}k")])
+            .args(["-force_key_frames", &format!("expr:gte(t,n_forced*{GOP_S})")])
+            .args([
+                "-x264-params",
+                &format!(
+                    "keyint={}:min-keyint={gop}:scenecut=0:open-gop=0:vbv-maxrate={b}:vbv-bufsize={}",
+                    gop * 2,
+                    b * 2
+                ),
+            ])
+            .args(["-c:a", "copy"])
+            .arg(out.join(format!("{}.mp4", r.name)));
+    }
+    let (wall_s, cpu_s) = timed(cmd);
+    let frames = plan.rungs.iter().map(|r| count_frames(&out.join(format!("{}.mp4", r.name)))).sum();
+    Run { wall_s, cpu_s, frames }
+}
+
+fn run_ours(bin: &Path, clip: &Path, out: &Path, ladder: &Ladder, preset: &str) -> Run {
+    let mut cmd = Command::new(bin);
+    cmd.arg("transcode").arg("--input").arg(clip).args(["--ladder", &ladder.to_string(), "--preset", preset]);
+    cmd.args(["--gop", &GOP_S.to_string()]).arg("--out-dir").arg(out).env("MULTISTREAMER_LOG", "warn");
+    let (wall_s, cpu_s) = timed(cmd);
+    let plan = ladder.plan(1920, 1080, Some(f64::from(FPS)));
+    let frames = plan.rungs.iter().map(|r| count_frames(&out.join(format!("{}.mp4", r.name)))).sum();
+    Run { wall_s, cpu_s, frames }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mut seconds = 20u32;
+    let mut presets = vec!["veryfast".to_string(), "ultrafast".to_string()];
+    let mut runs = 3usize;
+    let mut ladder_spec = "1080p,720p,480p".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).unwrap_or(20),
+            "--presets" => presets = args.next().unwrap_or_default().split(',').map(str::to_string).collect(),
+            "--runs" => runs = args.next().and_then(|v| v.parse().ok()).unwrap_or(3).max(1),
+            "--ladder" => ladder_spec = args.next().unwrap_or_default(),
+            other => {
+                eprintln!(
+                    "unknown argument {other}; usage: bench-transcode [--seconds 20] [--presets veryfast,ultrafast] [--runs 3] [--ladder 1080p,720p,480p]"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    let ladder: Ladder = ladder_spec.parse().unwrap_or_else(|e| {
+        eprintln!("--ladder: {e}");
+        std::process::exit(2)
+    });
+    let bin = std::env::current_exe().unwrap().with_file_name("multistreamer");
+    let dir = std::env::temp_dir().join("multistreamer-bench-transcode");
+    fs::create_dir_all(&dir).unwrap();
+    let clip = make_clip(&dir, seconds);
+    let ffmpeg_version = Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+        .unwrap_or_default();
+    let source_frames = u64::from(seconds * FPS);
+    println!(
+        "bench-transcode: {} cores, {seconds} s of 1080p{FPS} H.264+AAC -> ladder {ladder}, GOP {GOP_S} s, median of {runs} runs; {ffmpeg_version}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    println!();
+    println!(
+        "| preset | system | wall (s) | source fps | CPU-s | CPU-ms / source frame | frames out | throughput vs ffmpeg | real-time 1080p{FPS} ladders |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for preset in &presets {
+        let (mut ff, mut ms) = (Vec::new(), Vec::new());
+        for i in 0..runs {
+            // alternate the order so neither side always runs on a warmer machine
+            let out_ff = dir.join("out-ffmpeg");
+            let out_ms = dir.join("out-multistreamer");
+            for d in [&out_ff, &out_ms] {
+                let _ = fs::remove_dir_all(d);
+                fs::create_dir_all(d).unwrap();
+            }
+            if i % 2 == 0 {
+                ff.push(run_ffmpeg(&clip, &out_ff, &ladder, preset));
+                ms.push(run_ours(&bin, &clip, &out_ms, &ladder, preset));
+            } else {
+                ms.push(run_ours(&bin, &clip, &out_ms, &ladder, preset));
+                ff.push(run_ffmpeg(&clip, &out_ff, &ladder, preset));
+            }
+        }
+        let ff_wall = median(ff.iter().map(|r| r.wall_s).collect());
+        let ms_wall = median(ms.iter().map(|r| r.wall_s).collect());
+        for (name, runs, wall) in [("ffmpeg CLI", &ff, ff_wall), ("multistreamer", &ms, ms_wall)] {
+            let cpu = median(runs.iter().map(|r| r.cpu_s).collect());
+            let fps = source_frames as f64 / wall;
+            let ratio = if name == "ffmpeg CLI" { "1.00x".to_string() } else { format!("{:.2}x", ff_wall / ms_wall) };
+            println!(
+                "| {preset} | {name} | {wall:.2} | {fps:.1} | {cpu:.2} | {:.1} | {} | {ratio} | {:.2} |",
+                cpu * 1000.0 / source_frames as f64,
+                runs[0].frames,
+                fps / f64::from(FPS)
+            );
+        }
+    }
+    println!();
+    println!(
+        "throughput = source frames / wall time; real-time ladders = throughput / {FPS} fps (how many live 1080p{FPS} inputs this machine could transcode at once, CPU-bound)."
+    );
+}
