@@ -184,8 +184,11 @@ async function showStream(id) {
   const liveBadge = el("span", { id: "stream-live", class: "badge" }, "…");
   const rows = el("tbody", { id: "dest-list" });
   const preset = el("select", { id: "dest-preset", name: "preset" }, Object.entries(PRESETS).map(([k, p]) => el("option", { value: k }, p.label)));
+  const rendition = el("select", { id: "dest-rendition", name: "rendition" },
+    el("option", { value: "source" }, "Source (as published)"), ...s.rendition_names.map((n) => el("option", { value: n }, n)));
   const form = el("form", { class: "inline", id: "dest-form" },
     field("Platform", preset, "preset"),
+    field("Sends", rendition, "rendition"),
     field("Name", el("input", { id: "dest-name", name: "name", placeholder: "YouTube main" }), "name"),
     field("Server URL", el("input", { id: "dest-server", name: "url", placeholder: "rtmp://host/app" }), "url"),
     field("Stream key", el("input", { id: "dest-key", name: "key", type: "password", autocomplete: "off" }), "key"),
@@ -200,15 +203,35 @@ async function showStream(id) {
     const base = form.url.value.trim().replace(/\/+$/, "");
     const key = form.key.value.trim();
     try {
-      await api("POST", `/api/streams/${id}/destinations`, { name: form.name.value, url: key ? `${base}/${key}` : base, enabled: true });
+      await api("POST", `/api/streams/${id}/destinations`, { name: form.name.value, url: key ? `${base}/${key}` : base, enabled: true, rendition: rendition.value });
       form.reset(); await refresh();
     } catch (e) { fieldError(form, e); }
   });
+  // transcoding ladder
+  const ladderForm = el("form", { class: "inline", id: "ladder-form" },
+    field("Renditions (e.g. 1080p,720p,480p or 1280x720@30:3000k; empty = none)", el("input", { id: "ladder-input", name: "ladder", value: s.ladder, placeholder: "1080p,720p,480p" }), "ladder"),
+    el("button", { class: "primary", id: "ladder-submit", type: "submit" }, "Save ladder"),
+    el("span", { class: "error", "data-error-for": "form" }));
+  ladderForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try { await api("PATCH", `/api/streams/${id}`, { ladder: ladderForm.ladder.value }); await route(); }
+    catch (e) { fieldError(ladderForm, e); }
+  });
+  const rungRows = el("tbody", { id: "rendition-list" });
+  const ladderNote = el("div", { class: "muted", id: "ladder-note" });
   let shape = null;
   const refresh = async () => {
     const cur = await api("GET", `/api/streams/${id}`);
+    rungRows.replaceChildren(...cur.renditions.map((r) => el("tr", { "data-rendition": r.name },
+      el("td", {}, r.name), el("td", {}, `${r.width}×${r.height}`), el("td", {}, `${r.bitrate_kbps} kbit/s`),
+      el("td", { class: "rendition-frames" }, String(r.frames_encoded)), el("td", {}, String(r.frames_dropped)))));
+    const notes = [];
+    if (cur.ladder && !cur.live) notes.push("Transcoding starts when the stream goes live.");
+    if (cur.skipped_renditions.length) notes.push(`Skipped (above the source's resolution): ${cur.skipped_renditions.join(", ")}.`);
+    if (cur.ladder_error) notes.push(`Transcoding stopped: ${cur.ladder_error}`);
+    ladderNote.textContent = notes.join(" ");
     liveBadge.textContent = cur.live ? "live" : "offline"; liveBadge.className = "badge " + (cur.live ? "live" : "");
-    const newShape = JSON.stringify(cur.destinations.map((d) => [d.id, d.name, d.url, d.enabled]));
+    const newShape = JSON.stringify(cur.destinations.map((d) => [d.id, d.name, d.url, d.enabled, d.rendition]));
     if (newShape === shape) {
       // same rows: update the live figures in place so controls are never replaced under the pointer
       for (const d of cur.destinations) {
@@ -238,12 +261,12 @@ async function showStream(id) {
         if (url) { try { await api("PATCH", `/api/streams/${id}/destinations/${d.id}`, { url }); await refresh(); } catch (e) { alert(e.message); } }
       });
       return el("tr", { "data-dest-id": d.id },
-        el("td", {}, toggle), el("td", {}, d.name), el("td", { class: "muted" }, d.url),
+        el("td", {}, toggle), el("td", {}, d.name), el("td", { class: "muted" }, d.url), el("td", { class: "dest-rendition" }, d.rendition),
         el("td", { class: "dest-state" }, badge(d.state)), el("td", { class: "dest-rate" }, fmtRate(d.bitrate_bps)),
         el("td", { class: "dest-reconnects" }, String(d.reconnects)), el("td", { class: "dest-drops" }, String(d.dropped)),
         el("td", { class: "muted dest-error" }, d.last_error && d.state !== "live" ? d.last_error : ""), el("td", {}, edit, " ", del));
     }));
-    if (!cur.destinations.length) rows.replaceChildren(el("tr", {}, el("td", { colspan: 9, class: "muted" }, "No destinations yet: add YouTube, webinar.ru or any RTMP server below.")));
+    if (!cur.destinations.length) rows.replaceChildren(el("tr", {}, el("td", { colspan: 10, class: "muted" }, "No destinations yet: add YouTube, webinar.ru or any RTMP server below.")));
   };
   const delStream = el("button", { class: "small", type: "button" }, "Delete stream");
   delStream.addEventListener("click", async () => { if (confirm(`Delete stream "${s.name}"? Its publisher is disconnected.`)) { await api("DELETE", `/api/streams/${id}`); location.hash = "#/"; } });
@@ -254,7 +277,11 @@ async function showStream(id) {
       el("div", { class: "muted" }, "Server"), copyRow("ingest-server", server),
       el("div", { class: "muted" }, "Stream key"), copyRow("ingest-key", s.key)),
     el("section", {}, el("h2", {}, "Destinations"),
-      el("table", {}, el("thead", {}, el("tr", {}, ["On", "Name", "URL", "State", "Bitrate", "Reconnects", "Drops", "Last error", ""].map((h) => el("th", {}, h)))), rows), form),
+      el("table", {}, el("thead", {}, el("tr", {}, ["On", "Name", "URL", "Sends", "State", "Bitrate", "Reconnects", "Drops", "Last error", ""].map((h) => el("th", {}, h)))), rows), form),
+    el("section", {}, el("h2", {}, "Transcoding"),
+      el("p", { class: "muted" }, "Decoded once, each rendition encoded once (H.264, keyframes every 2 s on the same frames) whatever the number of destinations that use it."),
+      ladderForm, ladderNote,
+      el("table", {}, el("thead", {}, el("tr", {}, ["Rendition", "Size", "Target", "Frames", "Dropped"].map((h) => el("th", {}, h)))), rungRows)),
     el("section", {}, delStream));
   await refresh();
   timers.push(setInterval(() => refresh().catch(() => {}), 1000));

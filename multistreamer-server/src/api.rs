@@ -10,6 +10,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use multistreamer_core::ladder::Ladder;
 use multistreamer_core::monitor::SystemSample;
 use multistreamer_core::rtmp::RtmpUrl;
 use serde::Deserialize;
@@ -155,6 +156,27 @@ fn validate_url(url: &str) -> Result<String, AppError> {
     Ok(url.trim().to_string())
 }
 
+/// A ladder in its normal form (`1080p,720p,480p`), or a field error.
+fn validate_ladder(spec: &str) -> Result<String, AppError> {
+    let ladder: Ladder = spec.parse().map_err(|e: String| AppError::invalid("ladder", e))?;
+    Ok(ladder.to_string())
+}
+
+/// "" for the source, or a rung of `stream`'s ladder.
+fn validate_rendition(stream: &StreamRow, rendition: &str) -> Result<String, AppError> {
+    let r = rendition.trim();
+    if r.is_empty() || r == "source" {
+        return Ok(String::new());
+    }
+    let ladder: Ladder = stream.ladder.parse().unwrap_or_default();
+    if ladder.get(r).is_none() {
+        let names: Vec<String> = ladder.renditions.iter().map(|x| x.name()).collect();
+        let offer = if names.is_empty() { "the stream has no ladder".to_string() } else { names.join(", ") };
+        return Err(AppError::invalid("rendition", format!("{r:?} is not a rendition of this stream ({offer})")));
+    }
+    Ok(r.to_string())
+}
+
 fn destination_json(state: &AppState, d: &DestinationRow) -> Value {
     let masked = d.url.parse::<RtmpUrl>().map(|u| u.redacted()).unwrap_or_else(|_| "<invalid URL>".into());
     let stats = state.engine.destination_stats(d.id);
@@ -163,6 +185,7 @@ fn destination_json(state: &AppState, d: &DestinationRow) -> Value {
         "name": d.name,
         "url": masked,
         "enabled": d.enabled,
+        "rendition": if d.rendition.is_empty() { "source" } else { d.rendition.as_str() },
         "state": stats.as_ref().map_or(if d.enabled { "idle" } else { "off" }, |s| s.state.as_str()),
         "bitrate_bps": stats.as_ref().map_or(0, |s| s.bitrate_bps),
         "bytes_sent": stats.as_ref().map_or(0, |s| s.bytes_sent),
@@ -182,6 +205,14 @@ async fn stream_json(state: &AppState, s: &StreamRow) -> Result<Value, AppError>
         "rtmp_url": format!("{}/{}", state.public_rtmp, s.ingest_key),
         "live": state.engine.is_live(s.id),
         "created_at": s.created_at,
+        "ladder": s.ladder,
+        "rendition_names": s.ladder.parse::<Ladder>().unwrap_or_default().renditions.iter().map(|r| r.name()).collect::<Vec<_>>(),
+        "renditions": state.engine.renditions(s.id).iter().map(|r| json!({
+            "name": r.name, "width": r.width, "height": r.height, "bitrate_kbps": r.bitrate_kbps,
+            "frames_encoded": r.frames_encoded, "frames_dropped": r.frames_dropped, "keyframes": r.keyframes,
+            "bytes_out": r.bytes_out })).collect::<Vec<_>>(),
+        "skipped_renditions": state.engine.skipped_renditions(s.id),
+        "ladder_error": state.engine.ladder_error(s.id),
         "destinations": dests.iter().map(|d| destination_json(state, d)).collect::<Vec<_>>(),
         "sessions": history.iter().map(|(a, b, bytes)| json!({"started_at": a, "ended_at": b, "bytes_in": bytes})).collect::<Vec<_>>(),
     }))
@@ -198,6 +229,8 @@ async fn list_streams(State(state): State<AppState>, _auth: Auth) -> Result<Json
 #[derive(Deserialize)]
 struct StreamBody {
     name: Option<String>,
+    /// Renditions, e.g. `1080p,720p,480p`; empty for none.
+    ladder: Option<String>,
     #[serde(default)]
     regenerate_key: bool,
 }
@@ -208,8 +241,12 @@ async fn create_stream(
     Json(body): Json<StreamBody>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     let name = validate_name(body.name.as_deref().unwrap_or(""))?;
+    let ladder = validate_ladder(body.ladder.as_deref().unwrap_or(""))?;
     let key = auth::random_hex(16)?;
     let id = db::create_stream(&state.db, &name, &key).await?;
+    if !ladder.is_empty() {
+        db::set_stream_ladder(&state.db, id, &ladder).await?;
+    }
     let s = db::stream(&state.db, id).await?.ok_or_else(|| AppError::not_found("stream"))?;
     Ok((StatusCode::CREATED, Json(stream_json(&state, &s).await?)))
 }
@@ -236,6 +273,20 @@ async fn update_stream(
     if body.regenerate_key {
         db::set_stream_key(&state.db, s.id, &auth::random_hex(16)?).await?;
     }
+    if let Some(spec) = &body.ladder {
+        let ladder = validate_ladder(spec)?;
+        let parsed: Ladder = ladder.parse().unwrap_or_default();
+        for d in db::destinations(&state.db, s.id).await? {
+            if !d.rendition.is_empty() && parsed.get(&d.rendition).is_none() {
+                return Err(AppError::invalid(
+                    "ladder",
+                    format!("destination {:?} receives {}; change it first", d.name, d.rendition),
+                ));
+            }
+        }
+        db::set_stream_ladder(&state.db, s.id, &ladder).await?;
+        state.engine.sync_stream(s.id).await?;
+    }
     let s = load_stream(&state, id).await?;
     Ok(Json(stream_json(&state, &s).await?))
 }
@@ -257,6 +308,8 @@ struct DestinationBody {
     name: Option<String>,
     url: Option<String>,
     enabled: Option<bool>,
+    /// `source` (default) or a rung of the stream's ladder.
+    rendition: Option<String>,
 }
 
 async fn create_destination(
@@ -269,7 +322,8 @@ async fn create_destination(
     let name = validate_name(body.name.as_deref().unwrap_or(""))?;
     let url = validate_url(body.url.as_deref().unwrap_or(""))?;
     let enabled = body.enabled.unwrap_or(true);
-    let did = db::create_destination(&state.db, s.id, &name, &url, enabled).await?;
+    let rendition = validate_rendition(&s, body.rendition.as_deref().unwrap_or(""))?;
+    let did = db::create_destination(&state.db, s.id, &name, &url, enabled, &rendition).await?;
     state.engine.sync_stream(s.id).await?;
     let d = db::destination(&state.db, s.id, did).await?.ok_or_else(|| AppError::not_found("destination"))?;
     Ok((StatusCode::CREATED, Json(destination_json(&state, &d))))
@@ -290,6 +344,10 @@ async fn update_destination(
     }
     if let Some(enabled) = body.enabled {
         d.enabled = enabled;
+    }
+    if let Some(r) = &body.rendition {
+        let s = load_stream(&state, id).await?;
+        d.rendition = validate_rendition(&s, r)?;
     }
     db::update_destination(&state.db, &d).await?;
     state.engine.sync_stream(id).await?;

@@ -11,7 +11,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::error::AppError;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/0001_initial.sql")), (2, include_str!("../migrations/0002_ladder.sql"))];
 
 pub type Db = SqlitePool;
 
@@ -74,6 +75,8 @@ pub struct StreamRow {
     pub name: String,
     pub ingest_key: String,
     pub created_at: i64,
+    /// The transcoding ladder (`1080p,720p,480p`); empty = no transcoding.
+    pub ladder: String,
 }
 
 #[derive(Clone, Debug)]
@@ -82,14 +85,28 @@ pub struct DestinationRow {
     pub name: String,
     pub url: String,
     pub enabled: bool,
+    /// The rung of the stream's ladder sent there; empty = the source.
+    pub rendition: String,
 }
 
 fn stream_row(r: &sqlx::sqlite::SqliteRow) -> StreamRow {
-    StreamRow { id: r.get("id"), name: r.get("name"), ingest_key: r.get("ingest_key"), created_at: r.get("created_at") }
+    StreamRow {
+        id: r.get("id"),
+        name: r.get("name"),
+        ingest_key: r.get("ingest_key"),
+        created_at: r.get("created_at"),
+        ladder: r.get("ladder"),
+    }
 }
 
 fn dest_row(r: &sqlx::sqlite::SqliteRow) -> DestinationRow {
-    DestinationRow { id: r.get("id"), name: r.get("name"), url: r.get("url"), enabled: r.get::<i64, _>("enabled") != 0 }
+    DestinationRow {
+        id: r.get("id"),
+        name: r.get("name"),
+        url: r.get("url"),
+        enabled: r.get::<i64, _>("enabled") != 0,
+        rendition: r.get("rendition"),
+    }
 }
 
 pub async fn user_count(db: &Db) -> Result<i64, AppError> {
@@ -152,12 +169,13 @@ pub async fn delete_session(db: &Db, id: &str) -> Result<(), AppError> {
 }
 
 pub async fn list_streams(db: &Db) -> Result<Vec<StreamRow>, AppError> {
-    let rows = sqlx::query("SELECT id, name, ingest_key, created_at FROM streams ORDER BY id").fetch_all(db).await?;
+    let rows =
+        sqlx::query("SELECT id, name, ingest_key, created_at, ladder FROM streams ORDER BY id").fetch_all(db).await?;
     Ok(rows.iter().map(stream_row).collect())
 }
 
 pub async fn stream(db: &Db, id: i64) -> Result<Option<StreamRow>, AppError> {
-    let row = sqlx::query("SELECT id, name, ingest_key, created_at FROM streams WHERE id = ?")
+    let row = sqlx::query("SELECT id, name, ingest_key, created_at, ladder FROM streams WHERE id = ?")
         .bind(id)
         .fetch_optional(db)
         .await?;
@@ -165,7 +183,7 @@ pub async fn stream(db: &Db, id: i64) -> Result<Option<StreamRow>, AppError> {
 }
 
 pub async fn stream_by_key(db: &Db, key: &str) -> Result<Option<StreamRow>, AppError> {
-    let row = sqlx::query("SELECT id, name, ingest_key, created_at FROM streams WHERE ingest_key = ?")
+    let row = sqlx::query("SELECT id, name, ingest_key, created_at, ladder FROM streams WHERE ingest_key = ?")
         .bind(key)
         .fetch_optional(db)
         .await?;
@@ -193,6 +211,11 @@ pub async fn rename_stream(db: &Db, id: i64, name: &str) -> Result<(), AppError>
     Ok(())
 }
 
+pub async fn set_stream_ladder(db: &Db, id: i64, ladder: &str) -> Result<(), AppError> {
+    sqlx::query("UPDATE streams SET ladder = ? WHERE id = ?").bind(ladder).bind(id).execute(db).await?;
+    Ok(())
+}
+
 pub async fn set_stream_key(db: &Db, id: i64, key: &str) -> Result<(), AppError> {
     sqlx::query("UPDATE streams SET ingest_key = ? WHERE id = ?").bind(key).bind(id).execute(db).await?;
     Ok(())
@@ -203,20 +226,23 @@ pub async fn delete_stream(db: &Db, id: i64) -> Result<bool, AppError> {
 }
 
 pub async fn destinations(db: &Db, stream_id: i64) -> Result<Vec<DestinationRow>, AppError> {
-    let rows =
-        sqlx::query("SELECT id, stream_id, name, url, enabled FROM destinations WHERE stream_id = ? ORDER BY id")
-            .bind(stream_id)
-            .fetch_all(db)
-            .await?;
+    let rows = sqlx::query(
+        "SELECT id, stream_id, name, url, enabled, rendition FROM destinations WHERE stream_id = ? ORDER BY id",
+    )
+    .bind(stream_id)
+    .fetch_all(db)
+    .await?;
     Ok(rows.iter().map(dest_row).collect())
 }
 
 pub async fn destination(db: &Db, stream_id: i64, id: i64) -> Result<Option<DestinationRow>, AppError> {
-    let row = sqlx::query("SELECT id, stream_id, name, url, enabled FROM destinations WHERE id = ? AND stream_id = ?")
-        .bind(id)
-        .bind(stream_id)
-        .fetch_optional(db)
-        .await?;
+    let row = sqlx::query(
+        "SELECT id, stream_id, name, url, enabled, rendition FROM destinations WHERE id = ? AND stream_id = ?",
+    )
+    .bind(id)
+    .bind(stream_id)
+    .fetch_optional(db)
+    .await?;
     Ok(row.as_ref().map(dest_row))
 }
 
@@ -226,24 +252,29 @@ pub async fn create_destination(
     name: &str,
     url: &str,
     enabled: bool,
+    rendition: &str,
 ) -> Result<i64, AppError> {
-    let r = sqlx::query("INSERT INTO destinations (stream_id, name, url, enabled, created_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(stream_id)
-        .bind(name)
-        .bind(url)
-        .bind(i64::from(enabled))
-        .bind(now())
-        .execute(db)
-        .await
-        .map_err(|e| unique_violation(e, "name", "this stream already has a destination with this name"))?;
+    let r = sqlx::query(
+        "INSERT INTO destinations (stream_id, name, url, enabled, rendition, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(stream_id)
+    .bind(name)
+    .bind(url)
+    .bind(i64::from(enabled))
+    .bind(rendition)
+    .bind(now())
+    .execute(db)
+    .await
+    .map_err(|e| unique_violation(e, "name", "this stream already has a destination with this name"))?;
     Ok(r.last_insert_rowid())
 }
 
 pub async fn update_destination(db: &Db, d: &DestinationRow) -> Result<(), AppError> {
-    sqlx::query("UPDATE destinations SET name = ?, url = ?, enabled = ? WHERE id = ?")
+    sqlx::query("UPDATE destinations SET name = ?, url = ?, enabled = ?, rendition = ? WHERE id = ?")
         .bind(&d.name)
         .bind(&d.url)
         .bind(i64::from(d.enabled))
+        .bind(&d.rendition)
         .bind(d.id)
         .execute(db)
         .await

@@ -301,6 +301,67 @@ fn publish_to_the_shown_url_goes_live_and_a_deleted_destination_stops() {
     assert!(server.log().contains("unknown stream key"));
 }
 
+#[test]
+fn a_stream_ladder_feeds_a_destination_that_asked_for_a_rendition() {
+    let tmp = TempDir::new("server-ladder");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 6, "640x360");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    let server = Server::start(tmp.path());
+    let admin = Client::login(server.http, "first-password-1");
+    let bad = admin.post("/api/streams", json!({"name": "talk", "ladder": "720"}));
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.json()["error"]["field"], json!("ladder"));
+    let r = admin.post("/api/streams", json!({"name": "talk", "ladder": "240p, 1080p"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let stream = r.json();
+    let id = stream["id"].as_i64().unwrap();
+    assert_eq!(stream["ladder"], json!("240p,1080p"));
+    assert_eq!(stream["rendition_names"], json!(["240p", "1080p"]));
+    let dests = format!("/api/streams/{id}/destinations");
+    let url = format!("rtmp://127.0.0.1:{}/app/talk-240", nginx.port);
+    let bad = admin.post(&dests, json!({"name": "small", "url": url, "rendition": "999p"}));
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.json()["error"]["field"], json!("rendition"));
+    let r = admin.post(&dests, json!({"name": "small", "url": url, "rendition": "240p"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["rendition"], json!("240p"));
+    // A rung in use cannot be removed from the ladder.
+    let r = admin.request("PATCH", &format!("/api/streams/{id}"), Some(&json!({"ladder": "1080p"})));
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["error"]["field"], json!("ladder"));
+
+    let mut ff = publish(&clip, stream["rtmp_url"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let live = loop {
+        let s = admin.get(&format!("/api/streams/{id}")).json();
+        let frames = s["renditions"][0]["frames_encoded"].as_u64().unwrap_or(0);
+        if s["destinations"][0]["state"] == json!("live") && frames > 30 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the rendition never went out: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(live["renditions"][0]["name"], json!("240p"));
+    assert_eq!(live["renditions"][0]["width"], json!(426));
+    assert_eq!(live["skipped_renditions"], json!(["1080p"]), "a 1080p rung above a 360p source is skipped");
+    assert!(wait_child(&mut ff, Duration::from_secs(30)).is_some_and(|s| s.success()));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while admin.get(&format!("/api/streams/{id}")).json()["destinations"][0]["state"] == json!("live") {
+        assert!(Instant::now() < deadline, "the destination did not close");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rec = nginx.recordings_of("talk-240");
+    assert_eq!(rec.len(), 1, "{:?}", nginx.recordings());
+    let streams = probe_streams(&rec[0]);
+    assert!(
+        streams.iter().any(|s| s.contains("codec_name=h264") && s.contains("width=426") && s.contains("height=240")),
+        "{streams:?}"
+    );
+    assert!(streams.iter().any(|s| s.contains("codec_name=aac")), "{streams:?}");
+    assert!(packet_hashes(&rec[0], "v").len() >= 120, "most of the 180 frames arrive");
+}
+
 mod ui {
     //! The web UI in Debian's chromium, driven by headless_chrome.
     use std::ffi::OsStr;
@@ -415,12 +476,35 @@ mod ui {
         tab.wait_for_element("tr[data-dest-id]").unwrap();
         assert!(!js(&tab, "document.body.innerText").as_str().unwrap_or("").contains("e2e-out"), "the key is masked");
 
+        // a ladder: a bad one shows a field error, a good one offers its rung to destinations
+        fill(&tab, "#ladder-input", "240");
+        tab.wait_for_element("#ladder-submit").unwrap().click().unwrap();
+        wait_js(
+            &tab,
+            "document.querySelector('#ladder-form [data-error-for=ladder]').textContent.includes('240')",
+            Duration::from_secs(5),
+        );
+        js(&tab, "document.querySelector('#ladder-input').value = ''");
+        fill(&tab, "#ladder-input", "240p");
+        tab.wait_for_element("#ladder-submit").unwrap().click().unwrap();
+        wait_js(
+            &tab,
+            "[...document.querySelectorAll('#dest-rendition option')].some(o => o.value === '240p')",
+            Duration::from_secs(5),
+        );
+
         // publish to the shown ingest URL: the stream and the destination turn live
         let mut ff = publish(&clip, &ingest);
         wait_js(
             &tab,
             "document.querySelector('#stream-live').textContent === 'live' && \
              document.querySelector('tr[data-dest-id] .dest-state').textContent === 'live'",
+            Duration::from_secs(20),
+        );
+        // the rendition is encoded while live, and the page shows it
+        wait_js(
+            &tab,
+            "Number(document.querySelector('#rendition-list tr[data-rendition=\"240p\"] .rendition-frames')?.textContent || 0) > 0",
             Duration::from_secs(20),
         );
         let png = tab.capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true).unwrap();
