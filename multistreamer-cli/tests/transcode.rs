@@ -257,3 +257,42 @@ fn mp3_source_audio_is_encoded_to_aac_in_the_renditions() {
     // 3 s at 44.1 kHz in 1024-sample frames ≈ 129 packets
     assert!(packets >= 100, "only {packets} AAC packets");
 }
+
+#[test]
+fn an_encoder_that_cannot_keep_up_drops_frames_and_the_source_relay_is_untouched() {
+    let tmp = TempDir::new("ladder-overload");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 6, "640x360");
+    let a = Nginx::start(&tmp.join("nginx-a"), free_port(), "app");
+    let b = Nginx::start(&tmp.join("nginx-b"), free_port(), "src");
+    // 4K with the slowest preset cannot run in real time on any machine; zerolatency keeps
+    // libx264 from buffering, so the test ends with the clip.
+    let mut extra: Vec<String> = ["--ladder", "2160p", "--upscale", "--preset", "veryslow", "--tune", "zerolatency"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    extra.extend(to_args(&[
+        format!("2160p=rtmp://127.0.0.1:{}/app/{{key}}", a.port),
+        format!("rtmp://127.0.0.1:{}/src/{{key}}", b.port),
+    ]));
+    let (relay, _dump) = start_relay(tmp.path(), "live/k4", &extra);
+    publish_to_end(&clip, &relay.url("live/k4"));
+    relay.wait_destinations_closed(2);
+    // The source still reaches its destination bit for bit.
+    assert_same_packets(&only_recording(&b, "k4"), &clip);
+    // The rung dropped frames before encoding, said so, and what it sent is clean.
+    let status = relay.status_text();
+    let dropped: Vec<u64> = status
+        .lines()
+        .filter(|l| l.contains("rendition 2160p"))
+        .filter_map(|l| l.split("frames").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(dropped.iter().any(|&d| d > 0), "no dropped frames reported: {status}");
+    let rec = only_recording(&a, "k4");
+    assert_eq!(video_field(&rec, "width"), "3840");
+    let (frames, errors) = decode(&rec);
+    assert!(errors.is_empty(), "{errors}");
+    assert!(frames > 0 && frames < 180, "{frames} frames");
+    let dts = video_dts(&rec);
+    assert!(dts.windows(2).all(|w| w[1] > w[0]), "video DTS not increasing");
+}

@@ -107,6 +107,7 @@ impl Engine {
         db: Db,
         rtmp: SocketAddr,
         app: &str,
+        transcode: TranscodeOptions,
         cancel: CancellationToken,
     ) -> Result<Arc<Engine>, AppError> {
         let hub = Hub::new(HubOptions::default());
@@ -125,7 +126,7 @@ impl Engine {
             running: Mutex::new(HashMap::new()),
             ladders: Mutex::new(HashMap::new()),
             ladder_errors: Mutex::new(HashMap::new()),
-            transcode: TranscodeOptions::default(),
+            transcode,
             live: Mutex::new(HashMap::new()),
             cancel,
             ingest_cancel,

@@ -17,6 +17,7 @@ use std::time::Duration;
 use clap::Parser;
 use multistreamer_core::monitor::{MonitorHandle, spawn_monitor};
 use multistreamer_core::signal::shutdown_signal;
+use multistreamer_core::transcode::TranscodeOptions;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
@@ -34,7 +35,7 @@ use crate::error::AppError;
     about = "Multistreamer server: RTMP ingest, relay engine, HTTP API, web UI"
 )]
 struct Cli {
-    /// TOML file with any of: data_dir, http, rtmp, app, public_rtmp_url.
+    /// TOML file with any of: data_dir, http, rtmp, app, public_rtmp_url, transcode_preset.
     #[arg(long, env = "MULTISTREAMER_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Directory for the database and other state [default: ./data].
@@ -53,6 +54,10 @@ struct Cli {
     /// with an unspecified address shown as 127.0.0.1).
     #[arg(long, env = "MULTISTREAMER_PUBLIC_RTMP_URL")]
     public_rtmp_url: Option<String>,
+    /// libx264 preset of the streams' ladders: ultrafast … veryslow [default: veryfast].
+    /// Faster presets fit more renditions on a machine at some cost in quality per bit.
+    #[arg(long, env = "MULTISTREAMER_TRANSCODE_PRESET")]
+    transcode_preset: Option<String>,
 }
 
 /// The config file; unknown keys are an error, so typos do not pass silently.
@@ -64,6 +69,7 @@ struct FileConfig {
     rtmp: Option<SocketAddr>,
     app: Option<String>,
     public_rtmp_url: Option<String>,
+    transcode_preset: Option<String>,
 }
 
 /// The settings in force.
@@ -74,6 +80,7 @@ struct Args {
     rtmp: SocketAddr,
     app: String,
     public_rtmp_url: Option<String>,
+    transcode: TranscodeOptions,
 }
 
 impl Cli {
@@ -91,6 +98,14 @@ impl Cli {
             rtmp: self.rtmp.or(file.rtmp).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 1935))),
             app: self.app.or(file.app).unwrap_or_else(|| "live".to_string()),
             public_rtmp_url: self.public_rtmp_url.or(file.public_rtmp_url),
+            transcode: {
+                let mut t = TranscodeOptions::default();
+                if let Some(p) = self.transcode_preset.or(file.transcode_preset) {
+                    t.preset = p;
+                }
+                t.validate().map_err(|e| format!("transcode_preset: {e}"))?;
+                t
+            },
         })
     }
 }
@@ -146,7 +161,7 @@ async fn run(args: Args) -> Result<(), AppError> {
     let first_login = bootstrap_admin(&db).await?;
 
     let cancel = CancellationToken::new();
-    let engine = Engine::start(db.clone(), args.rtmp, &args.app, cancel.clone()).await?;
+    let engine = Engine::start(db.clone(), args.rtmp, &args.app, args.transcode.clone(), cancel.clone()).await?;
     let monitor = spawn_monitor(Duration::from_secs(1), 300).map_err(AppError::internal)?;
     let public_rtmp = args.public_rtmp_url.clone().unwrap_or_else(|| {
         let mut addr = engine.rtmp_addr;
@@ -240,6 +255,10 @@ mod tests {
         assert_eq!(args.http, SocketAddr::from(([127, 0, 0, 1], 7000)));
         assert_eq!(args.rtmp, SocketAddr::from(([0, 0, 0, 0], 1935)));
         assert_eq!(args.app, "in");
+        assert_eq!(args.transcode.preset, "veryfast");
+        std::fs::write(&file, "transcode_preset = \"warp\"\n").expect("write");
+        let err = Cli::parse_from(["multistreamer-server", "--config", file.to_str().expect("path")]).resolve();
+        assert!(err.is_err_and(|e| e.contains("preset")), "a bad preset is refused at start-up");
         std::fs::write(&file, "htpp = \"0.0.0.0:9000\"\n").expect("write");
         let err = Cli::parse_from(["multistreamer-server", "--config", file.to_str().expect("path")]).resolve();
         assert!(err.is_err_and(|e| e.contains("htpp")), "unknown keys are refused");
