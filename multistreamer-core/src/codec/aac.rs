@@ -52,6 +52,23 @@ impl AudioSpecificConfig {
     }
 }
 
+/// The configuration carried by an ADTS frame header (AAC in MPEG-TS and `.aac` files),
+/// and the header's length (7 bytes, or 9 with a CRC).
+pub fn adts_config(frame: &[u8]) -> Result<(AudioSpecificConfig, usize), CodecError> {
+    if frame.len() < 7 || frame[0] != 0xFF || frame[1] & 0xF0 != 0xF0 {
+        return Err(CodecError::Invalid("no ADTS sync word".into()));
+    }
+    let header_len = if frame[1] & 1 == 1 { 7 } else { 9 };
+    if frame.len() < header_len {
+        return Err(CodecError::Truncated("ADTS header"));
+    }
+    let object_type = ((frame[2] >> 6) & 3) + 1;
+    let sf_index = (frame[2] >> 2) & 0x0F;
+    let channels = ((frame[2] & 1) << 2) | (frame[3] >> 6);
+    let asc = [(object_type << 3) | (sf_index >> 1), ((sf_index & 1) << 7) | (channels << 3)];
+    Ok((AudioSpecificConfig::parse(Bytes::copy_from_slice(&asc))?, header_len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +108,17 @@ mod tests {
         assert!(AudioSpecificConfig::parse(Bytes::from_static(&[0x00, 0x00])).is_err());
         assert!(AudioSpecificConfig::parse(Bytes::from_static(&[0x17, 0x80])).is_err()); // index 15 truncated
         assert!(AudioSpecificConfig::parse(Bytes::from_static(&[0x16, 0x80])).is_err()); // index 13
+    }
+
+    #[test]
+    fn adts_header_gives_the_config() {
+        // AAC-LC, 44.1 kHz (index 4), stereo, no CRC.
+        let frame = [0xFF, 0xF1, 0x50, 0x80, 0x02, 0x1F, 0xFC, 0xAA];
+        let (asc, len) = adts_config(&frame).expect("valid");
+        assert_eq!(len, 7);
+        assert_eq!((asc.object_type, asc.sample_rate, asc.channels), (2, 44_100, 2));
+        assert_eq!(&asc.raw[..], &[0x12, 0x10]);
+        assert!(adts_config(&[0x00, 0x01, 2, 3, 4, 5, 6]).is_err());
+        assert!(adts_config(&[0xFF, 0xF0, 0x50]).is_err());
     }
 }

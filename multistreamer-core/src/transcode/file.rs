@@ -15,7 +15,7 @@ use ffmpeg_next::{ChannelLayout, Rational, codec, decoder, format, media};
 use tracing::{debug, warn};
 
 use super::{RenditionOutput, ffi, init, media_err, rational};
-use crate::codec::aac::AudioSpecificConfig;
+use crate::codec::aac::{AudioSpecificConfig, adts_config};
 use crate::codec::avc::{AvcDecoderConfig, ParameterSets, annexb_to_avcc};
 use crate::error::{Error, ErrorKind, Result};
 use crate::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
@@ -172,7 +172,7 @@ impl FileSource {
                 (Bytes::from(avcc), new_track)
             }
             Framing::Adts => {
-                let (asc, header_len) = adts_config(data)?;
+                let (asc, header_len) = adts_config(data).map_err(Error::from)?;
                 let new_track = match &s.track {
                     Some(Track { codec: Codec::Aac(old), .. }) if old.raw == asc.raw => None,
                     _ => Some(Codec::Aac(asc)),
@@ -205,22 +205,6 @@ impl FileSource {
         }));
         Ok(true)
     }
-}
-
-/// The AudioSpecificConfig and header length of an ADTS frame.
-fn adts_config(data: &[u8]) -> Result<(AudioSpecificConfig, usize)> {
-    if data.len() < 7 || data[0] != 0xFF || data[1] & 0xF0 != 0xF0 {
-        return Err(Error::new(ErrorKind::Protocol, "AAC packet without an ADTS header"));
-    }
-    let header_len = if data[1] & 1 == 1 { 7 } else { 9 };
-    if data.len() < header_len {
-        return Err(Error::new(ErrorKind::Protocol, "truncated ADTS header"));
-    }
-    let object_type = ((data[2] >> 6) & 3) + 1;
-    let sf_index = (data[2] >> 2) & 0x0F;
-    let channels = ((data[2] & 1) << 2) | (data[3] >> 6);
-    let asc = [(object_type << 3) | (sf_index >> 1), ((sf_index & 1) << 7) | (channels << 3)];
-    Ok((AudioSpecificConfig::parse(Bytes::copy_from_slice(&asc))?, header_len))
 }
 
 impl Iterator for FileSource {
@@ -414,22 +398,5 @@ impl RenditionOutput for FileWriter {
 
     fn finish(&mut self) -> Result<()> {
         FileWriter::finish(self)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn adts_header_gives_the_config() {
-        // AAC-LC, 44.1 kHz (index 4), stereo, no CRC.
-        let frame = [0xFF, 0xF1, 0x50, 0x80, 0x02, 0x1F, 0xFC, 0xAA];
-        let (asc, len) = adts_config(&frame).expect("valid");
-        assert_eq!(len, 7);
-        assert_eq!((asc.object_type, asc.sample_rate, asc.channels), (2, 44_100, 2));
-        assert_eq!(&asc.raw[..], &[0x12, 0x10]);
-        assert!(adts_config(&[0x00, 0x01, 2, 3, 4, 5, 6]).is_err());
-        assert!(adts_config(&[0xFF, 0xF0, 0x50]).is_err());
     }
 }
