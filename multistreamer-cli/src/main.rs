@@ -248,7 +248,12 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
             _ = ticker.tick() => {
                 if interval.is_some() {
                     let mut lines: Vec<String> = relay.destinations().iter().map(format_status).collect();
-                    for (stream, rungs) in relay.renditions() {
+                    for (stream, input_dropped, rungs) in relay.renditions() {
+                        if input_dropped > 0 {
+                            lines.push(format!(
+                                "[{stream}] ladder: {input_dropped} source packets dropped before decoding (machine too slow)"
+                            ));
+                        }
                         for r in rungs {
                             lines.push(format!(
                                 "[{stream}] rendition {} {}x{}  {} frames  {} dropped  {}",

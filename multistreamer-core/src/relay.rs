@@ -197,11 +197,12 @@ impl Relay {
         out
     }
 
-    /// The renditions of every transcoded stream: (source stream, rungs).
     #[cfg(feature = "libav")]
-    pub fn renditions(&self) -> Vec<(String, Vec<crate::transcode::RungSnapshot>)> {
+    /// The renditions of every transcoded stream: (source stream, packets the decoder had to
+    /// drop, rungs).
+    pub fn renditions(&self) -> Vec<(String, u64, Vec<crate::transcode::RungSnapshot>)> {
         let ladders = lock(&self.ladders);
-        let mut out: Vec<_> = ladders.iter().map(|(s, l)| (s.clone(), l.rungs())).collect();
+        let mut out: Vec<_> = ladders.iter().map(|(s, l)| (s.clone(), l.input_dropped(), l.rungs())).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }

@@ -228,6 +228,7 @@ async function showStream(id) {
     const notes = [];
     if (cur.ladder && !cur.live) notes.push("Transcoding starts when the stream goes live.");
     if (cur.skipped_renditions.length) notes.push(`Skipped (above the source's resolution): ${cur.skipped_renditions.join(", ")}.`);
+    if (cur.ladder_input_dropped) notes.push(`${cur.ladder_input_dropped} source packets were dropped before decoding: this machine cannot keep up with the ladder (use a faster preset or fewer renditions).`);
     if (cur.ladder_error) notes.push(`Transcoding stopped: ${cur.ladder_error}`);
     ladderNote.textContent = notes.join(" ");
     liveBadge.textContent = cur.live ? "live" : "offline"; liveBadge.className = "badge " + (cur.live ? "live" : "");

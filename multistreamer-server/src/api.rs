@@ -213,6 +213,7 @@ async fn stream_json(state: &AppState, s: &StreamRow) -> Result<Value, AppError>
             "bytes_out": r.bytes_out })).collect::<Vec<_>>(),
         "skipped_renditions": state.engine.skipped_renditions(s.id),
         "ladder_error": state.engine.ladder_error(s.id),
+        "ladder_input_dropped": state.engine.ladder_input_dropped(s.id),
         "destinations": dests.iter().map(|d| destination_json(state, d)).collect::<Vec<_>>(),
         "sessions": history.iter().map(|(a, b, bytes)| json!({"started_at": a, "ended_at": b, "bytes_in": bytes})).collect::<Vec<_>>(),
     }))

@@ -204,6 +204,11 @@ impl Engine {
         lock(&self.ladders).get(&stream_id).map(|l| l.handle.rungs()).unwrap_or_default()
     }
 
+    /// Source packets the stream's ladder dropped before decoding (the machine is too slow).
+    pub fn ladder_input_dropped(&self, stream_id: i64) -> u64 {
+        lock(&self.ladders).get(&stream_id).map_or(0, |l| l.handle.input_dropped())
+    }
+
     /// Rungs skipped because they are above the source's resolution.
     pub fn skipped_renditions(&self, stream_id: i64) -> Vec<String> {
         lock(&self.ladders).get(&stream_id).map(|l| l.handle.stats().skipped()).unwrap_or_default()

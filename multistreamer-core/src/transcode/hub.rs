@@ -12,10 +12,13 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{LadderTranscoder, RenditionOutput, RungSnapshot, TranscodeOptions, TranscodeStats};
 use crate::error::Result;
-use crate::hub::{Hub, Publisher, SlowSinkPolicy, SubscribeOptions};
+use crate::hub::{Hub, Publisher, SlowSinkPolicy, SubscribeOptions, SubscriberStats};
 use crate::ladder::Ladder;
 use crate::media::{MediaInfo, MediaItem, Packet};
 use crate::sync::lock;
+
+/// Source items the ladder may have waiting before it drops to the next keyframe.
+const INPUT_QUEUE: usize = 300;
 
 /// The separator between a source stream's name and a rendition's.
 pub const RENDITION_SEPARATOR: char = '@';
@@ -50,6 +53,7 @@ impl RenditionOutput for HubOutput {
 pub struct LadderHandle {
     source: String,
     stats: Arc<TranscodeStats>,
+    input: Arc<Mutex<Option<Arc<SubscriberStats>>>>,
     error: Arc<Mutex<Option<String>>>,
     task: JoinHandle<()>,
 }
@@ -71,6 +75,12 @@ impl LadderHandle {
 
     pub fn stats(&self) -> &Arc<TranscodeStats> {
         &self.stats
+    }
+
+    /// Source packets the decoder could not take in time (dropped to the next keyframe
+    /// before decoding, so the renditions stay close to live).
+    pub fn input_dropped(&self) -> u64 {
+        lock(&self.input).as_ref().map_or(0, |s| s.dropped.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Why the ladder stopped, if it failed (unsupported codec, encoder error).
@@ -118,10 +128,15 @@ pub fn spawn_ladder(
         .map_err(|e| crate::Error::new(crate::ErrorKind::Media, format!("cannot start the decoder thread: {e}")))?;
     let span = info_span!("ladder", stream = %source);
     let task_source = source.clone();
+    let input: Arc<Mutex<Option<Arc<SubscriberStats>>>> = Arc::default();
+    let task_input = Arc::clone(&input);
     let task = tokio::spawn(
         async move {
-            let opts = SubscribeOptions { policy: SlowSinkPolicy::DropToKeyframe, queue_capacity: Some(4096) };
+            // About 4 s of a 30 fps stream with audio: a decoder that cannot keep up drops
+            // to the next keyframe rather than letting the renditions fall minutes behind.
+            let opts = SubscribeOptions { policy: SlowSinkPolicy::DropToKeyframe, queue_capacity: Some(INPUT_QUEUE) };
             if let Some(mut sub) = hub.subscribe(&task_source, opts) {
+                *lock(&task_input) = Some(Arc::clone(sub.stats()));
                 loop {
                     let item = tokio::select! {
                         _ = cancel.cancelled() => break,
@@ -139,7 +154,7 @@ pub fn spawn_ladder(
         }
         .instrument(span),
     );
-    Ok(LadderHandle { source, stats, error, task })
+    Ok(LadderHandle { source, stats, input, error, task })
 }
 
 fn run_transcoder(
