@@ -53,6 +53,12 @@ enum Command {
         multistreamer transcode --input talk.mp4 --ladder 1080p,720p,480p --out-dir renditions/\n  \
         multistreamer transcode --input in.mkv --ladder 720p@30:3000k,480p --preset ultrafast --out-dir out/")]
     Transcode(transcode::TranscodeArgs),
+    /// Accept RTMP publishers and record them: the original packets (crash-safe fragmented
+    /// MP4) or, with --raw, uncompressed video + PCM.
+    #[command(after_help = "EXAMPLES:\n  \
+        multistreamer record --listen rtmp://0.0.0.0:1935/live --out recordings/ --segment 3600\n  \
+        multistreamer record --listen rtmp://0.0.0.0:1935/live/talk --out /fast-disk --raw")]
+    Record(RecordCmdArgs),
     /// Show the machine's load (CPU, memory, disks, network, GPUs) every second.
     Load(LoadArgs),
 }
@@ -65,6 +71,107 @@ struct LoadArgs {
     /// Stop after this many samples (0 = until Ctrl-C).
     #[arg(long, value_name = "N", default_value_t = 0)]
     count: u64,
+}
+
+/// Recording while relaying.
+#[derive(Args, Debug, Clone, Default)]
+struct RecordArgs {
+    /// Record every stream into this directory (fragmented MP4, the packets as published).
+    #[arg(long = "record", value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Record uncompressed (raw video + PCM in NUT) instead; the disk is checked first.
+    #[arg(long = "record-raw")]
+    raw: bool,
+    /// Record this rendition of --ladder instead of the source.
+    #[arg(long = "record-rendition", value_name = "RUNG")]
+    rendition: Option<String>,
+    /// Start a new file every SECONDS (at a keyframe); 0 = one file per session.
+    #[arg(long = "record-segment", value_name = "SECONDS", default_value_t = 0)]
+    segment: u64,
+    /// File names: {stream}, {date}, {time} (UTC) and {n} are replaced.
+    #[arg(long = "record-template", value_name = "TEMPLATE", default_value = "{stream}-{date}-{time}")]
+    template: String,
+    /// Delete recordings older than this many hours (0 = keep).
+    #[arg(long = "record-max-age", value_name = "HOURS", default_value_t = 0.0)]
+    max_age_hours: f64,
+    /// Delete the oldest recordings while the directory holds more than this many GB (0 = no limit).
+    #[arg(long = "record-max-size", value_name = "GB", default_value_t = 0.0)]
+    max_size_gb: f64,
+}
+
+impl RecordArgs {
+    fn config(&self) -> Result<Option<multistreamer_core::relay::RecordConfig>, String> {
+        use multistreamer_core::record::{RecordOptions, RecordingKind};
+        let Some(dir) = &self.dir else { return Ok(None) };
+        if !self.max_age_hours.is_finite() || self.max_age_hours < 0.0 {
+            return Err("--record-max-age must be a number of hours ≥ 0".into());
+        }
+        if !self.max_size_gb.is_finite() || self.max_size_gb < 0.0 {
+            return Err("--record-max-size must be a number of GB ≥ 0".into());
+        }
+        let mut options = RecordOptions::new(dir);
+        options.template = self.template.clone();
+        options.segment = (self.segment > 0).then(|| Duration::from_secs(self.segment));
+        options.max_age = (self.max_age_hours > 0.0).then(|| Duration::from_secs_f64(self.max_age_hours * 3600.0));
+        options.max_total_bytes = (self.max_size_gb > 0.0).then_some((self.max_size_gb * 1e9) as u64);
+        let kind = if self.raw { RecordingKind::Raw } else { RecordingKind::Original };
+        Ok(Some(multistreamer_core::relay::RecordConfig { kind, options, rendition: self.rendition.clone() }))
+    }
+}
+
+#[derive(Args, Debug)]
+struct RecordCmdArgs {
+    /// Where publishers connect: rtmp://ADDR:PORT/APP[/KEY].
+    #[arg(long, value_name = "URL", default_value = "rtmp://0.0.0.0:1935/live")]
+    listen: String,
+    /// Directory for the recordings.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Record uncompressed (raw video + PCM in NUT); the disk is checked first.
+    #[arg(long)]
+    raw: bool,
+    /// Accept only this stream key (repeatable).
+    #[arg(long = "key", value_name = "KEY")]
+    keys: Vec<String>,
+    /// Start a new file every SECONDS (at a keyframe); 0 = one file per session.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    segment: u64,
+    /// File names: {stream}, {date}, {time} (UTC) and {n} are replaced.
+    #[arg(long, value_name = "TEMPLATE", default_value = "{stream}-{date}-{time}")]
+    template: String,
+    /// Delete recordings older than this many hours (0 = keep).
+    #[arg(long, value_name = "HOURS", default_value_t = 0.0)]
+    max_age: f64,
+    /// Delete the oldest recordings while the directory holds more than this many GB.
+    #[arg(long, value_name = "GB", default_value_t = 0.0)]
+    max_size: f64,
+    /// Seconds a stream waits for its publisher to come back before its file is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    grace: f64,
+}
+
+/// `record` is the relay with no destinations and a recording.
+fn record_as_relay(a: RecordCmdArgs) -> Result<RelayArgs, String> {
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        relay: RelayArgs,
+    }
+    let mut argv = vec!["relay".to_string(), "--listen".into(), a.listen, "--grace".into(), a.grace.to_string()];
+    for k in a.keys {
+        argv.extend(["--key".to_string(), k]);
+    }
+    let mut relay = <Wrap as clap::Parser>::try_parse_from(argv).map_err(|e| e.to_string())?.relay;
+    relay.record = RecordArgs {
+        dir: Some(a.out),
+        raw: a.raw,
+        rendition: None,
+        segment: a.segment,
+        template: a.template,
+        max_age_hours: a.max_age,
+        max_size_gb: a.max_size,
+    };
+    Ok(relay)
 }
 
 #[derive(Args, Debug)]
@@ -88,6 +195,9 @@ struct RelayArgs {
 
     #[command(flatten)]
     encoder: transcode::EncoderArgs,
+
+    #[command(flatten)]
+    record: RecordArgs,
 
     /// Accept only this stream key (repeatable).
     #[arg(long = "key", value_name = "KEY")]
@@ -140,11 +250,18 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Record(args) => match record_as_relay(args) {
+            Ok(relay) => Cli { command: Command::Relay(relay) },
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
         command => Cli { command },
     };
     let threads = match &cli.command {
         Command::Relay(args) => args.threads,
-        Command::Load(_) | Command::Transcode(_) => 1,
+        Command::Load(_) | Command::Transcode(_) | Command::Record(_) => 1,
     };
     let mut builder = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -166,7 +283,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Relay(args) => relay(args).await,
             Command::Load(args) => load(args).await,
-            Command::Transcode(_) => Ok(()),
+            Command::Transcode(_) | Command::Record(_) => Ok(()),
         }
     });
     match result {
@@ -219,7 +336,8 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
         }
         config.destinations.push(t);
     }
-    if config.destinations.is_empty() {
+    config.record = args.record.config()?;
+    if config.destinations.is_empty() && config.record.is_none() {
         warn!("no --to destinations: streams are accepted but go nowhere");
     }
     if !args.grace.is_finite() || args.grace < 0.0 {
@@ -265,6 +383,13 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
                                 human_bytes(r.bytes_out)
                             ));
                         }
+                    }
+                    for (stream, file, bytes, dropped) in relay.recordings() {
+                        let file = file.map_or("(waiting for a keyframe)".to_string(), |f| f.display().to_string());
+                        lines.push(format!(
+                            "[{stream}] recording -> {file}  {}  {dropped} dropped",
+                            human_bytes(bytes)
+                        ));
                     }
                     status.print(lines);
                 }

@@ -40,6 +40,8 @@ pub mod ladder;
 pub mod media;
 #[cfg(feature = "monitor")]
 pub mod monitor;
+#[cfg(feature = "libav")]
+pub mod record;
 pub mod relay;
 pub mod rtmp;
 pub mod signal;

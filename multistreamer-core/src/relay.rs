@@ -72,6 +72,19 @@ pub struct RelayConfig {
     /// Transcode every stream into this ladder; destinations pick a rung by name.
     #[cfg(feature = "libav")]
     pub ladder: Option<(crate::ladder::Ladder, crate::transcode::TranscodeOptions)>,
+    /// Record every stream (or one rendition of it) while it is relayed.
+    #[cfg(feature = "libav")]
+    pub record: Option<RecordConfig>,
+}
+
+/// What the relay records.
+#[cfg(feature = "libav")]
+#[derive(Clone, Debug)]
+pub struct RecordConfig {
+    pub kind: crate::record::RecordingKind,
+    pub options: crate::record::RecordOptions,
+    /// Record this rendition of the ladder instead of the source.
+    pub rendition: Option<String>,
 }
 
 impl RelayConfig {
@@ -88,11 +101,22 @@ impl RelayConfig {
             shutdown_timeout: Duration::from_secs(10),
             #[cfg(feature = "libav")]
             ladder: None,
+            #[cfg(feature = "libav")]
+            record: None,
         }
     }
 
-    /// Checks that every destination's rendition is a rung of the ladder.
+    /// Checks that every destination's (and the recording's) rendition is a rung of the ladder.
     pub fn validate(&self) -> Result<()> {
+        #[cfg(feature = "libav")]
+        if let Some(rung) = self.record.as_ref().and_then(|r| r.rendition.as_ref())
+            && self.ladder.as_ref().is_none_or(|(l, _)| l.get(rung).is_none())
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("the recording wants rendition {rung:?}, which the ladder does not have"),
+            ));
+        }
         for d in &self.destinations {
             let Some(rung) = &d.rendition else { continue };
             #[cfg(feature = "libav")]
@@ -120,7 +144,11 @@ pub struct DestinationStatus {
 
 type Active = Arc<Mutex<HashMap<String, Vec<(String, DestinationHandle)>>>>;
 #[cfg(feature = "libav")]
-type Ladders = Arc<Mutex<HashMap<String, crate::transcode::hub::LadderHandle>>>;
+#[derive(Clone, Debug, Default)]
+struct Ladders {
+    ladders: Arc<Mutex<HashMap<String, crate::transcode::hub::LadderHandle>>>,
+    recordings: Arc<Mutex<HashMap<String, crate::record::RecordingHandle>>>,
+}
 /// Without libav there is no transcoding: nothing to keep.
 #[cfg(not(feature = "libav"))]
 #[derive(Clone, Debug, Default)]
@@ -201,8 +229,24 @@ impl Relay {
     /// The renditions of every transcoded stream: (source stream, packets the decoder had to
     /// drop, rungs).
     pub fn renditions(&self) -> Vec<(String, u64, Vec<crate::transcode::RungSnapshot>)> {
-        let ladders = lock(&self.ladders);
+        let ladders = lock(&self.ladders.ladders);
         let mut out: Vec<_> = ladders.iter().map(|(s, l)| (s.clone(), l.input_dropped(), l.rungs())).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Every running recording: (hub stream, file being written, bytes, frames dropped).
+    #[cfg(feature = "libav")]
+    pub fn recordings(&self) -> Vec<(String, Option<std::path::PathBuf>, u64, u64)> {
+        use std::sync::atomic::Ordering;
+        let recs = lock(&self.ladders.recordings);
+        let mut out: Vec<_> = recs
+            .iter()
+            .map(|(s, r)| {
+                let dropped = r.stats.frames_dropped.load(Ordering::Relaxed) + r.input_dropped();
+                (s.clone(), lock(&r.stats.current).clone(), r.stats.bytes_written.load(Ordering::Relaxed), dropped)
+            })
+            .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -217,9 +261,13 @@ impl Relay {
         self.watcher.abort();
         #[cfg(feature = "libav")]
         {
-            let ladders: Vec<_> = lock(&self.ladders).drain().map(|(_, l)| l).collect();
+            let ladders: Vec<_> = lock(&self.ladders.ladders).drain().map(|(_, l)| l).collect();
             for l in ladders {
                 l.join().await;
+            }
+            let recordings: Vec<_> = lock(&self.ladders.recordings).drain().map(|(_, r)| r).collect();
+            for r in recordings {
+                r.join().await;
             }
         }
         let handles: Vec<DestinationHandle> =
@@ -250,14 +298,19 @@ async fn watch(hub: Hub, config: RelayConfig, active: Active, ladders: Ladders, 
                 // The destinations stop by themselves once their subscription ends;
                 // forget them after they have closed.
                 #[cfg(feature = "libav")]
-                let ladder = lock(&ladders).remove(&name);
+                let ladder = (lock(&ladders.ladders).remove(&name), lock(&ladders.recordings).remove(&name));
                 #[cfg(not(feature = "libav"))]
                 let ladder: Option<()> = None;
                 let handles = lock(&active).remove(&name).unwrap_or_default();
                 tokio::spawn(async move {
                     #[cfg(feature = "libav")]
-                    if let Some(l) = ladder {
-                        l.join().await;
+                    {
+                        if let Some(l) = ladder.0 {
+                            l.join().await;
+                        }
+                        if let Some(r) = ladder.1 {
+                            r.join().await;
+                        }
                     }
                     #[cfg(not(feature = "libav"))]
                     let _ = ladder;
@@ -293,8 +346,26 @@ fn stream_started(
         None => (stream, None),
     };
     #[cfg(feature = "libav")]
+    if let Some(rec) = config.record.as_ref().filter(|r| r.rendition.as_deref() == rendition) {
+        let mut recordings = lock(&ladders.recordings);
+        if recordings.get(stream).is_none_or(|r| r.is_finished()) {
+            match crate::record::spawn_recording(
+                hub.clone(),
+                stream.to_string(),
+                rec.kind,
+                rec.options.clone(),
+                cancel.child_token(),
+            ) {
+                Ok(h) => {
+                    recordings.insert(stream.to_string(), h);
+                }
+                Err(e) => warn!(stream, error = %e, "cannot record this stream"),
+            }
+        }
+    }
+    #[cfg(feature = "libav")]
     if let (None, Some((ladder, options))) = (rendition, &config.ladder) {
-        let mut ladders = lock(ladders);
+        let mut ladders = lock(&ladders.ladders);
         if ladders.get(stream).is_none_or(|l| l.is_finished()) {
             match crate::transcode::hub::spawn_ladder(
                 hub.clone(),

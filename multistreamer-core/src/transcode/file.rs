@@ -249,6 +249,8 @@ pub struct FileWriter {
     finished: bool,
     /// Packets before the header could be written (should not happen: Info comes first).
     dropped: u64,
+    /// Muxer options applied when the header is written (e.g. `movflags`).
+    options: Vec<(String, String)>,
 }
 
 impl fmt::Debug for FileWriter {
@@ -270,7 +272,21 @@ impl FileWriter {
             header_written: false,
             finished: false,
             dropped: 0,
+            options: Vec::new(),
         })
+    }
+
+    /// Creates `path` with muxer options (`movflags`, `frag_duration`, `flush_packets`…),
+    /// applied when the header is written.
+    pub fn create_with(path: &Path, options: &[(&str, &str)]) -> Result<FileWriter> {
+        let mut w = FileWriter::create(path)?;
+        w.options = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Ok(w)
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
     pub fn path(&self) -> &Path {
@@ -329,7 +345,13 @@ impl FileWriter {
         if self.streams.is_empty() {
             return Err(media_err("nothing to write: no H.264 or AAC track"));
         }
-        self.output.write_header().map_err(|e| Error::from(e).context(format!("writing {}", self.path.display())))?;
+        let mut dict = ffmpeg_next::Dictionary::new();
+        for (k, v) in &self.options {
+            dict.set(k, v);
+        }
+        self.output
+            .write_header_with(dict)
+            .map_err(|e| Error::from(e).context(format!("writing {}", self.path.display())))?;
         // The muxer may have chosen its own time bases.
         for s in &mut self.streams {
             if let Some(st) = self.output.stream(s.index) {

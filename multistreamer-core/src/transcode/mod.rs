@@ -245,7 +245,41 @@ pub(crate) fn rational(tb: Timebase) -> Rational {
     Rational::new(tb.num() as i32, tb.den() as i32)
 }
 
-fn media_err(msg: impl Into<String>) -> Error {
+/// An H.264 decoder for `track` (its configuration record as extradata, AVCC packets).
+pub(crate) fn open_video_decoder(track: &Track, cfg: &AvcDecoderConfig) -> Result<decoder::Video> {
+    let codec = decoder::find(codec::Id::H264).ok_or_else(|| media_err("this FFmpeg build has no H.264 decoder"))?;
+    let mut ctx = codec::Context::new_with_codec(codec);
+    ffi::set_extradata(&mut ctx, &cfg.record)?;
+    let mut dec = ctx.decoder();
+    dec.set_packet_time_base(rational(track.timebase));
+    Ok(dec.video()?)
+}
+
+/// An AAC decoder for `asc`.
+pub(crate) fn open_aac_decoder(asc: &crate::codec::aac::AudioSpecificConfig) -> Result<decoder::Audio> {
+    let codec = decoder::find(codec::Id::AAC).ok_or_else(|| media_err("this FFmpeg build has no AAC decoder"))?;
+    let mut ctx = codec::Context::new_with_codec(codec);
+    ffi::set_extradata(&mut ctx, &asc.raw)?;
+    Ok(ctx.decoder().audio()?)
+}
+
+/// A libav packet holding a copy of `p`'s payload, stamped in `tb`.
+pub(crate) fn to_av_packet(p: &Packet, tb: Timebase) -> ffmpeg_next::Packet {
+    let mut pkt = ffmpeg_next::Packet::copy(&p.payload);
+    pkt.set_pts(Some(p.pts.rescale(tb).ticks()));
+    pkt.set_dts(Some(p.dts.rescale(tb).ticks()));
+    if p.keyframe {
+        pkt.set_flags(codec::packet::Flags::KEY);
+    }
+    pkt
+}
+
+/// `EAGAIN` from libav: no output until more input.
+pub(crate) fn is_again(e: &ffmpeg_next::Error) -> bool {
+    matches!(e, ffmpeg_next::Error::Other { errno } if *errno == ffmpeg_next::util::error::EAGAIN)
+}
+
+pub(crate) fn media_err(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::Media, msg)
 }
 
@@ -470,12 +504,7 @@ impl LadderTranscoder {
         if p.track != v.track {
             return Ok(());
         }
-        let mut pkt = ffmpeg_next::Packet::copy(&p.payload);
-        pkt.set_pts(Some(p.pts.rescale(v.tb).ticks()));
-        pkt.set_dts(Some(p.dts.rescale(v.tb).ticks()));
-        if p.keyframe {
-            pkt.set_flags(codec::packet::Flags::KEY);
-        }
+        let pkt = to_av_packet(p, v.tb);
         if let Err(e) = v.decoder.send_packet(&pkt) {
             let n = self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
             if n < 10 || n.is_power_of_two() {

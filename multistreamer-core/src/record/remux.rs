@@ -1,0 +1,160 @@
+//! The original stream, not re-encoded, in fragmented MP4 (one-second fragments, written
+//! through at once), so a killed process leaves a playable file.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use tracing::info;
+
+use super::{RecordOptions, RecordedFile, Recorder, RecordingStats, apply_retention};
+use crate::error::Result;
+use crate::media::{MediaInfo, MediaItem, Packet, Timestamp, TrackKind};
+use crate::sync::lock;
+use crate::transcode::file::FileWriter;
+
+/// Muxer settings that make the MP4 readable at any moment: an empty `moov` up front, a
+/// `moof`+`mdat` fragment at least every second (and at keyframes), every write flushed.
+const FRAGMENTED_MP4: [(&str, &str); 3] =
+    [("movflags", "frag_keyframe+empty_moov+default_base_moof"), ("frag_duration", "1000000"), ("flush_packets", "1")];
+
+struct OpenFile {
+    writer: FileWriter,
+    path: PathBuf,
+    first: Option<Timestamp>,
+    last: Option<Timestamp>,
+    video_frames: u64,
+}
+
+/// Writes the stream's packets unchanged; see the module documentation.
+pub struct RemuxRecorder {
+    stream: String,
+    options: RecordOptions,
+    stats: Arc<RecordingStats>,
+    info: Option<Arc<MediaInfo>>,
+    file: Option<OpenFile>,
+    files: Vec<RecordedFile>,
+    n: u32,
+    /// Audio that came before the first video keyframe (written once the file opens).
+    pre_roll: Vec<Packet>,
+}
+
+impl std::fmt::Debug for RemuxRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemuxRecorder").field("stream", &self.stream).field("dir", &self.options.dir).finish()
+    }
+}
+
+impl RemuxRecorder {
+    pub fn new(stream: &str, options: RecordOptions, stats: Arc<RecordingStats>) -> RemuxRecorder {
+        RemuxRecorder {
+            stream: stream.to_string(),
+            options,
+            stats,
+            info: None,
+            file: None,
+            files: Vec::new(),
+            n: 0,
+            pre_roll: Vec::new(),
+        }
+    }
+
+    fn open(&mut self) -> Result<()> {
+        let Some(info) = self.info.clone() else { return Ok(()) };
+        self.n += 1;
+        let path = self.options.path_for(&self.stream, SystemTime::now(), self.n, "mp4");
+        let mut writer = FileWriter::create_with(&path, &FRAGMENTED_MP4)?;
+        writer.write_info(&info)?;
+        info!(path = %path.display(), "recording to a new file");
+        *lock(&self.stats.current) = Some(path.clone());
+        apply_retention(&self.options, "mp4", Some(&path));
+        self.file = Some(OpenFile { writer, path, first: None, last: None, video_frames: 0 });
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        let Some(mut f) = self.file.take() else { return Ok(()) };
+        let result = f.writer.finish();
+        let duration = match (f.first, f.last) {
+            (Some(a), Some(b)) => Duration::from_millis((b.as_millis() - a.as_millis()).max(0) as u64),
+            _ => Duration::ZERO,
+        };
+        let done =
+            RecordedFile { bytes: f.writer.bytes_written(), path: f.path, duration, video_frames: f.video_frames };
+        self.stats.file_done(done.clone());
+        self.files.push(done);
+        *lock(&self.stats.current) = None;
+        result
+    }
+
+    fn has_video(&self) -> bool {
+        self.info.as_ref().is_some_and(|i| i.video().is_some())
+    }
+
+    fn on_packet(&mut self, p: &Packet) -> Result<()> {
+        let is_video_key = p.kind == TrackKind::Video && p.keyframe;
+        // A file starts on a keyframe (when there is video) so it decodes from its start.
+        if self.file.is_none() {
+            if self.has_video() && !is_video_key {
+                if p.kind == TrackKind::Audio && self.pre_roll.len() < 64 {
+                    self.pre_roll.push(p.clone());
+                }
+                return Ok(());
+            }
+            self.open()?;
+            for a in std::mem::take(&mut self.pre_roll) {
+                self.write_packet(&a)?;
+            }
+        } else if let (Some(segment), true) = (self.options.segment, is_video_key) {
+            let elapsed =
+                self.file.as_ref().and_then(|f| f.first).map_or(0, |first| p.dts.as_millis() - first.as_millis());
+            if elapsed >= segment.as_millis() as i64 {
+                self.close()?;
+                self.open()?;
+            }
+        }
+        self.write_packet(p)
+    }
+
+    fn write_packet(&mut self, p: &Packet) -> Result<()> {
+        let Some(f) = self.file.as_mut() else { return Ok(()) };
+        let before = f.writer.bytes_written();
+        f.writer.write_packet(p)?;
+        f.first.get_or_insert(p.dts);
+        f.last = Some(f.last.map_or(p.dts, |l| l.max(p.dts)));
+        if p.kind == TrackKind::Video {
+            f.video_frames += 1;
+            self.stats.video_frames.fetch_add(1, Ordering::Relaxed);
+        }
+        let after = f.writer.bytes_written();
+        self.stats.bytes_written.fetch_add(after.saturating_sub(before), Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Recorder for RemuxRecorder {
+    fn write(&mut self, item: &MediaItem) -> Result<()> {
+        match item {
+            MediaItem::Info(info) => {
+                let changed = self.info.as_ref().is_none_or(|old| {
+                    old.tracks.len() != info.tracks.len()
+                        || old.tracks.iter().zip(&info.tracks).any(|(a, b)| a.codec != b.codec)
+                });
+                self.info = Some(Arc::clone(info));
+                if changed && self.file.is_some() {
+                    // New codec parameters (another resolution…): a new file, since an MP4
+                    // cannot change them mid-file.
+                    self.close()?;
+                }
+                Ok(())
+            }
+            MediaItem::Packet(p) => self.on_packet(p),
+        }
+    }
+
+    fn finish(&mut self) -> Result<Vec<RecordedFile>> {
+        self.close()?;
+        Ok(self.files.clone())
+    }
+}
