@@ -66,6 +66,15 @@ function fmtRate(bps) {
   return bps + " bit/s";
 }
 
+function fmtBytes(n) {
+  const u = ["B", "KB", "MB", "GB", "TB"]; let i = 0; let v = n;
+  while (v >= 1000 && i < u.length - 1) { v /= 1000; i++; }
+  return i ? `${v.toFixed(1)} ${u[i]}` : `${n} B`;
+}
+function fmtDuration(ms) {
+  const s = Math.round(ms / 1000), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+  return (h ? `${h}:${String(m).padStart(2, "0")}` : `${m}`) + ":" + String(s % 60).padStart(2, "0");
+}
 function badge(state) { return el("span", { class: "badge " + state }, state); }
 
 // ---------- sign in ----------
@@ -217,6 +226,29 @@ async function showStream(id) {
     try { await api("PATCH", `/api/streams/${id}`, { ladder: ladderForm.ladder.value }); await route(); }
     catch (e) { fieldError(ladderForm, e); }
   });
+  // recording
+  const modeSel = el("select", { id: "record-mode", name: "record_mode" },
+    ["off", "original", "raw"].map((m) => el("option", { value: m, selected: m === s.record_mode },
+      { off: "Off", original: "Original (not re-encoded, crash-safe MP4)", raw: "Uncompressed (raw video + PCM)" }[m])));
+  const recRendition = el("select", { id: "record-rendition", name: "record_rendition" },
+    el("option", { value: "source" }, "Source"), ...s.rendition_names.map((n) => el("option", { value: n, selected: n === s.record_rendition }, n)));
+  const recForm = el("form", { class: "inline", id: "record-form" },
+    field("Record every session", modeSel, "record_mode"), field("Of", recRendition, "record_rendition"),
+    el("button", { class: "primary", id: "record-save", type: "submit" }, "Save"),
+    el("span", { class: "error", "data-error-for": "form" }));
+  recForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try { await api("PATCH", `/api/streams/${id}`, { record_mode: modeSel.value, record_rendition: recRendition.value }); fieldError(recForm, { message: "Saved." }); await refresh(); }
+    catch (e) { fieldError(recForm, e); }
+  });
+  const recNow = el("button", { class: "small", id: "record-now", type: "button" }, "Record now");
+  const recStatus = el("div", { class: "muted", id: "record-status" });
+  let recActive = false;
+  recNow.addEventListener("click", async () => {
+    recNow.disabled = true;
+    try { await api("POST", `/api/streams/${id}/recording`, { active: !recActive }); } catch (e) { alert(e.message); }
+    recNow.disabled = false; await refresh();
+  });
   const rungRows = el("tbody", { id: "rendition-list" });
   const ladderNote = el("div", { class: "muted", id: "ladder-note" });
   let shape = null;
@@ -231,6 +263,14 @@ async function showStream(id) {
     if (cur.ladder_input_dropped) notes.push(`${cur.ladder_input_dropped} source packets were dropped before decoding: this machine cannot keep up with the ladder (use a faster preset or fewer renditions).`);
     if (cur.ladder_error) notes.push(`Transcoding stopped: ${cur.ladder_error}`);
     ladderNote.textContent = notes.join(" ");
+    const r = cur.recording;
+    recActive = r.active;
+    recNow.textContent = r.active ? "Stop recording" : "Record now";
+    // With recording set to "off", the operator records ad hoc; otherwise every session is recorded.
+    recNow.hidden = !cur.live || cur.record_mode !== "off";
+    recStatus.replaceChildren(r.active
+      ? el("span", {}, badge("recording"), ` ${r.kind} → ${r.file || "waiting for a keyframe"} · ${fmtBytes(r.bytes_written)}` + (r.frames_dropped ? ` · ${r.frames_dropped} dropped` : ""))
+      : el("span", {}, r.error ? `Not recording: ${r.error}` : (cur.record_mode !== "off" ? "Records when the stream goes live." : "Not recording.")));
     liveBadge.textContent = cur.live ? "live" : "offline"; liveBadge.className = "badge " + (cur.live ? "live" : "");
     const newShape = JSON.stringify(cur.destinations.map((d) => [d.id, d.name, d.url, d.enabled, d.rendition]));
     if (newShape === shape) {
@@ -279,6 +319,8 @@ async function showStream(id) {
       el("div", { class: "muted" }, "Stream key"), copyRow("ingest-key", s.key)),
     el("section", {}, el("h2", {}, "Destinations"),
       el("table", {}, el("thead", {}, el("tr", {}, ["On", "Name", "URL", "Sends", "State", "Bitrate", "Reconnects", "Drops", "Last error", ""].map((h) => el("th", {}, h)))), rows), form),
+    el("section", {}, el("h2", {}, "Recording"), recForm, el("div", { class: "copy-row" }, recNow, recStatus),
+      el("p", { class: "muted" }, "Files are listed under ", el("a", { href: "#/recordings" }, "Recordings"), ".")),
     el("section", {}, el("h2", {}, "Transcoding"),
       el("p", { class: "muted" }, "Decoded once, each rendition encoded once (H.264, keyframes every 2 s on the same frames) whatever the number of destinations that use it."),
       ladderForm, ladderNote,
@@ -286,6 +328,33 @@ async function showStream(id) {
     el("section", {}, delStream));
   await refresh();
   timers.push(setInterval(() => refresh().catch(() => {}), 1000));
+}
+
+// ---------- recordings ----------
+async function showRecordings() {
+  const rows = el("tbody", { id: "recording-list" });
+  const refresh = async () => {
+    const recs = await api("GET", "/api/recordings");
+    rows.replaceChildren(...recs.map((r) => {
+      const del = el("button", { class: "small rec-delete", type: "button", disabled: r.recording }, "Delete");
+      del.addEventListener("click", async () => {
+        if (!confirm(`Delete ${r.file}?`)) return;
+        try { await api("DELETE", `/api/recordings/${r.id}`); } catch (e) { alert(e.message); }
+        await refresh();
+      });
+      return el("tr", { "data-recording-id": r.id },
+        el("td", {}, r.stream), el("td", {}, new Date(r.started_at * 1000).toLocaleString()),
+        el("td", { class: "rec-duration" }, r.recording ? "…" : fmtDuration(r.duration_ms)),
+        el("td", { class: "rec-size" }, fmtBytes(r.bytes)), el("td", {}, r.kind),
+        el("td", {}, r.recording ? badge("recording") : ""),
+        el("td", {}, el("a", { class: "rec-download", href: r.download_url, download: r.file }, r.file)), el("td", {}, del));
+    }));
+    if (!recs.length) rows.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No recordings yet: turn recording on for a stream, or press Record now while it is live.")));
+  };
+  app.replaceChildren(el("h1", {}, "Recordings"),
+    el("section", {}, el("table", {}, el("thead", {}, el("tr", {}, ["Stream", "Started", "Duration", "Size", "Kind", "", "File", ""].map((h) => el("th", {}, h)))), rows)));
+  await refresh();
+  timers.push(setInterval(() => refresh().catch(() => {}), 2000));
 }
 
 // ---------- settings ----------
@@ -314,6 +383,7 @@ async function route() {
   try {
     if (m) await showStream(m[1]);
     else if (h.startsWith("#/settings")) showSettings();
+    else if (h.startsWith("#/recordings")) await showRecordings();
     else await showDashboard();
   } catch (e) {
     if (e.message !== "signed out") app.replaceChildren(el("section", {}, el("p", { class: "error" }, e.message)));

@@ -48,6 +48,10 @@ pub fn router(state: AppState) -> Router {
             "/api/streams/{id}/destinations/{did}",
             axum::routing::patch(update_destination).delete(delete_destination),
         )
+        .route("/api/streams/{id}/recording", post(set_recording))
+        .route("/api/recordings", get(list_recordings))
+        .route("/api/recordings/{id}", axum::routing::delete(delete_recording))
+        .route("/api/recordings/{id}/file", get(download_recording))
         .route("/api/system", get(system))
         .route("/api/system/history", get(system_history))
         .route("/api/system/live", get(system_live))
@@ -196,6 +200,11 @@ fn destination_json(state: &AppState, d: &DestinationRow) -> Value {
 }
 
 async fn stream_json(state: &AppState, s: &StreamRow) -> Result<Value, AppError> {
+    let r = state.engine.recording_status(s.id);
+    let file =
+        r.file.as_deref().and_then(|f| std::path::Path::new(f).file_name()).map(|n| n.to_string_lossy().to_string());
+    let recording = json!({ "active": r.active, "kind": r.kind, "file": file, "bytes_written": r.bytes_written,
+        "frames_dropped": r.frames_dropped, "error": r.error });
     let dests = db::destinations(&state.db, s.id).await?;
     let history = db::stream_history(&state.db, s.id).await?;
     Ok(json!({
@@ -214,6 +223,9 @@ async fn stream_json(state: &AppState, s: &StreamRow) -> Result<Value, AppError>
         "skipped_renditions": state.engine.skipped_renditions(s.id),
         "ladder_error": state.engine.ladder_error(s.id),
         "ladder_input_dropped": state.engine.ladder_input_dropped(s.id),
+        "record_mode": s.record_mode,
+        "record_rendition": if s.record_rendition.is_empty() { "source" } else { s.record_rendition.as_str() },
+        "recording": recording,
         "destinations": dests.iter().map(|d| destination_json(state, d)).collect::<Vec<_>>(),
         "sessions": history.iter().map(|(a, b, bytes)| json!({"started_at": a, "ended_at": b, "bytes_in": bytes})).collect::<Vec<_>>(),
     }))
@@ -232,6 +244,10 @@ struct StreamBody {
     name: Option<String>,
     /// Renditions, e.g. `1080p,720p,480p`; empty for none.
     ladder: Option<String>,
+    /// `off`, `original` or `raw`.
+    record_mode: Option<String>,
+    /// `source` or a rendition of the ladder.
+    record_rendition: Option<String>,
     #[serde(default)]
     regenerate_key: bool,
 }
@@ -288,8 +304,157 @@ async fn update_stream(
         db::set_stream_ladder(&state.db, s.id, &ladder).await?;
         state.engine.sync_stream(s.id).await?;
     }
+    if body.record_mode.is_some() || body.record_rendition.is_some() {
+        let s = load_stream(&state, id).await?;
+        let mode = body.record_mode.as_deref().unwrap_or(&s.record_mode).trim().to_string();
+        if !["off", "original", "raw"].contains(&mode.as_str()) {
+            return Err(AppError::invalid("record_mode", "expected off, original or raw"));
+        }
+        let rendition = match &body.record_rendition {
+            Some(r) => validate_rendition(&s, r).map_err(|e| AppError::invalid("record_rendition", e.message))?,
+            None => s.record_rendition.clone(),
+        };
+        db::set_stream_recording(&state.db, s.id, &mode, &rendition).await?;
+        state.engine.sync_stream(s.id).await?;
+    }
     let s = load_stream(&state, id).await?;
     Ok(Json(stream_json(&state, &s).await?))
+}
+
+#[derive(Deserialize)]
+struct RecordNowBody {
+    active: bool,
+}
+
+/// "Record now" on a live stream (kind: the stream's setting, original when it is off).
+async fn set_recording(
+    State(state): State<AppState>,
+    _auth: Auth,
+    Path(id): Path<i64>,
+    Json(body): Json<RecordNowBody>,
+) -> Result<Json<Value>, AppError> {
+    let s = load_stream(&state, id).await?;
+    if body.active && !state.engine.is_live(s.id) {
+        return Err(AppError::new(ErrorKind::FailedPrecondition, "the stream is not live"));
+    }
+    if !body.active && s.record_mode != "off" {
+        return Err(AppError::new(
+            ErrorKind::FailedPrecondition,
+            "this stream records every session; set its recording to off to stop",
+        ));
+    }
+    state.engine.set_record_now(s.id, body.active).await?;
+    Ok(Json(stream_json(&state, &s).await?))
+}
+
+fn recording_json(state: &AppState, r: &db::RecordingRow) -> Value {
+    let path = std::path::Path::new(&r.path);
+    let active = state.engine.is_recording_file(path);
+    let bytes = if active { std::fs::metadata(path).map_or(r.bytes, |m| m.len() as i64) } else { r.bytes };
+    json!({
+        "id": r.id,
+        "stream_id": r.stream_id,
+        "stream": r.stream_name,
+        "kind": r.kind,
+        "file": path.file_name().map(|n| n.to_string_lossy()),
+        "started_at": r.started_at,
+        "ended_at": r.ended_at,
+        "bytes": bytes,
+        "duration_ms": r.duration_ms,
+        "recording": active,
+        "download_url": format!("/api/recordings/{}/file", r.id),
+    })
+}
+
+async fn list_recordings(State(state): State<AppState>, _auth: Auth) -> Result<Json<Value>, AppError> {
+    let rows = db::list_recordings(&state.db).await?;
+    Ok(Json(Value::Array(rows.iter().map(|r| recording_json(&state, r)).collect())))
+}
+
+async fn delete_recording(
+    State(state): State<AppState>,
+    _auth: Auth,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, AppError> {
+    let r = db::recording(&state.db, id).await?.ok_or_else(|| AppError::not_found("recording"))?;
+    let path = std::path::PathBuf::from(&r.path);
+    if state.engine.is_recording_file(&path) {
+        return Err(AppError::new(
+            ErrorKind::FailedPrecondition,
+            "this file is being recorded; stop the recording first",
+        ));
+    }
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(AppError::internal(format!("cannot delete {}: {e}", path.display()))),
+    }
+    db::delete_recording(&state.db, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `bytes=A-B`, `bytes=A-`, `bytes=-N` against a file of `len` bytes → (first, last).
+fn parse_range(header: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None; // several ranges: answer with the whole file
+    }
+    let (a, b) = spec.split_once('-')?;
+    let range = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            if n == 0 || len == 0 {
+                return Some(Err(()));
+            }
+            (len.saturating_sub(n), len - 1)
+        }
+        (a, "") => (a.parse().ok()?, len.saturating_sub(1)),
+        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(len.saturating_sub(1))),
+    };
+    if range.0 >= len || range.0 > range.1 { Some(Err(())) } else { Some(Ok(range)) }
+}
+
+/// The file, with HTTP range requests (players seek, downloads resume).
+async fn download_recording(
+    State(state): State<AppState>,
+    _auth: Auth,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let r = db::recording(&state.db, id).await?.ok_or_else(|| AppError::not_found("recording"))?;
+    let mut file = tokio::fs::File::open(&r.path).await.map_err(|_| AppError::not_found("recording file"))?;
+    let len = file.metadata().await.map_err(|e| AppError::internal(e.to_string()))?.len();
+    let name = std::path::Path::new(&r.path).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let content_type = if name.ends_with(".mp4") { "video/mp4" } else { "application/octet-stream" };
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(|h| parse_range(h, len));
+    let (status, first, last) = match range {
+        Some(Ok((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b),
+        Some(Err(())) => {
+            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{len}"))])
+                .into_response());
+        }
+        None => (StatusCode::OK, 0, len.saturating_sub(1)),
+    };
+    let count = if len == 0 { 0 } else { last - first + 1 };
+    file.seek(std::io::SeekFrom::Start(first)).await.map_err(|e| AppError::internal(e.to_string()))?;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file.take(count)));
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {first}-{last}/{len}"))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    let disposition = format!("attachment; filename=\"{}\"", name.replace('"', "_"));
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
 }
 
 async fn delete_stream(
@@ -500,4 +665,23 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     (headers, out).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn byte_ranges_are_parsed_against_the_file_length() {
+        assert_eq!(parse_range("bytes=0-99", 1000), Some(Ok((0, 99))));
+        assert_eq!(parse_range("bytes=900-", 1000), Some(Ok((900, 999))));
+        assert_eq!(parse_range("bytes=-100", 1000), Some(Ok((900, 999))));
+        assert_eq!(parse_range("bytes=990-2000", 1000), Some(Ok((990, 999))), "clamped to the end");
+        assert_eq!(parse_range("bytes=1000-", 1000), Some(Err(())), "starts past the end");
+        assert_eq!(parse_range("bytes=5-1", 1000), Some(Err(())));
+        assert_eq!(parse_range("bytes=-0", 1000), Some(Err(())));
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), None, "several ranges: the whole file");
+        assert_eq!(parse_range("items=0-1", 1000), None);
+        assert_eq!(parse_range("bytes=x-y", 1000), None);
+    }
 }

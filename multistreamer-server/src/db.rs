@@ -11,8 +11,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::error::AppError;
 
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/0001_initial.sql")), (2, include_str!("../migrations/0002_ladder.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (2, include_str!("../migrations/0002_ladder.sql")),
+    (3, include_str!("../migrations/0003_recordings.sql")),
+];
 
 pub type Db = SqlitePool;
 
@@ -77,6 +80,10 @@ pub struct StreamRow {
     pub created_at: i64,
     /// The transcoding ladder (`1080p,720p,480p`); empty = no transcoding.
     pub ladder: String,
+    /// `off`, `original` or `raw`: what is recorded each time the stream goes live.
+    pub record_mode: String,
+    /// The rendition recorded; empty = the source.
+    pub record_rendition: String,
 }
 
 #[derive(Clone, Debug)]
@@ -96,6 +103,8 @@ fn stream_row(r: &sqlx::sqlite::SqliteRow) -> StreamRow {
         ingest_key: r.get("ingest_key"),
         created_at: r.get("created_at"),
         ladder: r.get("ladder"),
+        record_mode: r.get("record_mode"),
+        record_rendition: r.get("record_rendition"),
     }
 }
 
@@ -169,21 +178,26 @@ pub async fn delete_session(db: &Db, id: &str) -> Result<(), AppError> {
 }
 
 pub async fn list_streams(db: &Db) -> Result<Vec<StreamRow>, AppError> {
-    let rows =
-        sqlx::query("SELECT id, name, ingest_key, created_at, ladder FROM streams ORDER BY id").fetch_all(db).await?;
+    let rows = sqlx::query(
+        "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition FROM streams ORDER BY id",
+    )
+    .fetch_all(db)
+    .await?;
     Ok(rows.iter().map(stream_row).collect())
 }
 
 pub async fn stream(db: &Db, id: i64) -> Result<Option<StreamRow>, AppError> {
-    let row = sqlx::query("SELECT id, name, ingest_key, created_at, ladder FROM streams WHERE id = ?")
-        .bind(id)
-        .fetch_optional(db)
-        .await?;
+    let row = sqlx::query(
+        "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition FROM streams WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
     Ok(row.as_ref().map(stream_row))
 }
 
 pub async fn stream_by_key(db: &Db, key: &str) -> Result<Option<StreamRow>, AppError> {
-    let row = sqlx::query("SELECT id, name, ingest_key, created_at, ladder FROM streams WHERE ingest_key = ?")
+    let row = sqlx::query("SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition FROM streams WHERE ingest_key = ?")
         .bind(key)
         .fetch_optional(db)
         .await?;
@@ -213,6 +227,118 @@ pub async fn rename_stream(db: &Db, id: i64, name: &str) -> Result<(), AppError>
 
 pub async fn set_stream_ladder(db: &Db, id: i64, ladder: &str) -> Result<(), AppError> {
     sqlx::query("UPDATE streams SET ladder = ? WHERE id = ?").bind(ladder).bind(id).execute(db).await?;
+    Ok(())
+}
+
+pub async fn set_stream_recording(db: &Db, id: i64, mode: &str, rendition: &str) -> Result<(), AppError> {
+    sqlx::query("UPDATE streams SET record_mode = ?, record_rendition = ? WHERE id = ?")
+        .bind(mode)
+        .bind(rendition)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// A recording file.
+#[derive(Clone, Debug)]
+pub struct RecordingRow {
+    pub id: i64,
+    pub stream_id: Option<i64>,
+    pub stream_name: String,
+    pub kind: String,
+    pub path: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub bytes: i64,
+    pub duration_ms: i64,
+}
+
+fn recording_row(r: &sqlx::sqlite::SqliteRow) -> RecordingRow {
+    RecordingRow {
+        id: r.get("id"),
+        stream_id: r.get("stream_id"),
+        stream_name: r.get("stream_name"),
+        kind: r.get("kind"),
+        path: r.get("path"),
+        started_at: r.get("started_at"),
+        ended_at: r.get("ended_at"),
+        bytes: r.get("bytes"),
+        duration_ms: r.get("duration_ms"),
+    }
+}
+
+pub async fn recording_started(
+    db: &Db,
+    stream_id: i64,
+    stream_name: &str,
+    kind: &str,
+    path: &str,
+) -> Result<i64, AppError> {
+    let r = sqlx::query(
+        "INSERT INTO recordings (stream_id, stream_name, kind, path, started_at) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT(path) DO UPDATE SET ended_at = NULL",
+    )
+    .bind(stream_id)
+    .bind(stream_name)
+    .bind(kind)
+    .bind(path)
+    .bind(now())
+    .execute(db)
+    .await?;
+    Ok(r.last_insert_rowid())
+}
+
+pub async fn recording_progress(
+    db: &Db,
+    path: &str,
+    bytes: u64,
+    duration_ms: u64,
+    ended: bool,
+) -> Result<(), AppError> {
+    sqlx::query(
+        "UPDATE recordings SET bytes = ?, duration_ms = ?, ended_at = CASE WHEN ? THEN ? ELSE NULL END WHERE path = ?",
+    )
+    .bind(bytes as i64)
+    .bind(duration_ms as i64)
+    .bind(ended)
+    .bind(now())
+    .bind(path)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn list_recordings(db: &Db) -> Result<Vec<RecordingRow>, AppError> {
+    let rows = sqlx::query(
+        "SELECT id, stream_id, stream_name, kind, path, started_at, ended_at, bytes, duration_ms FROM recordings \
+         ORDER BY started_at DESC, id DESC",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.iter().map(recording_row).collect())
+}
+
+pub async fn recording(db: &Db, id: i64) -> Result<Option<RecordingRow>, AppError> {
+    let row = sqlx::query(
+        "SELECT id, stream_id, stream_name, kind, path, started_at, ended_at, bytes, duration_ms FROM recordings \
+         WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.as_ref().map(recording_row))
+}
+
+pub async fn delete_recording(db: &Db, id: i64) -> Result<(), AppError> {
+    sqlx::query("DELETE FROM recordings WHERE id = ?").bind(id).execute(db).await?;
+    Ok(())
+}
+
+/// Recordings left open by a crash are closed at start-up (the file is still there,
+/// readable up to its last second).
+pub async fn close_stale_recordings(db: &Db) -> Result<(), AppError> {
+    sqlx::query("UPDATE recordings SET ended_at = ? WHERE ended_at IS NULL").bind(now()).execute(db).await?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use multistreamer_core::destination::{DestinationHandle, DestinationOptions, DestinationSnapshot, spawn_destination};
 use multistreamer_core::hub::{Hub, HubEvent, HubOptions, LiveStream};
 use multistreamer_core::ladder::Ladder;
+use multistreamer_core::record::{RecordOptions, RecordingHandle, RecordingKind, spawn_recording};
 use multistreamer_core::rtmp::{
     PublishAuthorizer, PublishRequest, Rejection, RtmpConnector, RtmpIngest, RtmpIngestOptions, RtmpPushOptions,
     RtmpUrl,
@@ -68,6 +69,24 @@ struct RunningDestination {
     handle: DestinationHandle,
 }
 
+struct RunningRecording {
+    /// The hub stream recorded (the source or a rendition).
+    target: String,
+    kind: RecordingKind,
+    handle: RecordingHandle,
+}
+
+/// What the API shows of a stream's recording.
+#[derive(Clone, Debug, Default)]
+pub struct RecordingStatus {
+    pub active: bool,
+    pub kind: Option<String>,
+    pub file: Option<String>,
+    pub bytes_written: u64,
+    pub frames_dropped: u64,
+    pub error: Option<String>,
+}
+
 struct RunningLadder {
     spec: String,
     handle: LadderHandle,
@@ -90,6 +109,12 @@ pub struct Engine {
     /// Why the last ladder of a stream stopped, when it failed.
     ladder_errors: Mutex<HashMap<i64, String>>,
     transcode: TranscodeOptions,
+    recordings_dir: std::path::PathBuf,
+    recorders: Mutex<HashMap<i64, RunningRecording>>,
+    /// Streams whose operator pressed "record now" during the current session.
+    record_now: Mutex<std::collections::HashSet<i64>>,
+    /// The last recording error of a stream (a raw recording refused by the disk check…).
+    record_errors: Mutex<HashMap<i64, String>>,
     live: Mutex<HashMap<i64, LiveEntry>>,
     cancel: CancellationToken,
     ingest_cancel: CancellationToken,
@@ -108,8 +133,10 @@ impl Engine {
         rtmp: SocketAddr,
         app: &str,
         transcode: TranscodeOptions,
+        recordings_dir: std::path::PathBuf,
         cancel: CancellationToken,
     ) -> Result<Arc<Engine>, AppError> {
+        db::close_stale_recordings(&db).await?;
         let hub = Hub::new(HubOptions::default());
         let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string() });
         let ingest = RtmpIngest::bind(rtmp, hub.clone(), auth, RtmpIngestOptions::default())
@@ -127,6 +154,10 @@ impl Engine {
             ladders: Mutex::new(HashMap::new()),
             ladder_errors: Mutex::new(HashMap::new()),
             transcode,
+            recordings_dir,
+            recorders: Mutex::new(HashMap::new()),
+            record_now: Mutex::new(std::collections::HashSet::new()),
+            record_errors: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             cancel,
             ingest_cancel,
@@ -160,6 +191,8 @@ impl Engine {
                 }
                 Ok(HubEvent::StreamEnded(name)) => {
                     let Some(id) = stream_id_of(&name) else { continue };
+                    // "record now" lasts for one session
+                    lock(&self.record_now).remove(&id);
                     let entry = lock(&self.live).remove(&id);
                     if let Some(e) = entry {
                         let bytes = e.stream.stats().bytes_in.load(std::sync::atomic::Ordering::Relaxed);
@@ -220,6 +253,90 @@ impl Engine {
         running.or_else(|| lock(&self.ladder_errors).get(&stream_id).cloned())
     }
 
+    /// The directory recordings are written to.
+    pub fn recordings_dir(&self) -> &std::path::Path {
+        &self.recordings_dir
+    }
+
+    /// Whether a recording is writing `path` right now.
+    pub fn is_recording_file(&self, path: &std::path::Path) -> bool {
+        lock(&self.recorders).values().any(|r| lock(&r.handle.stats.current).as_deref() == Some(path))
+    }
+
+    /// The live recording state of a stream.
+    pub fn recording_status(&self, stream_id: i64) -> RecordingStatus {
+        use std::sync::atomic::Ordering::Relaxed;
+        let recorders = lock(&self.recorders);
+        let error = lock(&self.record_errors).get(&stream_id).cloned();
+        match recorders.get(&stream_id) {
+            Some(r) => RecordingStatus {
+                active: !r.handle.is_finished(),
+                kind: Some(r.kind.to_string()),
+                file: lock(&r.handle.stats.current).as_ref().map(|p| p.display().to_string()),
+                bytes_written: r.handle.stats.bytes_written.load(Relaxed),
+                frames_dropped: r.handle.stats.frames_dropped.load(Relaxed) + r.handle.input_dropped(),
+                error: lock(&r.handle.stats.error).clone().or(error),
+            },
+            None => RecordingStatus { error, ..RecordingStatus::default() },
+        }
+    }
+
+    /// "Record now": starts (or stops) a recording of the live stream for this session.
+    pub async fn set_record_now(&self, stream_id: i64, on: bool) -> Result<(), AppError> {
+        if on {
+            lock(&self.record_now).insert(stream_id);
+        } else {
+            lock(&self.record_now).remove(&stream_id);
+        }
+        self.sync_stream(stream_id).await
+    }
+
+    /// Starts or stops the stream's recording to match its setting and "record now".
+    async fn sync_recording(&self, stream_id: i64, live: bool, mode: &str, rendition: &str) {
+        let now = lock(&self.record_now).contains(&stream_id);
+        let kind = match mode {
+            "raw" => RecordingKind::Raw,
+            _ => RecordingKind::Original,
+        };
+        let target = target_stream(stream_id, rendition);
+        let wanted = live && (mode != "off" || now) && self.hub.get(&target).is_some();
+        let stale = {
+            let mut recs = lock(&self.recorders);
+            let keep = recs
+                .get(&stream_id)
+                .is_some_and(|r| wanted && r.target == target && r.kind == kind && !r.handle.is_finished());
+            if keep { None } else { recs.remove(&stream_id) }
+        };
+        if let Some(old) = stale {
+            if let Some(e) = lock(&old.handle.stats.error).clone() {
+                lock(&self.record_errors).insert(stream_id, e);
+            }
+            old.handle.stop().await;
+        }
+        if !wanted || lock(&self.recorders).contains_key(&stream_id) {
+            return;
+        }
+        let name = db::stream(&self.db, stream_id).await.ok().flatten().map_or_else(|| hub_name(stream_id), |s| s.name);
+        let mut options = RecordOptions::new(&self.recordings_dir);
+        // Files are named after the stream as the operator knows it (and the rendition).
+        let label: String =
+            name.chars().map(|c| if c.is_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
+        let label = if rendition.is_empty() { label } else { format!("{label}@{rendition}") };
+        options.template = format!("{label}-{{date}}-{{time}}");
+        match spawn_recording(self.hub.clone(), target.clone(), kind, options, self.cancel.child_token()) {
+            Ok(handle) => {
+                info!(stream_id, kind = %kind, stream = %target, "recording started");
+                lock(&self.record_errors).remove(&stream_id);
+                tokio::spawn(track_recording(self.db.clone(), Arc::clone(&handle.stats), stream_id, name, kind));
+                lock(&self.recorders).insert(stream_id, RunningRecording { target, kind, handle });
+            }
+            Err(e) => {
+                warn!(stream_id, error = %e, "cannot start the recording");
+                lock(&self.record_errors).insert(stream_id, e.to_string());
+            }
+        }
+    }
+
     /// Starts, restarts or stops the stream's ladder to match `spec` (empty = none).
     async fn sync_ladder(&self, stream_id: i64, live: bool, spec: &str) {
         let wanted = live && !spec.is_empty();
@@ -270,8 +387,12 @@ impl Engine {
     pub async fn sync_stream(&self, stream_id: i64) -> Result<(), AppError> {
         let _guard = self.sync_lock.lock().await;
         let live = self.hub.get(&hub_name(stream_id)).is_some();
-        let spec = db::stream(&self.db, stream_id).await?.map(|s| s.ladder).unwrap_or_default();
+        let row = db::stream(&self.db, stream_id).await?;
+        let spec = row.as_ref().map(|s| s.ladder.clone()).unwrap_or_default();
         self.sync_ladder(stream_id, live, &spec).await;
+        let (mode, rendition) =
+            row.map(|s| (s.record_mode, s.record_rendition)).unwrap_or_else(|| ("off".into(), String::new()));
+        self.sync_recording(stream_id, live, &mode, &rendition).await;
         let rows = db::destinations(&self.db, stream_id).await?;
         // A destination runs while the stream it sends (source or rendition) is in the hub.
         let wanted: HashMap<i64, (String, String)> = rows
@@ -339,6 +460,10 @@ impl Engine {
     pub async fn shutdown(&self) {
         self.ingest_cancel.cancel();
         self.hub.close();
+        let recorders: Vec<RunningRecording> = lock(&self.recorders).drain().map(|(_, r)| r).collect();
+        for r in recorders {
+            r.handle.join().await;
+        }
         let ladders: Vec<RunningLadder> = lock(&self.ladders).drain().map(|(_, l)| l).collect();
         for l in ladders {
             l.cancel.cancel();
@@ -354,5 +479,50 @@ impl Engine {
             warn!("destinations did not finish in time");
         }
         self.cancel.cancel();
+    }
+}
+
+/// Keeps the `recordings` table in step with a running recording: a row when a file
+/// starts, its size while it grows, its duration when it closes.
+async fn track_recording(
+    db: Db,
+    stats: Arc<multistreamer_core::record::RecordingStats>,
+    stream_id: i64,
+    stream_name: String,
+    kind: RecordingKind,
+) {
+    use std::sync::atomic::Ordering::{Acquire, Relaxed};
+    let mut known: Option<std::path::PathBuf> = None;
+    let mut closed = 0usize;
+    loop {
+        let finished = stats.finished.load(Acquire);
+        let current = lock(&stats.current).clone();
+        if let Some(path) = &current
+            && known.as_ref() != Some(path)
+        {
+            let _ = db::recording_started(&db, stream_id, &stream_name, &kind.to_string(), &path.display().to_string())
+                .await;
+            known = Some(path.clone());
+        }
+        let files = lock(&stats.files).clone();
+        for f in files.iter().skip(closed) {
+            let _ = db::recording_progress(
+                &db,
+                &f.path.display().to_string(),
+                f.bytes,
+                f.duration.as_millis() as u64,
+                true,
+            )
+            .await;
+        }
+        closed = files.len();
+        if let Some(path) = current {
+            let bytes = std::fs::metadata(&path).map_or(stats.bytes_written.load(Relaxed), |m| m.len());
+            let _ = db::recording_progress(&db, &path.display().to_string(), bytes, 0, false).await;
+        }
+        if finished {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }

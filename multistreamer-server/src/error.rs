@@ -16,6 +16,8 @@ pub enum ErrorKind {
     NotFound,
     /// Too many attempts.
     ResourceExhausted,
+    /// The request conflicts with the current state (e.g. deleting a file being written).
+    FailedPrecondition,
     Internal,
 }
 
@@ -63,6 +65,7 @@ fn status(kind: ErrorKind) -> (StatusCode, &'static str) {
         ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
         ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
         ErrorKind::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+        ErrorKind::FailedPrecondition => (StatusCode::CONFLICT, "failed_precondition"),
         ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }

@@ -161,7 +161,15 @@ async fn run(args: Args) -> Result<(), AppError> {
     let first_login = bootstrap_admin(&db).await?;
 
     let cancel = CancellationToken::new();
-    let engine = Engine::start(db.clone(), args.rtmp, &args.app, args.transcode.clone(), cancel.clone()).await?;
+    let engine = Engine::start(
+        db.clone(),
+        args.rtmp,
+        &args.app,
+        args.transcode.clone(),
+        args.data_dir.join("recordings"),
+        cancel.clone(),
+    )
+    .await?;
     let monitor = spawn_monitor(Duration::from_secs(1), 300).map_err(AppError::internal)?;
     let public_rtmp = args.public_rtmp_url.clone().unwrap_or_else(|| {
         let mut addr = engine.rtmp_addr;

@@ -118,6 +118,27 @@ impl Client {
         self.request("GET", path, None)
     }
 
+    /// A binary GET, optionally with a `Range` header: (status, head, body bytes).
+    fn download(&self, path: &str, range: Option<&str>) -> (u16, String, Vec<u8>) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+        if let Some(c) = &self.cookie {
+            req.push_str(&format!("Cookie: {c}\r\n"));
+        }
+        if let Some(r) = range {
+            req.push_str(&format!("Range: {r}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (status, head, raw.get(split + 4..).unwrap_or_default().to_vec())
+    }
+
     fn post(&self, path: &str, body: Value) -> Resp {
         self.request("POST", path, Some(&body))
     }
@@ -362,6 +383,78 @@ fn a_stream_ladder_feeds_a_destination_that_asked_for_a_rendition() {
     assert!(packet_hashes(&rec[0], "v").len() >= 120, "most of the 180 frames arrive");
 }
 
+#[test]
+fn recordings_are_listed_downloaded_with_ranges_and_deleted() {
+    let tmp = TempDir::new("server-rec");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 8, "640x360");
+    let server = Server::start(tmp.path());
+    let admin = Client::login(server.http, "first-password-1");
+    let stream = admin.post("/api/streams", json!({"name": "keynote"})).json();
+    let id = stream["id"].as_i64().unwrap();
+    let patch = |body: Value| admin.request("PATCH", &format!("/api/streams/{id}"), Some(&body));
+    let bad = patch(json!({"record_mode": "sometimes"}));
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.json()["error"]["field"], json!("record_mode"));
+    let bad = patch(json!({"record_rendition": "720p"}));
+    assert_eq!(bad.json()["error"]["field"], json!("record_rendition"), "no ladder, no rendition");
+    // "Record now" needs a live stream.
+    let r = admin.post(&format!("/api/streams/{id}/recording"), json!({"active": true}));
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(patch(json!({"record_mode": "original"})).status, 200);
+
+    let mut ff = publish(&clip, stream["rtmp_url"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = admin.get(&format!("/api/streams/{id}")).json();
+        if s["recording"]["active"] == json!(true) && s["recording"]["bytes_written"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recorded: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let list = admin.get("/api/recordings").json();
+    assert_eq!(list[0]["stream"], json!("keynote"));
+    assert_eq!(list[0]["recording"], json!(true));
+    let rid = list[0]["id"].as_i64().unwrap();
+    let r = admin.request("DELETE", &format!("/api/recordings/{rid}"), None);
+    assert_eq!(r.status, 409, "a file being written cannot be deleted");
+    assert!(wait_child(&mut ff, Duration::from_secs(30)).is_some_and(|s| s.success()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rec = loop {
+        let list = admin.get("/api/recordings").json();
+        if list[0]["recording"] == json!(false) && list[0]["duration_ms"].as_u64().unwrap_or(0) > 0 {
+            break list[0].clone();
+        }
+        assert!(Instant::now() < deadline, "the recording never closed: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let duration_ms = rec["duration_ms"].as_u64().unwrap();
+    assert!((7500..=8100).contains(&duration_ms), "{duration_ms} ms for 8 s");
+    let url = rec["download_url"].as_str().unwrap().to_string();
+    let (status, head, full) = admin.download(&url, None);
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(full.len() as u64, rec["bytes"].as_u64().unwrap());
+    assert!(head.to_ascii_lowercase().contains("accept-ranges: bytes"), "{head}");
+    let (status, head, part) = admin.download(&url, Some("bytes=100-199"));
+    assert_eq!(status, 206, "{head}");
+    assert!(head.contains(&format!("bytes 100-199/{}", full.len())), "{head}");
+    assert_eq!(part, full[100..200].to_vec());
+    let (status, _, tail) = admin.download(&url, Some("bytes=-50"));
+    assert_eq!((status, tail.as_slice()), (206, &full[full.len() - 50..]));
+    let (status, head, _) = admin.download(&url, Some(&format!("bytes={}-", full.len() + 10)));
+    assert_eq!(status, 416, "{head}");
+    assert_eq!(Client { port: server.http, ..Default::default() }.download(&url, None).0, 401);
+    // What was downloaded is the stream as published.
+    let copy = tmp.join("downloaded.mp4");
+    std::fs::write(&copy, &full).unwrap();
+    assert_same_packets(&copy, &clip);
+
+    assert_eq!(admin.request("DELETE", &format!("/api/recordings/{rid}"), None).status, 204);
+    assert_eq!(admin.get("/api/recordings").json(), json!([]));
+    assert!(std::fs::read_dir(tmp.join("data/recordings")).unwrap().next().is_none(), "the file is gone");
+}
+
 mod ui {
     //! The web UI in Debian's chromium, driven by headless_chrome.
     use std::ffi::OsStr;
@@ -507,6 +600,14 @@ mod ui {
             "Number(document.querySelector('#rendition-list tr[data-rendition=\"240p\"] .rendition-frames')?.textContent || 0) > 0",
             Duration::from_secs(20),
         );
+        // "Record now" on the live stream: the page shows the recording growing
+        tab.wait_for_element("#record-now").unwrap().click().unwrap();
+        wait_js(
+            &tab,
+            "document.querySelector('#record-status').textContent.includes('original') && \
+             document.querySelector('#record-now').textContent === 'Stop recording'",
+            Duration::from_secs(10),
+        );
         let png = tab.capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true).unwrap();
         let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-stream-live.png"), png);
         std::thread::sleep(Duration::from_secs(2));
@@ -528,5 +629,16 @@ mod ui {
         assert!(got.len() >= 30, "{} packets reached nginx", got.len());
         assert!(find_run(&packet_hashes(&clip, "v"), &got).is_some());
         let _ = wait_child(&mut ff, Duration::from_secs(30));
+
+        // the recordings page lists the file, with a download link
+        tab.navigate_to(&format!("http://127.0.0.1:{}/#/recordings", server.http)).unwrap();
+        wait_js(
+            &tab,
+            "!!document.querySelector('tr[data-recording-id] a.rec-download') && \
+             document.querySelector('tr[data-recording-id] a.rec-download').textContent.endsWith('.mp4')",
+            Duration::from_secs(15),
+        );
+        let png = tab.capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true).unwrap();
+        let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-recordings.png"), png);
     }
 }
