@@ -169,3 +169,24 @@ fn raw_recording_holds_the_decoded_frames_uncompressed() {
     let file_size = std::fs::metadata(rec).unwrap().len();
     assert!(file_size >= 120 * 320 * 240 * 3 / 2, "{file_size} bytes");
 }
+
+#[test]
+fn a_rendition_of_the_ladder_can_be_recorded() {
+    let tmp = TempDir::new("record-rendition");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 4, "640x360");
+    let rec_dir = tmp.join("rec");
+    let extra: Vec<String> = ["--ladder", "240p", "--preset", "superfast", "--record-rendition", "240p", "--record"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([rec_dir.display().to_string()])
+        .collect();
+    let (relay, _dump) = start_relay(tmp.path(), "live/lad", &extra);
+    publish_to_end(&clip, &relay.url("live/lad"));
+    assert!(relay.wait_for_log("recording file closed", 1, Duration::from_secs(20)), "the recording was not closed");
+    let files = files_with_ext(&rec_dir, "mp4");
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].file_name().unwrap().to_str().unwrap().starts_with("lad@240p-"), "{files:?}");
+    assert_eq!(probe(&files[0], "stream=width", "v:0"), "426");
+    assert!(decoded_frame_md5(&files[0]).len() >= 100, "most of the 120 frames");
+}
