@@ -190,3 +190,30 @@ fn a_rendition_of_the_ladder_can_be_recorded() {
     assert_eq!(probe(&files[0], "stream=width", "v:0"), "426");
     assert!(decoded_frame_md5(&files[0]).len() >= 100, "most of the 120 frames");
 }
+
+#[test]
+fn segments_cut_on_keyframes_hold_every_packet_once() {
+    let tmp = TempDir::new("record-segments");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 7, "320x240");
+    let out = tmp.join("rec");
+    let (mut recorder, port) = start_recorder(tmp.path(), &out, &["--segment", "2", "--template", "{stream}-{n}"]);
+    publish_to_end(&clip, &format!("rtmp://127.0.0.1:{port}/live/seg"));
+    let log = tmp.join("record.log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&log).unwrap_or_default().matches("recording file closed").count() < 4 {
+        assert!(Instant::now() < deadline, "{}", std::fs::read_to_string(&log).unwrap_or_default());
+        thread::sleep(Duration::from_millis(100));
+    }
+    let _ = recorder.kill();
+    let _ = recorder.wait();
+    let files = files_with_ext(&out, "mp4");
+    let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().to_string()).collect();
+    assert_eq!(names, ["seg-1.mp4", "seg-2.mp4", "seg-3.mp4", "seg-4.mp4"], "2 s segments of a 7 s stream");
+    let mut joined = Vec::new();
+    for f in &files {
+        assert_eq!(video_keyframes(f).first(), Some(&true), "{f:?} starts on a keyframe");
+        joined.extend(packet_hashes(f, "v"));
+    }
+    assert_eq!(joined, packet_hashes(&clip, "v"), "the segments together are the stream, nothing lost or doubled");
+}
