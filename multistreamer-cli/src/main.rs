@@ -176,10 +176,11 @@ fn record_as_relay(a: RecordCmdArgs) -> Result<RelayArgs, String> {
 
 #[derive(Args, Debug)]
 struct RelayArgs {
-    /// Where publishers connect: rtmp://ADDR:PORT/APP[/KEY]. Without KEY, any key under
-    /// APP is accepted unless --key restricts it.
+    /// Where publishers connect: rtmp://ADDR:PORT/APP[/KEY] and/or (repeat the flag)
+    /// rtsp://ADDR:PORT/APP[/KEY] for RTSP pushes (ANNOUNCE/RECORD over TCP, port 8554 by
+    /// default). Without KEY, any key under APP is accepted unless --key restricts it.
     #[arg(long, value_name = "URL", default_value = "rtmp://0.0.0.0:1935/live")]
-    listen: String,
+    listen: Vec<String>,
 
     /// A destination: rtmp[s]://HOST[:PORT]/APP/KEY. Repeat for more. `{key}` is replaced
     /// by the publisher's stream key. Keys with `?` and `&` are sent as written (quote them).
@@ -295,13 +296,52 @@ fn main() -> ExitCode {
     }
 }
 
+/// `rtsp://HOST[:PORT]/APP[/KEY]` read with the RTMP URL parser (same shape), port 8554 by default.
+fn parse_rtsp_listen(url: &str) -> Result<RtmpUrl, String> {
+    let rest = url.strip_prefix("rtsp://").ok_or("not an rtsp:// URL")?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let authority = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        authority.to_string()
+    } else {
+        format!("{authority}:8554")
+    };
+    format!("rtmp://{authority}/{path}").parse::<RtmpUrl>().map_err(|e| e.to_string())
+}
+
 async fn relay(args: RelayArgs) -> Result<(), String> {
-    let listen: RtmpUrl = args.listen.parse().map_err(|e| format!("--listen {}: {e}", args.listen))?;
-    if listen.scheme != RtmpScheme::Rtmp {
-        return Err("--listen must be an rtmp:// URL (terminate TLS in front of the relay for rtmps)".into());
+    let mut rtmp_listen: Option<RtmpUrl> = None;
+    let mut rtsp_listen: Option<RtmpUrl> = None;
+    for l in &args.listen {
+        if l.starts_with("rtsp://") {
+            rtsp_listen = Some(parse_rtsp_listen(l).map_err(|e| format!("--listen {l}: {e}"))?);
+        } else {
+            let u: RtmpUrl = l.parse().map_err(|e| format!("--listen {l}: {e}"))?;
+            if u.scheme != RtmpScheme::Rtmp {
+                return Err(
+                    "--listen must be an rtmp:// or rtsp:// URL (terminate TLS in front of the relay for rtmps)".into(),
+                );
+            }
+            rtmp_listen = Some(u);
+        }
+    }
+    // Only the default RTMP listen and an explicit rtsp:// one: RTSP only.
+    let only_rtsp = rtsp_listen.is_some() && args.listen.iter().all(|l| l.starts_with("rtsp://"));
+    let listen = match (&rtmp_listen, &rtsp_listen) {
+        (Some(r), _) => r.clone(),
+        (None, Some(r)) => r.clone(),
+        (None, None) => return Err("--listen: no URL".into()),
+    };
+    if let (Some(a), Some(b)) = (&rtmp_listen, &rtsp_listen)
+        && (a.app != b.app || a.key != b.key)
+    {
+        return Err("--listen: the rtmp:// and rtsp:// URLs must name the same application and key".into());
     }
     let addr = resolve(&listen)?;
     let mut config = RelayConfig::new(addr, &listen.app);
+    if let Some(r) = &rtsp_listen {
+        config.rtsp = Some(resolve(r)?);
+    }
+    config.rtmp_enabled = !only_rtsp;
     let mut keys: HashSet<String> = args.keys.iter().cloned().collect();
     if !listen.key.is_empty() {
         keys.insert(listen.key.clone());
@@ -352,9 +392,15 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
     }
     config.validate().map_err(|e| format!("--to: {e}"))?;
 
+    let config_rtmp = config.rtmp_enabled;
     let relay = Relay::start(config).await.map_err(|e| e.to_string())?;
     let shown_key = if listen.key.is_empty() { "<KEY>".to_string() } else { listen.key.clone() };
-    info!("publish to rtmp://{}/{}/{}", relay.local_addr(), listen.app, shown_key);
+    if config_rtmp {
+        info!("publish to rtmp://{}/{}/{}", relay.local_addr(), listen.app, shown_key);
+    }
+    if let Some(a) = relay.rtsp_addr() {
+        info!("publish to rtsp://{a}/{}/{} (RTSP over TCP)", listen.app, shown_key);
+    }
 
     let interval = (args.status_interval.is_finite() && args.status_interval > 0.0)
         .then(|| Duration::from_secs_f64(args.status_interval));

@@ -44,6 +44,7 @@ pub mod monitor;
 pub mod record;
 pub mod relay;
 pub mod rtmp;
+pub mod rtsp;
 pub mod signal;
 pub mod sink;
 pub mod source;

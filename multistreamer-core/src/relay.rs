@@ -58,7 +58,13 @@ impl DestinationTemplate {
 /// Everything the relay needs.
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
+    /// The RTMP ingest address.
     pub listen: SocketAddr,
+    /// Whether to run the RTMP ingest (off when only RTSP is listened to).
+    pub rtmp_enabled: bool,
+    /// The RTSP push ingest address (`rtsp://ADDR/APP/KEY`), if any.
+    pub rtsp: Option<SocketAddr>,
+    pub rtsp_options: crate::rtsp::RtspIngestOptions,
     pub app: String,
     /// Accepted stream keys; `None` accepts any key under `app`.
     pub keys: Option<HashSet<String>>,
@@ -91,6 +97,9 @@ impl RelayConfig {
     pub fn new(listen: SocketAddr, app: &str) -> RelayConfig {
         RelayConfig {
             listen,
+            rtmp_enabled: true,
+            rtsp: None,
+            rtsp_options: crate::rtsp::RtspIngestOptions::default(),
             app: app.to_string(),
             keys: None,
             destinations: Vec::new(),
@@ -159,6 +168,7 @@ struct Ladders;
 pub struct Relay {
     hub: Hub,
     local_addr: SocketAddr,
+    rtsp_addr: Option<SocketAddr>,
     active: Active,
     #[cfg_attr(not(feature = "libav"), allow(dead_code))]
     ladders: Ladders,
@@ -175,11 +185,31 @@ impl Relay {
         config.validate()?;
         let hub = Hub::new(config.hub.clone());
         let auth = Arc::new(StaticKeys { app: config.app.clone(), keys: config.keys.clone() });
-        let ingest = RtmpIngest::bind(config.listen, hub.clone(), auth, config.ingest.clone()).await?;
-        let local_addr = ingest.local_addr()?;
         let ingest_cancel = CancellationToken::new();
         let dest_cancel = CancellationToken::new();
-        let ingest_task = tokio::spawn(ingest.run(ingest_cancel.clone()));
+        let mut rtsp_addr = None;
+        let rtsp_task = match config.rtsp {
+            Some(addr) => {
+                let rtsp = crate::rtsp::RtspIngest::bind(addr, hub.clone(), auth.clone(), config.rtsp_options.clone())
+                    .await
+                    .map_err(|e| e.context(format!("RTSP ingest on {addr}")))?;
+                rtsp_addr = Some(rtsp.local_addr()?);
+                Some(tokio::spawn(rtsp.run(ingest_cancel.clone())))
+            }
+            None => None,
+        };
+        let (local_addr, rtmp_task) = if config.rtmp_enabled {
+            let ingest = RtmpIngest::bind(config.listen, hub.clone(), auth, config.ingest.clone()).await?;
+            let local_addr = ingest.local_addr()?;
+            (local_addr, Some(tokio::spawn(ingest.run(ingest_cancel.clone()))))
+        } else {
+            (config.listen, None)
+        };
+        let ingest_task = tokio::spawn(async move {
+            for t in [rtmp_task, rtsp_task].into_iter().flatten() {
+                let _ = t.await;
+            }
+        });
         let active: Active = Arc::default();
         let ladders: Ladders = Default::default();
         let watcher =
@@ -188,6 +218,7 @@ impl Relay {
         Ok(Relay {
             hub,
             local_addr,
+            rtsp_addr,
             active,
             ladders,
             ingest_cancel,
@@ -205,6 +236,11 @@ impl Relay {
     /// The address the ingest listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the RTSP ingest listens on, if it runs.
+    pub fn rtsp_addr(&self) -> Option<SocketAddr> {
+        self.rtsp_addr
     }
 
     /// Every destination of every live stream.

@@ -1,0 +1,202 @@
+//! RTSP push ingest against real publishers (ffmpeg, GStreamer), relayed to nginx-rtmp,
+//! and malformed peers.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// The relay with only an RTSP ingest on a free port; returns it and the RTSP port.
+fn start_rtsp_relay(dir: &std::path::Path, extra: &[String]) -> (RelayProcess, DumpOnPanic, u16) {
+    let rtmp_port = free_port();
+    let rtsp_port = free_port();
+    let mut args = vec![
+        "--listen".to_string(),
+        format!("rtmp://127.0.0.1:{rtmp_port}/live"),
+        "--listen".into(),
+        format!("rtsp://127.0.0.1:{rtsp_port}/live"),
+        "--grace".into(),
+        "0".into(),
+    ];
+    args.extend(extra.iter().cloned());
+    let relay = RelayProcess::start(dir, rtmp_port, &args);
+    assert!(wait_for_port(rtsp_port, Duration::from_secs(10)), "no RTSP listener");
+    let dump = DumpOnPanic(&relay);
+    (relay, dump, rtsp_port)
+}
+
+/// (pts seconds) of the first packet of each stream type.
+fn first_pts(file: &std::path::Path, stream: &str) -> f64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream, "-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().trim_end_matches(',').parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn ffmpeg_pushes_over_rtsp_and_the_stream_is_relayed_bit_identical() {
+    let tmp = TempDir::new("rtsp-ffmpeg");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 6, "640x360");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    let (relay, _dump, port) =
+        start_rtsp_relay(tmp.path(), &to_args(&[format!("rtmp://127.0.0.1:{}/app/{{key}}", nginx.port)]));
+    let st = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-re", "-i"])
+        .arg(&clip)
+        .args(["-c", "copy", "-rtsp_transport", "tcp", "-f", "rtsp"])
+        .arg(format!("rtsp://127.0.0.1:{port}/live/cam1"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    relay.wait_destinations_closed(1);
+    let rec = only_recording(&nginx, "cam1");
+    let streams = probe_streams(&rec);
+    assert!(streams.iter().any(|s| s.contains("codec_name=h264") && s.contains("width=640")), "{streams:?}");
+    assert!(streams.iter().any(|s| s.contains("codec_name=aac") && s.contains("sample_rate=48000")), "{streams:?}");
+    // Every video access unit as published (RTP's Annex B → AVCC normalised back).
+    assert_eq!(packet_hashes(&rec, "v"), packet_hashes(&clip, "v"));
+    // AAC frames come through unchanged, in order (ffmpeg may keep its last RTP packet).
+    let audio = packet_hashes(&rec, "a");
+    let src_audio = packet_hashes(&clip, "a");
+    assert!(audio.len() + 3 >= src_audio.len(), "{} of {} AAC frames", audio.len(), src_audio.len());
+    assert_eq!(find_run(&src_audio, &audio), Some(0));
+    let offset = (first_pts(&rec, "v") - first_pts(&rec, "a")).abs();
+    assert!(offset <= 0.05, "A/V start offset {offset} s");
+    assert!(relay.log_text().contains("RTSP publisher recording"));
+}
+
+fn rtsp_exchange(port: u16, requests: &[&[u8]]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for r in requests {
+        let _ = s.write_all(r);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn announce(port: u16, key: &str, sdp: &str) -> Vec<u8> {
+    format!(
+        "ANNOUNCE rtsp://127.0.0.1:{port}/live/{key} RTSP/1.0\r\nCSeq: 1\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+    .into_bytes()
+}
+
+const SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:streamid=0\r\n";
+
+#[test]
+fn malformed_rtsp_peers_are_disconnected_with_a_reason_and_a_good_publisher_carries_on() {
+    let tmp = TempDir::new("rtsp-bad");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 8, "320x240");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    let (relay, _dump, port) =
+        start_rtsp_relay(tmp.path(), &to_args(&[format!("rtmp://127.0.0.1:{}/app/{{key}}", nginx.port)]));
+    let mut good = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-re", "-i"])
+        .arg(&clip)
+        .args(["-c", "copy", "-rtsp_transport", "tcp", "-f", "rtsp"])
+        .arg(format!("rtsp://127.0.0.1:{port}/live/good"))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+
+    // not RTSP at all
+    let reply = rtsp_exchange(port, &[b"\x00\x01garbage that is not a request\r\n\r\n"]);
+    assert!(reply.contains("400"), "{reply}");
+    // an SDP without a clock rate
+    let bad_sdp = SDP.replace("H264/90000", "H264");
+    let reply = rtsp_exchange(port, &[&announce(port, "k1", &bad_sdp)]);
+    assert!(reply.contains("400"), "{reply}");
+    // interleaved data on a channel nobody set up, with the largest possible length
+    let mut frame = vec![b'$', 9, 0xFF, 0xFF];
+    frame.extend(std::iter::repeat_n(0u8, 65535));
+    let _ = rtsp_exchange(port, &[&announce(port, "k2", SDP), &frame]);
+    // RTP with a payload type that was not announced
+    let setup = format!(
+        "SETUP rtsp://127.0.0.1:{port}/live/k3/streamid=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n\r\n"
+    );
+    let record = format!("RECORD rtsp://127.0.0.1:{port}/live/k3 RTSP/1.0\r\nCSeq: 3\r\nSession: x\r\n\r\n");
+    let mut rtp = vec![b'$', 0, 0, 14, 0x80, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+    rtp.extend_from_slice(&[0x65, 0x88]);
+    let reply = rtsp_exchange(port, &[&announce(port, "k3", SDP), setup.as_bytes(), record.as_bytes(), &rtp]);
+    assert!(reply.contains("RTSP/1.0 200"), "{reply}");
+    // UDP is declined with 461 (clients retry over TCP)
+    let udp = format!(
+        "SETUP rtsp://127.0.0.1:{port}/live/k4/streamid=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n"
+    );
+    let reply = rtsp_exchange(port, &[&announce(port, "k4", SDP), udp.as_bytes()]);
+    assert!(reply.contains("461"), "{reply}");
+    // a key with '@' is refused (reserved for renditions)
+    let reply = rtsp_exchange(port, &[&announce(port, "k5@720p", SDP)]);
+    assert!(reply.contains("403"), "{reply}");
+
+    assert!(wait_child(&mut good, Duration::from_secs(30)).is_some_and(|s| s.success()));
+    relay.wait_destinations_closed(1);
+    let log = relay.log_text();
+    for reason in [
+        "malformed RTSP request",
+        "ANNOUNCE: SDP",
+        "interleaved data on channel 9",
+        "RTP payload type 111",
+        "stream keys may not contain '@'",
+    ] {
+        assert!(log.contains(reason), "no {reason:?} in the log");
+    }
+    assert_eq!(
+        packet_hashes(&only_recording(&nginx, "good"), "v"),
+        packet_hashes(&clip, "v"),
+        "the good publisher was untouched"
+    );
+}
+
+#[test]
+fn gstreamer_rtspclientsink_pushes_as_a_second_client() {
+    if Command::new("gst-inspect-1.0")
+        .arg("rtspclientsink")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_or(true, |s| !s.success())
+    {
+        panic!("GStreamer's rtspclientsink is missing (make deps-test installs gstreamer1.0-rtsp)");
+    }
+    let tmp = TempDir::new("rtsp-gst");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    let (relay, _dump, port) =
+        start_rtsp_relay(tmp.path(), &to_args(&[format!("rtmp://127.0.0.1:{}/app/{{key}}", nginx.port)]));
+    let pipeline = format!(
+        "videotestsrc num-buffers=120 is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency key-int-max=30 ! h264parse ! rtspclientsink name=s location=rtsp://127.0.0.1:{port}/live/gst protocols=tcp \
+         audiotestsrc num-buffers=180 is-live=true ! audio/x-raw,rate=48000,channels=2 ! avenc_aac ! aacparse ! s."
+    );
+    let st = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "gst-launch failed");
+    relay.wait_destinations_closed(1);
+    let rec = only_recording(&nginx, "gst");
+    let streams = probe_streams(&rec);
+    assert!(streams.iter().any(|s| s.contains("codec_name=h264") && s.contains("width=320")), "{streams:?}");
+    assert!(streams.iter().any(|s| s.contains("codec_name=aac")), "{streams:?}");
+    let frames = packet_hashes(&rec, "v").len();
+    assert!(frames >= 100, "{frames} of 120 frames");
+}

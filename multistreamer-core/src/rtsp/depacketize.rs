@@ -1,0 +1,491 @@
+//! RTP → media model: the RTP header, H.264 (RFC 6184: single NAL unit, STAP-A, FU-A) into
+//! AVCC access units, AAC (RFC 3640 `mpeg4-generic`, AAC-hbr) into raw access units, and
+//! 32-bit RTP timestamps unwrapped into a 64-bit timeline. Sans-IO and fuzzed.
+
+use bytes::Bytes;
+
+use crate::codec::avc::ParameterSets;
+
+/// A malformed RTP packet or payload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RtpError {
+    #[error("RTP packet too short ({0} bytes)")]
+    Short(usize),
+    #[error("not RTP version 2")]
+    Version,
+    #[error("malformed RTP: {0}")]
+    Malformed(&'static str),
+}
+
+/// The parts of an RTP packet we use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtpPacket<'a> {
+    pub marker: bool,
+    pub payload_type: u8,
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+    pub payload: &'a [u8],
+}
+
+impl<'a> RtpPacket<'a> {
+    pub fn parse(data: &'a [u8]) -> Result<RtpPacket<'a>, RtpError> {
+        if data.len() < 12 {
+            return Err(RtpError::Short(data.len()));
+        }
+        if data[0] >> 6 != 2 {
+            return Err(RtpError::Version);
+        }
+        let padding = data[0] & 0x20 != 0;
+        let extension = data[0] & 0x10 != 0;
+        let csrc = usize::from(data[0] & 0x0F);
+        let mut start = 12 + 4 * csrc;
+        if data.len() < start {
+            return Err(RtpError::Malformed("CSRC list past the end"));
+        }
+        if extension {
+            let ext = data.get(start..start + 4).ok_or(RtpError::Malformed("extension header past the end"))?;
+            start += 4 + 4 * usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+            if data.len() < start {
+                return Err(RtpError::Malformed("extension past the end"));
+            }
+        }
+        let mut end = data.len();
+        if padding {
+            let pad = usize::from(data[end - 1]);
+            if pad == 0 || end - start < pad {
+                return Err(RtpError::Malformed("bad padding"));
+            }
+            end -= pad;
+        }
+        Ok(RtpPacket {
+            marker: data[1] & 0x80 != 0,
+            payload_type: data[1] & 0x7F,
+            sequence: u16::from_be_bytes([data[2], data[3]]),
+            timestamp: u32::from_be_bytes([data[4], data[5], data[6], data[7]]),
+            ssrc: u32::from_be_bytes([data[8], data[9], data[10], data[11]]),
+            payload: &data[start..end],
+        })
+    }
+}
+
+/// Unwraps 32-bit RTP timestamps: each value is placed at the point nearest to the previous
+/// one (modulo 2³²), so a camera running for days stays monotonic. Starts at 0.
+#[derive(Debug, Default, Clone)]
+pub struct RtpClock {
+    first: Option<u32>,
+    last: i64,
+    last_raw: u32,
+}
+
+impl RtpClock {
+    pub fn unwrap(&mut self, ts: u32) -> i64 {
+        match self.first {
+            None => {
+                self.first = Some(ts);
+                self.last = 0;
+            }
+            Some(_) => {
+                let delta = ts.wrapping_sub(self.last_raw) as i32;
+                self.last += i64::from(delta);
+            }
+        }
+        self.last_raw = ts;
+        self.last
+    }
+
+    /// The raw RTP timestamp the timeline starts at.
+    pub fn origin(&self) -> Option<u32> {
+        self.first
+    }
+}
+
+/// One complete H.264 access unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessUnit {
+    /// RTP timestamp.
+    pub timestamp: u32,
+    /// AVCC (4-byte lengths), parameter sets and delimiters removed.
+    pub data: Bytes,
+    /// Contains an IDR slice.
+    pub keyframe: bool,
+}
+
+/// Reassembles H.264 access units from RTP payloads (packetization modes 0 and 1).
+#[derive(Debug, Default)]
+pub struct H264Depacketizer {
+    /// Parameter sets seen in band (or given from `sprop-parameter-sets`).
+    pub params: ParameterSets,
+    params_changed: bool,
+    nals: Vec<u8>,
+    keyframe: bool,
+    timestamp: Option<u32>,
+    fu: Option<Vec<u8>>,
+    /// Units lost to malformed or missing packets (the access unit is dropped).
+    pub errors: u64,
+    broken: bool,
+    last_seq: Option<u16>,
+}
+
+/// The largest access unit accepted (a 4K intra frame fits comfortably).
+const MAX_ACCESS_UNIT: usize = 16 * 1024 * 1024;
+
+impl H264Depacketizer {
+    /// A depacketizer that knows the parameter sets already (from the SDP).
+    pub fn with_params(params: ParameterSets) -> H264Depacketizer {
+        H264Depacketizer { params, ..Default::default() }
+    }
+
+    /// Whether the parameter sets changed since the last call (a new configuration).
+    pub fn take_params_changed(&mut self) -> bool {
+        std::mem::take(&mut self.params_changed)
+    }
+
+    fn add_nal(&mut self, nal: &[u8]) {
+        let Some(&header) = nal.first() else { return };
+        match header & 0x1F {
+            7 => {
+                if self.params.sps.first().map(|s| &s[..]) != Some(nal) {
+                    self.params.sps = vec![Bytes::copy_from_slice(nal)];
+                    self.params_changed = true;
+                }
+            }
+            8 => {
+                if self.params.pps.first().map(|s| &s[..]) != Some(nal) {
+                    self.params.pps = vec![Bytes::copy_from_slice(nal)];
+                    self.params_changed = true;
+                }
+            }
+            9 => {} // access unit delimiter
+            t => {
+                if t == 5 {
+                    self.keyframe = true;
+                }
+                if self.nals.len() + nal.len() + 4 > MAX_ACCESS_UNIT {
+                    self.broken = true;
+                    return;
+                }
+                self.nals.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                self.nals.extend_from_slice(nal);
+            }
+        }
+    }
+
+    fn finish_unit(&mut self) -> Option<AccessUnit> {
+        let ts = self.timestamp.take()?;
+        let data = std::mem::take(&mut self.nals);
+        let keyframe = std::mem::take(&mut self.keyframe);
+        self.fu = None;
+        if std::mem::take(&mut self.broken) {
+            self.errors += 1;
+            return None;
+        }
+        (!data.is_empty()).then(|| AccessUnit { timestamp: ts, data: Bytes::from(data), keyframe })
+    }
+
+    /// Feeds one RTP packet; returns an access unit when one is complete (at the marker bit,
+    /// or when the timestamp moves on).
+    pub fn push(&mut self, pkt: &RtpPacket<'_>) -> Result<Option<AccessUnit>, RtpError> {
+        let mut done = None;
+        if self.timestamp.is_some_and(|t| t != pkt.timestamp) {
+            done = self.finish_unit();
+        }
+        if let Some(last) = self.last_seq
+            && pkt.sequence != last.wrapping_add(1)
+        {
+            // A lost packet: the unit being built (if any) is incomplete.
+            if self.timestamp.is_some() || self.fu.is_some() {
+                self.broken = true;
+            }
+        }
+        self.last_seq = Some(pkt.sequence);
+        self.timestamp = Some(pkt.timestamp);
+        let p = pkt.payload;
+        let Some(&header) = p.first() else {
+            self.broken = true;
+            return Err(RtpError::Malformed("empty H.264 payload"));
+        };
+        match header & 0x1F {
+            1..=23 => self.add_nal(p),
+            24 => {
+                // STAP-A: 16-bit size + NAL, repeated
+                let mut rest = &p[1..];
+                while !rest.is_empty() {
+                    if rest.len() < 2 {
+                        self.broken = true;
+                        return Err(RtpError::Malformed("truncated STAP-A size"));
+                    }
+                    let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                    let Some(nal) = rest.get(2..2 + n) else {
+                        self.broken = true;
+                        return Err(RtpError::Malformed("truncated STAP-A unit"));
+                    };
+                    self.add_nal(nal);
+                    rest = &rest[2 + n..];
+                }
+            }
+            28 => {
+                // FU-A: indicator, FU header (S, E, type), fragment
+                let Some(&fu_header) = p.get(1) else {
+                    self.broken = true;
+                    return Err(RtpError::Malformed("truncated FU-A header"));
+                };
+                let start = fu_header & 0x80 != 0;
+                let end = fu_header & 0x40 != 0;
+                if start {
+                    let mut nal = Vec::with_capacity(p.len() * 4);
+                    nal.push((header & 0xE0) | (fu_header & 0x1F));
+                    nal.extend_from_slice(&p[2..]);
+                    self.fu = Some(nal);
+                } else if let Some(nal) = self.fu.as_mut() {
+                    if nal.len() + p.len() > MAX_ACCESS_UNIT {
+                        self.fu = None;
+                        self.broken = true;
+                        return Err(RtpError::Malformed("FU-A unit too large"));
+                    }
+                    nal.extend_from_slice(&p[2..]);
+                } else {
+                    // a continuation without its start (lost or truncated): drop the unit
+                    self.broken = true;
+                }
+                if end && let Some(nal) = self.fu.take() {
+                    self.add_nal(&nal);
+                }
+            }
+            _ => {
+                self.broken = true;
+                return Err(RtpError::Malformed("unsupported H.264 packetization (STAP-B, MTAP, FU-B)"));
+            }
+        }
+        if pkt.marker {
+            let unit = self.finish_unit();
+            return Ok(done.or(unit));
+        }
+        Ok(done)
+    }
+}
+
+/// RFC 3640 parameters of an `mpeg4-generic` AAC stream (from the SDP `fmtp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AacRtpParams {
+    pub size_length: u8,
+    pub index_length: u8,
+    pub index_delta_length: u8,
+}
+
+impl Default for AacRtpParams {
+    /// AAC-hbr, as ffmpeg and GStreamer send it.
+    fn default() -> AacRtpParams {
+        AacRtpParams { size_length: 13, index_length: 3, index_delta_length: 3 }
+    }
+}
+
+/// Splits RFC 3640 payloads into raw AAC access units with their RTP timestamps (each
+/// following unit of a packet is 1024 samples later).
+pub fn depacketize_aac(params: AacRtpParams, pkt: &RtpPacket<'_>) -> Result<Vec<(u32, Bytes)>, RtpError> {
+    let p = pkt.payload;
+    if p.len() < 2 {
+        return Err(RtpError::Malformed("AAC payload without AU headers"));
+    }
+    let header_bits = usize::from(u16::from_be_bytes([p[0], p[1]]));
+    let header_bytes = header_bits.div_ceil(8);
+    let headers = p.get(2..2 + header_bytes).ok_or(RtpError::Malformed("AU headers past the end"))?;
+    let mut data = &p[2 + header_bytes..];
+    let per_header = usize::from(params.size_length) + usize::from(params.index_length);
+    let later_header = usize::from(params.size_length) + usize::from(params.index_delta_length);
+    if params.size_length == 0 || params.size_length > 16 || per_header == 0 {
+        return Err(RtpError::Malformed("unsupported AU header layout"));
+    }
+    let mut out = Vec::new();
+    let mut bit = 0usize;
+    let mut i = 0u32;
+    while bit + if i == 0 { per_header } else { later_header } <= header_bits {
+        let size = read_bits(headers, bit, usize::from(params.size_length)).ok_or(RtpError::Malformed("AU header"))?;
+        bit += if i == 0 { per_header } else { later_header };
+        let size = size as usize;
+        if size > data.len() {
+            return Err(RtpError::Malformed("AU size past the end of the packet"));
+        }
+        let ts = pkt.timestamp.wrapping_add(i.wrapping_mul(1024));
+        out.push((ts, Bytes::copy_from_slice(&data[..size])));
+        data = &data[size..];
+        i += 1;
+        if i > 1024 {
+            return Err(RtpError::Malformed("too many AUs"));
+        }
+    }
+    Ok(out)
+}
+
+/// Splits RFC 3016 `MP4A-LATM` payloads (`cpresent=0`: the configuration is in the SDP)
+/// into raw AAC access units: each is preceded by its length as a run of 255s and a last
+/// byte below 255.
+pub fn depacketize_latm(pkt: &RtpPacket<'_>) -> Result<Vec<(u32, Bytes)>, RtpError> {
+    let mut data = pkt.payload;
+    let mut out = Vec::new();
+    let mut i = 0u32;
+    while !data.is_empty() {
+        let mut len = 0usize;
+        loop {
+            let (&b, rest) = data.split_first().ok_or(RtpError::Malformed("LATM length past the end"))?;
+            data = rest;
+            len += usize::from(b);
+            if b != 0xFF {
+                break;
+            }
+        }
+        if len > data.len() {
+            return Err(RtpError::Malformed("LATM frame past the end of the packet"));
+        }
+        out.push((pkt.timestamp.wrapping_add(i.wrapping_mul(1024)), Bytes::copy_from_slice(&data[..len])));
+        data = &data[len..];
+        i += 1;
+        if i > 1024 {
+            return Err(RtpError::Malformed("too many LATM frames"));
+        }
+    }
+    Ok(out)
+}
+
+fn read_bits(data: &[u8], start: usize, len: usize) -> Option<u32> {
+    let mut v = 0u32;
+    for b in start..start + len {
+        let byte = *data.get(b / 8)?;
+        v = (v << 1) | u32::from((byte >> (7 - b % 8)) & 1);
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rtp(seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x80, if marker { 0xE0 } else { 0x60 }];
+        v.extend_from_slice(&seq.to_be_bytes());
+        v.extend_from_slice(&ts.to_be_bytes());
+        v.extend_from_slice(&[0, 0, 0, 1]);
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn parses_rtp_headers_and_rejects_garbage() {
+        let raw = rtp(7, 90_000, true, &[0x65, 1, 2]);
+        let p = RtpPacket::parse(&raw).expect("valid");
+        assert_eq!(
+            (p.sequence, p.timestamp, p.marker, p.payload_type, p.payload),
+            (7, 90_000, true, 96, &[0x65, 1, 2][..])
+        );
+        assert_eq!(RtpPacket::parse(&raw[..5]), Err(RtpError::Short(5)));
+        let mut bad = raw.clone();
+        bad[0] = 0x40;
+        assert_eq!(RtpPacket::parse(&bad), Err(RtpError::Version));
+        let mut pad = raw;
+        pad[0] |= 0x20;
+        *pad.last_mut().expect("byte") = 200;
+        assert!(RtpPacket::parse(&pad).is_err());
+    }
+
+    #[test]
+    fn unwraps_32_bit_timestamps_for_days() {
+        let mut c = RtpClock::default();
+        assert_eq!(c.unwrap(u32::MAX - 1000), 0);
+        assert_eq!(c.unwrap(500), 1501);
+        // 14 hours at 90 kHz is past 2^32: stays monotonic in steps of a frame.
+        let mut c = RtpClock::default();
+        let mut raw = 4_000_000_000u32;
+        let mut last = c.unwrap(raw);
+        for _ in 0..(14 * 3600 * 30) {
+            raw = raw.wrapping_add(3000);
+            let t = c.unwrap(raw);
+            assert_eq!(t - last, 3000);
+            last = t;
+        }
+        assert!(last > i64::from(u32::MAX));
+    }
+
+    #[test]
+    fn reassembles_single_stap_a_and_fu_a() {
+        let mut d = H264Depacketizer::default();
+        let sps = [0x67, 0x64, 0x00, 0x1f, 0xac];
+        let pps = [0x68, 0xeb];
+        let mut stap = vec![24];
+        for n in [&sps[..], &pps[..]] {
+            stap.extend_from_slice(&(n.len() as u16).to_be_bytes());
+            stap.extend_from_slice(n);
+        }
+        assert_eq!(d.push(&RtpPacket::parse(&rtp(1, 0, false, &stap)).expect("rtp")).expect("ok"), None);
+        assert!(d.take_params_changed());
+        assert!(d.params.is_complete());
+        // an IDR in three FU-A fragments
+        let fu = |s: bool, e: bool, body: &[u8]| {
+            let mut v = vec![0x7C, (if s { 0x80 } else { 0 }) | (if e { 0x40 } else { 0 }) | 5];
+            v.extend_from_slice(body);
+            v
+        };
+        assert_eq!(
+            d.push(&RtpPacket::parse(&rtp(2, 0, false, &fu(true, false, &[1, 2]))).expect("rtp")).expect("ok"),
+            None
+        );
+        assert_eq!(
+            d.push(&RtpPacket::parse(&rtp(3, 0, false, &fu(false, false, &[3]))).expect("rtp")).expect("ok"),
+            None
+        );
+        let au = d.push(&RtpPacket::parse(&rtp(4, 0, true, &fu(false, true, &[4]))).expect("rtp")).expect("ok");
+        let au = au.expect("complete unit");
+        assert!(au.keyframe);
+        assert_eq!(&au.data[..], &[0, 0, 0, 5, 0x65, 1, 2, 3, 4]);
+        // a single NAL P-frame, completed by the next timestamp
+        assert_eq!(d.push(&RtpPacket::parse(&rtp(5, 3000, false, &[0x41, 9])).expect("rtp")).expect("ok"), None);
+        let au = d.push(&RtpPacket::parse(&rtp(6, 6000, false, &[0x41, 8])).expect("rtp")).expect("ok").expect("unit");
+        assert_eq!((au.timestamp, au.keyframe, &au.data[..]), (3000, false, &[0, 0, 0, 2, 0x41, 9][..]));
+    }
+
+    #[test]
+    fn truncated_fu_a_and_lost_packets_drop_the_unit_not_the_stream() {
+        let mut d = H264Depacketizer::default();
+        // a continuation without its start
+        assert_eq!(d.push(&RtpPacket::parse(&rtp(1, 0, true, &[0x7C, 0x45, 1])).expect("rtp")).expect("ok"), None);
+        assert_eq!(d.errors, 1);
+        assert!(d.push(&RtpPacket::parse(&rtp(2, 10, true, &[0x7C])).expect("rtp")).is_err());
+        // sequence gap inside a unit
+        let _ = d.push(&RtpPacket::parse(&rtp(10, 20, false, &[0x7C, 0x85, 1])).expect("rtp"));
+        let au = d.push(&RtpPacket::parse(&rtp(12, 20, true, &[0x7C, 0x45, 2])).expect("rtp")).expect("ok");
+        assert_eq!(au, None, "a unit with a lost packet is dropped");
+        // and the next good unit comes through
+        let au = d.push(&RtpPacket::parse(&rtp(13, 30, true, &[0x41, 7])).expect("rtp")).expect("ok");
+        assert!(au.is_some());
+    }
+
+    #[test]
+    fn splits_latm_payloads() {
+        let mut payload = vec![0xFF, 0x01];
+        payload.extend(std::iter::repeat_n(7u8, 256));
+        payload.push(2);
+        payload.extend_from_slice(&[8, 9]);
+        let raw = rtp(1, 0, true, &payload);
+        let aus = depacketize_latm(&RtpPacket::parse(&raw).expect("rtp")).expect("valid");
+        assert_eq!(aus.len(), 2);
+        assert_eq!(aus[0].1.len(), 256);
+        assert_eq!(aus[1], (1024, Bytes::from_static(&[8, 9])));
+        let raw = rtp(2, 0, true, &[5, 1, 2]);
+        assert!(depacketize_latm(&RtpPacket::parse(&raw).expect("rtp")).is_err());
+    }
+
+    #[test]
+    fn splits_aac_hbr_payloads() {
+        // two AUs of 3 and 2 bytes: AU-headers-length 32 bits, 13-bit size + 3-bit index
+        let mut payload = vec![0x00, 0x20];
+        payload.extend_from_slice(&((3u16 << 3).to_be_bytes()));
+        payload.extend_from_slice(&((2u16 << 3).to_be_bytes()));
+        payload.extend_from_slice(&[1, 2, 3, 4, 5]);
+        let raw = rtp(1, 1000, true, &payload);
+        let aus = depacketize_aac(AacRtpParams::default(), &RtpPacket::parse(&raw).expect("rtp")).expect("valid");
+        assert_eq!(aus, vec![(1000, Bytes::from_static(&[1, 2, 3])), (2024, Bytes::from_static(&[4, 5]))]);
+        let mut bad = payload.clone();
+        bad[3] = 0xF8; // size larger than the data
+        let raw = rtp(2, 0, true, &bad);
+        assert!(depacketize_aac(AacRtpParams::default(), &RtpPacket::parse(&raw).expect("rtp")).is_err());
+    }
+}

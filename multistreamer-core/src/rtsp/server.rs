@@ -1,0 +1,555 @@
+//! RTSP push ingest: `ffmpeg -f rtsp rtsp://HOST:8554/APP/KEY` or GStreamer's
+//! `rtspclientsink` publish as they would to MediaMTX (OPTIONS, ANNOUNCE with SDP, SETUP with
+//! TCP-interleaved transport, RECORD, TEARDOWN, GET/SET_PARAMETER keep-alives). The path's
+//! key goes through the same [`PublishAuthorizer`] as RTMP; optional Basic credentials.
+//! Messages are parsed with `rtsp-types`, the SDP with `sdp-types`; RTP is depacketized by
+//! [`super::depacketize`]. A malformed peer is disconnected with a logged reason.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use rtsp_types::{Message, Method, Response, StatusCode, Version, headers};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::depacketize::{AacRtpParams, H264Depacketizer, RtpClock, RtpPacket, depacketize_aac, depacketize_latm};
+use super::sdp::{MediaFormat, SdpMedia, parse_announce};
+use crate::error::Result;
+use crate::hub::{Hub, Publisher};
+use crate::media::{Codec, MediaInfo, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
+use crate::rtmp::{PublishAuthorizer, PublishRequest};
+
+/// Settings of the RTSP ingest.
+#[derive(Clone, Debug)]
+pub struct RtspIngestOptions {
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// The largest RTSP request (headers + body) accepted.
+    pub max_request: usize,
+    pub max_connections: usize,
+    /// Require HTTP Basic credentials (user, password) on every request.
+    pub credentials: Option<(String, String)>,
+}
+
+impl Default for RtspIngestOptions {
+    fn default() -> RtspIngestOptions {
+        RtspIngestOptions {
+            idle_timeout: Duration::from_secs(30),
+            max_request: 64 * 1024,
+            max_connections: 256,
+            credentials: None,
+        }
+    }
+}
+
+/// Listens for RTSP publishers and feeds them into the hub.
+pub struct RtspIngest {
+    listener: TcpListener,
+    hub: Hub,
+    auth: Arc<dyn PublishAuthorizer>,
+    options: RtspIngestOptions,
+}
+
+impl std::fmt::Debug for RtspIngest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtspIngest").field("addr", &self.listener.local_addr().ok()).finish()
+    }
+}
+
+impl RtspIngest {
+    pub async fn bind(
+        addr: SocketAddr,
+        hub: Hub,
+        auth: Arc<dyn PublishAuthorizer>,
+        options: RtspIngestOptions,
+    ) -> Result<RtspIngest> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(RtspIngest { listener, hub, auth, options })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Accepts publishers until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) {
+        let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        loop {
+            let (socket, peer) = tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = self.listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        warn!(error = %e, "RTSP accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            if active.load(std::sync::atomic::Ordering::Relaxed) >= self.options.max_connections {
+                warn!(%peer, "too many RTSP connections; refused");
+                continue;
+            }
+            let _ = socket.set_nodelay(true);
+            let conn = Connection::new(peer, self.hub.clone(), Arc::clone(&self.auth), self.options.clone());
+            let active = Arc::clone(&active);
+            active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let cancel = cancel.child_token();
+            tokio::spawn(
+                async move {
+                    // A panic in a parser stays inside this connection.
+                    let result = tokio::spawn(conn.serve(socket, cancel)).await;
+                    match result {
+                        Ok(Ok(())) => debug!("connection closed"),
+                        Ok(Err(reason)) => warn!(%reason, "RTSP publisher disconnected"),
+                        Err(_) => warn!("RTSP connection task failed (contained)"),
+                    }
+                    active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                .instrument(info_span!("rtsp", %peer)),
+            );
+        }
+    }
+}
+
+enum TrackState {
+    H264 { depack: H264Depacketizer, clock: RtpClock, id: TrackId },
+    Aac { params: AacRtpParams, clock: RtpClock, id: TrackId, rate: u32 },
+    Latm { clock: RtpClock, id: TrackId, rate: u32 },
+}
+
+struct Connection {
+    peer: SocketAddr,
+    hub: Hub,
+    auth: Arc<dyn PublishAuthorizer>,
+    options: RtspIngestOptions,
+    session: String,
+    stream: Option<String>,
+    media: Vec<SdpMedia>,
+    /// interleaved RTP channel → media index
+    channels: HashMap<u8, usize>,
+    tracks: HashMap<usize, TrackState>,
+    info: MediaInfo,
+    publisher: Option<Publisher>,
+    out: Vec<u8>,
+    /// Video DTS cannot be sent over RTP; it is derived from the PTS (see `video_dts`).
+    last_dts: Option<i64>,
+}
+
+/// The timeline is shifted by this much so that video DTS (PTS minus the reordering
+/// allowance) never goes below zero.
+const REORDER_ALLOWANCE_90K: i64 = 18_000; // 200 ms
+
+type Reason = String;
+
+impl Connection {
+    fn new(peer: SocketAddr, hub: Hub, auth: Arc<dyn PublishAuthorizer>, options: RtspIngestOptions) -> Connection {
+        Connection {
+            peer,
+            hub,
+            auth,
+            options,
+            session: format!("{:016x}", fastrand::u64(..)),
+            stream: None,
+            media: Vec::new(),
+            channels: HashMap::new(),
+            tracks: HashMap::new(),
+            info: MediaInfo::default(),
+            publisher: None,
+            out: Vec::new(),
+            last_dts: None,
+        }
+    }
+
+    async fn serve(mut self, mut socket: TcpStream, cancel: CancellationToken) -> Result<(), Reason> {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        loop {
+            // interleaved data and requests already buffered
+            loop {
+                let step = match self.step(&mut buf).await {
+                    Ok(s) => s,
+                    Err(reason) => {
+                        // the error response (if any) goes out before the connection closes
+                        let _ = socket.write_all(&self.out).await;
+                        return Err(reason);
+                    }
+                };
+                match step {
+                    Step::Again => continue,
+                    Step::NeedMore => break,
+                    Step::Close => {
+                        socket.write_all(&self.out).await.map_err(|e| e.to_string())?;
+                        return Ok(());
+                    }
+                }
+            }
+            if !self.out.is_empty() {
+                socket.write_all(&self.out).await.map_err(|e| format!("write: {e}"))?;
+                self.out.clear();
+            }
+            if self.publisher.as_ref().is_some_and(|p| !p.is_open()) {
+                return Err("the stream was ended by the server".into());
+            }
+            let n = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                r = tokio::time::timeout(self.options.idle_timeout, socket.read_buf(&mut buf)) => match r {
+                    Err(_) => return Err(format!("idle for {:?}", self.options.idle_timeout)),
+                    Ok(Err(e)) => return Err(format!("read: {e}")),
+                    Ok(Ok(n)) => n,
+                },
+            };
+            if n == 0 {
+                return if self.publisher.is_some() { Err("publisher closed the connection".into()) } else { Ok(()) };
+            }
+        }
+    }
+
+    async fn step(&mut self, buf: &mut BytesMut) -> Result<Step, Reason> {
+        if buf.is_empty() {
+            return Ok(Step::NeedMore);
+        }
+        if buf[0] == b'$' {
+            if buf.len() < 4 {
+                return Ok(Step::NeedMore);
+            }
+            let channel = buf[1];
+            let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+            if buf.len() < 4 + len {
+                return Ok(Step::NeedMore);
+            }
+            let frame = buf.split_to(4 + len);
+            self.on_data(channel, &frame[4..])?;
+            return Ok(Step::Again);
+        }
+        let parsed = Message::<Vec<u8>>::parse(&buf[..]);
+        match parsed {
+            Ok((Message::Request(req), consumed)) => {
+                buf.advance(consumed);
+                self.on_request(req).await
+            }
+            Ok((Message::Response(_), consumed)) => {
+                buf.advance(consumed); // answers to our (absent) requests: ignore
+                Ok(Step::Again)
+            }
+            Ok((Message::Data(d), consumed)) => {
+                buf.advance(consumed);
+                self.on_data(d.channel_id(), d.as_slice())?;
+                Ok(Step::Again)
+            }
+            Err(rtsp_types::ParseError::Incomplete(_)) => {
+                if buf.len() > self.options.max_request {
+                    Err(format!("request larger than {} bytes", self.options.max_request))
+                } else {
+                    Ok(Step::NeedMore)
+                }
+            }
+            Err(_) => {
+                self.respond(StatusCode::BadRequest, None, &[], b"");
+                Err("malformed RTSP request".into())
+            }
+        }
+    }
+
+    fn respond(
+        &mut self,
+        status: StatusCode,
+        cseq: Option<&str>,
+        extra: &[(rtsp_types::HeaderName, String)],
+        body: &[u8],
+    ) {
+        let mut b = Response::builder(Version::V1_0, status).header(headers::SERVER, "multistreamer");
+        if let Some(c) = cseq {
+            b = b.header(headers::CSEQ, c);
+        }
+        for (k, v) in extra {
+            b = b.header(k.clone(), v.as_str());
+        }
+        let resp = b.build(body.to_vec());
+        let _ = resp.write(&mut self.out);
+    }
+
+    fn authorized(&self, req: &rtsp_types::Request<Vec<u8>>) -> bool {
+        let Some((user, pass)) = &self.options.credentials else { return true };
+        let Some(v) = req.header(&headers::AUTHORIZATION) else { return false };
+        let Some(b64) = v.as_str().strip_prefix("Basic ").map(str::trim) else { return false };
+        let expected = basic_token(user, pass);
+        // compare without an early exit
+        b64.len() == expected.len() && b64.bytes().zip(expected.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+    }
+
+    async fn on_request(&mut self, req: rtsp_types::Request<Vec<u8>>) -> Result<Step, Reason> {
+        let cseq = req.header(&headers::CSEQ).map(|v| v.as_str().to_string());
+        let cseq = cseq.as_deref();
+        if !self.authorized(&req) {
+            self.respond(
+                StatusCode::Unauthorized,
+                cseq,
+                &[(headers::WWW_AUTHENTICATE, "Basic realm=\"multistreamer\"".into())],
+                b"",
+            );
+            // Clients retry with credentials on the same connection.
+            return Ok(Step::Again);
+        }
+        let session_hdr = [(headers::SESSION, format!("{};timeout=60", self.session))];
+        match req.method() {
+            Method::Options => {
+                let public = "OPTIONS, ANNOUNCE, SETUP, RECORD, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+                self.respond(StatusCode::Ok, cseq, &[(headers::PUBLIC, public.into())], b"");
+            }
+            Method::Announce => {
+                let path = req.request_uri().map(|u| u.path().to_string()).unwrap_or_default();
+                let mut parts = path.trim_matches('/').splitn(2, '/');
+                let (app, key) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+                if !self.auth.accepts_app(&app) {
+                    self.respond(StatusCode::NotFound, cseq, &[], b"");
+                    return Err(format!("ANNOUNCE to unknown application {app:?}"));
+                }
+                let request = PublishRequest { peer: self.peer, app, key };
+                let name = match self.auth.authorize(&request).await {
+                    Ok(n) => n,
+                    Err(rej) => {
+                        self.respond(StatusCode::Forbidden, cseq, &[], b"");
+                        return Err(format!("publish refused: {}", rej.reason));
+                    }
+                };
+                let media = match parse_announce(req.body()) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.respond(StatusCode::BadRequest, cseq, &[], b"");
+                        return Err(format!("ANNOUNCE: {e}"));
+                    }
+                };
+                info!(stream = %name, media = media.len(), "RTSP publisher announced");
+                self.media = media;
+                self.stream = Some(name);
+                self.respond(StatusCode::Ok, cseq, &[], b"");
+            }
+            Method::Setup => {
+                if self.stream.is_none() {
+                    self.respond(StatusCode::MethodNotValidInThisState, cseq, &[], b"");
+                    return Ok(Step::Again);
+                }
+                let uri = req.request_uri().map(|u| u.to_string()).unwrap_or_default();
+                let Some(index) = self.media.iter().position(|m| uri.ends_with(&m.control) || m.control == uri) else {
+                    self.respond(StatusCode::NotFound, cseq, &[], b"");
+                    return Err(format!("SETUP for unknown stream {uri}"));
+                };
+                let transport = req.header(&headers::TRANSPORT).map(|v| v.as_str().to_string()).unwrap_or_default();
+                let Some(channel) = interleaved_channel(&transport) else {
+                    // UDP is not offered: clients fall back to TCP (ffmpeg: -rtsp_transport tcp).
+                    self.respond(StatusCode::UnsupportedTransport, cseq, &session_hdr, b"");
+                    return Ok(Step::Again);
+                };
+                self.channels.insert(channel, index);
+                let reply =
+                    format!("RTP/AVP/TCP;unicast;interleaved={}-{};mode=record", channel, channel.wrapping_add(1));
+                let mut extra = vec![(headers::TRANSPORT, reply)];
+                extra.extend(session_hdr.iter().cloned());
+                self.respond(StatusCode::Ok, cseq, &extra, b"");
+            }
+            Method::Record => {
+                let Some(name) = self.stream.clone() else {
+                    self.respond(StatusCode::MethodNotValidInThisState, cseq, &[], b"");
+                    return Ok(Step::Again);
+                };
+                if self.channels.is_empty() {
+                    self.respond(StatusCode::MethodNotValidInThisState, cseq, &[], b"");
+                    return Err("RECORD without SETUP".into());
+                }
+                let publisher = match self.hub.publish(&name) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.respond(StatusCode::Forbidden, cseq, &[], b"");
+                        return Err(format!("cannot publish {name}: {e}"));
+                    }
+                };
+                self.start_tracks();
+                if !self.info.tracks.is_empty() {
+                    publisher.set_info(Arc::new(self.info.clone()));
+                }
+                self.publisher = Some(publisher);
+                info!(stream = %name, "RTSP publisher recording");
+                self.respond(StatusCode::Ok, cseq, &session_hdr, b"");
+            }
+            Method::Teardown => {
+                self.respond(StatusCode::Ok, cseq, &session_hdr, b"");
+                info!("RTSP publisher finished");
+                return Ok(Step::Close);
+            }
+            Method::GetParameter | Method::SetParameter => self.respond(StatusCode::Ok, cseq, &session_hdr, b""),
+            other => {
+                self.respond(StatusCode::MethodNotAllowed, cseq, &[], b"");
+                debug!(method = ?other, "method not allowed on an ingest");
+            }
+        }
+        Ok(Step::Again)
+    }
+
+    fn start_tracks(&mut self) {
+        for (&_channel, &index) in &self.channels {
+            let Some(m) = self.media.get(index) else { continue };
+            let id = TrackId(index as u32);
+            match &m.format {
+                MediaFormat::H264 { params } => {
+                    let mut depack = H264Depacketizer::with_params(params.clone());
+                    if let Ok(rec) = params.to_record() {
+                        self.info.set_track(Track { id, codec: Codec::H264(rec), timebase: Timebase::HZ_90K });
+                    }
+                    let _ = depack.take_params_changed();
+                    self.tracks.insert(index, TrackState::H264 { depack, clock: RtpClock::default(), id });
+                }
+                MediaFormat::Aac { config, rtp } => {
+                    let rate = m.clock_rate;
+                    if let Some(tb) = Timebase::new(1, rate) {
+                        self.info.set_track(Track { id, codec: Codec::Aac(config.clone()), timebase: tb });
+                        self.tracks
+                            .insert(index, TrackState::Aac { params: *rtp, clock: RtpClock::default(), id, rate });
+                    }
+                }
+                MediaFormat::AacLatm { config } => {
+                    let rate = m.clock_rate;
+                    if let Some(tb) = Timebase::new(1, rate) {
+                        self.info.set_track(Track { id, codec: Codec::Aac(config.clone()), timebase: tb });
+                        self.tracks.insert(index, TrackState::Latm { clock: RtpClock::default(), id, rate });
+                    }
+                }
+                MediaFormat::Other { encoding } => {
+                    warn!(encoding = %encoding, "this RTSP stream is not ingested (H.264 and AAC are)");
+                }
+            }
+        }
+    }
+
+    fn on_data(&mut self, channel: u8, data: &[u8]) -> Result<(), Reason> {
+        let Some(&index) = self.channels.get(&channel) else {
+            if channel % 2 == 1 && self.channels.contains_key(&(channel - 1)) {
+                return Ok(()); // RTCP: sender reports are not needed for TCP pushes
+            }
+            return Err(format!("interleaved data on channel {channel}, which no SETUP assigned"));
+        };
+        let Some(publisher) = self.publisher.as_ref() else {
+            return Err("RTP before RECORD".into());
+        };
+        let pkt = RtpPacket::parse(data).map_err(|e| format!("channel {channel}: {e}"))?;
+        let expected = self.media.get(index).map_or(0, |m| m.payload_type);
+        if pkt.payload_type != expected {
+            return Err(format!("RTP payload type {} on a stream announced as {expected}", pkt.payload_type));
+        }
+        let Some(track) = self.tracks.get_mut(&index) else { return Ok(()) };
+        match track {
+            TrackState::H264 { depack, clock, id } => {
+                let unit = depack.push(&pkt).map_err(|e| format!("H.264: {e}"))?;
+                if depack.take_params_changed() && depack.params.is_complete() {
+                    match depack.params.to_record() {
+                        Ok(rec) => {
+                            self.info.set_track(Track { id: *id, codec: Codec::H264(rec), timebase: Timebase::HZ_90K });
+                            publisher.set_info(Arc::new(self.info.clone()));
+                        }
+                        Err(e) => return Err(format!("unusable in-band SPS/PPS: {e}")),
+                    }
+                }
+                let Some(unit) = unit else { return Ok(()) };
+                if self.info.track(*id).is_none() {
+                    return Ok(()); // no SPS/PPS yet: nothing decodable can be sent
+                }
+                let pts = clock.unwrap(unit.timestamp) + REORDER_ALLOWANCE_90K;
+                // DTS: the PTS less a fixed allowance for B-frame reordering, kept rising by at
+                // least a millisecond (RTMP's resolution).
+                let dts = (pts - REORDER_ALLOWANCE_90K).max(self.last_dts.map_or(i64::MIN, |d| d + 90)).min(pts);
+                self.last_dts = Some(dts);
+                publisher.send(Packet {
+                    track: *id,
+                    kind: TrackKind::Video,
+                    dts: Timestamp::new(dts, Timebase::HZ_90K),
+                    pts: Timestamp::new(pts, Timebase::HZ_90K),
+                    keyframe: unit.keyframe,
+                    payload: unit.data,
+                });
+            }
+            TrackState::Aac { .. } | TrackState::Latm { .. } => {
+                let (clock, id, rate, units) = match track {
+                    TrackState::Aac { params, clock, id, rate } => {
+                        (clock, id, rate, depacketize_aac(*params, &pkt).map_err(|e| format!("AAC: {e}"))?)
+                    }
+                    TrackState::Latm { clock, id, rate } => {
+                        (clock, id, rate, depacketize_latm(&pkt).map_err(|e| format!("AAC (LATM): {e}"))?)
+                    }
+                    TrackState::H264 { .. } => return Ok(()),
+                };
+                let tb = Timebase::new(1, *rate).unwrap_or(Timebase::HZ_90K);
+                let shift = Timestamp::new(REORDER_ALLOWANCE_90K, Timebase::HZ_90K).rescale(tb).ticks();
+                for (ts, au) in units {
+                    let t = Timestamp::new(clock.unwrap(ts) + shift, tb);
+                    publisher.send(Packet {
+                        track: *id,
+                        kind: TrackKind::Audio,
+                        dts: t,
+                        pts: t,
+                        keyframe: true,
+                        payload: au,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Step {
+    Again,
+    NeedMore,
+    Close,
+}
+
+/// The first channel of `interleaved=a-b` in a TCP transport, if that is what is asked.
+fn interleaved_channel(transport: &str) -> Option<u8> {
+    transport.split(',').find_map(|spec| {
+        let spec = spec.trim();
+        if !spec.to_ascii_uppercase().starts_with("RTP/AVP/TCP") {
+            return None;
+        }
+        spec.split(';').find_map(|p| p.trim().strip_prefix("interleaved=")?.split('-').next()?.parse().ok())
+    })
+}
+
+fn basic_token(user: &str, pass: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let input = format!("{user}:{pass}").into_bytes();
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_tcp_interleaved_transports() {
+        assert_eq!(interleaved_channel("RTP/AVP/TCP;unicast;interleaved=2-3;mode=record"), Some(2));
+        assert_eq!(interleaved_channel("RTP/AVP;unicast;client_port=5000-5001"), None);
+        assert_eq!(interleaved_channel("RTP/AVP;unicast;client_port=5000-5001,RTP/AVP/TCP;interleaved=0-1"), Some(0));
+        assert_eq!(interleaved_channel("RTP/AVP/TCP;interleaved=x"), None);
+    }
+
+    #[test]
+    fn basic_credentials_are_base64() {
+        assert_eq!(basic_token("Aladdin", "open sesame"), "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(basic_token("a", "b"), "YTpi");
+    }
+}
