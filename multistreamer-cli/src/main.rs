@@ -188,6 +188,19 @@ struct RelayArgs {
     #[arg(long = "to", value_name = "[RUNG=]URL")]
     to: Vec<String>,
 
+    /// Pull this RTSP source (a camera: rtsp://user:pass@host/path) instead of waiting for a
+    /// publisher; it reconnects by itself when the camera drops.
+    #[arg(long, value_name = "RTSP_URL")]
+    input: Option<String>,
+
+    /// The stream key of --input (replaces {key} in --to); default: the URL's last path segment.
+    #[arg(long, value_name = "KEY")]
+    input_key: Option<String>,
+
+    /// Receive --input's RTP over UDP instead of interleaved TCP.
+    #[arg(long)]
+    input_udp: bool,
+
     /// Transcode every stream into these renditions (e.g. 1080p,720p,480p or
     /// 1280x720@30:3000k), decoded once and encoded once per rung whatever the number of
     /// destinations; send a rung to a destination with --to RUNG=URL.
@@ -394,6 +407,30 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
 
     let config_rtmp = config.rtmp_enabled;
     let relay = Relay::start(config).await.map_err(|e| e.to_string())?;
+    let pull_cancel = tokio_util::sync::CancellationToken::new();
+    let pull = match &args.input {
+        Some(url) => {
+            use multistreamer_core::rtsp::{PullTransport, spawn_rtsp_pull, split_credentials};
+            let (clean, _) = split_credentials(url).map_err(|e| format!("--input: {e}"))?;
+            let key = args.input_key.clone().unwrap_or_else(|| {
+                clean
+                    .path_segments()
+                    .and_then(|mut p| p.next_back().map(str::to_string))
+                    .filter(|k| !k.is_empty())
+                    .unwrap_or_else(|| "camera".into())
+            });
+            if key.contains('@') {
+                return Err("--input-key may not contain '@'".into());
+            }
+            let transport = if args.input_udp { PullTransport::Udp } else { PullTransport::Tcp };
+            info!(url = %clean, key = %key, "pulling RTSP");
+            Some(
+                spawn_rtsp_pull(relay.hub().clone(), key, url, transport, pull_cancel.clone())
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        None => None,
+    };
     let shown_key = if listen.key.is_empty() { "<KEY>".to_string() } else { listen.key.clone() };
     if config_rtmp {
         info!("publish to rtmp://{}/{}/{}", relay.local_addr(), listen.app, shown_key);
@@ -412,6 +449,15 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
             _ = ticker.tick() => {
                 if interval.is_some() {
                     let mut lines: Vec<String> = relay.destinations().iter().map(format_status).collect();
+                    if let Some(p) = &pull {
+                        let st = p.status();
+                        let mut line = format!("[{}] pull {}  {:<10} frames {}  reconnects {}", p.stream, p.url, st.state, st.frames, st.reconnects);
+                        if let (Some(e), false) = (&st.last_error, st.state == "live") {
+                            line.push_str("  last error: ");
+                            line.push_str(e);
+                        }
+                        lines.push(line);
+                    }
                     for (stream, input_dropped, rungs) in relay.renditions() {
                         if input_dropped > 0 {
                             lines.push(format!(
@@ -443,6 +489,9 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
         }
     }
     info!("signal received; shutting down");
+    if let Some(p) = pull {
+        p.stop().await;
+    }
     relay.shutdown().await;
     Ok(())
 }

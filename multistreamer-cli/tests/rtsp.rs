@@ -200,3 +200,61 @@ fn gstreamer_rtspclientsink_pushes_as_a_second_client() {
     let frames = packet_hashes(&rec, "v").len();
     assert!(frames >= 100, "{frames} of 120 frames");
 }
+
+/// gst-rtsp-server (Python bindings from Debian) serving a live stream at /cam.
+struct RtspServer(std::process::Child);
+
+impl RtspServer {
+    fn start(port: u16) -> RtspServer {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/rtsp_server.py");
+        let child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with gst-rtsp-server (make deps-test)");
+        assert!(wait_for_port(port, Duration::from_secs(15)), "the RTSP test server did not start");
+        RtspServer(child)
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_pulled_camera_is_relayed_and_the_pull_reconnects_when_the_camera_restarts() {
+    let tmp = TempDir::new("rtsp-pull");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    let cam_port = free_port();
+    let server = RtspServer::start(cam_port);
+    let mut extra = vec![
+        "--input".to_string(),
+        format!("rtsp://viewer:secret@127.0.0.1:{cam_port}/cam"),
+        "--grace".into(),
+        "10".into(),
+    ];
+    extra.extend(to_args(&[format!("rtmp://127.0.0.1:{}/app/{{key}}", nginx.port)]));
+    let (relay, _dump) = start_relay(tmp.path(), "live", &extra);
+    assert!(relay.wait_for_log("RTSP pull live", 1, Duration::from_secs(20)), "never went live");
+    std::thread::sleep(Duration::from_secs(3));
+    // the camera goes away and comes back
+    drop(server);
+    assert!(relay.wait_for_log("RTSP pull lost; reconnecting", 1, Duration::from_secs(30)), "the drop was not noticed");
+    let _server = RtspServer::start(cam_port);
+    assert!(relay.wait_for_log("RTSP pull live", 2, Duration::from_secs(30)), "the pull did not reconnect");
+    std::thread::sleep(Duration::from_secs(3));
+    // the destination stayed on one broadcast through the camera's restart
+    let recs = nginx.recordings_of("cam");
+    assert_eq!(recs.len(), 1, "{:?}", nginx.recordings());
+    let status = relay.status_text();
+    assert!(status.contains("pull rtsp://127.0.0.1"), "{status}");
+    assert!(!status.contains("secret") && !relay.log_text().contains("secret"), "credentials are never shown");
+    let frames = packet_hashes(&recs[0], "v").len();
+    assert!(frames >= 120, "{frames} frames over two camera sessions");
+    assert!(probe_streams(&recs[0]).iter().any(|s| s.contains("codec_name=aac")));
+}

@@ -1,12 +1,16 @@
-//! RTSP ingest (push: ANNOUNCE/RECORD over TCP-interleaved RTP) into the hub.
+//! RTSP into the hub: publishers pushing (ANNOUNCE/RECORD over TCP-interleaved RTP) and
+//! cameras pulled.
 //!
 //! * [`depacketize`]: RTP headers, H.264 (single NAL, STAP-A, FU-A) and AAC (RFC 3640)
 //!   depacketizers, 32-bit timestamp unwrapping — sans-IO, fuzzed.
 //! * [`sdp`]: the ANNOUNCE's SDP → the announced streams.
 //! * [`RtspIngest`]: the server.
+//! * [`spawn_rtsp_pull`]: pulling from a camera with retina, reconnecting with backoff.
 
 pub mod depacketize;
+mod pull;
 pub mod sdp;
 mod server;
 
+pub use self::pull::{PullHandle, PullStatus, PullTransport, spawn_rtsp_pull, split_credentials};
 pub use self::server::{RtspIngest, RtspIngestOptions};
