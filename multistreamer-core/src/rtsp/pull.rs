@@ -213,12 +213,12 @@ async fn pull_once(
         match item.map_err(media_err)? {
             CodecItem::VideoFrame(f) => {
                 let id = TrackId(f.stream_id() as u32);
-                if f.has_new_parameters() || info.track(id).is_none() {
-                    if let Some(ParametersRef::Video(v)) = demuxed.streams()[f.stream_id()].parameters() {
-                        let cfg = AvcDecoderConfig::parse(Bytes::copy_from_slice(v.extra_data()))?;
-                        info.set_track(Track { id, codec: Codec::H264(cfg), timebase: Timebase::HZ_90K });
-                        publisher.set_info(Arc::new(info.clone()));
-                    }
+                if (f.has_new_parameters() || info.track(id).is_none())
+                    && let Some(ParametersRef::Video(v)) = demuxed.streams()[f.stream_id()].parameters()
+                {
+                    let cfg = AvcDecoderConfig::parse(Bytes::copy_from_slice(v.extra_data()))?;
+                    info.set_track(Track { id, codec: Codec::H264(cfg), timebase: Timebase::HZ_90K });
+                    publisher.set_info(Arc::new(info.clone()));
                 }
                 if info.track(id).is_none() {
                     continue;
