@@ -47,7 +47,7 @@ enum Command {
         # Many publishers: any key under /live; each goes to YouTube under its own key\n  \
         multistreamer relay --listen rtmp://0.0.0.0:1935/live --key alice --key bob \\\n      \
         --to 'rtmp://a.rtmp.youtube.com/live2/{key}'")]
-    Relay(RelayArgs),
+    Relay(Box<RelayArgs>),
     /// Transcode a file or URL into a ladder of renditions, one file per rung.
     #[command(after_help = "EXAMPLES:\n  \
         multistreamer transcode --input talk.mp4 --ladder 1080p,720p,480p --out-dir renditions/\n  \
@@ -265,7 +265,7 @@ fn main() -> ExitCode {
             };
         }
         Command::Record(args) => match record_as_relay(args) {
-            Ok(relay) => Cli { command: Command::Relay(relay) },
+            Ok(relay) => Cli { command: Command::Relay(Box::new(relay)) },
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
@@ -295,7 +295,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Relay(args) => relay(args).await,
+            Command::Relay(args) => relay(*args).await,
             Command::Load(args) => load(args).await,
             Command::Transcode(_) | Command::Record(_) => Ok(()),
         }
