@@ -226,6 +226,17 @@ async function showStream(id) {
     try { await api("PATCH", `/api/streams/${id}`, { ladder: ladderForm.ladder.value }); await route(); }
     catch (e) { fieldError(ladderForm, e); }
   });
+  // or pull from a camera
+  const pullForm = el("form", { class: "inline", id: "pull-form" },
+    field("Or pull from a camera (rtsp://user:pass@camera/stream; empty = publishers push)", el("input", { id: "pull-url", name: "pull_url", value: s.pull_url, placeholder: "rtsp://…" }), "pull_url"),
+    el("button", { class: "primary", id: "pull-save", type: "submit" }, "Save source"),
+    el("span", { class: "error", "data-error-for": "form" }));
+  pullForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try { await api("PATCH", `/api/streams/${id}`, { pull_url: pullForm.pull_url.value }); fieldError(pullForm, { message: "Saved." }); await refresh(); }
+    catch (e) { fieldError(pullForm, e); }
+  });
+  const pullStatus = el("div", { class: "muted", id: "pull-status" });
   // recording
   const modeSel = el("select", { id: "record-mode", name: "record_mode" },
     ["off", "original", "raw"].map((m) => el("option", { value: m, selected: m === s.record_mode },
@@ -263,6 +274,9 @@ async function showStream(id) {
     if (cur.ladder_input_dropped) notes.push(`${cur.ladder_input_dropped} source packets were dropped before decoding: this machine cannot keep up with the ladder (use a faster preset or fewer renditions).`);
     if (cur.ladder_error) notes.push(`Transcoding stopped: ${cur.ladder_error}`);
     ladderNote.textContent = notes.join(" ");
+    pullStatus.replaceChildren(cur.pull
+      ? el("span", {}, "Pull: ", badge(cur.pull.state), ` · ${cur.pull.frames} frames · reconnects ${cur.pull.reconnects}` + (cur.pull.last_error && cur.pull.state !== "live" ? ` · last error: ${cur.pull.last_error}` : ""))
+      : el("span", {}, ""));
     const r = cur.recording;
     recActive = r.active;
     recNow.textContent = r.active ? "Stop recording" : "Record now";
@@ -316,7 +330,9 @@ async function showStream(id) {
     el("section", {}, el("h2", {}, "Ingest (OBS: Settings → Stream → Custom)"),
       el("div", { class: "muted" }, "Full URL"), copyRow("ingest-url", s.rtmp_url),
       el("div", { class: "muted" }, "Server"), copyRow("ingest-server", server),
-      el("div", { class: "muted" }, "Stream key"), copyRow("ingest-key", s.key)),
+      el("div", { class: "muted" }, "Stream key"), copyRow("ingest-key", s.key),
+      ...(s.rtsp_url ? [el("div", { class: "muted" }, "RTSP (ffmpeg -f rtsp, GStreamer rtspclientsink; TCP)"), copyRow("ingest-rtsp", s.rtsp_url)] : []),
+      pullForm, pullStatus),
     el("section", {}, el("h2", {}, "Destinations"),
       el("table", {}, el("thead", {}, el("tr", {}, ["On", "Name", "URL", "Sends", "State", "Bitrate", "Reconnects", "Drops", "Last error", ""].map((h) => el("th", {}, h)))), rows), form),
     el("section", {}, el("h2", {}, "Recording"), recForm, el("div", { class: "copy-row" }, recNow, recStatus),

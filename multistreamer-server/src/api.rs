@@ -199,7 +199,22 @@ fn destination_json(state: &AppState, d: &DestinationRow) -> Value {
     })
 }
 
+/// The pull URL with its password hidden.
+fn mask_pull_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("****"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
 async fn stream_json(state: &AppState, s: &StreamRow) -> Result<Value, AppError> {
+    let pull = state.engine.pull_status(s.id).await.map(
+        |p| json!({ "state": p.state, "last_error": p.last_error, "reconnects": p.reconnects, "frames": p.frames }),
+    );
     let r = state.engine.recording_status(s.id);
     let file =
         r.file.as_deref().and_then(|f| std::path::Path::new(f).file_name()).map(|n| n.to_string_lossy().to_string());
@@ -212,6 +227,9 @@ async fn stream_json(state: &AppState, s: &StreamRow) -> Result<Value, AppError>
         "name": s.name,
         "key": s.ingest_key,
         "rtmp_url": format!("{}/{}", state.public_rtmp, s.ingest_key),
+        "rtsp_url": state.public_rtsp.as_ref().as_ref().map(|u| format!("{u}/{}", s.ingest_key)),
+        "pull_url": mask_pull_url(&s.pull_url),
+        "pull": pull,
         "live": state.engine.is_live(s.id),
         "created_at": s.created_at,
         "ladder": s.ladder,
@@ -248,6 +266,8 @@ struct StreamBody {
     record_mode: Option<String>,
     /// `source` or a rendition of the ladder.
     record_rendition: Option<String>,
+    /// An RTSP URL to pull the stream from (a camera); empty: publishers push.
+    pull_url: Option<String>,
     #[serde(default)]
     regenerate_key: bool,
 }
@@ -303,6 +323,15 @@ async fn update_stream(
         }
         db::set_stream_ladder(&state.db, s.id, &ladder).await?;
         state.engine.sync_stream(s.id).await?;
+    }
+    if let Some(url) = &body.pull_url {
+        let url = url.trim();
+        if !url.is_empty() {
+            multistreamer_core::rtsp::split_credentials(url)
+                .map_err(|e| AppError::invalid("pull_url", e.to_string()))?;
+        }
+        db::set_stream_pull_url(&state.db, s.id, url).await?;
+        state.engine.sync_pull(s.id, url).await;
     }
     if body.record_mode.is_some() || body.record_rendition.is_some() {
         let s = load_stream(&state, id).await?;

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_ladder.sql")),
     (3, include_str!("../migrations/0003_recordings.sql")),
+    (4, include_str!("../migrations/0004_pull.sql")),
 ];
 
 pub type Db = SqlitePool;
@@ -84,6 +85,8 @@ pub struct StreamRow {
     pub record_mode: String,
     /// The rendition recorded; empty = the source.
     pub record_rendition: String,
+    /// An RTSP URL the server pulls the stream from; empty = publishers push it.
+    pub pull_url: String,
 }
 
 #[derive(Clone, Debug)]
@@ -105,6 +108,7 @@ fn stream_row(r: &sqlx::sqlite::SqliteRow) -> StreamRow {
         ladder: r.get("ladder"),
         record_mode: r.get("record_mode"),
         record_rendition: r.get("record_rendition"),
+        pull_url: r.get("pull_url"),
     }
 }
 
@@ -179,7 +183,7 @@ pub async fn delete_session(db: &Db, id: &str) -> Result<(), AppError> {
 
 pub async fn list_streams(db: &Db) -> Result<Vec<StreamRow>, AppError> {
     let rows = sqlx::query(
-        "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition FROM streams ORDER BY id",
+        "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url FROM streams ORDER BY id",
     )
     .fetch_all(db)
     .await?;
@@ -188,7 +192,7 @@ pub async fn list_streams(db: &Db) -> Result<Vec<StreamRow>, AppError> {
 
 pub async fn stream(db: &Db, id: i64) -> Result<Option<StreamRow>, AppError> {
     let row = sqlx::query(
-        "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition FROM streams WHERE id = ?",
+        "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url FROM streams WHERE id = ?",
     )
     .bind(id)
     .fetch_optional(db)
@@ -197,7 +201,7 @@ pub async fn stream(db: &Db, id: i64) -> Result<Option<StreamRow>, AppError> {
 }
 
 pub async fn stream_by_key(db: &Db, key: &str) -> Result<Option<StreamRow>, AppError> {
-    let row = sqlx::query("SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition FROM streams WHERE ingest_key = ?")
+    let row = sqlx::query("SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url FROM streams WHERE ingest_key = ?")
         .bind(key)
         .fetch_optional(db)
         .await?;
@@ -227,6 +231,11 @@ pub async fn rename_stream(db: &Db, id: i64, name: &str) -> Result<(), AppError>
 
 pub async fn set_stream_ladder(db: &Db, id: i64, ladder: &str) -> Result<(), AppError> {
     sqlx::query("UPDATE streams SET ladder = ? WHERE id = ?").bind(ladder).bind(id).execute(db).await?;
+    Ok(())
+}
+
+pub async fn set_stream_pull_url(db: &Db, id: i64, url: &str) -> Result<(), AppError> {
+    sqlx::query("UPDATE streams SET pull_url = ? WHERE id = ?").bind(url).bind(id).execute(db).await?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use multistreamer_core::rtmp::{
     PublishAuthorizer, PublishRequest, Rejection, RtmpConnector, RtmpIngest, RtmpIngestOptions, RtmpPushOptions,
     RtmpUrl,
 };
+use multistreamer_core::rtsp::{PullHandle, PullStatus, PullTransport, RtspIngest, RtspIngestOptions, spawn_rtsp_pull};
 use multistreamer_core::sink::BoxFuture;
 use multistreamer_core::transcode::hub::{LadderHandle, rendition_stream, spawn_ladder, split_rendition};
 use multistreamer_core::transcode::{RungSnapshot, TranscodeOptions};
@@ -110,6 +111,9 @@ pub struct Engine {
     ladder_errors: Mutex<HashMap<i64, String>>,
     transcode: TranscodeOptions,
     recordings_dir: std::path::PathBuf,
+    /// Streams pulled from a URL: (URL, pull).
+    pulls: tokio::sync::Mutex<HashMap<i64, (String, PullHandle)>>,
+    pub rtsp_addr: Option<SocketAddr>,
     recorders: Mutex<HashMap<i64, RunningRecording>>,
     /// Streams whose operator pressed "record now" during the current session.
     record_now: Mutex<std::collections::HashSet<i64>>,
@@ -134,6 +138,7 @@ impl Engine {
         app: &str,
         transcode: TranscodeOptions,
         recordings_dir: std::path::PathBuf,
+        rtsp: Option<SocketAddr>,
         cancel: CancellationToken,
     ) -> Result<Arc<Engine>, AppError> {
         db::close_stale_recordings(&db).await?;
@@ -145,6 +150,18 @@ impl Engine {
         let rtmp_addr = ingest.local_addr().map_err(|e| AppError::internal(e.to_string()))?;
         let ingest_cancel = cancel.child_token();
         tokio::spawn(ingest.run(ingest_cancel.clone()));
+        let rtsp_addr = match rtsp {
+            Some(addr) => {
+                let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string() });
+                let rtsp = RtspIngest::bind(addr, hub.clone(), auth, RtspIngestOptions::default())
+                    .await
+                    .map_err(|e| AppError::internal(format!("RTSP ingest on {addr}: {e}")))?;
+                let bound = rtsp.local_addr().map_err(|e| AppError::internal(e.to_string()))?;
+                tokio::spawn(rtsp.run(ingest_cancel.clone()));
+                Some(bound)
+            }
+            None => None,
+        };
         let engine = Arc::new(Engine {
             hub,
             db,
@@ -155,6 +172,8 @@ impl Engine {
             ladder_errors: Mutex::new(HashMap::new()),
             transcode,
             recordings_dir,
+            pulls: tokio::sync::Mutex::new(HashMap::new()),
+            rtsp_addr,
             recorders: Mutex::new(HashMap::new()),
             record_now: Mutex::new(std::collections::HashSet::new()),
             record_errors: Mutex::new(HashMap::new()),
@@ -165,6 +184,11 @@ impl Engine {
             sync_lock: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(engine.clone().watch());
+        for s in db::list_streams(&engine.db).await? {
+            if !s.pull_url.is_empty() {
+                engine.sync_pull(s.id, &s.pull_url).await;
+            }
+        }
         Ok(engine)
     }
 
@@ -251,6 +275,40 @@ impl Engine {
     pub fn ladder_error(&self, stream_id: i64) -> Option<String> {
         let running = lock(&self.ladders).get(&stream_id).and_then(|l| l.handle.error());
         running.or_else(|| lock(&self.ladder_errors).get(&stream_id).cloned())
+    }
+
+    /// Starts, restarts or stops pulling a stream's source URL (empty = none).
+    pub async fn sync_pull(&self, stream_id: i64, url: &str) {
+        let mut pulls = self.pulls.lock().await;
+        if pulls.get(&stream_id).is_some_and(|(u, _)| u == url) {
+            return;
+        }
+        if let Some((_, old)) = pulls.remove(&stream_id) {
+            old.stop().await;
+        }
+        if url.is_empty() {
+            return;
+        }
+        match spawn_rtsp_pull(self.hub.clone(), hub_name(stream_id), url, PullTransport::Tcp, self.cancel.child_token())
+        {
+            Ok(h) => {
+                info!(stream_id, url = %h.url, "pulling the stream's source");
+                pulls.insert(stream_id, (url.to_string(), h));
+            }
+            Err(e) => warn!(stream_id, error = %e, "cannot pull the stream's source"),
+        }
+    }
+
+    /// The pull state of a stream whose source is a URL.
+    pub async fn pull_status(&self, stream_id: i64) -> Option<PullStatus> {
+        self.pulls.lock().await.get(&stream_id).map(|(_, h)| h.status())
+    }
+
+    /// Stops a stream's pull (the stream was deleted).
+    pub async fn stop_pull(&self, stream_id: i64) {
+        if let Some((_, h)) = self.pulls.lock().await.remove(&stream_id) {
+            h.stop().await;
+        }
     }
 
     /// The directory recordings are written to.
@@ -452,6 +510,7 @@ impl Engine {
 
     /// Ends a stream (it was deleted): its publisher is disconnected, destinations close.
     pub async fn close_stream(&self, stream_id: i64) {
+        self.stop_pull(stream_id).await;
         self.hub.end_stream(&hub_name(stream_id));
         let _ = self.sync_stream(stream_id).await;
     }
@@ -459,6 +518,10 @@ impl Engine {
     /// Ordered shutdown: ingest and streams first, then destinations flush and close.
     pub async fn shutdown(&self) {
         self.ingest_cancel.cancel();
+        let pulls: Vec<PullHandle> = self.pulls.lock().await.drain().map(|(_, (_, h))| h).collect();
+        for p in pulls {
+            p.stop().await;
+        }
         self.hub.close();
         let recorders: Vec<RunningRecording> = lock(&self.recorders).drain().map(|(_, r)| r).collect();
         for r in recorders {

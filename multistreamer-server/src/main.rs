@@ -35,7 +35,8 @@ use crate::error::AppError;
     about = "Multistreamer server: RTMP ingest, relay engine, HTTP API, web UI"
 )]
 struct Cli {
-    /// TOML file with any of: data_dir, http, rtmp, app, public_rtmp_url, transcode_preset.
+    /// TOML file with any of: data_dir, http, rtmp, rtsp, app, public_rtmp_url, public_rtsp_url,
+    /// transcode_preset.
     #[arg(long, env = "MULTISTREAMER_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Directory for the database and other state [default: ./data].
@@ -54,6 +55,12 @@ struct Cli {
     /// with an unspecified address shown as 127.0.0.1).
     #[arg(long, env = "MULTISTREAMER_PUBLIC_RTMP_URL")]
     public_rtmp_url: Option<String>,
+    /// RTSP push ingest address (ANNOUNCE/RECORD over TCP) [default: 0.0.0.0:8554].
+    #[arg(long, env = "MULTISTREAMER_RTSP")]
+    rtsp: Option<SocketAddr>,
+    /// The RTSP ingest URL shown to users, without the key (default: from --rtsp).
+    #[arg(long, env = "MULTISTREAMER_PUBLIC_RTSP_URL")]
+    public_rtsp_url: Option<String>,
     /// libx264 preset of the streams' ladders: ultrafast … veryslow [default: veryfast].
     /// Faster presets fit more renditions on a machine at some cost in quality per bit.
     #[arg(long, env = "MULTISTREAMER_TRANSCODE_PRESET")]
@@ -69,6 +76,8 @@ struct FileConfig {
     rtmp: Option<SocketAddr>,
     app: Option<String>,
     public_rtmp_url: Option<String>,
+    rtsp: Option<SocketAddr>,
+    public_rtsp_url: Option<String>,
     transcode_preset: Option<String>,
 }
 
@@ -80,6 +89,8 @@ struct Args {
     rtmp: SocketAddr,
     app: String,
     public_rtmp_url: Option<String>,
+    rtsp: SocketAddr,
+    public_rtsp_url: Option<String>,
     transcode: TranscodeOptions,
 }
 
@@ -98,6 +109,8 @@ impl Cli {
             rtmp: self.rtmp.or(file.rtmp).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 1935))),
             app: self.app.or(file.app).unwrap_or_else(|| "live".to_string()),
             public_rtmp_url: self.public_rtmp_url.or(file.public_rtmp_url),
+            rtsp: self.rtsp.or(file.rtsp).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8554))),
+            public_rtsp_url: self.public_rtsp_url.or(file.public_rtsp_url),
             transcode: {
                 let mut t = TranscodeOptions::default();
                 if let Some(p) = self.transcode_preset.or(file.transcode_preset) {
@@ -122,6 +135,8 @@ pub struct AppState {
     pub dummy_hash: Arc<String>,
     /// `rtmp://HOST:PORT/APP`
     pub public_rtmp: Arc<String>,
+    /// `rtsp://HOST:PORT/APP`, when the RTSP ingest runs
+    pub public_rtsp: Arc<Option<String>>,
 }
 
 fn main() -> ExitCode {
@@ -167,6 +182,7 @@ async fn run(args: Args) -> Result<(), AppError> {
         &args.app,
         args.transcode.clone(),
         args.data_dir.join("recordings"),
+        Some(args.rtsp),
         cancel.clone(),
     )
     .await?;
@@ -185,6 +201,16 @@ async fn run(args: Args) -> Result<(), AppError> {
         login_limiter: Arc::new(LoginLimiter::new(5, Duration::from_secs(60))),
         dummy_hash: Arc::new(auth::hash_password("not a real password")?),
         public_rtmp: Arc::new(public_rtmp.trim_end_matches('/').to_string()),
+        public_rtsp: Arc::new(args.public_rtsp_url.clone().map(|u| u.trim_end_matches('/').to_string()).or_else(
+            || {
+                engine.rtsp_addr.map(|mut a| {
+                    if a.ip().is_unspecified() {
+                        a.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+                    }
+                    format!("rtsp://{a}/{}", args.app)
+                })
+            },
+        )),
     };
     let listener = tokio::net::TcpListener::bind(args.http)
         .await
@@ -194,6 +220,9 @@ async fn run(args: Args) -> Result<(), AppError> {
     println!("Multistreamer is running.");
     println!("  Web UI and API: http://{http_addr}/");
     println!("  RTMP ingest:    {}/<stream key>", state.public_rtmp);
+    if let Some(rtsp) = state.public_rtsp.as_ref() {
+        println!("  RTSP ingest:    {rtsp}/<stream key>");
+    }
     match &first_login {
         Some(FirstLogin { password, generated: true }) => {
             println!(

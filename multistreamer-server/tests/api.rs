@@ -14,6 +14,7 @@ use common::*;
 use serde_json::{Value, json};
 
 struct Server {
+    rtsp: u16,
     child: Child,
     http: u16,
     rtmp: u16,
@@ -23,13 +24,14 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path) -> Server {
-        let (http, rtmp) = (free_port(), free_port());
+        let (http, rtmp, rtsp) = (free_port(), free_port(), free_port());
         let out = dir.join(format!("server-{http}.out"));
         let log = dir.join(format!("server-{http}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_multistreamer-server"))
             .arg("--data-dir")
             .arg(dir.join("data"))
             .args(["--http", &format!("127.0.0.1:{http}"), "--rtmp", &format!("127.0.0.1:{rtmp}")])
+            .args(["--rtsp", &format!("127.0.0.1:{rtsp}")])
             .env("MULTISTREAMER_ADMIN_PASSWORD", "first-password-1")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -38,7 +40,7 @@ impl Server {
             .spawn()
             .unwrap();
         assert!(wait_for_port(http, Duration::from_secs(30)), "server did not start");
-        Server { child, http, rtmp, out, log }
+        Server { child, http, rtmp, rtsp, out, log }
     }
 
     fn stop(mut self) {
@@ -455,6 +457,86 @@ fn recordings_are_listed_downloaded_with_ranges_and_deleted() {
     assert!(std::fs::read_dir(tmp.join("data/recordings")).unwrap().next().is_none(), "the file is gone");
 }
 
+#[test]
+fn a_stream_can_be_pushed_over_rtsp_or_pulled_from_a_camera() {
+    let tmp = TempDir::new("server-rtsp");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 5, "320x240");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    let server = Server::start(tmp.path());
+    let admin = Client::login(server.http, "first-password-1");
+    // push: the stream shows its RTSP ingest URL beside the RTMP one
+    let s = admin.post("/api/streams", json!({"name": "hall"})).json();
+    let id = s["id"].as_i64().unwrap();
+    let rtsp_url = s["rtsp_url"].as_str().unwrap().to_string();
+    assert_eq!(rtsp_url, format!("rtsp://127.0.0.1:{}/live/{}", server.rtsp, s["key"].as_str().unwrap()));
+    admin.post(
+        &format!("/api/streams/{id}/destinations"),
+        json!({"name": "n", "url": format!("rtmp://127.0.0.1:{}/app/hall-out", nginx.port)}),
+    );
+    let st = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-re", "-i"])
+        .arg(&clip)
+        .args(["-c", "copy", "-rtsp_transport", "tcp", "-f", "rtsp", &rtsp_url])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while nginx.recordings_of("hall-out").is_empty()
+        || admin.get(&format!("/api/streams/{id}")).json()["live"] == json!(true)
+    {
+        assert!(Instant::now() < deadline, "the RTSP push was not relayed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(packet_hashes(&nginx.recordings_of("hall-out")[0], "v"), packet_hashes(&clip, "v"));
+    // a wrong key over RTSP is refused
+    let st = Command::new("ffmpeg")
+        .args(["-loglevel", "quiet", "-re", "-t", "1", "-i"])
+        .arg(&clip)
+        .args(["-c", "copy", "-rtsp_transport", "tcp", "-f", "rtsp"])
+        .arg(format!("rtsp://127.0.0.1:{}/live/not-a-key", server.rtsp))
+        .status()
+        .unwrap();
+    assert!(!st.success());
+
+    // pull: a camera URL with credentials; the password never comes back
+    let cam_port = free_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../multistreamer-cli/tests/peers/rtsp_server.py");
+    let mut cam =
+        Command::new("/usr/bin/python3").arg(script).arg(cam_port.to_string()).stdout(Stdio::null()).spawn().unwrap();
+    assert!(wait_for_port(cam_port, Duration::from_secs(15)));
+    let cam_stream = admin.post("/api/streams", json!({"name": "lobby cam"})).json();
+    let cid = cam_stream["id"].as_i64().unwrap();
+    let bad = admin.request("PATCH", &format!("/api/streams/{cid}"), Some(&json!({"pull_url": "http://cam/x"})));
+    assert_eq!(bad.json()["error"]["field"], json!("pull_url"));
+    let r = admin.request(
+        "PATCH",
+        &format!("/api/streams/{cid}"),
+        Some(&json!({"pull_url": format!("rtsp://viewer:s3cret@127.0.0.1:{cam_port}/cam")})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("s3cret"), "{}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = admin.get(&format!("/api/streams/{cid}")).json();
+        if s["live"] == json!(true)
+            && s["pull"]["state"] == json!("live")
+            && s["pull"]["frames"].as_u64().unwrap_or(0) > 30
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the camera was never pulled: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // switching the pull off ends the stream
+    let r = admin.request("PATCH", &format!("/api/streams/{cid}"), Some(&json!({"pull_url": ""})));
+    assert_eq!(r.json()["pull"], Value::Null);
+    let _ = cam.kill();
+    let _ = cam.wait();
+    assert!(!server.log().contains("s3cret"));
+}
+
 mod ui {
     //! The web UI in Debian's chromium, driven by headless_chrome.
     use std::ffi::OsStr;
@@ -560,6 +642,8 @@ mod ui {
         tab.wait_for_element("#ingest-url").unwrap();
         let ingest = js(&tab, "document.querySelector('#ingest-url').value").as_str().unwrap().to_string();
         assert!(ingest.starts_with(&format!("rtmp://127.0.0.1:{}/live/", server.rtmp)), "{ingest}");
+        let rtsp = js(&tab, "document.querySelector('#ingest-rtsp').value").as_str().unwrap_or("").to_string();
+        assert!(rtsp.starts_with(&format!("rtsp://127.0.0.1:{}/live/", server.rtsp)), "{rtsp}");
 
         // a destination pointing at nginx-rtmp
         fill(&tab, "#dest-name", "nginx");
