@@ -185,12 +185,14 @@ fn gstreamer_rtspclientsink_pushes_as_a_second_client() {
         "videotestsrc num-buffers=120 is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency key-int-max=30 ! h264parse ! rtspclientsink name=s location=rtsp://127.0.0.1:{port}/live/gst protocols=tcp \
          audiotestsrc num-buffers=180 is-live=true ! audio/x-raw,rate=48000,channels=2 ! avenc_aac ! aacparse ! s."
     );
-    let st = Command::new("gst-launch-1.0")
+    let mut gst = Command::new("gst-launch-1.0")
         .arg("-q")
         .args(pipeline.split_whitespace())
         .stdout(Stdio::null())
-        .status()
+        .spawn()
         .unwrap();
+    // bounded: a stalled pipeline fails the test instead of hanging it
+    let st = wait_child(&mut gst, Duration::from_secs(60)).expect("gst-launch finished");
     assert!(st.success(), "gst-launch failed");
     relay.wait_destinations_closed(1);
     let rec = only_recording(&nginx, "gst");

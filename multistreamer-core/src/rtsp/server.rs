@@ -139,6 +139,11 @@ struct Connection {
     out: Vec<u8>,
     /// Video DTS cannot be sent over RTP; it is derived from the PTS (see `video_dts`).
     last_dts: Option<i64>,
+    /// RTCP sender reports per media index: (NTP seconds, unwrapped RTP ticks).
+    sender_reports: HashMap<usize, (f64, i64)>,
+    /// Ticks added to each media's timestamps so that they share the senders' wall clock.
+    sync_offsets: HashMap<usize, i64>,
+    synced: bool,
 }
 
 /// The timeline is shifted by this much so that video DTS (PTS minus the reordering
@@ -163,6 +168,44 @@ impl Connection {
             publisher: None,
             out: Vec::new(),
             last_dts: None,
+            sender_reports: HashMap::new(),
+            sync_offsets: HashMap::new(),
+            synced: false,
+        }
+    }
+
+    /// An RTCP compound packet on the channel after `rtp_channel`: a sender report maps the
+    /// stream's RTP clock to the sender's wall clock; once every stream has one, the streams
+    /// are aligned on it (lip sync), once per session.
+    fn on_rtcp(&mut self, rtp_channel: u8, data: &[u8]) {
+        let Some(&index) = self.channels.get(&rtp_channel) else { return };
+        let Some((ntp, rtp)) = parse_sender_report(data) else { return };
+        let clock = match self.tracks.get_mut(&index) {
+            Some(TrackState::H264 { clock, .. }) => clock,
+            Some(TrackState::Aac { clock, .. } | TrackState::Latm { clock, .. }) => clock,
+            None => return,
+        };
+        if clock.origin().is_none() {
+            return; // no RTP yet: the report cannot be placed on our timeline
+        }
+        let ticks = clock.unwrap(rtp);
+        self.sender_reports.entry(index).or_insert((ntp, ticks));
+        if self.synced || self.sender_reports.len() < self.tracks.len() {
+            return;
+        }
+        self.synced = true;
+        let reports: Vec<(usize, u32, f64, i64)> = self
+            .sender_reports
+            .iter()
+            .filter_map(|(&i, &(ntp, t))| Some((i, self.media.get(i)?.clock_rate, ntp, t)))
+            .collect();
+        let offsets = lip_sync_offsets(&reports.iter().map(|&(_, c, n, t)| (c, n, t)).collect::<Vec<_>>());
+        for ((i, clock, _, _), off) in reports.iter().zip(offsets) {
+            let ms = off as f64 * 1000.0 / f64::from(*clock);
+            if ms.abs() >= 10.0 {
+                info!(stream = i, shift_ms = ms, "lip sync from RTCP sender reports");
+                self.sync_offsets.insert(*i, off);
+            }
         }
     }
 
@@ -428,7 +471,8 @@ impl Connection {
     fn on_data(&mut self, channel: u8, data: &[u8]) -> Result<(), Reason> {
         let Some(&index) = self.channels.get(&channel) else {
             if channel % 2 == 1 && self.channels.contains_key(&(channel - 1)) {
-                return Ok(()); // RTCP: sender reports are not needed for TCP pushes
+                self.on_rtcp(channel - 1, data);
+                return Ok(());
             }
             return Err(format!("interleaved data on channel {channel}, which no SETUP assigned"));
         };
@@ -440,6 +484,7 @@ impl Connection {
         if pkt.payload_type != expected {
             return Err(format!("RTP payload type {} on a stream announced as {expected}", pkt.payload_type));
         }
+        let sync = self.sync_offsets.get(&index).copied().unwrap_or(0);
         let Some(track) = self.tracks.get_mut(&index) else { return Ok(()) };
         match track {
             TrackState::H264 { depack, clock, id } => {
@@ -457,7 +502,7 @@ impl Connection {
                 if self.info.track(*id).is_none() {
                     return Ok(()); // no SPS/PPS yet: nothing decodable can be sent
                 }
-                let pts = clock.unwrap(unit.timestamp) + REORDER_ALLOWANCE_90K;
+                let pts = clock.unwrap(unit.timestamp) + REORDER_ALLOWANCE_90K + sync;
                 // DTS: the PTS less a fixed allowance for B-frame reordering, kept rising by at
                 // least a millisecond (RTMP's resolution).
                 let dts = (pts - REORDER_ALLOWANCE_90K).max(self.last_dts.map_or(i64::MIN, |d| d + 90)).min(pts);
@@ -484,7 +529,7 @@ impl Connection {
                 let tb = Timebase::new(1, *rate).unwrap_or(Timebase::HZ_90K);
                 let shift = Timestamp::new(REORDER_ALLOWANCE_90K, Timebase::HZ_90K).rescale(tb).ticks();
                 for (ts, au) in units {
-                    let t = Timestamp::new(clock.unwrap(ts) + shift, tb);
+                    let t = Timestamp::new(clock.unwrap(ts) + shift + sync, tb);
                     publisher.send(Packet {
                         track: *id,
                         kind: TrackKind::Audio,
@@ -498,6 +543,27 @@ impl Connection {
         }
         Ok(())
     }
+}
+
+/// (NTP time in seconds, RTP timestamp) of an RTCP sender report at the start of `data`.
+fn parse_sender_report(data: &[u8]) -> Option<(f64, u32)> {
+    if data.len() < 20 || data[0] >> 6 != 2 || data[1] != 200 {
+        return None;
+    }
+    let msw = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
+    let lsw = u32::from_be_bytes([data[12], data[13], data[14], data[15]]);
+    let rtp = u32::from_be_bytes([data[16], data[17], data[18], data[19]]);
+    Some((f64::from(msw) + f64::from(lsw) / 4_294_967_296.0, rtp))
+}
+
+/// For streams given as (clock rate, NTP seconds of a sender report, our ticks at that
+/// report), the ticks to add to each so that all start at the same wall-clock instant as the
+/// earliest: each stream's timeline starts at its first packet, which senders do not emit
+/// at the same moment.
+pub(super) fn lip_sync_offsets(reports: &[(u32, f64, i64)]) -> Vec<i64> {
+    let origins: Vec<f64> = reports.iter().map(|&(clock, ntp, t)| ntp - t as f64 / f64::from(clock.max(1))).collect();
+    let earliest = origins.iter().copied().fold(f64::INFINITY, f64::min);
+    reports.iter().zip(&origins).map(|(&(clock, _, _), o)| ((o - earliest) * f64::from(clock)).round() as i64).collect()
 }
 
 enum Step {
@@ -545,6 +611,19 @@ mod tests {
         assert_eq!(interleaved_channel("RTP/AVP;unicast;client_port=5000-5001"), None);
         assert_eq!(interleaved_channel("RTP/AVP;unicast;client_port=5000-5001,RTP/AVP/TCP;interleaved=0-1"), Some(0));
         assert_eq!(interleaved_channel("RTP/AVP/TCP;interleaved=x"), None);
+    }
+
+    #[test]
+    fn sender_reports_align_streams_on_the_wall_clock() {
+        let mut sr = vec![0x80, 200, 0, 6, 0, 0, 0, 1];
+        sr.extend_from_slice(&1000u32.to_be_bytes());
+        sr.extend_from_slice(&0x8000_0000u32.to_be_bytes());
+        sr.extend_from_slice(&90_000u32.to_be_bytes());
+        assert_eq!(parse_sender_report(&sr), Some((1000.5, 90_000)));
+        assert_eq!(parse_sender_report(&sr[..10]), None);
+        // video's first packet was at wall 100.0 s; audio's at 100.25 s
+        let offsets = lip_sync_offsets(&[(90_000, 101.0, 90_000), (48_000, 101.0, 36_000)]);
+        assert_eq!(offsets, vec![0, 12_000], "audio starts 250 ms later: +12000 ticks at 48 kHz");
     }
 
     #[test]
