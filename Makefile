@@ -6,6 +6,7 @@ CARGO ?= cargo
 DATA_DIR ?= ./data
 HTTP ?= 127.0.0.1:8080
 RTMP ?= 0.0.0.0:1935
+RTSP ?= 0.0.0.0:8554
 # `make relay`: the command-line relay, e.g. make relay TO="rtmp://a.rtmp.youtube.com/live2/{key}"
 LISTEN ?= rtmp://0.0.0.0:1935/live
 TO ?=
@@ -22,7 +23,7 @@ build: deps
 	$(CARGO) build --release -p multistreamer-cli -p multistreamer-server
 
 run: build
-	./target/release/multistreamer-server --data-dir "$(DATA_DIR)" --http "$(HTTP)" --rtmp "$(RTMP)"
+	./target/release/multistreamer-server --data-dir "$(DATA_DIR)" --http "$(HTTP)" --rtmp "$(RTMP)" --rtsp "$(RTSP)"
 
 relay: build
 	./target/release/multistreamer relay --listen "$(LISTEN)" $(foreach t,$(TO),--to '$(t)')

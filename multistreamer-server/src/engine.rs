@@ -153,12 +153,19 @@ impl Engine {
         let rtsp_addr = match rtsp {
             Some(addr) => {
                 let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string() });
-                let rtsp = RtspIngest::bind(addr, hub.clone(), auth, RtspIngestOptions::default())
-                    .await
-                    .map_err(|e| AppError::internal(format!("RTSP ingest on {addr}: {e}")))?;
-                let bound = rtsp.local_addr().map_err(|e| AppError::internal(e.to_string()))?;
-                tokio::spawn(rtsp.run(ingest_cancel.clone()));
-                Some(bound)
+                // RTMP is the main ingest; a taken RTSP port (another RTSP server on the
+                // machine) disables RTSP pushes with a warning instead of stopping the server.
+                match RtspIngest::bind(addr, hub.clone(), auth, RtspIngestOptions::default()).await {
+                    Ok(rtsp) => {
+                        let bound = rtsp.local_addr().map_err(|e| AppError::internal(e.to_string()))?;
+                        tokio::spawn(rtsp.run(ingest_cancel.clone()));
+                        Some(bound)
+                    }
+                    Err(e) => {
+                        warn!(%addr, error = %e, "RTSP ingest not started (set --rtsp to another address)");
+                        None
+                    }
+                }
             }
             None => None,
         };
