@@ -188,6 +188,11 @@ struct RelayArgs {
     #[arg(long = "to", value_name = "[RUNG=]URL")]
     to: Vec<String>,
 
+    /// Require these credentials (HTTP Basic) from RTSP publishers, besides the key:
+    /// USER:PASSWORD (ffmpeg: rtsp://USER:PASSWORD@host:8554/live/KEY).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    rtsp_credentials: Option<String>,
+
     /// Pull this RTSP source (a camera: rtsp://user:pass@host/path) instead of waiting for a
     /// publisher; it reconnects by itself when the camera drops.
     #[arg(long, value_name = "RTSP_URL")]
@@ -353,6 +358,10 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
     let mut config = RelayConfig::new(addr, &listen.app);
     if let Some(r) = &rtsp_listen {
         config.rtsp = Some(resolve(r)?);
+    }
+    if let Some(c) = &args.rtsp_credentials {
+        let (user, pass) = c.split_once(':').ok_or("--rtsp-credentials: expected USER:PASSWORD")?;
+        config.rtsp_options.credentials = Some((user.to_string(), pass.to_string()));
     }
     config.rtmp_enabled = !only_rtsp;
     let mut keys: HashSet<String> = args.keys.iter().cloned().collect();

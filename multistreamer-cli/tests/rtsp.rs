@@ -50,13 +50,23 @@ fn ffmpeg_pushes_over_rtsp_and_the_stream_is_relayed_bit_identical() {
     let clip = tmp.join("in.mp4");
     make_clip(&clip, 6, "640x360");
     let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
-    let (relay, _dump, port) =
-        start_rtsp_relay(tmp.path(), &to_args(&[format!("rtmp://127.0.0.1:{}/app/{{key}}", nginx.port)]));
+    let mut extra = to_args(&[format!("rtmp://127.0.0.1:{}/app/{{key}}", nginx.port)]);
+    extra.extend(["--rtsp-credentials".to_string(), "pub:s3cret".into()]);
+    let (relay, _dump, port) = start_rtsp_relay(tmp.path(), &extra);
+    // without the credentials: refused
+    let st = Command::new("ffmpeg")
+        .args(["-loglevel", "quiet", "-t", "1", "-i"])
+        .arg(&clip)
+        .args(["-c", "copy", "-rtsp_transport", "tcp", "-f", "rtsp"])
+        .arg(format!("rtsp://127.0.0.1:{port}/live/cam1"))
+        .status()
+        .unwrap();
+    assert!(!st.success(), "a push without credentials was accepted");
     let st = Command::new("ffmpeg")
         .args(["-loglevel", "error", "-re", "-i"])
         .arg(&clip)
         .args(["-c", "copy", "-rtsp_transport", "tcp", "-f", "rtsp"])
-        .arg(format!("rtsp://127.0.0.1:{port}/live/cam1"))
+        .arg(format!("rtsp://pub:s3cret@127.0.0.1:{port}/live/cam1"))
         .status()
         .unwrap();
     assert!(st.success());
