@@ -100,6 +100,35 @@ impl RtpClock {
     }
 }
 
+/// Decode timestamps for video that arrives with presentation times only (RTP): the PTS
+/// less a fixed allowance for B-frame reordering, kept rising by at least `min_step`
+/// (RTMP's millisecond), never after the PTS.
+#[derive(Debug, Clone)]
+pub struct DtsEstimator {
+    allowance: i64,
+    min_step: i64,
+    last: Option<i64>,
+}
+
+impl DtsEstimator {
+    /// For a clock of `clock_rate` Hz: 200 ms allowance, 1 ms steps.
+    pub fn new(clock_rate: u32) -> DtsEstimator {
+        let clock = i64::from(clock_rate.max(1000));
+        DtsEstimator { allowance: clock / 5, min_step: clock / 1000, last: None }
+    }
+
+    /// The allowance in ticks: timelines are shifted by it so no DTS is negative.
+    pub fn allowance(&self) -> i64 {
+        self.allowance
+    }
+
+    pub fn dts(&mut self, pts: i64) -> i64 {
+        let dts = (pts - self.allowance).max(self.last.map_or(i64::MIN, |d| d + self.min_step)).min(pts);
+        self.last = Some(dts);
+        dts
+    }
+}
+
 /// One complete H.264 access unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessUnit {
@@ -403,6 +432,16 @@ mod tests {
             last = t;
         }
         assert!(last > i64::from(u32::MAX));
+    }
+
+    #[test]
+    fn decode_times_rise_below_presentation_times() {
+        let mut d = DtsEstimator::new(90_000);
+        // I P B B at 30 fps in decode order, shifted by the allowance
+        let pts = [18_000, 27_000, 21_000, 24_000, 36_000];
+        let dts: Vec<i64> = pts.iter().map(|&p| d.dts(p)).collect();
+        assert_eq!(dts, [0, 9_000, 9_090, 9_180, 18_000]);
+        assert!(dts.iter().zip(pts).all(|(d, p)| *d <= p));
     }
 
     #[test]

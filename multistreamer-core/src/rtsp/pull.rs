@@ -198,7 +198,7 @@ async fn pull_once(
     info!("RTSP pull live");
     lock(status).state = "live";
     let mut info = MediaInfo::default();
-    let mut last_dts: Option<i64> = None;
+    let mut dts_of = None::<crate::rtsp::depacketize::DtsEstimator>;
     loop {
         let item = tokio::time::timeout(
             Duration::from_secs(15),
@@ -226,11 +226,9 @@ async fn pull_once(
                 let ts = f.timestamp();
                 let clock = ts.clock_rate().get();
                 let tb = Timebase::new(1, clock).unwrap_or(Timebase::HZ_90K);
-                // B-frame allowance as for RTSP pushes: DTS = PTS - 200 ms, kept rising.
-                let allowance = i64::from(clock) / 5;
-                let pts = ts.elapsed() + allowance;
-                let dts = (pts - allowance).max(last_dts.map_or(i64::MIN, |d| d + i64::from(clock) / 1000)).min(pts);
-                last_dts = Some(dts);
+                let est = dts_of.get_or_insert_with(|| crate::rtsp::depacketize::DtsEstimator::new(clock));
+                let pts = ts.elapsed() + est.allowance();
+                let dts = est.dts(pts);
                 lock(status).frames += 1;
                 publisher.send(Packet {
                     track: id,

@@ -17,7 +17,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::depacketize::{AacRtpParams, H264Depacketizer, RtpClock, RtpPacket, depacketize_aac, depacketize_latm};
+use super::depacketize::{
+    AacRtpParams, DtsEstimator, H264Depacketizer, RtpClock, RtpPacket, depacketize_aac, depacketize_latm,
+};
 use super::sdp::{MediaFormat, SdpMedia, parse_announce};
 use crate::error::Result;
 use crate::hub::{Hub, Publisher};
@@ -137,8 +139,8 @@ struct Connection {
     info: MediaInfo,
     publisher: Option<Publisher>,
     out: Vec<u8>,
-    /// Video DTS cannot be sent over RTP; it is derived from the PTS (see `video_dts`).
-    last_dts: Option<i64>,
+    /// Video DTS is not sent over RTP; it is derived from the PTS.
+    dts: DtsEstimator,
     /// RTCP sender reports per media index: (NTP seconds, unwrapped RTP ticks).
     sender_reports: HashMap<usize, (f64, i64)>,
     /// Ticks added to each media's timestamps so that they share the senders' wall clock.
@@ -147,8 +149,8 @@ struct Connection {
 }
 
 /// The timeline is shifted by this much so that video DTS (PTS minus the reordering
-/// allowance) never goes below zero.
-const REORDER_ALLOWANCE_90K: i64 = 18_000; // 200 ms
+/// allowance of [`DtsEstimator`]) never goes below zero: 200 ms.
+const REORDER_ALLOWANCE_90K: i64 = 18_000;
 
 type Reason = String;
 
@@ -167,7 +169,7 @@ impl Connection {
             info: MediaInfo::default(),
             publisher: None,
             out: Vec::new(),
-            last_dts: None,
+            dts: DtsEstimator::new(90_000),
             sender_reports: HashMap::new(),
             sync_offsets: HashMap::new(),
             synced: false,
@@ -503,10 +505,7 @@ impl Connection {
                     return Ok(()); // no SPS/PPS yet: nothing decodable can be sent
                 }
                 let pts = clock.unwrap(unit.timestamp) + REORDER_ALLOWANCE_90K + sync;
-                // DTS: the PTS less a fixed allowance for B-frame reordering, kept rising by at
-                // least a millisecond (RTMP's resolution).
-                let dts = (pts - REORDER_ALLOWANCE_90K).max(self.last_dts.map_or(i64::MIN, |d| d + 90)).min(pts);
-                self.last_dts = Some(dts);
+                let dts = self.dts.dts(pts);
                 publisher.send(Packet {
                     track: *id,
                     kind: TrackKind::Video,
