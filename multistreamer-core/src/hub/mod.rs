@@ -593,3 +593,34 @@ impl Drop for Publisher {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+/// Feeds hub stream `stream` to a worker on its own thread (a transcoder, a recorder)
+/// until the stream ends, `cancel` fires or the worker hangs up: subscribes with `options`,
+/// shares the subscription's counters through `stats`, then closes the channel and waits
+/// for `worker` to finish.
+#[cfg_attr(not(feature = "libav"), allow(dead_code))]
+pub(crate) async fn forward_to_thread(
+    hub: Hub,
+    stream: String,
+    options: SubscribeOptions,
+    stats: Arc<Mutex<Option<Arc<SubscriberStats>>>>,
+    cancel: tokio_util::sync::CancellationToken,
+    tx: tokio::sync::mpsc::Sender<MediaItem>,
+    worker: std::thread::JoinHandle<()>,
+) {
+    if let Some(mut sub) = hub.subscribe(&stream, options) {
+        *lock(&stats) = Some(Arc::clone(sub.stats()));
+        loop {
+            let item = tokio::select! {
+                _ = cancel.cancelled() => break,
+                item = sub.recv() => item,
+            };
+            let Some(item) = item else { break };
+            if tx.send(item).await.is_err() {
+                break; // the worker stopped (it logged why)
+            }
+        }
+    }
+    drop(tx);
+    let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+}

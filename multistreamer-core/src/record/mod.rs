@@ -32,7 +32,7 @@ use tracing::{Instrument, info, info_span, warn};
 pub use self::raw::{DiskProbe, RawRecorder, SystemDiskProbe, raw_data_rate};
 pub use self::remux::RemuxRecorder;
 use crate::error::{Error, ErrorKind, Result};
-use crate::hub::{Hub, SlowSinkPolicy, SubscribeOptions, SubscriberStats};
+use crate::hub::{Hub, SlowSinkPolicy, SubscribeOptions, SubscriberStats, forward_to_thread};
 use crate::media::MediaItem;
 use crate::sync::lock;
 
@@ -286,26 +286,13 @@ pub fn spawn_recording(
     let task_stream = stream.clone();
     let task_input = Arc::clone(&input);
     let task_cancel = cancel.clone();
+    // Generous: a disk hiccup of several seconds is absorbed without a drop.
+    let opts = SubscribeOptions { policy: SlowSinkPolicy::DropToKeyframe, queue_capacity: Some(2048) };
+    let forward = forward_to_thread(hub, task_stream, opts, task_input, task_cancel, tx, thread);
     let task = tokio::spawn(
         async move {
-            // Generous: a disk hiccup of several seconds is absorbed without a drop.
-            let opts = SubscribeOptions { policy: SlowSinkPolicy::DropToKeyframe, queue_capacity: Some(2048) };
-            if let Some(mut sub) = hub.subscribe(&task_stream, opts) {
-                *lock(&task_input) = Some(Arc::clone(sub.stats()));
-                info!("recording");
-                loop {
-                    let item = tokio::select! {
-                        _ = task_cancel.cancelled() => break,
-                        item = sub.recv() => item,
-                    };
-                    let Some(item) = item else { break };
-                    if tx.send(item).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            drop(tx);
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            info!("recording");
+            forward.await;
             info!("recording stopped");
         }
         .instrument(span),

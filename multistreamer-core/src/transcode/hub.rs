@@ -12,7 +12,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{LadderTranscoder, RenditionOutput, RungSnapshot, TranscodeOptions, TranscodeStats};
 use crate::error::Result;
-use crate::hub::{Hub, Publisher, SlowSinkPolicy, SubscribeOptions, SubscriberStats};
+use crate::hub::{Hub, Publisher, SlowSinkPolicy, SubscribeOptions, SubscriberStats, forward_to_thread};
 use crate::ladder::Ladder;
 use crate::media::{MediaInfo, MediaItem, Packet};
 use crate::sync::lock;
@@ -130,26 +130,13 @@ pub fn spawn_ladder(
     let task_source = source.clone();
     let input: Arc<Mutex<Option<Arc<SubscriberStats>>>> = Arc::default();
     let task_input = Arc::clone(&input);
+    // About 4 s of a 30 fps stream with audio: a decoder that cannot keep up drops to the
+    // next keyframe rather than letting the renditions fall minutes behind.
+    let opts = SubscribeOptions { policy: SlowSinkPolicy::DropToKeyframe, queue_capacity: Some(INPUT_QUEUE) };
+    let forward = forward_to_thread(hub, task_source, opts, task_input, cancel, tx, thread);
     let task = tokio::spawn(
         async move {
-            // About 4 s of a 30 fps stream with audio: a decoder that cannot keep up drops
-            // to the next keyframe rather than letting the renditions fall minutes behind.
-            let opts = SubscribeOptions { policy: SlowSinkPolicy::DropToKeyframe, queue_capacity: Some(INPUT_QUEUE) };
-            if let Some(mut sub) = hub.subscribe(&task_source, opts) {
-                *lock(&task_input) = Some(Arc::clone(sub.stats()));
-                loop {
-                    let item = tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        item = sub.recv() => item,
-                    };
-                    let Some(item) = item else { break };
-                    if tx.send(item).await.is_err() {
-                        break; // the transcoder stopped (its error is logged)
-                    }
-                }
-            }
-            drop(tx);
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            forward.await;
             info!("ladder stopped");
         }
         .instrument(span),
