@@ -21,30 +21,6 @@ fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
     v
 }
 
-fn probe(file: &Path, entries: &str, stream: &str) -> String {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", stream, "-show_entries", entries, "-of", "default=nw=1:nk=1"])
-        .arg(file)
-        .output()
-        .expect("ffprobe");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// MD5 of every decoded video frame.
-fn decoded_frame_md5(file: &Path) -> Vec<String> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
-        .output()
-        .expect("ffmpeg");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split(',').nth(5).map(|s| s.trim().to_string()))
-        .collect()
-}
-
 /// `multistreamer record` on a free port; returns the child and its port.
 fn start_recorder(dir: &Path, out: &Path, extra: &[&str]) -> (Child, u16) {
     let port = free_port();
@@ -96,8 +72,8 @@ fn records_20_s_bit_identical_while_a_destination_fails_and_reconnects() {
     assert!(rec.file_name().unwrap().to_str().unwrap().starts_with("show-"), "{rec:?}");
     // Every packet as published, bit for bit, video and audio.
     assert_same_packets(rec, &clip);
-    let dur: f64 = probe(rec, "stream=duration", "v:0").parse().unwrap();
-    let src: f64 = probe(&clip, "stream=duration", "v:0").parse().unwrap();
+    let dur: f64 = probe_value(rec, "v:0", "stream=duration").parse().unwrap();
+    let src: f64 = probe_value(&clip, "v:0", "stream=duration").parse().unwrap();
     assert!((dur - src).abs() <= 1.0 / 30.0 + 1e-6, "{dur} s recorded for {src} s published");
     // The failing destination was retrying the whole time, and the good one got everything.
     assert!(relay.log_text().contains("retrying") || relay.status_text().contains("retrying"));
@@ -123,7 +99,7 @@ fn a_recorder_killed_mid_stream_leaves_a_playable_file() {
     assert!(got.len() >= 270, "only {} frames (9 s = 270) survived the kill", got.len());
     assert_eq!(&all[..got.len()], &got[..], "the surviving packets are the stream's first ones, intact");
     // ffmpeg decodes what is there.
-    let decoded = decoded_frame_md5(&file);
+    let decoded = decode_video(&file).0;
     assert!(decoded.len() >= 270, "{} frames decode", decoded.len());
     let status = Command::new("ffprobe").args(["-v", "error"]).arg(&file).stdout(Stdio::null()).status().unwrap();
     assert!(status.success(), "ffprobe cannot open the file");
@@ -148,12 +124,12 @@ fn raw_recording_holds_the_decoded_frames_uncompressed() {
     let files = files_with_ext(&out, "nut");
     assert_eq!(files.len(), 1, "{files:?}");
     let rec = &files[0];
-    assert_eq!(probe(rec, "stream=codec_name", "v:0"), "rawvideo");
-    assert_eq!(probe(rec, "stream=pix_fmt", "v:0"), "yuv420p");
-    assert_eq!(probe(rec, "stream=codec_name", "a:0"), "pcm_s16le");
+    assert_eq!(probe_value(rec, "v:0", "stream=codec_name"), "rawvideo");
+    assert_eq!(probe_value(rec, "v:0", "stream=pix_fmt"), "yuv420p");
+    assert_eq!(probe_value(rec, "a:0", "stream=codec_name"), "pcm_s16le");
     // Decoding the recording gives exactly the frames decoding the source gives.
-    let source = decoded_frame_md5(&clip);
-    let recorded = decoded_frame_md5(rec);
+    let source = decode_video(&clip).0;
+    let recorded = decode_video(rec).0;
     assert_eq!(source.len(), 120);
     assert_eq!(recorded, source, "raw frames differ from the decoded source");
     // Uncompressed: width × height × 1.5 bytes per frame.
@@ -187,8 +163,8 @@ fn a_rendition_of_the_ladder_can_be_recorded() {
     let files = files_with_ext(&rec_dir, "mp4");
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].file_name().unwrap().to_str().unwrap().starts_with("lad@240p-"), "{files:?}");
-    assert_eq!(probe(&files[0], "stream=width", "v:0"), "426");
-    assert!(decoded_frame_md5(&files[0]).len() >= 100, "most of the 120 frames");
+    assert_eq!(probe_value(&files[0], "v:0", "stream=width"), "426");
+    assert!(decode_video(&files[0]).0.len() >= 100, "most of the 120 frames");
 }
 
 #[test]

@@ -10,25 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// The relay with only an RTSP ingest on a free port; returns it and the RTSP port.
-fn start_rtsp_relay(dir: &std::path::Path, extra: &[String]) -> (RelayProcess, DumpOnPanic, u16) {
-    let rtmp_port = free_port();
-    let rtsp_port = free_port();
-    let mut args = vec![
-        "--listen".to_string(),
-        format!("rtmp://127.0.0.1:{rtmp_port}/live"),
-        "--listen".into(),
-        format!("rtsp://127.0.0.1:{rtsp_port}/live"),
-        "--grace".into(),
-        "0".into(),
-    ];
-    args.extend(extra.iter().cloned());
-    let relay = RelayProcess::start(dir, rtmp_port, &args);
-    assert!(wait_for_port(rtsp_port, Duration::from_secs(10)), "no RTSP listener");
-    let dump = DumpOnPanic(&relay);
-    (relay, dump, rtsp_port)
-}
-
 #[test]
 fn gstreamer_rtspclientsink_pushes_as_a_second_client() {
     if Command::new("gst-inspect-1.0")

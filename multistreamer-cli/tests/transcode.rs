@@ -20,16 +20,15 @@ fn multistreamer(args: &[&str]) -> std::process::Output {
         .expect("multistreamer binary")
 }
 
-/// One ffprobe value of the first video stream.
+/// One value of the first video stream's `stream=…` entries.
 fn video_field(file: &Path, field: &str) -> String {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
-        .arg(format!("stream={field}"))
-        .args(["-of", "default=nw=1:nk=1"])
-        .arg(file)
-        .output()
-        .expect("ffprobe");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    probe_value(file, "v:0", &format!("stream={field}"))
+}
+
+/// Decodes the whole file: (decoded video frames, ffmpeg's error output).
+fn decode(file: &Path) -> (usize, String) {
+    let (md5s, errors) = decode_video(file);
+    (md5s.len(), errors)
 }
 
 /// (pts in seconds, keyframe) of every video packet.
@@ -57,18 +56,6 @@ fn video_dts(file: &Path) -> Vec<f64> {
         .output()
         .expect("ffprobe");
     String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
-}
-
-/// Decodes the whole file; returns (decoded video frames, ffmpeg's error output).
-fn decode(file: &Path) -> (usize, String) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
-        .output()
-        .expect("ffmpeg");
-    let frames = String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with('#')).count();
-    (frames, String::from_utf8_lossy(&out.stderr).to_string())
 }
 
 #[test]

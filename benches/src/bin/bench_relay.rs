@@ -15,6 +15,10 @@
 //! bench-relay -- --counts 1,10,30 --seconds 20`).
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)] // a benchmark reports on stdout
 
+#[path = "../proc.rs"]
+mod proc;
+use proc::clk_tck;
+
 use std::collections::HashMap;
 use std::fs;
 use std::net::TcpListener as StdListener;
@@ -371,15 +375,6 @@ fn proc_hwm_kb(pid: u32) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 struct Result1 {

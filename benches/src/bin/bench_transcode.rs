@@ -6,6 +6,10 @@
 //! the throughput ratio, and how many real-time 1080p30 ladders that throughput amounts to.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
+#[path = "../proc.rs"]
+mod proc;
+use proc::clk_tck;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -15,15 +19,6 @@ use multistreamer_core::ladder::Ladder;
 
 const FPS: u32 = 30;
 const GOP_S: u32 = 2;
-
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
 
 /// CPU seconds of this process's waited-for children so far (cutime + cstime).
 fn children_cpu_s() -> f64 {

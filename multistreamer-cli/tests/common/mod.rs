@@ -415,3 +415,49 @@ pub fn only_recording(nginx: &Nginx, stream: &str) -> PathBuf {
     assert_eq!(recs.len(), 1, "one recording of {stream} expected in {:?}", nginx.recordings());
     recs[0].clone()
 }
+
+/// One ffprobe value, e.g. `probe_value(f, "v:0", "stream=width")`.
+pub fn probe_value(file: &Path, stream: &str, entry: &str) -> String {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream, "-show_entries", entry, "-of", "default=nw=1:nk=1"])
+        .arg(file)
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Decodes the first video stream: the MD5 of every decoded frame, and ffmpeg's errors.
+pub fn decode_video(file: &Path) -> (Vec<String>, String) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
+        .output()
+        .expect("ffmpeg");
+    let md5s = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(',').nth(5).map(|s| s.trim().to_string()))
+        .collect();
+    (md5s, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+/// The relay with an RTMP and an RTSP ingest on free ports (`--grace 0`); returns it and the
+/// RTSP port.
+pub fn start_rtsp_relay(dir: &Path, extra: &[String]) -> (RelayProcess, DumpOnPanic, u16) {
+    let rtmp_port = free_port();
+    let rtsp_port = free_port();
+    let mut args = vec![
+        "--listen".to_string(),
+        format!("rtmp://127.0.0.1:{rtmp_port}/live"),
+        "--listen".into(),
+        format!("rtsp://127.0.0.1:{rtsp_port}/live"),
+        "--grace".into(),
+        "0".into(),
+    ];
+    args.extend(extra.iter().cloned());
+    let relay = RelayProcess::start(dir, rtmp_port, &args);
+    assert!(wait_for_port(rtsp_port, Duration::from_secs(10)), "no RTSP listener");
+    let dump = DumpOnPanic(&relay);
+    (relay, dump, rtsp_port)
+}
