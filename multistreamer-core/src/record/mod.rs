@@ -167,6 +167,14 @@ pub trait Recorder: Send {
     fn finish(&mut self) -> Result<Vec<RecordedFile>>;
 }
 
+/// Whether `new` changes the tracks of `old` (added, removed, or other codec parameters),
+/// which a container file cannot follow mid-file.
+pub(crate) fn tracks_changed(old: Option<&crate::media::MediaInfo>, new: &crate::media::MediaInfo) -> bool {
+    old.is_none_or(|old| {
+        old.tracks.len() != new.tracks.len() || old.tracks.iter().zip(&new.tracks).any(|(a, b)| a.codec != b.codec)
+    })
+}
+
 /// Removes recordings in `dir` with extension `ext` beyond the age and size limits,
 /// oldest first, never touching `keep`.
 pub fn apply_retention(options: &RecordOptions, ext: &str, keep: Option<&Path>) {

@@ -21,7 +21,7 @@ use ffmpeg_next::util::frame;
 use ffmpeg_next::{ChannelLayout, codec, decoder, encoder, format};
 use tracing::{info, warn};
 
-use super::{RecordOptions, RecordedFile, Recorder, RecordingStats};
+use super::{RecordOptions, RecordedFile, Recorder, RecordingStats, tracks_changed};
 use crate::error::{Error, ErrorKind, Result};
 use crate::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, TrackId, TrackKind};
 use crate::sync::lock;
@@ -171,6 +171,9 @@ pub struct RawRecorder {
     file: Option<OpenFile>,
     files: Vec<RecordedFile>,
     n: u32,
+    /// The stream's tracks; a file opens at the first packet after them (a publisher
+    /// announces its tracks one by one: opening on each announcement would leave empty files).
+    info: Option<Arc<MediaInfo>>,
 }
 
 impl std::fmt::Debug for RawRecorder {
@@ -196,6 +199,7 @@ impl RawRecorder {
             file: None,
             files: Vec::new(),
             n: 0,
+            info: None,
         }
     }
 
@@ -482,11 +486,22 @@ impl Recorder for RawRecorder {
     fn write(&mut self, item: &MediaItem) -> Result<()> {
         match item {
             MediaItem::Info(info) => {
-                // New parameters (another resolution…): a new file.
-                self.close()?;
-                self.open(info)
+                let changed = tracks_changed(self.info.as_deref(), info);
+                self.info = Some(Arc::clone(info));
+                if changed {
+                    // New parameters (another resolution…): the next packet starts a new file.
+                    self.close()?;
+                }
+                Ok(())
             }
-            MediaItem::Packet(p) => self.on_packet(p),
+            MediaItem::Packet(p) => {
+                if self.file.is_none()
+                    && let Some(info) = self.info.clone()
+                {
+                    self.open(&info)?;
+                }
+                self.on_packet(p)
+            }
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::info;
 
-use super::{RecordOptions, RecordedFile, Recorder, RecordingStats, apply_retention};
+use super::{RecordOptions, RecordedFile, Recorder, RecordingStats, apply_retention, tracks_changed};
 use crate::error::Result;
 use crate::media::{MediaInfo, MediaItem, Packet, Timestamp, TrackKind};
 use crate::sync::lock;
@@ -137,10 +137,7 @@ impl Recorder for RemuxRecorder {
     fn write(&mut self, item: &MediaItem) -> Result<()> {
         match item {
             MediaItem::Info(info) => {
-                let changed = self.info.as_ref().is_none_or(|old| {
-                    old.tracks.len() != info.tracks.len()
-                        || old.tracks.iter().zip(&info.tracks).any(|(a, b)| a.codec != b.codec)
-                });
+                let changed = tracks_changed(self.info.as_deref(), info);
                 self.info = Some(Arc::clone(info));
                 if changed && self.file.is_some() {
                     // New codec parameters (another resolution…): a new file, since an MP4
