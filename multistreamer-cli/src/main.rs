@@ -193,18 +193,42 @@ struct RelayArgs {
     #[arg(long, value_name = "USER:PASSWORD")]
     rtsp_credentials: Option<String>,
 
-    /// Pull this RTSP source (a camera: rtsp://user:pass@host/path) instead of waiting for a
-    /// publisher; it reconnects by itself when the camera drops.
-    #[arg(long, value_name = "RTSP_URL")]
+    /// Pull this source instead of waiting for a publisher: an RTSP camera
+    /// (rtsp://user:pass@host/path) or an HLS playlist (https://…/index.m3u8, live or VOD).
+    /// It reconnects by itself when the source drops.
+    #[arg(long, value_name = "URL")]
     input: Option<String>,
 
-    /// The stream key of --input (replaces {key} in --to); default: the URL's last path segment.
+    /// The stream key of --input (replaces {key} in --to); default: the URL's last path
+    /// segment (for HLS, the directory holding the playlist).
     #[arg(long, value_name = "KEY")]
     input_key: Option<String>,
 
     /// Receive --input's RTP over UDP instead of interleaved TCP.
     #[arg(long)]
     input_udp: bool,
+
+    /// Which variant of an HLS master playlist to pull: highest (default), lowest, 720p,
+    /// 1280x720, a maximum bit rate (3000k) or text in the variant's URI.
+    #[arg(long, value_name = "CHOICE", default_value = "highest")]
+    input_variant: String,
+
+    /// Play an HLS VOD playlist in a loop instead of once.
+    #[arg(long)]
+    input_loop: bool,
+
+    /// Write every stream as HLS under DIR (DIR/KEY/index.m3u8 lists the source and the
+    /// renditions of --ladder; DIR/KEY/VARIANT/ holds a sliding window of MPEG-TS segments).
+    #[arg(long, value_name = "DIR")]
+    hls_out: Option<PathBuf>,
+
+    /// Target HLS segment length in seconds (cut at the next keyframe).
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    hls_segment: f64,
+
+    /// Segments listed in each HLS media playlist.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    hls_window: usize,
 
     /// Transcode every stream into these renditions (e.g. 1080p,720p,480p or
     /// 1280x720@30:3000k), decoded once and encoded once per rung whatever the number of
@@ -399,7 +423,18 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
         config.destinations.push(t);
     }
     config.record = args.record.config()?;
-    if config.destinations.is_empty() && config.record.is_none() {
+    if let Some(dir) = &args.hls_out {
+        if !args.hls_segment.is_finite() || args.hls_segment < 0.5 || args.hls_segment > 60.0 {
+            return Err("--hls-segment must be between 0.5 and 60 seconds".into());
+        }
+        std::fs::create_dir_all(dir).map_err(|e| format!("--hls-out {}: {e}", dir.display()))?;
+        config.hls = Some(multistreamer_core::hls::HlsOptions {
+            segment_duration: Duration::from_secs_f64(args.hls_segment),
+            window: args.hls_window.max(2),
+            dir: Some(dir.clone()),
+        });
+    }
+    if config.destinations.is_empty() && config.record.is_none() && config.hls.is_none() {
         warn!("no --to destinations: streams are accepted but go nowhere");
     }
     if !args.grace.is_finite() || args.grace < 0.0 {
@@ -418,26 +453,7 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
     let relay = Relay::start(config).await.map_err(|e| e.to_string())?;
     let pull_cancel = tokio_util::sync::CancellationToken::new();
     let pull = match &args.input {
-        Some(url) => {
-            use multistreamer_core::rtsp::{PullTransport, spawn_rtsp_pull, split_credentials};
-            let (clean, _) = split_credentials(url).map_err(|e| format!("--input: {e}"))?;
-            let key = args.input_key.clone().unwrap_or_else(|| {
-                clean
-                    .path_segments()
-                    .and_then(|mut p| p.next_back().map(str::to_string))
-                    .filter(|k| !k.is_empty())
-                    .unwrap_or_else(|| "camera".into())
-            });
-            if key.contains('@') {
-                return Err("--input-key may not contain '@'".into());
-            }
-            let transport = if args.input_udp { PullTransport::Udp } else { PullTransport::Tcp };
-            info!(url = %clean, key = %key, "pulling RTSP");
-            Some(
-                spawn_rtsp_pull(relay.hub().clone(), key, url, transport, pull_cancel.clone())
-                    .map_err(|e| e.to_string())?,
-            )
-        }
+        Some(url) => Some(start_input(&relay, &args, url, pull_cancel.clone())?),
         None => None,
     };
     let shown_key = if listen.key.is_empty() { "<KEY>".to_string() } else { listen.key.clone() };
@@ -503,6 +519,52 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
     }
     relay.shutdown().await;
     Ok(())
+}
+
+/// Starts pulling `--input`: RTSP (a camera) or HLS (http/https playlist).
+fn start_input(
+    relay: &Relay,
+    args: &RelayArgs,
+    url: &str,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Result<multistreamer_core::source::PullHandle, String> {
+    use multistreamer_core::hls::{HlsPullOptions, VodMode, spawn_hls_pull};
+    use multistreamer_core::rtsp::{PullTransport, spawn_rtsp_pull, split_credentials};
+    let hls = url.starts_with("http://") || url.starts_with("https://");
+    let clean = if hls {
+        url::Url::parse(url).map_err(|e| format!("--input: {e}"))?
+    } else {
+        split_credentials(url).map_err(|e| format!("--input: {e}"))?.0
+    };
+    let key = args.input_key.clone().unwrap_or_else(|| {
+        let segments: Vec<&str> =
+            clean.path_segments().map(|p| p.filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+        // HLS: `…/KEY/index.m3u8` names the stream by its directory
+        let pick = if hls && segments.last().is_some_and(|s| s.ends_with(".m3u8")) {
+            segments.len().checked_sub(2).map(|i| segments[i])
+        } else {
+            segments.last().copied()
+        };
+        pick.map(str::to_string).unwrap_or_else(|| if hls { "hls".into() } else { "camera".into() })
+    });
+    if key.contains('@') {
+        return Err("--input-key may not contain '@'".into());
+    }
+    if hls {
+        let options = HlsPullOptions {
+            variant: args.input_variant.parse().map_err(|e| format!("--input-variant: {e}"))?,
+            vod: if args.input_loop { VodMode::Loop } else { VodMode::Once },
+            ..HlsPullOptions::default()
+        };
+        let handle =
+            spawn_hls_pull(relay.hub().clone(), key.clone(), url, options, cancel).map_err(|e| e.to_string())?;
+        info!(url = %handle.url, key = %key, "pulling HLS");
+        Ok(handle)
+    } else {
+        let transport = if args.input_udp { PullTransport::Udp } else { PullTransport::Tcp };
+        info!(url = %clean, key = %key, "pulling RTSP");
+        spawn_rtsp_pull(relay.hub().clone(), key, url, transport, cancel).map_err(|e| e.to_string())
+    }
 }
 
 async fn load(args: LoadArgs) -> Result<(), String> {

@@ -35,6 +35,7 @@ pub mod codec;
 pub mod destination;
 pub mod error;
 pub mod flv;
+pub mod hls;
 pub mod hub;
 pub mod ladder;
 pub mod media;

@@ -75,6 +75,8 @@ pub struct RelayConfig {
     pub destination: DestinationOptions,
     /// How long shutdown waits for destinations to flush.
     pub shutdown_timeout: Duration,
+    /// Serve (and with a directory, write) every stream as HLS.
+    pub hls: Option<crate::hls::HlsOptions>,
     /// Transcode every stream into this ladder; destinations pick a rung by name.
     #[cfg(feature = "libav")]
     pub ladder: Option<(crate::ladder::Ladder, crate::transcode::TranscodeOptions)>,
@@ -108,6 +110,7 @@ impl RelayConfig {
             push: RtmpPushOptions::default(),
             destination: DestinationOptions::default(),
             shutdown_timeout: Duration::from_secs(10),
+            hls: None,
             #[cfg(feature = "libav")]
             ladder: None,
             #[cfg(feature = "libav")]
@@ -177,6 +180,7 @@ pub struct Relay {
     ingest_task: JoinHandle<()>,
     watcher: JoinHandle<()>,
     shutdown_timeout: Duration,
+    hls: Option<crate::hls::HlsServer>,
 }
 
 impl Relay {
@@ -212,6 +216,7 @@ impl Relay {
         });
         let active: Active = Arc::default();
         let ladders: Ladders = Default::default();
+        let hls = config.hls.clone().map(|o| crate::hls::HlsServer::start(hub.clone(), o, dest_cancel.clone()));
         let watcher =
             tokio::spawn(watch(hub.clone(), config.clone(), active.clone(), ladders.clone(), dest_cancel.clone()));
         info!(addr = %local_addr, app = %config.app, destinations = config.destinations.len(), "relay listening");
@@ -226,11 +231,17 @@ impl Relay {
             ingest_task,
             watcher,
             shutdown_timeout: config.shutdown_timeout,
+            hls,
         })
     }
 
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// The HLS output, when [`RelayConfig::hls`] asked for one.
+    pub fn hls(&self) -> Option<&crate::hls::HlsServer> {
+        self.hls.as_ref()
     }
 
     /// The address the ingest listens on (useful with port 0).
@@ -295,6 +306,9 @@ impl Relay {
         info!("ending streams; destinations flush and close");
         self.hub.close();
         self.watcher.abort();
+        if let Some(hls) = &self.hls {
+            hls.join().await;
+        }
         #[cfg(feature = "libav")]
         {
             let ladders: Vec<_> = lock(&self.ladders.ladders).drain().map(|(_, l)| l).collect();

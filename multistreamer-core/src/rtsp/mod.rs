@@ -12,5 +12,6 @@ mod pull;
 pub mod sdp;
 mod server;
 
-pub use self::pull::{PullHandle, PullStatus, PullTransport, spawn_rtsp_pull, split_credentials};
+pub use self::pull::{PullTransport, spawn_rtsp_pull, split_credentials};
 pub use self::server::{RtspIngest, RtspIngestOptions};
+pub use crate::source::{PullHandle, PullStatus};

@@ -5,22 +5,21 @@
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_core::Stream;
 use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions, Transport};
 use retina::codec::{CodecItem, ParametersRef};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, info_span};
 
 use crate::codec::aac::AudioSpecificConfig;
 use crate::codec::avc::AvcDecoderConfig;
-use crate::destination::Backoff;
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub::Hub;
 use crate::media::{Codec, MediaInfo, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
+use crate::source::{PullEnd, PullHandle, PullStatus, spawn_pull};
 use crate::sync::lock;
 
 /// How RTP travels from the camera.
@@ -32,43 +31,6 @@ pub enum PullTransport {
     Tcp,
     /// Separate UDP ports (lower latency on a clean LAN).
     Udp,
-}
-
-/// The state of a pull.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PullStatus {
-    /// `connecting`, `live` or `retrying`.
-    pub state: &'static str,
-    pub last_error: Option<String>,
-    pub reconnects: u64,
-    pub frames: u64,
-}
-
-/// A running pull.
-pub struct PullHandle {
-    pub stream: String,
-    /// The URL without credentials.
-    pub url: String,
-    status: Arc<Mutex<PullStatus>>,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl fmt::Debug for PullHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PullHandle").field("stream", &self.stream).field("url", &self.url).finish()
-    }
-}
-
-impl PullHandle {
-    pub fn status(&self) -> PullStatus {
-        lock(&self.status).clone()
-    }
-
-    pub async fn stop(self) {
-        self.cancel.cancel();
-        let _ = self.task.await;
-    }
 }
 
 /// Splits `rtsp://user:pass@host/…` into the URL without credentials and the credentials.
@@ -113,46 +75,16 @@ pub fn spawn_rtsp_pull(
     cancel: CancellationToken,
 ) -> Result<PullHandle> {
     let (clean, creds) = split_credentials(url)?;
-    let status = Arc::new(Mutex::new(PullStatus { state: "connecting", ..Default::default() }));
-    let task_status = Arc::clone(&status);
-    let task_cancel = cancel.clone();
     let shown = clean.to_string();
     let span = info_span!("rtsp_pull", stream = %stream, url = %shown);
     let task_stream = stream.clone();
-    let task = tokio::spawn(
+    Ok(spawn_pull(stream, shown, "RTSP", span, cancel, move |status| {
+        let (hub, stream, clean, creds) = (hub.clone(), task_stream.clone(), clean.clone(), creds.clone());
         async move {
-            let backoff = Backoff::default();
-            let mut attempt = 0u32;
-            loop {
-                lock(&task_status).state = "connecting";
-                let started = Instant::now();
-                let result = tokio::select! {
-                    _ = task_cancel.cancelled() => break,
-                    r = pull_once(&hub, &task_stream, &clean, creds.clone(), transport, &task_status) => r,
-                };
-                let message = match result {
-                    Ok(()) => "the server ended the stream".to_string(),
-                    Err(e) => e.to_string(),
-                };
-                attempt = if started.elapsed() > Duration::from_secs(10) { 0 } else { attempt + 1 };
-                let delay = backoff.delay(attempt, fastrand::f64());
-                {
-                    let mut st = lock(&task_status);
-                    st.state = "retrying";
-                    st.last_error = Some(message.clone());
-                    st.reconnects += 1;
-                }
-                warn!(error = %message, retry_in_ms = delay.as_millis() as u64, "RTSP pull lost; reconnecting");
-                tokio::select! {
-                    _ = task_cancel.cancelled() => break,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-            info!("RTSP pull stopped");
+            pull_once(&hub, &stream, &clean, creds, transport, &status).await?;
+            Ok(PullEnd::Reconnect)
         }
-        .instrument(span),
-    );
-    Ok(PullHandle { stream, url: shown, status, cancel, task })
+    }))
 }
 
 fn media_err(e: impl fmt::Display) -> Error {

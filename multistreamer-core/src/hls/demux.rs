@@ -1,0 +1,235 @@
+//! HLS segments (MPEG-TS or fMP4) → the hub's media model: AVCC video with its decoder
+//! configuration record, raw AAC with its AudioSpecificConfig, 33-bit PTS unwrapped.
+
+use bytes::Bytes;
+
+use super::fmp4::{self, Fmp4Track};
+use super::ts::{self, EsKind, PTS_WRAP, TsDemuxer};
+use crate::codec::aac::{AudioSpecificConfig, adts_config};
+use crate::codec::avc::{AvcDecoderConfig, ParameterSets, annexb_nal_units, annexb_to_avcc};
+use crate::error::{Error, ErrorKind, Result};
+use crate::media::{Codec, MediaInfo, Timebase, Timestamp, Track, TrackId, TrackKind};
+
+/// The track ids HLS inputs are published with.
+pub const VIDEO_TRACK: TrackId = TrackId(0);
+pub const AUDIO_TRACK: TrackId = TrackId(1);
+
+/// One access unit of a segment, timestamps in `timebase` (unwrapped, not yet offset).
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub kind: TrackKind,
+    pub timebase: Timebase,
+    pub dts: i64,
+    pub pts: i64,
+    pub keyframe: bool,
+    pub payload: Bytes,
+}
+
+/// Demuxes the segments of one media playlist, in order.
+#[derive(Debug, Default)]
+pub struct SegmentDemuxer {
+    ts: TsDemuxer,
+    fmp4: Option<Vec<Fmp4Track>>,
+    video: Option<(AvcDecoderConfig, Timebase)>,
+    audio: Option<(AudioSpecificConfig, Timebase)>,
+    /// The last unwrapped 90 kHz time (TS only).
+    reference: Option<i64>,
+}
+
+impl SegmentDemuxer {
+    pub fn new() -> SegmentDemuxer {
+        SegmentDemuxer::default()
+    }
+
+    /// Switches to fMP4 with this initialization section (`#EXT-X-MAP`).
+    pub fn set_init(&mut self, init: &[u8]) -> Result<()> {
+        let tracks = fmp4::parse_init(init)?;
+        self.video = None;
+        self.audio = None;
+        // the first H.264 and the first AAC track
+        for t in &tracks {
+            let tb = Timebase::new(1, t.timescale).unwrap_or(Timebase::HZ_90K);
+            match &t.codec {
+                Codec::H264(c) if self.video.is_none() => self.video = Some((c.clone(), tb)),
+                Codec::Aac(a) if self.audio.is_none() => self.audio = Some((a.clone(), tb)),
+                _ => {}
+            }
+        }
+        self.fmp4 = Some(tracks);
+        Ok(())
+    }
+
+    /// The tracks met so far.
+    pub fn info(&self) -> MediaInfo {
+        let mut info = MediaInfo::default();
+        if let Some((c, tb)) = &self.video {
+            info.set_track(Track { id: VIDEO_TRACK, codec: Codec::H264(c.clone()), timebase: *tb });
+        }
+        if let Some((a, tb)) = &self.audio {
+            info.set_track(Track { id: AUDIO_TRACK, codec: Codec::Aac(a.clone()), timebase: *tb });
+        }
+        info
+    }
+
+    /// Demuxes one whole segment. Video frames before the first SPS/PPS are dropped (they
+    /// cannot be decoded).
+    /// Frames come out in decode order across tracks.
+    pub fn demux(&mut self, segment: &[u8]) -> Result<Vec<Frame>> {
+        let mut frames = match &self.fmp4 {
+            Some(tracks) => self.demux_fmp4(&tracks.clone(), segment)?,
+            None => self.demux_ts(segment)?,
+        };
+        // fMP4 stores each track's run separately; TS emits a PES when the next one starts
+        frames.sort_by_cached_key(|f| Timestamp::new(f.dts, f.timebase).rescale(Timebase::HZ_90K).ticks());
+        Ok(frames)
+    }
+
+    fn demux_fmp4(&mut self, tracks: &[Fmp4Track], segment: &[u8]) -> Result<Vec<Frame>> {
+        let samples = fmp4::parse_segment(tracks, segment)?;
+        let mut out = Vec::with_capacity(samples.len());
+        for s in samples {
+            let Some(t) = tracks.iter().find(|t| t.id == s.track) else { continue };
+            let is_video = matches!(t.codec, Codec::H264(_));
+            let is_main = match (&self.video, &self.audio) {
+                (Some((c, _)), _) if is_video => Codec::H264(c.clone()) == t.codec,
+                (_, Some((a, _))) if !is_video => Codec::Aac(a.clone()) == t.codec,
+                _ => false,
+            };
+            if !is_main {
+                continue;
+            }
+            out.push(Frame {
+                kind: s.kind,
+                timebase: Timebase::new(1, t.timescale).unwrap_or(Timebase::HZ_90K),
+                dts: s.dts,
+                pts: s.pts,
+                keyframe: s.keyframe,
+                payload: s.data,
+            });
+        }
+        Ok(out)
+    }
+
+    fn unwrap(&mut self, raw: u64) -> i64 {
+        let raw = (raw & (PTS_WRAP as u64 - 1)) as i64;
+        let v = match self.reference {
+            None => raw,
+            Some(last) => raw + (last - raw + PTS_WRAP / 2).div_euclid(PTS_WRAP) * PTS_WRAP,
+        };
+        self.reference = Some(v);
+        v
+    }
+
+    fn demux_ts(&mut self, segment: &[u8]) -> Result<Vec<Frame>> {
+        let mut pes = Vec::new();
+        self.ts.push(segment, &mut pes)?;
+        self.ts.flush(&mut pes);
+        if !self.ts.has_streams() {
+            return Err(Error::new(ErrorKind::Protocol, "the segment has no H.264 or AAC stream (no usable PMT)"));
+        }
+        let mut out = Vec::with_capacity(pes.len());
+        for p in pes {
+            let Some(pts_raw) = p.pts else { continue };
+            let dts_raw = p.dts.unwrap_or(pts_raw);
+            let dts = self.unwrap(dts_raw);
+            // the PTS is at most a few seconds after the DTS: unwrap it next to it
+            let pts_low = (pts_raw & (PTS_WRAP as u64 - 1)) as i64;
+            let pts = pts_low + (dts - pts_low + PTS_WRAP / 2).div_euclid(PTS_WRAP) * PTS_WRAP;
+            match p.kind {
+                EsKind::H264 => self.video_pes(&p.data, dts, pts.max(dts), &mut out),
+                EsKind::AdtsAac => self.audio_pes(&p.data, pts, &mut out),
+            }
+        }
+        Ok(out)
+    }
+
+    fn video_pes(&mut self, data: &[u8], dts: i64, pts: i64, out: &mut Vec<Frame>) {
+        let mut sets = ParameterSets::default();
+        let avcc = annexb_to_avcc(data, &mut sets);
+        if sets.is_complete()
+            && self.video.as_ref().is_none_or(|(c, _)| c.sps != sets.sps || c.pps != sets.pps)
+            && let Ok(cfg) = sets.to_record()
+        {
+            self.video = Some((cfg, Timebase::HZ_90K));
+        }
+        if self.video.is_none() || avcc.is_empty() {
+            return;
+        }
+        let keyframe = annexb_nal_units(data).any(|n| n[0] & 0x1F == 5);
+        out.push(Frame {
+            kind: TrackKind::Video,
+            timebase: Timebase::HZ_90K,
+            dts,
+            pts,
+            keyframe,
+            payload: Bytes::from(avcc),
+        });
+    }
+
+    fn audio_pes(&mut self, data: &[u8], pts: i64, out: &mut Vec<Frame>) {
+        let mut t = pts;
+        for frame in ts::adts_frames(data) {
+            let Ok((asc, header)) = adts_config(frame) else { break };
+            let rate = i64::from(asc.sample_rate.max(1));
+            if self.audio.as_ref().is_none_or(|(a, _)| a.raw != asc.raw) {
+                self.audio = Some((asc, Timebase::HZ_90K));
+            }
+            let Some(raw) = frame.get(header..) else { break };
+            out.push(Frame {
+                kind: TrackKind::Audio,
+                timebase: Timebase::HZ_90K,
+                dts: t,
+                pts: t,
+                keyframe: true,
+                payload: Bytes::copy_from_slice(raw),
+            });
+            t += 1024 * 90_000 / rate;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unwraps_33_bit_timestamps_both_ways() {
+        let mut d = SegmentDemuxer::new();
+        assert_eq!(d.unwrap((PTS_WRAP - 3000) as u64), PTS_WRAP - 3000);
+        assert_eq!(d.unwrap(3000), PTS_WRAP + 3000, "forward across the wrap");
+        assert_eq!(d.unwrap(6000), PTS_WRAP + 6000);
+        assert_eq!(d.unwrap((PTS_WRAP - 1000) as u64), PTS_WRAP - 1000, "a B-frame just before the wrap");
+    }
+
+    #[test]
+    fn ts_segment_gives_configured_tracks() {
+        use super::super::ts::TsMuxer;
+        let sps: &[u8] = &[
+            0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03,
+            0x03, 0xc0, 0xf1, 0x42, 0xa4, 0x80,
+        ];
+        let sets = ParameterSets {
+            sps: vec![Bytes::copy_from_slice(sps)],
+            pps: vec![Bytes::from_static(&[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0])],
+        };
+        let cfg = sets.to_record().expect("record");
+        let asc = AudioSpecificConfig::parse(Bytes::from_static(&[0x11, 0x90])).expect("asc");
+        let mut mux = TsMuxer::new(Some(cfg.clone()), Some(asc.clone()));
+        let mut seg = Vec::new();
+        mux.write_tables(&mut seg);
+        mux.write_video(&mut seg, PTS_WRAP - 126_000 - 10, PTS_WRAP - 126_000 - 3010, true, &[0, 0, 0, 2, 0x65, 0x88])
+            .expect("video");
+        mux.write_audio(&mut seg, PTS_WRAP - 126_000 - 3010, &[1, 2, 3]).expect("audio");
+        mux.write_video(&mut seg, 100, 0, false, &[0, 0, 0, 2, 0x41, 0x9A]).expect("video");
+        let mut d = SegmentDemuxer::new();
+        let frames = d.demux(&seg).expect("demux");
+        assert_eq!(frames.len(), 3);
+        assert!(frames[0].keyframe && !frames[2].keyframe);
+        assert_eq!(&frames[0].payload[..], &[0, 0, 0, 2, 0x65, 0x88]);
+        assert!(frames[2].dts > frames[0].dts, "monotonic across the 33-bit wrap");
+        let info = d.info();
+        assert_eq!(info.video().map(|t| t.codec.clone()), Some(Codec::H264(cfg)));
+        assert_eq!(info.audio().map(|t| t.codec.clone()), Some(Codec::Aac(asc)));
+        assert!(SegmentDemuxer::new().demux(b"not a transport stream").is_err());
+    }
+}

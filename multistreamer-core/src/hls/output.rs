@@ -1,0 +1,619 @@
+//! HLS output: every hub stream segmented into MPEG-TS on keyframes, a sliding-window
+//! media playlist per stream and a master playlist per source listing the source and the
+//! renditions of its ladder (`KEY@RUNG` streams) with BANDWIDTH, RESOLUTION and CODECS.
+//!
+//! Segments live in memory (a few windows' worth per variant) and, with
+//! [`HlsOptions::dir`], are also written to `DIR/KEY/VARIANT/N.ts` with the playlists
+//! beside them (written to a temporary name and renamed, so readers never see half a file).
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaSegment, Resolution, VariantStream};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info_span, warn};
+
+use super::ts::TsMuxer;
+use crate::codec::aac::AudioSpecificConfig;
+use crate::codec::avc::AvcDecoderConfig;
+use crate::error::Result;
+use crate::hub::{Hub, HubEvent, SubscribeOptions};
+use crate::media::{Codec, MediaInfo, MediaItem, Timebase, TrackKind};
+use crate::sync::lock;
+
+/// The variant name of a source stream (its renditions are named by their rung).
+pub const SOURCE_VARIANT: &str = "source";
+
+/// How HLS is produced.
+#[derive(Clone, Debug)]
+pub struct HlsOptions {
+    /// Segments are cut at the first keyframe after this much media.
+    pub segment_duration: Duration,
+    /// Segments listed in each media playlist.
+    pub window: usize,
+    /// Also write the playlists and segments under this directory.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for HlsOptions {
+    fn default() -> HlsOptions {
+        HlsOptions { segment_duration: Duration::from_secs(2), window: 6, dir: None }
+    }
+}
+
+/// One finished segment.
+#[derive(Clone, Debug)]
+pub struct Segment {
+    pub sequence: u64,
+    /// Seconds of media.
+    pub duration: f64,
+    /// Starts after a change of tracks or a restart (`#EXT-X-DISCONTINUITY`).
+    pub discontinuity: bool,
+    pub data: Bytes,
+}
+
+/// Cuts one stream into MPEG-TS segments (sans-IO).
+#[derive(Debug)]
+pub struct HlsSegmenter {
+    target_ms: i64,
+    muxer: Option<TsMuxer>,
+    tracks: (Option<AvcDecoderConfig>, Option<AudioSpecificConfig>),
+    buf: Vec<u8>,
+    start_ms: Option<i64>,
+    last_ms: i64,
+    frame_ms: i64,
+    next_sequence: u64,
+    discontinuity: bool,
+}
+
+impl HlsSegmenter {
+    /// `first_sequence` numbers the first segment; `discontinuity` marks it as one.
+    pub fn new(target: Duration, first_sequence: u64, discontinuity: bool) -> HlsSegmenter {
+        HlsSegmenter {
+            target_ms: target.as_millis().max(100) as i64,
+            muxer: None,
+            tracks: (None, None),
+            buf: Vec::new(),
+            start_ms: None,
+            last_ms: 0,
+            frame_ms: 0,
+            next_sequence: first_sequence,
+            discontinuity,
+        }
+    }
+
+    /// The codecs and size of what is being segmented: (`avc1…,mp4a…`, width, height).
+    pub fn describe(&self) -> (String, Option<(u32, u32)>) {
+        let mut codecs = Vec::new();
+        if let Some(v) = &self.tracks.0 {
+            codecs.push(v.codec_string());
+        }
+        if let Some(a) = &self.tracks.1 {
+            codecs.push(a.codec_string());
+        }
+        (codecs.join(","), self.tracks.0.as_ref().map(|v| (v.width, v.height)))
+    }
+
+    /// Takes one item; returns the segment it completed, if any.
+    pub fn push(&mut self, item: &MediaItem) -> Result<Option<Segment>> {
+        match item {
+            MediaItem::Info(info) => Ok(self.set_info(info)),
+            MediaItem::Packet(p) => {
+                if self.muxer.is_none() {
+                    return Ok(None);
+                }
+                let has_video = self.tracks.0.is_some();
+                let dts_ms = p.dts.as_millis();
+                let is_video = p.kind == TrackKind::Video;
+                if (is_video && !has_video) || (!is_video && self.tracks.1.is_none()) {
+                    return Ok(None);
+                }
+                let entry = if has_video { is_video && p.keyframe } else { true };
+                let mut done = None;
+                match self.start_ms {
+                    None if !entry => return Ok(None),
+                    Some(start) if entry && dts_ms - start >= self.target_ms => {
+                        done = self.close(dts_ms);
+                    }
+                    _ => {}
+                }
+                let Some(muxer) = self.muxer.as_mut() else { return Ok(done) };
+                if self.start_ms.is_none() {
+                    self.start_ms = Some(dts_ms);
+                    muxer.write_tables(&mut self.buf);
+                }
+                let pts = p.pts.rescale(Timebase::HZ_90K).ticks();
+                if is_video {
+                    let dts = p.dts.rescale(Timebase::HZ_90K).ticks();
+                    muxer.write_video(&mut self.buf, pts, dts, p.keyframe, &p.payload)?;
+                    if dts_ms > self.last_ms {
+                        self.frame_ms = (dts_ms - self.last_ms).min(1000);
+                    }
+                } else {
+                    muxer.write_audio(&mut self.buf, pts, &p.payload)?;
+                    if !has_video && dts_ms > self.last_ms {
+                        self.frame_ms = (dts_ms - self.last_ms).min(1000);
+                    }
+                }
+                self.last_ms = self.last_ms.max(dts_ms);
+                Ok(done)
+            }
+        }
+    }
+
+    fn set_info(&mut self, info: &MediaInfo) -> Option<Segment> {
+        let video = info.video().and_then(|t| match &t.codec {
+            Codec::H264(c) => Some(c.clone()),
+            _ => None,
+        });
+        let audio = info.audio().and_then(|t| match &t.codec {
+            Codec::Aac(a) => Some(a.clone()),
+            _ => None,
+        });
+        if (video.clone(), audio.clone()) == self.tracks && self.muxer.is_some() {
+            return None;
+        }
+        let done = self.finish();
+        if done.is_some() || self.muxer.is_some() {
+            self.discontinuity = true;
+        }
+        self.muxer = (video.is_some() || audio.is_some()).then(|| TsMuxer::new(video.clone(), audio.clone()));
+        self.tracks = (video, audio);
+        done
+    }
+
+    fn close(&mut self, end_ms: i64) -> Option<Segment> {
+        let start = self.start_ms.take()?;
+        if self.buf.is_empty() {
+            return None;
+        }
+        let seg = Segment {
+            sequence: self.next_sequence,
+            duration: ((end_ms - start).max(1) as f64) / 1000.0,
+            discontinuity: std::mem::take(&mut self.discontinuity),
+            data: Bytes::from(std::mem::take(&mut self.buf)),
+        };
+        self.next_sequence += 1;
+        Some(seg)
+    }
+
+    /// Closes the segment in progress (the stream ended or its tracks changed).
+    pub fn finish(&mut self) -> Option<Segment> {
+        let end = self.last_ms + self.frame_ms.max(1);
+        self.close(end)
+    }
+
+    /// The number the next segment will get.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+}
+
+/// What a variant offers, for master playlists and the UI.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VariantSummary {
+    /// `source` or the rung's name.
+    pub name: String,
+    pub codecs: String,
+    pub resolution: Option<(u32, u32)>,
+    /// Peak and average bit rate of the segments in memory.
+    pub peak_bps: u64,
+    pub average_bps: u64,
+    pub segments: usize,
+    /// The stream ended (its playlist has `#EXT-X-ENDLIST`).
+    pub ended: bool,
+}
+
+#[derive(Debug, Default)]
+struct Variant {
+    /// Oldest first; the last `window` are listed.
+    segments: VecDeque<Segment>,
+    discontinuity_sequence: u64,
+    next_sequence: u64,
+    ended: bool,
+    codecs: String,
+    resolution: Option<(u32, u32)>,
+}
+
+impl Variant {
+    fn listed(&self, window: usize) -> impl Iterator<Item = &Segment> {
+        self.segments.iter().skip(self.segments.len().saturating_sub(window))
+    }
+
+    fn playlist(&self, window: usize, target: Duration) -> String {
+        let listed: Vec<&Segment> = self.listed(window).collect();
+        let max = listed.iter().map(|s| s.duration).fold(target.as_secs_f64(), f64::max);
+        let skipped = self.segments.len() - listed.len();
+        let discontinuity_sequence =
+            self.discontinuity_sequence + self.segments.iter().take(skipped).filter(|s| s.discontinuity).count() as u64;
+        let p = MediaPlaylist {
+            version: Some(3),
+            target_duration: max.ceil() as u64,
+            media_sequence: listed.first().map_or(self.next_sequence, |s| s.sequence),
+            discontinuity_sequence,
+            end_list: self.ended,
+            segments: listed
+                .iter()
+                .map(|s| MediaSegment {
+                    uri: format!("{}.ts", s.sequence),
+                    duration: s.duration as f32,
+                    discontinuity: s.discontinuity,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let _ = p.write_to(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn summary(&self, name: &str) -> VariantSummary {
+        let rates: Vec<u64> =
+            self.segments.iter().map(|s| (s.data.len() as f64 * 8.0 / s.duration.max(0.001)) as u64).collect();
+        let bytes: usize = self.segments.iter().map(|s| s.data.len()).sum();
+        let secs: f64 = self.segments.iter().map(|s| s.duration).sum();
+        VariantSummary {
+            name: name.to_string(),
+            codecs: self.codecs.clone(),
+            resolution: self.resolution,
+            peak_bps: rates.iter().copied().max().unwrap_or(0),
+            average_bps: if secs > 0.0 { (bytes as f64 * 8.0 / secs) as u64 } else { 0 },
+            segments: self.segments.len(),
+            ended: self.ended,
+        }
+    }
+}
+
+type Variants = HashMap<String, Arc<Mutex<Variant>>>;
+
+#[derive(Debug)]
+struct Inner {
+    options: HlsOptions,
+    /// By hub stream name (`KEY` or `KEY@RUNG`).
+    variants: Mutex<Variants>,
+    tasks: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+/// HLS for every stream of a hub. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct HlsServer {
+    inner: Arc<Inner>,
+}
+
+/// `KEY@RUNG` → (`KEY`, `RUNG`); `KEY` → (`KEY`, `source`).
+fn split(stream: &str) -> (&str, &str) {
+    stream.rsplit_once('@').unwrap_or((stream, SOURCE_VARIANT))
+}
+
+fn hub_stream(source: &str, variant: &str) -> String {
+    if variant == SOURCE_VARIANT { source.to_string() } else { format!("{source}@{variant}") }
+}
+
+/// A name safe to use as a path component.
+fn safe(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
+impl HlsServer {
+    /// Starts segmenting every stream of `hub` (those live now and those to come) until
+    /// `cancel`.
+    pub fn start(hub: Hub, options: HlsOptions, cancel: CancellationToken) -> HlsServer {
+        let server =
+            HlsServer { inner: Arc::new(Inner { options, variants: Mutex::default(), tasks: Mutex::default() }) };
+        let watcher = server.clone();
+        tokio::spawn(async move {
+            let mut events = hub.events();
+            for name in hub.stream_names() {
+                watcher.stream_started(&hub, &name, &cancel);
+            }
+            loop {
+                let event = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    e = events.recv() => e,
+                };
+                match event {
+                    Ok(HubEvent::StreamStarted(name)) => watcher.stream_started(&hub, &name, &cancel),
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => {
+                        for name in hub.stream_names() {
+                            watcher.stream_started(&hub, &name, &cancel);
+                        }
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+        server
+    }
+
+    fn stream_started(&self, hub: &Hub, stream: &str, cancel: &CancellationToken) {
+        let (source, variant) = split(stream);
+        if !safe(source) || !safe(variant) {
+            return;
+        }
+        let mut tasks = lock(&self.inner.tasks);
+        if tasks.get(stream).is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let state = Arc::clone(lock(&self.inner.variants).entry(stream.to_string()).or_default());
+        let span = info_span!("hls_out", stream = %stream);
+        let task = tokio::spawn(
+            run_output(hub.clone(), stream.to_string(), state, self.clone(), cancel.child_token()).instrument(span),
+        );
+        tasks.insert(stream.to_string(), task);
+    }
+
+    /// Waits for the outputs of streams that ended (or are ending) to write their last
+    /// segment and final playlist.
+    pub async fn join(&self) {
+        let tasks: Vec<JoinHandle<()>> = lock(&self.inner.tasks).drain().map(|(_, t)| t).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    fn variant(&self, source: &str, variant: &str) -> Option<Arc<Mutex<Variant>>> {
+        lock(&self.inner.variants).get(&hub_stream(source, variant)).cloned()
+    }
+
+    /// The variants of `source` that have segments: the source first, then by height.
+    pub fn variants(&self, source: &str) -> Vec<VariantSummary> {
+        let variants = lock(&self.inner.variants);
+        let mut out: Vec<VariantSummary> = variants
+            .iter()
+            .filter(|(name, _)| split(name).0 == source)
+            .map(|(name, v)| lock(v).summary(split(name).1))
+            .filter(|s| s.segments > 0)
+            .collect();
+        out.sort_by_key(|s| (s.name != SOURCE_VARIANT, std::cmp::Reverse(s.resolution.map_or(0, |r| r.1))));
+        out
+    }
+
+    /// The master playlist of `source`: one entry per variant with segments.
+    pub fn master_playlist(&self, source: &str) -> Option<String> {
+        let variants = self.variants(source);
+        if variants.is_empty() {
+            return None;
+        }
+        let master = MasterPlaylist {
+            version: Some(3),
+            variants: variants
+                .iter()
+                .map(|v| VariantStream {
+                    uri: format!("{}/index.m3u8", v.name),
+                    bandwidth: v.peak_bps.max(1),
+                    average_bandwidth: Some(v.average_bps.max(1)),
+                    codecs: (!v.codecs.is_empty()).then(|| v.codecs.clone()),
+                    resolution: v.resolution.map(|(w, h)| Resolution { width: u64::from(w), height: u64::from(h) }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let _ = master.write_to(&mut out);
+        Some(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// The media playlist of one variant (`source` or a rung).
+    pub fn media_playlist(&self, source: &str, variant: &str) -> Option<String> {
+        let v = self.variant(source, variant)?;
+        let v = lock(&v);
+        if v.segments.is_empty() {
+            return None;
+        }
+        Some(v.playlist(self.inner.options.window, self.inner.options.segment_duration))
+    }
+
+    /// A segment by file name (`N.ts`), while it is kept.
+    pub fn segment(&self, source: &str, variant: &str, name: &str) -> Option<Bytes> {
+        let seq: u64 = name.strip_suffix(".ts")?.parse().ok()?;
+        let v = self.variant(source, variant)?;
+        let v = lock(&v);
+        v.segments.iter().find(|s| s.sequence == seq).map(|s| s.data.clone())
+    }
+
+    /// Adds a finished segment; returns the files to write and delete when writing to a directory.
+    fn add(
+        &self,
+        stream: &str,
+        state: &Mutex<Variant>,
+        seg: Segment,
+        describe: (String, Option<(u32, u32)>),
+    ) -> DirWork {
+        let window = self.inner.options.window.max(1);
+        let keep = window + 3;
+        let mut work = DirWork::default();
+        let (playlist, removed) = {
+            let mut v = lock(state);
+            v.codecs = describe.0;
+            v.resolution = describe.1;
+            v.next_sequence = seg.sequence + 1;
+            v.ended = false;
+            if self.inner.options.dir.is_some() {
+                work.writes.push((format!("{}.ts", seg.sequence), seg.data.clone()));
+            }
+            v.segments.push_back(seg);
+            let mut removed = Vec::new();
+            while v.segments.len() > keep {
+                if let Some(old) = v.segments.pop_front() {
+                    if old.discontinuity {
+                        v.discontinuity_sequence += 1;
+                    }
+                    removed.push(format!("{}.ts", old.sequence));
+                }
+            }
+            (v.playlist(window, self.inner.options.segment_duration), removed)
+        };
+        if let Some(dir) = &self.inner.options.dir {
+            let (source, variant) = split(stream);
+            work.dir = Some(dir.join(source).join(variant));
+            work.writes.push(("index.m3u8".into(), Bytes::from(playlist)));
+            work.deletes = removed;
+            work.master = self.master_playlist(source).map(|m| (dir.join(source).join("index.m3u8"), m));
+        }
+        work
+    }
+
+    fn ended(&self, state: &Mutex<Variant>, stream: &str) -> DirWork {
+        let mut work = DirWork::default();
+        let playlist = {
+            let mut v = lock(state);
+            v.ended = true;
+            v.playlist(self.inner.options.window.max(1), self.inner.options.segment_duration)
+        };
+        if let Some(dir) = &self.inner.options.dir {
+            let (source, variant) = split(stream);
+            work.dir = Some(dir.join(source).join(variant));
+            work.writes.push(("index.m3u8".into(), Bytes::from(playlist)));
+        }
+        work
+    }
+}
+
+/// File work of one update, done off the async threads.
+#[derive(Debug, Default)]
+struct DirWork {
+    dir: Option<PathBuf>,
+    writes: Vec<(String, Bytes)>,
+    deletes: Vec<String>,
+    master: Option<(PathBuf, String)>,
+}
+
+impl DirWork {
+    async fn run(self) {
+        let Some(dir) = self.dir.clone() else { return };
+        let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            for (name, data) in &self.writes {
+                write_atomic(&dir.join(name), data)?;
+            }
+            for name in &self.deletes {
+                let _ = std::fs::remove_file(dir.join(name));
+            }
+            if let Some((path, text)) = &self.master {
+                write_atomic(path, text.as_bytes())?;
+            }
+            Ok(())
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "writing HLS files failed"),
+            Err(e) => warn!(error = %e, "HLS file writer stopped"),
+        }
+    }
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
+}
+
+async fn run_output(
+    hub: Hub,
+    stream: String,
+    state: Arc<Mutex<Variant>>,
+    server: HlsServer,
+    cancel: CancellationToken,
+) {
+    let Some(mut sub) = hub.subscribe(&stream, SubscribeOptions::default()) else { return };
+    let (first, restart) = {
+        let v = lock(&state);
+        (v.next_sequence, !v.segments.is_empty())
+    };
+    let mut seg = HlsSegmenter::new(server.inner.options.segment_duration, first, restart);
+    let mut failed = false;
+    loop {
+        let item = tokio::select! {
+            _ = cancel.cancelled() => None,
+            i = sub.recv() => i,
+        };
+        let Some(item) = item else { break };
+        match seg.push(&item) {
+            Ok(Some(done)) => server.add(&stream, &state, done, seg.describe()).run().await,
+            Ok(None) => {}
+            Err(e) => {
+                if !failed {
+                    warn!(error = %e, "a packet could not be segmented; skipped");
+                }
+                failed = true;
+            }
+        }
+    }
+    if let Some(done) = seg.finish() {
+        server.add(&stream, &state, done, seg.describe()).run().await;
+    }
+    server.ended(&state, &stream).run().await;
+    debug!("HLS output ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{Packet, Timestamp, Track, TrackId};
+
+    fn info() -> Arc<MediaInfo> {
+        let sps: &[u8] = &[
+            0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03,
+            0x03, 0xc0, 0xf1, 0x42, 0xa4, 0x80,
+        ];
+        let sets = crate::codec::avc::ParameterSets {
+            sps: vec![Bytes::copy_from_slice(sps)],
+            pps: vec![Bytes::from_static(&[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0])],
+        };
+        let mut i = MediaInfo::default();
+        i.set_track(Track {
+            id: TrackId(0),
+            codec: Codec::H264(sets.to_record().expect("record")),
+            timebase: Timebase::MILLIS,
+        });
+        Arc::new(i)
+    }
+
+    fn frame(ms: i64, key: bool) -> MediaItem {
+        MediaItem::Packet(Packet {
+            track: TrackId(0),
+            kind: TrackKind::Video,
+            dts: Timestamp::from_millis(ms),
+            pts: Timestamp::from_millis(ms),
+            keyframe: key,
+            payload: Bytes::from_static(&[0, 0, 0, 2, 0x65, 0x88]),
+        })
+    }
+
+    #[test]
+    fn cuts_on_keyframes_after_the_target() {
+        let mut s = HlsSegmenter::new(Duration::from_secs(2), 5, false);
+        assert!(s.push(&frame(0, true)).expect("ok").is_none(), "no tracks yet: ignored");
+        s.push(&MediaItem::Info(info())).expect("ok");
+        assert!(s.push(&frame(0, false)).expect("ok").is_none(), "waits for a keyframe");
+        let mut done = Vec::new();
+        for i in 0..100 {
+            // a keyframe every second, 25 fps
+            if let Some(seg) = s.push(&frame(1000 + i * 40, i % 25 == 0)).expect("ok") {
+                done.push(seg);
+            }
+        }
+        done.extend(s.finish());
+        let durations: Vec<f64> = done.iter().map(|s| s.duration).collect();
+        assert_eq!(durations, vec![2.0, 2.0]);
+        assert_eq!(done.iter().map(|s| s.sequence).collect::<Vec<_>>(), vec![5, 6]);
+        assert!(done.iter().all(|s| s.data.len() % 188 == 0 && s.data[0] == 0x47));
+        let v = Variant { segments: done.into_iter().collect(), next_sequence: 7, ended: true, ..Default::default() };
+        let text = v.playlist(6, Duration::from_secs(2));
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:5"), "{text}");
+        assert!(text.contains("5.ts") && text.contains("#EXT-X-ENDLIST"), "{text}");
+        match super::super::pull::parse_playlist(text.as_bytes()).expect("parses") {
+            m3u8_rs::Playlist::MediaPlaylist(p) => assert_eq!(p.segments.len(), 2),
+            m3u8_rs::Playlist::MasterPlaylist(_) => panic!("media playlist expected"),
+        }
+    }
+}
