@@ -1,4 +1,5 @@
-// Multistreamer web UI: plain JavaScript, no external libraries (works offline).
+// Multistreamer web UI: plain JavaScript; the one library, hls.js (the preview player), is
+// served by the server itself from /vendor/ (works offline).
 "use strict";
 
 const app = document.getElementById("app");
@@ -6,6 +7,7 @@ const nav = document.getElementById("nav");
 let csrf = null;
 let timers = [];
 let liveFeed = null;
+let preview = null;
 
 const PRESETS = {
   custom: { label: "Custom RTMP/RTMPS", server: "" },
@@ -45,6 +47,44 @@ async function api(method, path, body) {
 function clearTimers() {
   timers.forEach(clearInterval); timers = [];
   if (liveFeed) { liveFeed.close(); liveFeed = null; }
+  if (preview) { preview.stop(); preview = null; }
+}
+
+// ---------- preview player (hls.js, loaded on first use) ----------
+let hlsLoading = null;
+function loadHls() {
+  if (window.Hls) return Promise.resolve(window.Hls);
+  if (!hlsLoading) {
+    hlsLoading = new Promise((resolve, reject) => {
+      const script = el("script", { src: "/vendor/hls.light.min.js" });
+      script.onload = () => resolve(window.Hls);
+      script.onerror = () => { hlsLoading = null; reject(new Error("the player could not be loaded")); };
+      document.head.append(script);
+    });
+  }
+  return hlsLoading;
+}
+
+// Plays /hls/ID/index.m3u8 (adaptive) or one variant in `video`; restarts after errors
+// while the stream is live.
+function PreviewPlayer(video, note) {
+  let hls = null, url = null;
+  const stop = () => { if (hls) { hls.destroy(); hls = null; } url = null; video.removeAttribute("src"); };
+  const play = async (src) => {
+    if (src === url && hls) return;
+    stop(); url = src;
+    let Hls;
+    try { Hls = await loadHls(); } catch (e) { note.textContent = e.message; return; }
+    if (!Hls.isSupported()) { note.textContent = "This browser cannot play HLS (no Media Source Extensions)."; return; }
+    if (url !== src) return;
+    hls = new Hls({ liveSyncDurationCount: 2, manifestLoadingMaxRetry: 3, levelLoadingMaxRetry: 4 });
+    hls.on(Hls.Events.ERROR, (_, data) => {
+      if (data.fatal) { note.textContent = `Player: ${data.details}; retrying…`; stop(); }
+    });
+    hls.on(Hls.Events.MANIFEST_PARSED, () => { note.textContent = ""; video.play().catch(() => {}); });
+    hls.loadSource(src); hls.attachMedia(video);
+  };
+  return { play, stop, get playing() { return hls !== null; } };
 }
 
 function fieldError(form, err) {
@@ -228,7 +268,7 @@ async function showStream(id) {
   });
   // or pull from a camera
   const pullForm = el("form", { class: "inline", id: "pull-form" },
-    field("Or pull from a camera (rtsp://user:pass@camera/stream; empty = publishers push)", el("input", { id: "pull-url", name: "pull_url", value: s.pull_url, placeholder: "rtsp://…" }), "pull_url"),
+    field("Or pull from a camera or an HLS stream (rtsp://user:pass@camera/stream or https://…/index.m3u8; empty = publishers push)", el("input", { id: "pull-url", name: "pull_url", value: s.pull_url, placeholder: "rtsp://… or https://….m3u8" }), "pull_url"),
     el("button", { class: "primary", id: "pull-save", type: "submit" }, "Save source"),
     el("span", { class: "error", "data-error-for": "form" }));
   pullForm.addEventListener("submit", async (ev) => {
@@ -260,6 +300,15 @@ async function showStream(id) {
     try { await api("POST", `/api/streams/${id}/recording`, { active: !recActive }); } catch (e) { alert(e.message); }
     recNow.disabled = false; await refresh();
   });
+  // live preview of the source or a rendition
+  const video = el("video", { id: "preview", controls: true, muted: true, autoplay: true, playsinline: true, width: 640 });
+  const previewNote = el("div", { class: "muted", id: "preview-note" });
+  const previewSel = el("select", { id: "preview-variant" },
+    el("option", { value: "auto" }, "Adaptive (all renditions)"), el("option", { value: "source" }, "Source"),
+    ...s.rendition_names.map((n) => el("option", { value: n }, n)));
+  preview = PreviewPlayer(video, previewNote);
+  const previewUrl = () => previewSel.value === "auto" ? s.hls_url : `/hls/${id}/${encodeURIComponent(previewSel.value)}/index.m3u8`;
+  previewSel.addEventListener("change", () => { if (preview.playing) preview.play(previewUrl()); });
   const rungRows = el("tbody", { id: "rendition-list" });
   const ladderNote = el("div", { class: "muted", id: "ladder-note" });
   let shape = null;
@@ -286,6 +335,11 @@ async function showStream(id) {
       ? el("span", {}, badge("recording"), ` ${r.kind} → ${r.file || "waiting for a keyframe"} · ${fmtBytes(r.bytes_written)}` + (r.frames_dropped ? ` · ${r.frames_dropped} dropped` : ""))
       : el("span", {}, r.error ? `Not recording: ${r.error}` : (cur.record_mode !== "off" ? "Records when the stream goes live." : "Not recording.")));
     liveBadge.textContent = cur.live ? "live" : "offline"; liveBadge.className = "badge " + (cur.live ? "live" : "");
+    const ready = cur.live && cur.hls_variants.some((v) => !v.ended && (previewSel.value === "auto" || v.name === previewSel.value));
+    if (ready && !preview.playing) preview.play(previewUrl());
+    if (!cur.live && preview.playing) preview.stop();
+    if (!cur.live) previewNote.textContent = "The preview starts when the stream is live.";
+    else if (!ready) previewNote.textContent = "Waiting for the first segment…";
     const newShape = JSON.stringify(cur.destinations.map((d) => [d.id, d.name, d.url, d.enabled, d.rendition]));
     if (newShape === shape) {
       // same rows: update the live figures in place so controls are never replaced under the pointer
@@ -333,6 +387,8 @@ async function showStream(id) {
       el("div", { class: "muted" }, "Stream key"), copyRow("ingest-key", s.key),
       ...(s.rtsp_url ? [el("div", { class: "muted" }, "RTSP (ffmpeg -f rtsp, GStreamer rtspclientsink; TCP)"), copyRow("ingest-rtsp", s.rtsp_url)] : []),
       pullForm, pullStatus),
+    el("section", {}, el("h2", {}, "Preview"), el("div", { class: "copy-row" }, field("Watch", previewSel, "variant")), video, previewNote,
+      el("p", { class: "muted" }, "HLS for other players (signed-in session required): ", el("code", {}, location.origin + s.hls_url))),
     el("section", {}, el("h2", {}, "Destinations"),
       el("table", {}, el("thead", {}, el("tr", {}, ["On", "Name", "URL", "Sends", "State", "Bitrate", "Reconnects", "Drops", "Last error", ""].map((h) => el("th", {}, h)))), rows), form),
     el("section", {}, el("h2", {}, "Recording"), recForm, el("div", { class: "copy-row" }, recNow, recStatus),

@@ -34,6 +34,20 @@ pub fn router(state: AppState) -> Router {
             "/app.css",
             get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../assets/app.css")) }),
         )
+        .route(
+            "/vendor/hls.light.min.js",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                        (header::CACHE_CONTROL, "max-age=86400"),
+                    ],
+                    include_str!("../assets/vendor/hls.light.min.js"),
+                )
+            }),
+        )
+        .route("/hls/{id}/index.m3u8", get(hls_master))
+        .route("/hls/{id}/{variant}/{file}", get(hls_file))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi))
@@ -56,6 +70,34 @@ pub fn router(state: AppState) -> Router {
         .route("/api/system/history", get(system_history))
         .route("/api/system/live", get(system_live))
         .with_state(state)
+}
+
+const M3U8: &str = "application/vnd.apple.mpegurl";
+
+/// The master playlist of a stream: the source and each rendition with segments.
+async fn hls_master(State(state): State<AppState>, _auth: Auth, Path(id): Path<i64>) -> Result<Response, AppError> {
+    let text = state
+        .engine
+        .hls
+        .master_playlist(&crate::engine::hub_name(id))
+        .ok_or_else(|| AppError::not_found("HLS stream (not live yet?)"))?;
+    Ok(([(header::CONTENT_TYPE, M3U8), (header::CACHE_CONTROL, "no-cache")], text).into_response())
+}
+
+/// A variant's media playlist (`index.m3u8`) or one of its segments (`N.ts`).
+async fn hls_file(
+    State(state): State<AppState>,
+    _auth: Auth,
+    Path((id, variant, file)): Path<(i64, String, String)>,
+) -> Result<Response, AppError> {
+    let source = crate::engine::hub_name(id);
+    if file == "index.m3u8" {
+        let text =
+            state.engine.hls.media_playlist(&source, &variant).ok_or_else(|| AppError::not_found("HLS variant"))?;
+        return Ok(([(header::CONTENT_TYPE, M3U8), (header::CACHE_CONTROL, "no-cache")], text).into_response());
+    }
+    let data = state.engine.hls.segment(&source, &variant, &file).ok_or_else(|| AppError::not_found("HLS segment"))?;
+    Ok(([(header::CONTENT_TYPE, "video/mp2t"), (header::CACHE_CONTROL, "max-age=60")], data).into_response())
 }
 
 async fn index() -> Html<&'static str> {
@@ -199,16 +241,34 @@ fn destination_json(state: &AppState, d: &DestinationRow) -> Value {
     })
 }
 
-/// The pull URL with its password hidden.
+/// The pull URL with its password (and an HTTP query, where tokens live) hidden.
 fn mask_pull_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("****"));
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("****"));
+            }
+            if u.query().is_some() {
+                u.set_query(Some("****"));
+            }
             u.to_string()
         }
-        Ok(u) => u.to_string(),
         Err(_) => String::new(),
     }
+}
+
+/// Checks a pull URL: `rtsp://` (a camera) or `http(s)://` (an HLS playlist).
+fn validate_pull_url(url: &str) -> Result<(), AppError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        let u = url::Url::parse(url).map_err(|e| AppError::invalid("pull_url", format!("HLS URL: {e}")))?;
+        if u.host_str().is_none_or(str::is_empty) {
+            return Err(AppError::invalid("pull_url", "the HLS URL has no host"));
+        }
+        return Ok(());
+    }
+    multistreamer_core::rtsp::split_credentials(url)
+        .map(|_| ())
+        .map_err(|_| AppError::invalid("pull_url", "expected rtsp://… (a camera) or http(s)://….m3u8 (HLS)"))
 }
 
 async fn stream_json(state: &AppState, s: &StreamRow) -> Result<Value, AppError> {
@@ -229,6 +289,11 @@ async fn stream_json(state: &AppState, s: &StreamRow) -> Result<Value, AppError>
         "rtmp_url": format!("{}/{}", state.public_rtmp, s.ingest_key),
         "rtsp_url": state.public_rtsp.as_ref().as_ref().map(|u| format!("{u}/{}", s.ingest_key)),
         "pull_url": mask_pull_url(&s.pull_url),
+        "hls_url": format!("/hls/{}/index.m3u8", s.id),
+        "hls_variants": state.engine.hls.variants(&crate::engine::hub_name(s.id)).iter().map(|v| json!({
+            "name": v.name, "codecs": v.codecs, "width": v.resolution.map(|r| r.0), "height": v.resolution.map(|r| r.1),
+            "bandwidth": v.peak_bps, "average_bandwidth": v.average_bps, "segments": v.segments, "ended": v.ended,
+        })).collect::<Vec<_>>(),
         "pull": pull,
         "live": state.engine.is_live(s.id),
         "created_at": s.created_at,
@@ -266,7 +331,8 @@ struct StreamBody {
     record_mode: Option<String>,
     /// `source` or a rendition of the ladder.
     record_rendition: Option<String>,
-    /// An RTSP URL to pull the stream from (a camera); empty: publishers push.
+    /// An RTSP camera or an HLS playlist (http/https) to pull the stream from; empty:
+    /// publishers push.
     pull_url: Option<String>,
     #[serde(default)]
     regenerate_key: bool,
@@ -327,8 +393,7 @@ async fn update_stream(
     if let Some(url) = &body.pull_url {
         let url = url.trim();
         if !url.is_empty() {
-            multistreamer_core::rtsp::split_credentials(url)
-                .map_err(|e| AppError::invalid("pull_url", e.to_string()))?;
+            validate_pull_url(url)?;
         }
         db::set_stream_pull_url(&state.db, s.id, url).await?;
         state.engine.sync_pull(s.id, url).await;

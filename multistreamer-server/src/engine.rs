@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use multistreamer_core::destination::{DestinationHandle, DestinationOptions, DestinationSnapshot, spawn_destination};
+use multistreamer_core::hls::{HlsOptions, HlsPullOptions, HlsServer, spawn_hls_pull};
 use multistreamer_core::hub::{Hub, HubEvent, HubOptions, LiveStream};
 use multistreamer_core::ladder::Ladder;
 use multistreamer_core::record::{RecordOptions, RecordingHandle, RecordingKind, spawn_recording};
@@ -102,6 +103,8 @@ struct LiveEntry {
 #[allow(missing_debug_implementations)] // holds handles, nothing worth printing
 pub struct Engine {
     pub hub: Hub,
+    /// Every live stream (and rendition) as HLS, for the preview player and players.
+    pub hls: HlsServer,
     db: Db,
     push: RtmpPushOptions,
     dest_options: DestinationOptions,
@@ -169,8 +172,10 @@ impl Engine {
             }
             None => None,
         };
+        let hls = HlsServer::start(hub.clone(), HlsOptions::default(), cancel.child_token());
         let engine = Arc::new(Engine {
             hub,
+            hls,
             db,
             push: RtmpPushOptions::default(),
             dest_options: DestinationOptions::default(),
@@ -296,8 +301,18 @@ impl Engine {
         if url.is_empty() {
             return;
         }
-        match spawn_rtsp_pull(self.hub.clone(), hub_name(stream_id), url, PullTransport::Tcp, self.cancel.child_token())
-        {
+        let started = if url.starts_with("http://") || url.starts_with("https://") {
+            spawn_hls_pull(
+                self.hub.clone(),
+                hub_name(stream_id),
+                url,
+                HlsPullOptions::default(),
+                self.cancel.child_token(),
+            )
+        } else {
+            spawn_rtsp_pull(self.hub.clone(), hub_name(stream_id), url, PullTransport::Tcp, self.cancel.child_token())
+        };
+        match started {
             Ok(h) => {
                 info!(stream_id, url = %h.url, "pulling the stream's source");
                 pulls.insert(stream_id, (url.to_string(), h));

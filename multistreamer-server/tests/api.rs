@@ -508,7 +508,7 @@ fn a_stream_can_be_pushed_over_rtsp_or_pulled_from_a_camera() {
     assert!(wait_for_port(cam_port, Duration::from_secs(15)));
     let cam_stream = admin.post("/api/streams", json!({"name": "lobby cam"})).json();
     let cid = cam_stream["id"].as_i64().unwrap();
-    let bad = admin.request("PATCH", &format!("/api/streams/{cid}"), Some(&json!({"pull_url": "http://cam/x"})));
+    let bad = admin.request("PATCH", &format!("/api/streams/{cid}"), Some(&json!({"pull_url": "ftp://cam/x"})));
     assert_eq!(bad.json()["error"]["field"], json!("pull_url"));
     let r = admin.request(
         "PATCH",
@@ -535,6 +535,89 @@ fn a_stream_can_be_pushed_over_rtsp_or_pulled_from_a_camera() {
     let _ = cam.kill();
     let _ = cam.wait();
     assert!(!server.log().contains("s3cret"));
+}
+
+#[test]
+fn a_stream_pulled_from_hls_is_served_as_hls_behind_the_session() {
+    let tmp = TempDir::new("server-hls");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 8, "320x240");
+    let www = tmp.join("www/v");
+    std::fs::create_dir_all(&www).unwrap();
+    let st = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-i"])
+        .arg(&clip)
+        .args(["-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod"])
+        .arg(www.join("index.m3u8"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let http_port = free_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../multistreamer-cli/tests/peers/http_server.py");
+    let mut http = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(http_port.to_string())
+        .arg(tmp.join("www"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_port(http_port, Duration::from_secs(10)));
+    let server = Server::start(tmp.path());
+    let admin = Client::login(server.http, "first-password-1");
+    let s = admin.post("/api/streams", json!({"name": "hls in"})).json();
+    let id = s["id"].as_i64().unwrap();
+    assert_eq!(s["hls_url"], json!(format!("/hls/{id}/index.m3u8")));
+    let r = admin.request(
+        "PATCH",
+        &format!("/api/streams/{id}"),
+        Some(&json!({"pull_url": format!("http://127.0.0.1:{http_port}/v/index.m3u8?token=tok3n")})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("tok3n"), "the URL's query is masked: {}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = admin.get(&format!("/api/streams/{id}")).json();
+        let segments =
+            s["hls_variants"].as_array().and_then(|v| v.first()).map_or(0, |v| v["segments"].as_u64().unwrap_or(0));
+        if s["live"] == json!(true) && s["pull"]["state"] == json!("live") && segments >= 2 {
+            assert_eq!(s["hls_variants"][0]["name"], json!("source"));
+            assert_eq!(s["hls_variants"][0]["width"], json!(320));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the HLS input never went live: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // behind the session
+    assert_eq!(anon_port(&server).get(&format!("/hls/{id}/index.m3u8")).status, 401);
+    let master = admin.get(&format!("/hls/{id}/index.m3u8"));
+    assert_eq!(master.status, 200);
+    assert!(master.headers.to_ascii_lowercase().contains("application/vnd.apple.mpegurl"), "{}", master.headers);
+    assert!(master.body.contains("RESOLUTION=320x240") && master.body.contains("source/index.m3u8"), "{}", master.body);
+    let media = admin.get(&format!("/hls/{id}/source/index.m3u8"));
+    assert_eq!(media.status, 200);
+    let first = media.body.lines().find(|l| l.ends_with(".ts")).expect("a segment").to_string();
+    let (status, head, body) = admin.download(&format!("/hls/{id}/source/{first}"), None);
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body.first(), Some(&0x47), "a transport stream");
+    let seg = tmp.join("segment.ts");
+    std::fs::write(&seg, &body).unwrap();
+    let keys = video_keyframes(&seg);
+    assert!(keys.len() >= 20 && keys[0], "{} frames, first a keyframe: {:?}", keys.len(), keys.first());
+    assert_eq!(admin.get(&format!("/hls/{id}/source/999999.ts")).status, 404);
+    assert_eq!(admin.get(&format!("/hls/{id}/720p/index.m3u8")).status, 404);
+    // the VOD plays once: the pull finishes and the stream ends
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = admin.get(&format!("/api/streams/{id}")).json();
+        if s["pull"]["state"] == json!("finished") && s["live"] == json!(false) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the VOD did not finish: {s}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(!server.log().contains("tok3n"), "the token was logged");
+    let _ = http.kill();
+    let _ = http.wait();
 }
 
 mod ui {
@@ -684,6 +767,11 @@ mod ui {
             "Number(document.querySelector('#rendition-list tr[data-rendition=\"240p\"] .rendition-frames')?.textContent || 0) > 0",
             Duration::from_secs(20),
         );
+        // the preview player (hls.js) plays the stream's HLS in the page
+        wait_js(&tab, "document.querySelector('#preview').currentTime > 1", Duration::from_secs(30));
+        js(&tab, "document.querySelector('#preview').scrollIntoView()");
+        let png = tab.capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true).unwrap();
+        let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-preview.png"), png);
         // "Record now" on the live stream: the page shows the recording growing
         tab.wait_for_element("#record-now").unwrap().click().unwrap();
         wait_js(

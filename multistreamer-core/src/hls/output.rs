@@ -216,6 +216,8 @@ struct Variant {
     discontinuity_sequence: u64,
     next_sequence: u64,
     ended: bool,
+    /// An output task is segmenting this stream.
+    active: bool,
     codecs: String,
     resolution: Option<(u32, u32)>,
 }
@@ -272,9 +274,14 @@ impl Variant {
 
 type Variants = HashMap<String, Arc<Mutex<Variant>>>;
 
+/// How long an ended stream's last segments stay available (unless it comes back).
+const LINGER: Duration = Duration::from_secs(60);
+
 #[derive(Debug)]
 struct Inner {
     options: HlsOptions,
+    /// Cut short the lingering of ended streams (shutdown).
+    closing: CancellationToken,
     /// By hub stream name (`KEY` or `KEY@RUNG`).
     variants: Mutex<Variants>,
     tasks: Mutex<HashMap<String, JoinHandle<()>>>,
@@ -304,8 +311,14 @@ impl HlsServer {
     /// Starts segmenting every stream of `hub` (those live now and those to come) until
     /// `cancel`.
     pub fn start(hub: Hub, options: HlsOptions, cancel: CancellationToken) -> HlsServer {
-        let server =
-            HlsServer { inner: Arc::new(Inner { options, variants: Mutex::default(), tasks: Mutex::default() }) };
+        let server = HlsServer {
+            inner: Arc::new(Inner {
+                options,
+                closing: CancellationToken::new(),
+                variants: Mutex::default(),
+                tasks: Mutex::default(),
+            }),
+        };
         let watcher = server.clone();
         tokio::spawn(async move {
             let mut events = hub.events();
@@ -338,10 +351,16 @@ impl HlsServer {
             return;
         }
         let mut tasks = lock(&self.inner.tasks);
-        if tasks.get(stream).is_some_and(|t| !t.is_finished()) {
-            return;
-        }
         let state = Arc::clone(lock(&self.inner.variants).entry(stream.to_string()).or_default());
+        {
+            let mut v = lock(&state);
+            if v.active {
+                return;
+            }
+            // (an earlier output of this stream may still be lingering: it sees `active`)
+            v.active = true;
+            v.ended = false;
+        }
         let span = info_span!("hls_out", stream = %stream);
         let task = tokio::spawn(
             run_output(hub.clone(), stream.to_string(), state, self.clone(), cancel.child_token()).instrument(span),
@@ -352,6 +371,7 @@ impl HlsServer {
     /// Waits for the outputs of streams that ended (or are ending) to write their last
     /// segment and final playlist.
     pub async fn join(&self) {
+        self.inner.closing.cancel();
         let tasks: Vec<JoinHandle<()>> = lock(&self.inner.tasks).drain().map(|(_, t)| t).collect();
         for t in tasks {
             let _ = t.await;
@@ -466,6 +486,7 @@ impl HlsServer {
         let playlist = {
             let mut v = lock(state);
             v.ended = true;
+            v.active = false;
             v.playlist(self.inner.options.window.max(1), self.inner.options.segment_duration)
         };
         if let Some(dir) = &self.inner.options.dir {
@@ -524,7 +545,12 @@ async fn run_output(
     server: HlsServer,
     cancel: CancellationToken,
 ) {
-    let Some(mut sub) = hub.subscribe(&stream, SubscribeOptions::default()) else { return };
+    let Some(mut sub) = hub.subscribe(&stream, SubscribeOptions::default()) else {
+        let mut v = lock(&state);
+        v.active = false;
+        v.ended = true;
+        return;
+    };
     let (first, restart) = {
         let v = lock(&state);
         (v.next_sequence, !v.segments.is_empty())
@@ -553,6 +579,19 @@ async fn run_output(
     }
     server.ended(&state, &stream).run().await;
     debug!("HLS output ended");
+    // keep the last segments a while for players finishing the stream, then free them
+    tokio::select! {
+        _ = server.inner.closing.cancelled() => {}
+        _ = tokio::time::sleep(LINGER) => {
+            let mut variants = lock(&server.inner.variants);
+            if variants.get(&stream).is_some_and(|v| {
+                let v = lock(v);
+                v.ended && !v.active
+            }) {
+                variants.remove(&stream);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -615,5 +654,52 @@ mod tests {
             m3u8_rs::Playlist::MediaPlaylist(p) => assert_eq!(p.segments.len(), 2),
             m3u8_rs::Playlist::MasterPlaylist(_) => panic!("media playlist expected"),
         }
+    }
+
+    async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_and_returns_continues_its_playlist_after_a_discontinuity() {
+        let hub = Hub::new(crate::hub::HubOptions { grace_period: Duration::ZERO, ..Default::default() });
+        let server = HlsServer::start(hub.clone(), HlsOptions::default(), CancellationToken::new());
+        async fn session(hub: &Hub, from: i64) -> crate::hub::Publisher {
+            let p = hub.publish("show").expect("publish");
+            wait_for("the output to subscribe", || hub.get("show").is_some_and(|s| s.subscriber_count() > 0)).await;
+            p.set_info(info());
+            for i in 0..75 {
+                if let MediaItem::Packet(pkt) = frame(from + i * 40, i % 25 == 0) {
+                    p.send(pkt);
+                }
+            }
+            p
+        }
+        let p = session(&hub, 0).await;
+        wait_for("two segments", || server.variants("show").first().is_some_and(|v| v.segments == 1)).await;
+        drop(p);
+        wait_for("the end", || server.variants("show").first().is_some_and(|v| v.ended)).await;
+        let ended = server.media_playlist("show", SOURCE_VARIANT).expect("playlist");
+        assert!(ended.contains("#EXT-X-ENDLIST"), "{ended}");
+        assert_eq!(server.variants("show")[0].segments, 2, "the last segment is closed at the end");
+        let master = server.master_playlist("show").expect("master");
+        assert!(master.contains("source/index.m3u8") && master.contains("RESOLUTION=320x240"), "{master}");
+        // the publisher returns: the playlist continues, marked as a discontinuity
+        let p = session(&hub, 100_000).await;
+        wait_for("a third segment", || server.variants("show").first().is_some_and(|v| v.segments == 3 && !v.ended))
+            .await;
+        let live = server.media_playlist("show", SOURCE_VARIANT).expect("playlist");
+        assert!(!live.contains("#EXT-X-ENDLIST"), "{live}");
+        assert!(live.contains("#EXT-X-DISCONTINUITY\n#EXTINF:2,\n2.ts"), "{live}");
+        assert!(server.segment("show", SOURCE_VARIANT, "2.ts").is_some_and(|d| d[0] == 0x47));
+        assert!(server.segment("show", "720p", "2.ts").is_none());
+        drop(p);
+        server.join().await;
     }
 }
