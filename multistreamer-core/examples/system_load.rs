@@ -1,0 +1,39 @@
+//! Prints the machine's load as the server's dashboard sees it: two samples a second apart
+//! (rates need two), then CPU, memory and every GPU NVML reports.
+//!
+//! `cargo run -p multistreamer-core --features monitor --example system_load`
+#![allow(clippy::print_stdout)]
+
+use std::time::Duration;
+
+use multistreamer_core::monitor::SystemMonitor;
+
+fn main() -> Result<(), String> {
+    let mut monitor = SystemMonitor::new()?;
+    let _ = monitor.sample();
+    std::thread::sleep(Duration::from_secs(1));
+    let s = monitor.sample();
+    println!("cpu {:.1}% over {} cores", s.cpu.total_percent, s.cpu.per_core_percent.len());
+    println!(
+        "memory {:.1} / {:.1} GiB",
+        s.memory.used_bytes as f64 / 1073741824.0,
+        s.memory.total_bytes as f64 / 1073741824.0
+    );
+    if s.gpus.is_empty() {
+        println!("gpu: {}", s.gpu_status.as_deref().unwrap_or("none"));
+    }
+    for g in &s.gpus {
+        let opt = |v: Option<u32>| v.map_or("n/a".to_string(), |p| format!("{p}%"));
+        println!(
+            "gpu{} {}: {}% busy, memory {:.1} / {:.1} GiB, encoder {}, decoder {}",
+            g.index,
+            g.name,
+            g.utilization_percent,
+            g.memory_used_bytes as f64 / 1073741824.0,
+            g.memory_total_bytes as f64 / 1073741824.0,
+            opt(g.encoder_percent),
+            opt(g.decoder_percent)
+        );
+    }
+    Ok(())
+}
