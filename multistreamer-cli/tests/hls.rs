@@ -223,6 +223,31 @@ fn fmp4_playlist_is_relayed_bit_identical() {
 }
 
 #[test]
+fn byte_range_segments_are_fetched_with_or_without_server_range_support() {
+    let tmp = TempDir::new("hls-ranges");
+    let clip = tmp.join("clip.mp4");
+    make_clip(&clip, 4, "320x240");
+    // one file, each segment a byte range of it (`#EXT-X-BYTERANGE`)
+    make_vod(&clip, &tmp.join("www/ranged"), &["-hls_flags", "single_file"]);
+    let playlist = fs::read_to_string(tmp.join("www/ranged/index.m3u8")).unwrap();
+    assert!(playlist.contains("#EXT-X-BYTERANGE"), "{playlist}");
+    fs::create_dir_all(tmp.join("www/norange")).unwrap();
+    for f in ["index.m3u8", "index.ts"] {
+        fs::copy(tmp.join("www/ranged").join(f), tmp.join("www/norange").join(f)).unwrap();
+    }
+    let http = HttpServer::start(&tmp.join("www"));
+    for dir in ["ranged", "norange"] {
+        let nginx = Nginx::start(&tmp.join(&format!("nginx-{dir}")), free_port(), "app");
+        let relay_dir = tmp.join(&format!("relay-{dir}"));
+        fs::create_dir_all(&relay_dir).unwrap();
+        let (relay, _dump) =
+            start_relay(&relay_dir, "live", &pull_args(&http.url(&format!("{dir}/index.m3u8")), &nginx));
+        relay.wait_destinations_closed(1);
+        assert_same_packets(&only_recording(&nginx, "cam"), &clip);
+    }
+}
+
+#[test]
 fn aes128_encrypted_playlist_is_decrypted() {
     let tmp = TempDir::new("hls-aes");
     let clip = tmp.join("clip.mp4");

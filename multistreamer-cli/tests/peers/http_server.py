@@ -1,8 +1,11 @@
 #!/usr/bin/python3
-"""A plain HTTP server for the HLS tests: serves files from ROOT on 127.0.0.1:PORT, plus
-misbehaving routes for the bad-input tests:
+"""A plain HTTP server for the HLS tests: serves files from ROOT on 127.0.0.1:PORT, with
+`Range: bytes=A-B` answered 206 (except under /norange/, which answers the whole file as
+servers without range support do), plus misbehaving routes for the bad-input tests:
   /redirect-loop/…  answers 302 to itself forever;
   /huge/index.m3u8  streams an endless playlist (chunked, never ends)."""
+import os
+import re
 import sys
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +35,19 @@ class Handler(SimpleHTTPRequestHandler):
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
             except (BrokenPipeError, ConnectionResetError):
                 return
+        ranged = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
+        path = self.translate_path(self.path)
+        if ranged and "/norange/" not in self.path and os.path.isfile(path):
+            start, end = int(ranged.group(1)), int(ranged.group(2))
+            with open(path, "rb") as f:
+                f.seek(start)
+                body = f.read(end - start + 1)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{start + len(body) - 1}/{os.path.getsize(path)}")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         super().do_GET()
 
 

@@ -298,35 +298,58 @@ fn http_err(what: &str, e: reqwest::Error) -> Error {
 }
 
 impl Ctx {
-    async fn fetch(
-        &self,
-        url: &url::Url,
-        range: Option<&m3u8_rs::ByteRange>,
-        limit: usize,
-        what: &str,
-    ) -> Result<Bytes> {
+    /// GETs `url` (bytes `range` = (offset, length) of it), refusing more than `limit` bytes.
+    /// A server that ignores `Range` and answers the whole file is read only up to the end
+    /// of the range, which is then cut out.
+    async fn fetch(&self, url: &url::Url, range: Option<(u64, u64)>, limit: usize, what: &str) -> Result<Bytes> {
         let shown = shown_url(url);
+        let too_large = || proto(format!("{what} {shown} is larger than {} KiB", limit >> 10));
         let mut req = self.client.get(url.clone());
-        if let Some(r) = range {
-            let start = r.offset.unwrap_or(0);
-            req = req.header("Range", format!("bytes={}-{}", start, start + r.length.saturating_sub(1)));
+        if let Some((offset, length)) = range {
+            if length > limit as u64 {
+                return Err(too_large());
+            }
+            req = req.header("Range", format!("bytes={}-{}", offset, offset + length.saturating_sub(1)));
         }
         let mut resp = req.send().await.map_err(|e| http_err(&format!("{what} {shown}"), e))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(proto(format!("{what} {shown}: HTTP {status}")));
         }
-        if resp.content_length().is_some_and(|l| l > limit as u64) {
-            return Err(proto(format!("{what} {shown} is larger than {} KiB", limit >> 10)));
+        let whole_file = status != reqwest::StatusCode::PARTIAL_CONTENT;
+        // (bytes to skip, bytes wanted) when a range was asked for
+        let window = range.map(|(o, l)| if whole_file { (o as usize, l as usize) } else { (0, l as usize) });
+        let cap = match window {
+            Some((skip, want)) => skip.saturating_add(want),
+            None => limit,
+        };
+        if cap > limit.saturating_mul(16) {
+            return Err(proto(format!(
+                "{what} {shown}: the server ignores Range requests and the range is far into the file"
+            )));
+        }
+        if window.is_none() && resp.content_length().is_some_and(|l| l > limit as u64) {
+            return Err(too_large());
         }
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| http_err(&format!("{what} {shown}"), e))? {
-            if body.len() + chunk.len() > limit {
-                return Err(proto(format!("{what} {shown} is larger than {} KiB", limit >> 10)));
-            }
             body.extend_from_slice(&chunk);
+            if window.is_some() && body.len() >= cap {
+                break;
+            }
+            if body.len() > cap {
+                return Err(too_large());
+            }
         }
-        Ok(Bytes::from(body))
+        match window {
+            Some((skip, want)) => {
+                let part = body.get(skip..skip + want).ok_or_else(|| {
+                    proto(format!("{what} {shown}: {} bytes received, the range ends at {}", body.len(), skip + want))
+                })?;
+                Ok(Bytes::copy_from_slice(part))
+            }
+            None => Ok(Bytes::from(body)),
+        }
     }
 
     async fn playlist(&self, url: &url::Url) -> Result<Playlist> {
@@ -398,7 +421,14 @@ impl Ctx {
             let mut new_segments = 0;
             let mut key: Option<m3u8_rs::Key> = None;
             let mut map: Option<m3u8_rs::Map> = None;
+            // a byte range without an offset starts where the previous one of that URI ended
+            let mut range_end: Option<(&str, u64)> = None;
             for (i, seg) in playlist.segments.iter().enumerate() {
+                let range = seg.byte_range.as_ref().map(|r| {
+                    let after_previous = range_end.filter(|(uri, _)| *uri == seg.uri).map_or(0, |(_, end)| end);
+                    (r.offset.unwrap_or(after_previous), r.length)
+                });
+                range_end = range.map(|(o, l)| (seg.uri.as_str(), o + l));
                 if let Some(k) = &seg.key {
                     key = Some(k.clone());
                 }
@@ -413,7 +443,10 @@ impl Ctx {
                 if seg.discontinuity {
                     st.discontinuity = true;
                 }
-                match self.segment(&media_url, seg, seq, key.as_ref(), map.as_ref(), &mut cache, &mut demuxer).await {
+                match self
+                    .segment(&media_url, seg, range, seq, key.as_ref(), map.as_ref(), &mut cache, &mut demuxer)
+                    .await
+                {
                     Ok(frames) => {
                         failures = 0;
                         self.publish(st, &demuxer, frames, &mut publisher, &mut published).await?;
@@ -461,6 +494,7 @@ impl Ctx {
         &self,
         base: &url::Url,
         seg: &m3u8_rs::MediaSegment,
+        range: Option<(u64, u64)>,
         seq: u64,
         key: Option<&m3u8_rs::Key>,
         map: Option<&m3u8_rs::Map>,
@@ -468,19 +502,21 @@ impl Ctx {
         demuxer: &mut SegmentDemuxer,
     ) -> Result<Vec<Frame>> {
         let limit = self.options.max_segment_bytes;
-        if let Some(m) = map
-            && cache.init.as_deref() != Some(m.uri.as_str())
-        {
-            let u = base.join(&m.uri).map_err(|e| proto(format!("EXT-X-MAP URI {:?}: {e}", m.uri)))?;
-            let init = self.fetch(&u, m.byte_range.as_ref(), limit, "init section").await?;
-            demuxer.set_init(&init).map_err(|e| e.context("init section"))?;
-            cache.init = Some(m.uri.clone());
+        if let Some(m) = map {
+            let init_range = m.byte_range.as_ref().map(|r| (r.offset.unwrap_or(0), r.length));
+            let id = format!("{}@{init_range:?}", m.uri);
+            if cache.init.as_deref() != Some(id.as_str()) {
+                let u = base.join(&m.uri).map_err(|e| proto(format!("EXT-X-MAP URI {:?}: {e}", m.uri)))?;
+                let init = self.fetch(&u, init_range, limit, "init section").await?;
+                demuxer.set_init(&init).map_err(|e| e.context("init section"))?;
+                cache.init = Some(id);
+            }
         }
         let url = base.join(&seg.uri).map_err(|e| proto(format!("segment URI {:?}: {e}", seg.uri)))?;
         let mut attempt = 0;
         let data = loop {
             attempt += 1;
-            match self.fetch(&url, seg.byte_range.as_ref(), limit, "segment").await {
+            match self.fetch(&url, range, limit, "segment").await {
                 Ok(d) => break d,
                 Err(e) if attempt >= self.options.segment_attempts.max(1) => return Err(e),
                 Err(e) => {
