@@ -377,6 +377,11 @@ async function showStream(id) {
     }));
     if (!cur.destinations.length) rows.replaceChildren(el("tr", {}, el("td", { colspan: 10, class: "muted" }, "No destinations yet: add YouTube, webinar.ru or any RTMP server below.")));
   };
+  const newKey = el("button", { class: "small", id: "regenerate-key", type: "button" }, "New stream key");
+  newKey.addEventListener("click", async () => {
+    if (!confirm("Replace the stream key? Publishers must use the new one, and the playback link changes.")) return;
+    try { await api("PATCH", `/api/streams/${id}`, { regenerate_key: true }); await route(); } catch (e) { alert(e.message); }
+  });
   const delStream = el("button", { class: "small", type: "button" }, "Delete stream");
   delStream.addEventListener("click", async () => { if (confirm(`Delete stream "${s.name}"? Its publisher is disconnected.`)) { await api("DELETE", `/api/streams/${id}`); location.hash = "#/"; } });
   app.replaceChildren(
@@ -384,11 +389,12 @@ async function showStream(id) {
     el("section", {}, el("h2", {}, "Ingest (OBS: Settings → Stream → Custom)"),
       el("div", { class: "muted" }, "Full URL"), copyRow("ingest-url", s.rtmp_url),
       el("div", { class: "muted" }, "Server"), copyRow("ingest-server", server),
-      el("div", { class: "muted" }, "Stream key"), copyRow("ingest-key", s.key),
+      el("div", { class: "muted" }, "Stream key"), copyRow("ingest-key", s.key), newKey,
       ...(s.rtsp_url ? [el("div", { class: "muted" }, "RTSP (ffmpeg -f rtsp, GStreamer rtspclientsink; TCP)"), copyRow("ingest-rtsp", s.rtsp_url)] : []),
       pullForm, pullStatus),
     el("section", {}, el("h2", {}, "Preview"), el("div", { class: "copy-row" }, field("Watch", previewSel, "variant")), video, previewNote,
-      el("p", { class: "muted" }, "HLS for other players (signed-in session required): ", el("code", {}, location.origin + s.hls_url))),
+      el("div", { class: "muted" }, "Playback link for other players (VLC, a web page): anyone with it can watch; a new stream key revokes it"),
+      copyRow("hls-play-url", location.origin + s.hls_play_path)),
     el("section", {}, el("h2", {}, "Destinations"),
       el("table", {}, el("thead", {}, el("tr", {}, ["On", "Name", "URL", "Sends", "State", "Bitrate", "Reconnects", "Drops", "Last error", ""].map((h) => el("th", {}, h)))), rows), form),
     el("section", {}, el("h2", {}, "Recording"), recForm, el("div", { class: "copy-row" }, recNow, recStatus),

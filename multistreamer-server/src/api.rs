@@ -48,6 +48,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/hls/{id}/index.m3u8", get(hls_master))
         .route("/hls/{id}/{variant}/{file}", get(hls_file))
+        .route("/play/{token}/index.m3u8", get(play_master))
+        .route("/play/{token}/{variant}/{file}", get(play_file))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi))
@@ -74,8 +76,50 @@ pub fn router(state: AppState) -> Router {
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 
+/// The playback token of a stream: a keyed hash of its ingest key (so a new key revokes
+/// it, and the token does not reveal the key).
+pub fn hls_token(ingest_key: &str) -> String {
+    use blake2::{Blake2s256, Digest};
+    let mut h = Blake2s256::new();
+    h.update(b"multistreamer hls playback\0");
+    h.update(ingest_key.as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+/// The stream whose playback token is `token`.
+async fn stream_of_token(state: &AppState, token: &str) -> Result<i64, AppError> {
+    if token.len() != 32 {
+        return Err(AppError::not_found("stream"));
+    }
+    db::list_streams(&state.db)
+        .await?
+        .iter()
+        .find(|s| hls_token(&s.ingest_key) == token)
+        .map(|s| s.id)
+        .ok_or_else(|| AppError::not_found("stream"))
+}
+
+/// `/play/{token}/index.m3u8`: the master playlist for players without a session.
+async fn play_master(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
+    let id = stream_of_token(&state, &token).await?;
+    master_response(&state, id)
+}
+
+/// `/play/{token}/{variant}/{file}`: media playlists and segments for players without a session.
+async fn play_file(
+    State(state): State<AppState>,
+    Path((token, variant, file)): Path<(String, String, String)>,
+) -> Result<Response, AppError> {
+    let id = stream_of_token(&state, &token).await?;
+    file_response(&state, id, &variant, &file)
+}
+
 /// The master playlist of a stream: the source and each rendition with segments.
 async fn hls_master(State(state): State<AppState>, _auth: Auth, Path(id): Path<i64>) -> Result<Response, AppError> {
+    master_response(&state, id)
+}
+
+fn master_response(state: &AppState, id: i64) -> Result<Response, AppError> {
     let text = state
         .engine
         .hls
@@ -90,13 +134,17 @@ async fn hls_file(
     _auth: Auth,
     Path((id, variant, file)): Path<(i64, String, String)>,
 ) -> Result<Response, AppError> {
+    file_response(&state, id, &variant, &file)
+}
+
+fn file_response(state: &AppState, id: i64, variant: &str, file: &str) -> Result<Response, AppError> {
     let source = crate::engine::hub_name(id);
     if file == "index.m3u8" {
         let text =
-            state.engine.hls.media_playlist(&source, &variant).ok_or_else(|| AppError::not_found("HLS variant"))?;
+            state.engine.hls.media_playlist(&source, variant).ok_or_else(|| AppError::not_found("HLS variant"))?;
         return Ok(([(header::CONTENT_TYPE, M3U8), (header::CACHE_CONTROL, "no-cache")], text).into_response());
     }
-    let data = state.engine.hls.segment(&source, &variant, &file).ok_or_else(|| AppError::not_found("HLS segment"))?;
+    let data = state.engine.hls.segment(&source, variant, file).ok_or_else(|| AppError::not_found("HLS segment"))?;
     Ok(([(header::CONTENT_TYPE, "video/mp2t"), (header::CACHE_CONTROL, "max-age=60")], data).into_response())
 }
 
@@ -290,6 +338,7 @@ async fn stream_json(state: &AppState, s: &StreamRow) -> Result<Value, AppError>
         "rtsp_url": state.public_rtsp.as_ref().as_ref().map(|u| format!("{u}/{}", s.ingest_key)),
         "pull_url": mask_pull_url(&s.pull_url),
         "hls_url": format!("/hls/{}/index.m3u8", s.id),
+        "hls_play_path": format!("/play/{}/index.m3u8", hls_token(&s.ingest_key)),
         "hls_variants": state.engine.hls.variants(&crate::engine::hub_name(s.id)).iter().map(|v| json!({
             "name": v.name, "codecs": v.codecs, "width": v.resolution.map(|r| r.0), "height": v.resolution.map(|r| r.1),
             "bandwidth": v.peak_bps, "average_bandwidth": v.average_bps, "segments": v.segments, "ended": v.ended,

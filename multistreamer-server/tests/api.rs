@@ -604,6 +604,23 @@ fn a_stream_pulled_from_hls_is_served_as_hls_behind_the_session() {
     let keys = video_keyframes(&seg);
     assert!(keys.len() >= 20 && keys[0], "{} frames, first a keyframe: {:?}", keys.len(), keys.first());
     assert_eq!(admin.get(&format!("/hls/{id}/source/999999.ts")).status, 404);
+    // the playback link works without a session, and a new stream key revokes it
+    let play = admin.get(&format!("/api/streams/{id}")).json()["hls_play_path"].as_str().unwrap().to_string();
+    let anon = anon_port(&server);
+    let m = anon.get(&play);
+    assert_eq!(m.status, 200, "{}", m.body);
+    assert!(m.body.contains("source/index.m3u8"), "{}", m.body);
+    let base = play.trim_end_matches("index.m3u8");
+    assert!(anon.get(&format!("{base}source/index.m3u8")).body.contains(".ts"));
+    let (status, _, body) = anon.download(&format!("{base}source/{first}"), None);
+    assert_eq!((status, body.first()), (200, Some(&0x47)));
+    assert_eq!(anon.get("/play/00000000000000000000000000000000/index.m3u8").status, 404);
+    let r = admin.request("PATCH", &format!("/api/streams/{id}"), Some(&json!({"regenerate_key": true})));
+    assert_eq!(r.status, 200);
+    let new_play = r.json()["hls_play_path"].as_str().unwrap().to_string();
+    assert_ne!(new_play, play);
+    assert_eq!(anon.get(&play).status, 404, "the old link is revoked");
+    assert_eq!(anon.get(&new_play).status, 200);
     assert_eq!(admin.get(&format!("/hls/{id}/720p/index.m3u8")).status, 404);
     // the VOD plays once: the pull finishes and the stream ends
     let deadline = Instant::now() + Duration::from_secs(30);
