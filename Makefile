@@ -11,7 +11,7 @@ RTSP ?= 0.0.0.0:8554
 LISTEN ?= rtmp://0.0.0.0:1935/live
 TO ?=
 
-.PHONY: run relay test deps deps-test build lint fmt bench-relay bench-transcode fuzz clean
+.PHONY: run relay test deps deps-test build lint fmt bench-relay bench-transcode bench-hls fuzz clean
 
 deps:
 	@scripts/deps.sh run
@@ -45,6 +45,10 @@ bench-relay: deps-test
 bench-transcode: deps-test
 	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches
 	./target/release/bench-transcode $(BENCH_ARGS)
+
+bench-hls: deps-test
+	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches
+	./target/release/bench-hls $(BENCH_ARGS)
 
 # Requires a nightly toolchain and cargo-fuzz (cargo install cargo-fuzz).
 fuzz:

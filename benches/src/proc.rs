@@ -1,6 +1,10 @@
-//! /proc readings shared by the benchmark binaries.
+//! /proc readings and small process helpers shared by the benchmark binaries.
+#![allow(dead_code)] // each binary uses its own subset
 
+use std::fs;
+use std::net::TcpListener;
 use std::process::Command;
+use std::time::Duration;
 
 /// Clock ticks per second of /proc's CPU times.
 pub fn clk_tck() -> f64 {
@@ -10,4 +14,76 @@ pub fn clk_tck() -> f64 {
         .ok()
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("local address").port()
+}
+
+/// Waits until something accepts connections on `port` (10 s at most).
+pub fn wait_port(port: u16) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port}");
+}
+
+/// utime + stime of a live process, in clock ticks.
+pub fn proc_cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // after the command name: state is field 3, utime 14, stime 15 (1-based) -> 11, 12 here
+    let ut: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let st: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ut + st
+}
+
+/// Peak resident memory (VmHWM) of a live process, in KiB.
+pub fn proc_hwm_kb(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU seconds of this process's waited-for children so far (cutime + cstime).
+pub fn children_cpu_s() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // after the command name: cutime is field 16, cstime 17 (1-based) -> 13, 14 here
+    let cu: f64 = f.get(13).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let cs: f64 = f.get(14).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    (cu + cs) / clk_tck()
+}
+
+/// nginx with the RTMP module on 127.0.0.1:`port`, one process, `app` being the body of
+/// `rtmp { server { … } }` after `listen` (e.g. `application live { live on; }`).
+pub fn start_nginx(dir: &std::path::Path, port: u16, app: &str) -> std::process::Child {
+    fs::create_dir_all(dir.join("logs")).expect("nginx dir");
+    let conf = format!(
+        "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\ndaemon off;\nmaster_process off;\n\
+         error_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\nevents {{ worker_connections 1024; }}\n\
+         rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n {app} }} }}\n",
+        d = dir.display()
+    );
+    fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
+    let child = Command::new("nginx")
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx (make deps-test)");
+    wait_port(port);
+    child
 }

@@ -432,6 +432,7 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
             segment_duration: Duration::from_secs_f64(args.hls_segment),
             window: args.hls_window.max(2),
             dir: Some(dir.clone()),
+            serve_from_memory: false,
         });
     }
     if config.destinations.is_empty() && config.record.is_none() && config.hls.is_none() {
@@ -468,9 +469,17 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
         .then(|| Duration::from_secs_f64(args.status_interval));
     let mut status = StatusPrinter::new();
     let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
+    let mut input_check = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             _ = shutdown_signal() => break,
+            _ = input_check.tick(), if pull.is_some() => {
+                // a VOD (or a live playlist that ended) played to its end: finish like ffmpeg would
+                if pull.as_ref().is_some_and(|p| p.is_finished()) {
+                    info!("the input ended; shutting down");
+                    break;
+                }
+            }
             _ = ticker.tick() => {
                 if interval.is_some() {
                     let mut lines: Vec<String> = relay.destinations().iter().map(format_status).collect();
@@ -513,7 +522,7 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
             }
         }
     }
-    info!("signal received; shutting down");
+    info!("shutting down");
     if let Some(p) = pull {
         p.stop().await;
     }

@@ -134,10 +134,16 @@ fn live_ts_playlist_from_ffmpeg_is_relayed_with_every_frame() {
         assert!(Instant::now() < deadline, "ffmpeg wrote no playlist");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (relay, _dump) = start_relay(tmp.path(), "live", &pull_args(&http.url("live/index.m3u8"), &nginx));
+    let (mut relay, _dump) = start_relay(tmp.path(), "live", &pull_args(&http.url("live/index.m3u8"), &nginx));
     assert!(wait_child(&mut encoder, Duration::from_secs(30)).is_some_and(|s| s.success()), "encoder failed");
     relay.wait_destinations_closed(1);
     assert!(relay.log_text().contains("HLS input finished"), "the pull did not end with the playlist");
+    // like ffmpeg, the relay exits once its only input ended
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while relay.is_running() {
+        assert!(Instant::now() < deadline, "the relay kept running after its input ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let rec = only_recording(&nginx, "cam");
     let streams = probe_streams(&rec);
     assert!(streams.iter().any(|s| s.contains("codec_name=h264") && s.contains("width=320")), "{streams:?}");

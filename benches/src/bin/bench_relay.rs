@@ -17,11 +17,10 @@
 
 #[path = "../proc.rs"]
 mod proc;
-use proc::clk_tck;
+use proc::{clk_tck, free_port, proc_cpu_ticks, proc_hwm_kb, start_nginx, wait_port};
 
 use std::collections::HashMap;
 use std::fs;
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -54,20 +53,6 @@ struct Samples {
     /// Only count messages sent after this instant.
     from: Option<Instant>,
     to: Option<Instant>,
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_port(port: u16) {
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on {port}");
 }
 
 fn make_clip(dir: &Path) -> PathBuf {
@@ -302,28 +287,11 @@ fn start_system(sys: System, dir: &Path, sink_port: u16, relay_bin: &Path) -> Ru
     let child = match sys {
         System::Direct => None,
         System::Nginx => {
-            let d = dir.join("nginx");
-            fs::create_dir_all(d.join("logs")).unwrap();
-            let conf = format!(
-                "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\ndaemon off;\nmaster_process off;\n\
-                 error_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\nevents {{ worker_connections 1024; }}\n\
-                 rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n  application live {{ live on;\n\
-                 push rtmp://127.0.0.1:{sink_port}/sink1; push rtmp://127.0.0.1:{sink_port}/sink2; \
-                 push rtmp://127.0.0.1:{sink_port}/sink3; }} }} }}\n",
-                d = d.display()
+            let app = format!(
+                "application live {{ live on;\n push rtmp://127.0.0.1:{sink_port}/sink1; \
+                 push rtmp://127.0.0.1:{sink_port}/sink2; push rtmp://127.0.0.1:{sink_port}/sink3; }}"
             );
-            fs::write(d.join("nginx.conf"), conf).unwrap();
-            Some(
-                Command::new("nginx")
-                    .arg("-p")
-                    .arg(&d)
-                    .arg("-c")
-                    .arg(d.join("nginx.conf"))
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("nginx"),
-            )
+            Some(start_nginx(&dir.join("nginx"), port, &app))
         }
         System::Multistreamer => {
             let mut cmd = Command::new(relay_bin);
@@ -355,26 +323,6 @@ fn relay_threads() -> usize {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1)
     })
-}
-
-fn proc_cpu_ticks(pid: u32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // after the command name: state is field 3, utime 14, stime 15 (1-based) -> 11, 12 here
-    let ut: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
-    let st: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ut + st
-}
-
-fn proc_hwm_kb(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 struct Result1 {

@@ -8,7 +8,7 @@
 
 #[path = "../proc.rs"]
 mod proc;
-use proc::clk_tck;
+use proc::children_cpu_s;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,17 +19,6 @@ use multistreamer_core::ladder::Ladder;
 
 const FPS: u32 = 30;
 const GOP_S: u32 = 2;
-
-/// CPU seconds of this process's waited-for children so far (cutime + cstime).
-fn children_cpu_s() -> f64 {
-    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // after the command name: cutime is field 16, cstime 17 (1-based) -> 13, 14 here
-    let cu: f64 = f.get(13).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let cs: f64 = f.get(14).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    (cu + cs) / clk_tck()
-}
 
 fn make_clip(dir: &Path, seconds: u32) -> PathBuf {
     let path = dir.join(format!("in-1080p30-{seconds}s.mp4"));

@@ -38,11 +38,14 @@ pub struct HlsOptions {
     pub window: usize,
     /// Also write the playlists and segments under this directory.
     pub dir: Option<PathBuf>,
+    /// Keep segment data in memory to serve it ([`HlsServer::segment`]). Off when only the
+    /// directory is read (the CLI's `--hls-out`): memory then holds playlists only.
+    pub serve_from_memory: bool,
 }
 
 impl Default for HlsOptions {
     fn default() -> HlsOptions {
-        HlsOptions { segment_duration: Duration::from_secs(2), window: 6, dir: None }
+        HlsOptions { segment_duration: Duration::from_secs(2), window: 6, dir: None, serve_from_memory: true }
     }
 }
 
@@ -54,6 +57,8 @@ pub struct Segment {
     pub duration: f64,
     /// Starts after a change of tracks or a restart (`#EXT-X-DISCONTINUITY`).
     pub discontinuity: bool,
+    /// Size in bytes (kept when the data is not).
+    pub size: usize,
     pub data: Bytes,
 }
 
@@ -172,11 +177,15 @@ impl HlsSegmenter {
         if self.buf.is_empty() {
             return None;
         }
+        let reserve = self.buf.len() + self.buf.len() / 8;
         let seg = Segment {
             sequence: self.next_sequence,
             duration: ((end_ms - start).max(1) as f64) / 1000.0,
             discontinuity: std::mem::take(&mut self.discontinuity),
-            data: Bytes::from(std::mem::take(&mut self.buf)),
+            size: self.buf.len(),
+            // the next segment is about as large: reserve that (and a little) up front so the
+            // buffer does not grow by doubling and keep up to twice its size alive
+            data: Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(reserve))),
         };
         self.next_sequence += 1;
         Some(seg)
@@ -257,8 +266,8 @@ impl Variant {
 
     fn summary(&self, name: &str) -> VariantSummary {
         let rates: Vec<u64> =
-            self.segments.iter().map(|s| (s.data.len() as f64 * 8.0 / s.duration.max(0.001)) as u64).collect();
-        let bytes: usize = self.segments.iter().map(|s| s.data.len()).sum();
+            self.segments.iter().map(|s| (s.size as f64 * 8.0 / s.duration.max(0.001)) as u64).collect();
+        let bytes: usize = self.segments.iter().map(|s| s.size).sum();
         let secs: f64 = self.segments.iter().map(|s| s.duration).sum();
         VariantSummary {
             name: name.to_string(),
@@ -436,7 +445,7 @@ impl HlsServer {
         let seq: u64 = name.strip_suffix(".ts")?.parse().ok()?;
         let v = self.variant(source, variant)?;
         let v = lock(&v);
-        v.segments.iter().find(|s| s.sequence == seq).map(|s| s.data.clone())
+        v.segments.iter().find(|s| s.sequence == seq && !s.data.is_empty()).map(|s| s.data.clone())
     }
 
     /// Adds a finished segment; returns the files to write and delete when writing to a directory.
@@ -444,7 +453,7 @@ impl HlsServer {
         &self,
         stream: &str,
         state: &Mutex<Variant>,
-        seg: Segment,
+        mut seg: Segment,
         describe: (String, Option<(u32, u32)>),
     ) -> DirWork {
         let window = self.inner.options.window.max(1);
@@ -458,6 +467,9 @@ impl HlsServer {
             v.ended = false;
             if self.inner.options.dir.is_some() {
                 work.writes.push((format!("{}.ts", seg.sequence), seg.data.clone()));
+            }
+            if !self.inner.options.serve_from_memory {
+                seg.data = Bytes::new();
             }
             v.segments.push_back(seg);
             let mut removed = Vec::new();
