@@ -249,13 +249,19 @@ impl Timeline {
 /// Wall-clock pacing of publication by timestamps.
 #[derive(Debug, Default)]
 struct Pacer {
-    origin: Option<(Instant, i64)>,
+    origin: Option<(tokio::time::Instant, i64)>,
+    last_ms: Option<i64>,
 }
 
 impl Pacer {
-    /// Waits until `dts_ms` is due (up to half a second early); re-anchors after a stall.
+    /// Waits until `dts_ms` is due (up to half a second early); re-anchors after a stall
+    /// and at a jump of more than 5 s inside a segment (never sleeps for the gap).
     async fn wait(&mut self, dts_ms: i64) {
-        let now = Instant::now();
+        let now = tokio::time::Instant::now();
+        if self.last_ms.is_some_and(|last| dts_ms > last + 5000) {
+            self.origin = None;
+        }
+        self.last_ms = Some(dts_ms);
         let (t0, d0) = *self.origin.get_or_insert((now, dts_ms));
         let due_ms = dts_ms - d0 - 500;
         let elapsed_ms = now.duration_since(t0).as_millis() as i64;
@@ -724,5 +730,18 @@ mod tests {
         check(&mut t, vec![f(0), f(3000)], true);
         check(&mut t, vec![f(5_400_000), f(5_403_000)], false);
         assert!(last < 40_000, "gaps collapsed to one frame: {last}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacing_follows_timestamps_and_never_sleeps_through_a_jump() {
+        let mut p = Pacer::default();
+        let t0 = tokio::time::Instant::now();
+        p.wait(0).await;
+        p.wait(2000).await;
+        let slept = t0.elapsed();
+        assert!(slept >= Duration::from_millis(1400) && slept <= Duration::from_millis(1600), "{slept:?}");
+        // a day later in media time: published at once
+        p.wait(86_400_000).await;
+        assert!(t0.elapsed() < Duration::from_millis(1700));
     }
 }
