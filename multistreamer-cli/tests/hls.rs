@@ -7,45 +7,10 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// `tests/peers/http_server.py` serving `root` on a free port.
-struct HttpServer {
-    port: u16,
-    child: Child,
-}
-
-impl HttpServer {
-    fn start(root: &Path) -> HttpServer {
-        let port = free_port();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/http_server.py");
-        let child = Command::new("python3")
-            .arg(script)
-            .arg(port.to_string())
-            .arg(root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3");
-        assert!(wait_for_port(port, Duration::from_secs(10)), "HTTP server did not start");
-        HttpServer { port, child }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Packets of one stream type (`v` or `a`) ffprobe reads from a file.
 fn count_packets(file: &Path, stream: &str) -> usize {

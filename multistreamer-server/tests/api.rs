@@ -552,16 +552,7 @@ fn a_stream_pulled_from_hls_is_served_as_hls_behind_the_session() {
         .status()
         .unwrap();
     assert!(st.success());
-    let http_port = free_port();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../multistreamer-cli/tests/peers/http_server.py");
-    let mut http = Command::new("/usr/bin/python3")
-        .arg(script)
-        .arg(http_port.to_string())
-        .arg(tmp.join("www"))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_for_port(http_port, Duration::from_secs(10)));
+    let http = HttpServer::start(&tmp.join("www"));
     let server = Server::start(tmp.path());
     let admin = Client::login(server.http, "first-password-1");
     let s = admin.post("/api/streams", json!({"name": "hls in"})).json();
@@ -570,7 +561,7 @@ fn a_stream_pulled_from_hls_is_served_as_hls_behind_the_session() {
     let r = admin.request(
         "PATCH",
         &format!("/api/streams/{id}"),
-        Some(&json!({"pull_url": format!("http://127.0.0.1:{http_port}/v/index.m3u8?token=tok3n")})),
+        Some(&json!({"pull_url": http.url("v/index.m3u8?token=tok3n")})),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(!r.body.contains("tok3n"), "the URL's query is masked: {}", r.body);
@@ -633,8 +624,6 @@ fn a_stream_pulled_from_hls_is_served_as_hls_behind_the_session() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(!server.log().contains("tok3n"), "the token was logged");
-    let _ = http.kill();
-    let _ = http.wait();
 }
 
 mod ui {

@@ -461,3 +461,39 @@ pub fn start_rtsp_relay(dir: &Path, extra: &[String]) -> (RelayProcess, DumpOnPa
     let dump = DumpOnPanic(&relay);
     (relay, dump, rtsp_port)
 }
+
+/// `tests/peers/http_server.py` serving `root` on a free port.
+pub struct HttpServer {
+    pub port: u16,
+    child: Child,
+}
+
+impl HttpServer {
+    pub fn start(root: &Path) -> HttpServer {
+        let port = free_port();
+        // (this module is shared with the server's tests: the path goes through the CLI's crate)
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../multistreamer-cli/tests/peers/http_server.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        assert!(wait_for_port(port, Duration::from_secs(10)), "HTTP server did not start");
+        HttpServer { port, child }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

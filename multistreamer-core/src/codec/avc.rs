@@ -387,6 +387,37 @@ pub fn annexb_to_avcc(data: &[u8], sets: &mut ParameterSets) -> Vec<u8> {
     out
 }
 
+/// Parameter sets for other modules' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use bytes::Bytes;
+
+    use super::AvcDecoderConfig;
+
+    /// Baseline SPS 320x240 (profile 66).
+    pub(crate) const SPS_240P_BASELINE: &[u8] = &[
+        0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03,
+        0x03, 0xc0, 0xf1, 0x42, 0xa4, 0x80,
+    ];
+
+    /// A decoder configuration record with `sps` and one PPS.
+    pub(crate) fn record_with(sps: &[u8]) -> Bytes {
+        let pps = [0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+        let mut r = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
+        r.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+        r.extend_from_slice(sps);
+        r.push(1);
+        r.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+        r.extend_from_slice(&pps);
+        Bytes::from(r)
+    }
+
+    /// The parsed 320x240 Baseline configuration.
+    pub(crate) fn config_240p() -> AvcDecoderConfig {
+        AvcDecoderConfig::parse(record_with(SPS_240P_BASELINE)).expect("valid record")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,22 +432,7 @@ mod tests {
         0x67, 0x64, 0x00, 0x28, 0xac, 0xd9, 0x40, 0x78, 0x02, 0x27, 0xe5, 0xc0, 0x44, 0x00, 0x00, 0x03, 0x00, 0x04,
         0x00, 0x00, 0x03, 0x00, 0xf0, 0x3c, 0x60, 0xc6, 0x58,
     ];
-    /// Baseline SPS 320x240 (profile 66).
-    const SPS_240P_BASELINE: &[u8] = &[
-        0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03,
-        0x03, 0xc0, 0xf1, 0x42, 0xa4, 0x80,
-    ];
-
-    fn record_with(sps: &[u8]) -> Bytes {
-        let pps = [0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
-        let mut r = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
-        r.extend_from_slice(&(sps.len() as u16).to_be_bytes());
-        r.extend_from_slice(sps);
-        r.push(1);
-        r.extend_from_slice(&(pps.len() as u16).to_be_bytes());
-        r.extend_from_slice(&pps);
-        Bytes::from(r)
-    }
+    use super::testing::{SPS_240P_BASELINE, record_with};
 
     #[test]
     fn parses_720p_high_record() {

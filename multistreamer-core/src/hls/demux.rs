@@ -204,15 +204,7 @@ mod tests {
     #[test]
     fn ts_segment_gives_configured_tracks() {
         use super::super::ts::TsMuxer;
-        let sps: &[u8] = &[
-            0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03,
-            0x03, 0xc0, 0xf1, 0x42, 0xa4, 0x80,
-        ];
-        let sets = ParameterSets {
-            sps: vec![Bytes::copy_from_slice(sps)],
-            pps: vec![Bytes::from_static(&[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0])],
-        };
-        let cfg = sets.to_record().expect("record");
+        let cfg = crate::codec::avc::testing::config_240p();
         let asc = AudioSpecificConfig::parse(Bytes::from_static(&[0x11, 0x90])).expect("asc");
         let mut mux = TsMuxer::new(Some(cfg.clone()), Some(asc.clone()));
         let mut seg = Vec::new();

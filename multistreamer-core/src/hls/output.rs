@@ -612,18 +612,10 @@ mod tests {
     use crate::media::{Packet, Timestamp, Track, TrackId};
 
     fn info() -> Arc<MediaInfo> {
-        let sps: &[u8] = &[
-            0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03,
-            0x03, 0xc0, 0xf1, 0x42, 0xa4, 0x80,
-        ];
-        let sets = crate::codec::avc::ParameterSets {
-            sps: vec![Bytes::copy_from_slice(sps)],
-            pps: vec![Bytes::from_static(&[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0])],
-        };
         let mut i = MediaInfo::default();
         i.set_track(Track {
             id: TrackId(0),
-            codec: Codec::H264(sets.to_record().expect("record")),
+            codec: Codec::H264(crate::codec::avc::testing::config_240p()),
             timebase: Timebase::MILLIS,
         });
         Arc::new(i)

@@ -492,20 +492,7 @@ pub fn crc32_mpeg2(data: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
-    fn config() -> AvcDecoderConfig {
-        let sps: &[u8] = &[
-            0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03,
-            0x03, 0xc0, 0xf1, 0x42, 0xa4, 0x80,
-        ];
-        let pps = [0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
-        let mut r = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
-        r.extend_from_slice(&(sps.len() as u16).to_be_bytes());
-        r.extend_from_slice(sps);
-        r.push(1);
-        r.extend_from_slice(&(pps.len() as u16).to_be_bytes());
-        r.extend_from_slice(&pps);
-        AvcDecoderConfig::parse(Bytes::from(r)).expect("valid record")
-    }
+    use crate::codec::avc::testing::config_240p as config;
 
     #[test]
     fn crc_matches_the_known_pat() {
