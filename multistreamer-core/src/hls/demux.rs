@@ -30,6 +30,8 @@ pub struct Frame {
 pub struct SegmentDemuxer {
     ts: TsDemuxer,
     fmp4: Option<Vec<Fmp4Track>>,
+    /// The fMP4 track ids published: (video, audio).
+    fmp4_main: (Option<u32>, Option<u32>),
     video: Option<(AvcDecoderConfig, Timebase)>,
     audio: Option<(AudioSpecificConfig, Timebase)>,
     /// The last unwrapped 90 kHz time (TS only).
@@ -46,12 +48,19 @@ impl SegmentDemuxer {
         let tracks = fmp4::parse_init(init)?;
         self.video = None;
         self.audio = None;
+        self.fmp4_main = (None, None);
         // the first H.264 and the first AAC track
         for t in &tracks {
             let tb = Timebase::new(1, t.timescale).unwrap_or(Timebase::HZ_90K);
             match &t.codec {
-                Codec::H264(c) if self.video.is_none() => self.video = Some((c.clone(), tb)),
-                Codec::Aac(a) if self.audio.is_none() => self.audio = Some((a.clone(), tb)),
+                Codec::H264(c) if self.video.is_none() => {
+                    self.video = Some((c.clone(), tb));
+                    self.fmp4_main.0 = Some(t.id);
+                }
+                Codec::Aac(a) if self.audio.is_none() => {
+                    self.audio = Some((a.clone(), tb));
+                    self.fmp4_main.1 = Some(t.id);
+                }
                 _ => {}
             }
         }
@@ -76,7 +85,7 @@ impl SegmentDemuxer {
     /// Frames come out in decode order across tracks.
     pub fn demux(&mut self, segment: &[u8]) -> Result<Vec<Frame>> {
         let mut frames = match &self.fmp4 {
-            Some(tracks) => self.demux_fmp4(&tracks.clone(), segment)?,
+            Some(tracks) => self.demux_fmp4(tracks, segment)?,
             None => self.demux_ts(segment)?,
         };
         // fMP4 stores each track's run separately; TS emits a PES when the next one starts
@@ -84,20 +93,14 @@ impl SegmentDemuxer {
         Ok(frames)
     }
 
-    fn demux_fmp4(&mut self, tracks: &[Fmp4Track], segment: &[u8]) -> Result<Vec<Frame>> {
+    fn demux_fmp4(&self, tracks: &[Fmp4Track], segment: &[u8]) -> Result<Vec<Frame>> {
         let samples = fmp4::parse_segment(tracks, segment)?;
         let mut out = Vec::with_capacity(samples.len());
         for s in samples {
-            let Some(t) = tracks.iter().find(|t| t.id == s.track) else { continue };
-            let is_video = matches!(t.codec, Codec::H264(_));
-            let is_main = match (&self.video, &self.audio) {
-                (Some((c, _)), _) if is_video => Codec::H264(c.clone()) == t.codec,
-                (_, Some((a, _))) if !is_video => Codec::Aac(a.clone()) == t.codec,
-                _ => false,
-            };
-            if !is_main {
+            if Some(s.track) != self.fmp4_main.0 && Some(s.track) != self.fmp4_main.1 {
                 continue;
             }
+            let Some(t) = tracks.iter().find(|t| t.id == s.track) else { continue };
             out.push(Frame {
                 kind: s.kind,
                 timebase: Timebase::new(1, t.timescale).unwrap_or(Timebase::HZ_90K),
