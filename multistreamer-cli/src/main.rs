@@ -617,16 +617,7 @@ async fn load(args: LoadArgs) -> Result<(), String> {
             line.push_str(&format!(" | {}", s.gpu_status.as_deref().unwrap_or("no GPU detected")));
         }
         for g in &s.gpus {
-            line.push_str(&format!(
-                " | gpu{} {} {}% mem {:.1}/{:.1} GiB enc {} dec {}",
-                g.index,
-                g.name,
-                g.utilization_percent,
-                g.memory_used_bytes as f64 / 1073741824.0,
-                g.memory_total_bytes as f64 / 1073741824.0,
-                g.encoder_percent.map_or("-".to_string(), |v| format!("{v}%")),
-                g.decoder_percent.map_or("-".to_string(), |v| format!("{v}%")),
-            ));
+            line.push_str(&format!(" | {g}"));
         }
         println!("{line}");
         printed += 1;

@@ -23,17 +23,7 @@ fn main() -> Result<(), String> {
         println!("gpu: {}", s.gpu_status.as_deref().unwrap_or("none"));
     }
     for g in &s.gpus {
-        let opt = |v: Option<u32>| v.map_or("n/a".to_string(), |p| format!("{p}%"));
-        println!(
-            "gpu{} {}: {}% busy, memory {:.1} / {:.1} GiB, encoder {}, decoder {}",
-            g.index,
-            g.name,
-            g.utilization_percent,
-            g.memory_used_bytes as f64 / 1073741824.0,
-            g.memory_total_bytes as f64 / 1073741824.0,
-            opt(g.encoder_percent),
-            opt(g.decoder_percent)
-        );
+        println!("{g}");
     }
     Ok(())
 }

@@ -89,6 +89,24 @@ pub struct GpuLoad {
     pub decoder_percent: Option<u32>,
 }
 
+/// `gpu0 NVIDIA H200 12% mem 1.5/140.4 GiB enc 0% dec -` (`-` where the driver reports nothing).
+impl std::fmt::Display for GpuLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pct = |v: Option<u32>| v.map_or("-".to_string(), |v| format!("{v}%"));
+        write!(
+            f,
+            "gpu{} {} {}% mem {:.1}/{:.1} GiB enc {} dec {}",
+            self.index,
+            self.name,
+            self.utilization_percent,
+            self.memory_used_bytes as f64 / 1073741824.0,
+            self.memory_total_bytes as f64 / 1073741824.0,
+            pct(self.encoder_percent),
+            pct(self.decoder_percent)
+        )
+    }
+}
+
 /// One sample of the machine's load.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SystemSample {
