@@ -470,9 +470,12 @@ async fn relay(args: RelayArgs) -> Result<(), String> {
     let mut status = StatusPrinter::new();
     let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
     let mut input_check = tokio::time::interval(Duration::from_millis(500));
+    // One signal future for the whole loop: a SIGTERM during a status tick is not lost.
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
     loop {
         tokio::select! {
-            _ = shutdown_signal() => break,
+            _ = &mut signal => break,
             _ = input_check.tick(), if pull.is_some() => {
                 // a VOD (or a live playlist that ended) played to its end: finish like ffmpeg would
                 if pull.as_ref().is_some_and(|p| p.is_finished()) {
@@ -584,9 +587,11 @@ async fn load(args: LoadArgs) -> Result<(), String> {
     let handle = spawn_monitor(Duration::from_secs_f64(args.interval), 2)?;
     let mut rx = handle.subscribe();
     let mut printed = 0u64;
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
     loop {
         tokio::select! {
-            _ = shutdown_signal() => return Ok(()),
+            _ = &mut signal => return Ok(()),
             r = rx.changed() => if r.is_err() { return Ok(()) },
         }
         let s = rx.borrow_and_update().clone();

@@ -259,6 +259,30 @@ impl DestinationHandle {
     }
 }
 
+impl crate::engine::Job for DestinationHandle {
+    fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    fn error(&self) -> Option<String> {
+        self.stats.last_error()
+    }
+
+    /// It ends when its stream ends; its last error is the peer's, shown, not a reason
+    /// to stay down when the stream is back.
+    fn restart_when_finished(&self) -> bool {
+        true
+    }
+
+    fn stop(self) -> crate::sink::BoxFuture<'static, ()> {
+        Box::pin(DestinationHandle::stop(self))
+    }
+
+    fn join(self) -> crate::sink::BoxFuture<'static, ()> {
+        Box::pin(DestinationHandle::join(self))
+    }
+}
+
 /// Starts a supervised destination for `stream`.
 pub fn spawn_destination(
     hub: Hub,

@@ -33,6 +33,7 @@
 
 pub mod codec;
 pub mod destination;
+pub mod engine;
 pub mod error;
 pub mod flv;
 pub mod hls;

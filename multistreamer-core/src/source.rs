@@ -82,6 +82,32 @@ impl PullHandle {
     }
 }
 
+impl crate::engine::Job for PullHandle {
+    fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    fn error(&self) -> Option<String> {
+        lock(&self.status).last_error.clone()
+    }
+
+    /// It reconnects by itself; it ends only when a VOD input played once, and then stays
+    /// finished until its URL changes.
+    fn restart_when_finished(&self) -> bool {
+        false
+    }
+
+    fn stop(self) -> crate::sink::BoxFuture<'static, ()> {
+        Box::pin(PullHandle::stop(self))
+    }
+
+    fn join(self) -> crate::sink::BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let _ = self.task.await;
+        })
+    }
+}
+
 /// How one attempt of a pull ended without an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PullEnd {
@@ -147,4 +173,137 @@ where
         .instrument(span),
     );
     PullHandle { stream, url, status, cancel, task }
+}
+
+/// Where a stream comes from, parsed once: every place that takes an input URL (the CLI's
+/// `--input`, the server's `pull_url`) decides what it is here, not by its prefix.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InputUrl {
+    /// `rtmp(s)://…`: RTMP is pushed to the ingest, not pulled ([`InputUrl::spawn`]
+    /// refuses it with a clear error).
+    Rtmp(crate::rtmp::RtmpUrl),
+    /// `rtsp://[user:password@]host/…`: a camera or RTSP server, pulled.
+    Rtsp(String),
+    /// `http(s)://…`: an HLS playlist, pulled.
+    Hls(url::Url),
+}
+
+/// How pulled inputs are read.
+#[derive(Clone, Debug, Default)]
+pub struct PullOptions {
+    pub rtsp_transport: crate::rtsp::PullTransport,
+    pub hls: crate::hls::HlsPullOptions,
+}
+
+impl std::str::FromStr for InputUrl {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<InputUrl> {
+        use crate::{Error, ErrorKind};
+        let scheme = s.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("http" | "https") => {
+                let u = url::Url::parse(s).map_err(|e| Error::new(ErrorKind::Config, format!("HLS URL: {e}")))?;
+                if u.host_str().is_none_or(str::is_empty) {
+                    return Err(Error::new(ErrorKind::Config, "the HLS URL has no host"));
+                }
+                Ok(InputUrl::Hls(u))
+            }
+            Some("rtsp") => {
+                crate::rtsp::split_credentials(s)?;
+                Ok(InputUrl::Rtsp(s.to_string()))
+            }
+            Some("rtmp" | "rtmps") => {
+                s.parse().map(InputUrl::Rtmp).map_err(|e| Error::new(ErrorKind::Config, format!("RTMP URL: {e}")))
+            }
+            _ => Err(Error::new(
+                ErrorKind::Config,
+                "expected rtsp://… (a camera), http(s)://….m3u8 (HLS) or rtmp://… (an ingest)",
+            )),
+        }
+    }
+}
+
+impl InputUrl {
+    /// The URL as it may be shown and logged: password and HTTP query masked.
+    pub fn masked(&self) -> String {
+        let mut u = match self {
+            InputUrl::Rtmp(u) => return u.to_string(),
+            InputUrl::Rtsp(s) => match url::Url::parse(s) {
+                Ok(u) => u,
+                Err(_) => return String::new(),
+            },
+            InputUrl::Hls(u) => u.clone(),
+        };
+        if u.password().is_some() {
+            let _ = u.set_password(Some("****"));
+        }
+        if u.query().is_some() {
+            u.set_query(Some("****"));
+        }
+        u.to_string()
+    }
+
+    /// The path segments, to name a stream after its input.
+    pub fn path_segments(&self) -> Vec<String> {
+        let parsed = match self {
+            InputUrl::Rtmp(u) => return vec![u.app.clone(), u.key.clone()],
+            InputUrl::Rtsp(s) => url::Url::parse(s).ok(),
+            InputUrl::Hls(u) => Some(u.clone()),
+        };
+        parsed
+            .and_then(|u| u.path_segments().map(|p| p.filter(|s| !s.is_empty()).map(str::to_string).collect()))
+            .unwrap_or_default()
+    }
+
+    /// Starts pulling this input into hub stream `stream`.
+    pub fn spawn(
+        &self,
+        hub: crate::hub::Hub,
+        stream: String,
+        options: &PullOptions,
+        cancel: CancellationToken,
+    ) -> Result<PullHandle> {
+        match self {
+            InputUrl::Hls(u) => crate::hls::spawn_hls_pull(hub, stream, u.as_str(), options.hls.clone(), cancel),
+            InputUrl::Rtsp(s) => crate::rtsp::spawn_rtsp_pull(hub, stream, s, options.rtsp_transport, cancel),
+            InputUrl::Rtmp(_) => Err(crate::Error::new(
+                crate::ErrorKind::Config,
+                "RTMP inputs are pushed to the ingest; pulling from an RTMP server is not supported",
+            )),
+        }
+    }
+}
+
+impl fmt::Debug for InputUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InputUrl({})", self.masked())
+    }
+}
+
+impl fmt::Display for InputUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InputUrl;
+
+    #[test]
+    fn input_urls_are_told_apart_once_and_shown_masked() {
+        let hls: InputUrl = "HTTPS://cdn.example/live/talk/index.m3u8?token=secret".parse().expect("hls");
+        assert!(matches!(hls, InputUrl::Hls(_)));
+        assert_eq!(hls.to_string(), "https://cdn.example/live/talk/index.m3u8?****");
+        assert_eq!(hls.path_segments(), ["live", "talk", "index.m3u8"]);
+        let cam: InputUrl = "rtsp://admin:pw@10.0.0.9:554/stream1".parse().expect("rtsp");
+        assert!(matches!(cam, InputUrl::Rtsp(_)));
+        assert_eq!(format!("{cam:?}"), "InputUrl(rtsp://admin:****@10.0.0.9:554/stream1)");
+        assert!(matches!("rtmp://host/live/key".parse::<InputUrl>(), Ok(InputUrl::Rtmp(_))));
+        for bad in ["ftp://x/y", "http://", "talk.m3u8", ""] {
+            assert!(bad.parse::<InputUrl>().is_err(), "{bad}");
+        }
+    }
 }

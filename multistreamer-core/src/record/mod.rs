@@ -150,12 +150,47 @@ pub struct RecordingStats {
     pub current: Mutex<Option<PathBuf>>,
     pub finished: AtomicBool,
     pub error: Mutex<Option<String>>,
+    /// Where file events go, for whoever keeps a catalogue of recordings.
+    events: Mutex<Option<mpsc::UnboundedSender<RecordingEvent>>>,
+}
+
+/// What happened to a recording's files, in order. A catalogue (the server's recordings
+/// table) follows these instead of polling [`RecordingStats`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum RecordingEvent {
+    /// A file was created; packets follow.
+    Opened(PathBuf),
+    /// A file was closed (trailer written).
+    Closed(RecordedFile),
+    /// The recording ended; every file is closed. `error` says why, if it failed.
+    Finished { error: Option<String> },
 }
 
 impl RecordingStats {
+    fn emit(&self, event: RecordingEvent) {
+        if let Some(tx) = lock(&self.events).as_ref() {
+            let _ = tx.send(event);
+        }
+    }
+
+    pub(crate) fn file_opened(&self, path: PathBuf) {
+        *lock(&self.current) = Some(path.clone());
+        self.emit(RecordingEvent::Opened(path));
+    }
+
     pub(crate) fn file_done(&self, f: RecordedFile) {
         info!(path = %f.path.display(), bytes = f.bytes, duration_s = f.duration.as_secs_f64(), "recording file closed");
-        lock(&self.files).push(f);
+        *lock(&self.current) = None;
+        lock(&self.files).push(f.clone());
+        self.emit(RecordingEvent::Closed(f));
+    }
+
+    fn finish(&self, error: Option<String>) {
+        *lock(&self.error) = error.clone();
+        self.finished.store(true, Ordering::Release);
+        self.emit(RecordingEvent::Finished { error });
+        lock(&self.events).take();
     }
 }
 
@@ -214,6 +249,7 @@ pub struct RecordingHandle {
     pub kind: RecordingKind,
     pub stats: Arc<RecordingStats>,
     input: Arc<Mutex<Option<Arc<SubscriberStats>>>>,
+    events: Mutex<Option<mpsc::UnboundedReceiver<RecordingEvent>>>,
     cancel: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -235,6 +271,12 @@ impl RecordingHandle {
         self.task.is_finished()
     }
 
+    /// The recording's file events, from its start (only the first call gets them). The
+    /// stream ends after [`RecordingEvent::Finished`].
+    pub fn take_events(&self) -> Option<mpsc::UnboundedReceiver<RecordingEvent>> {
+        lock(&self.events).take()
+    }
+
     /// Stops recording now (the file is closed properly) and waits.
     pub async fn stop(self) {
         self.cancel.cancel();
@@ -247,6 +289,37 @@ impl RecordingHandle {
     }
 }
 
+impl crate::engine::Job for RecordingHandle {
+    fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    fn error(&self) -> Option<String> {
+        lock(&self.stats.error).clone()
+    }
+
+    fn stop(self) -> crate::sink::BoxFuture<'static, ()> {
+        Box::pin(RecordingHandle::stop(self))
+    }
+
+    fn join(self) -> crate::sink::BoxFuture<'static, ()> {
+        Box::pin(RecordingHandle::join(self))
+    }
+}
+
+/// The recorder [`spawn_recording`] builds for `kind` (the raw one checks the real disk).
+pub fn recorder_for(
+    stream: &str,
+    kind: RecordingKind,
+    options: RecordOptions,
+    stats: Arc<RecordingStats>,
+) -> Box<dyn Recorder> {
+    match kind {
+        RecordingKind::Original => Box::new(RemuxRecorder::new(stream, options, stats)),
+        RecordingKind::Raw => Box::new(RawRecorder::new(stream, options, stats, Arc::new(SystemDiskProbe::default()))),
+    }
+}
+
 /// Records hub stream `stream` until it ends or `cancel` fires. A raw recording checks the
 /// disk first and fails with a clear error (`ErrorKind::Config`) when it cannot keep up.
 pub fn spawn_recording(
@@ -256,18 +329,29 @@ pub fn spawn_recording(
     options: RecordOptions,
     cancel: CancellationToken,
 ) -> Result<RecordingHandle> {
+    spawn_recording_with(hub, stream, kind, options, cancel, |stream, options, stats| {
+        recorder_for(stream, kind, options, stats)
+    })
+}
+
+/// Like [`spawn_recording`], with the recorder built by `make` (another [`Recorder`], or a
+/// [`RawRecorder`] with an injected [`DiskProbe`]). `kind` labels the recording.
+pub fn spawn_recording_with(
+    hub: Hub,
+    stream: String,
+    kind: RecordingKind,
+    options: RecordOptions,
+    cancel: CancellationToken,
+    make: impl FnOnce(&str, RecordOptions, Arc<RecordingStats>) -> Box<dyn Recorder>,
+) -> Result<RecordingHandle> {
     std::fs::create_dir_all(&options.dir).map_err(|e| {
         Error::new(ErrorKind::Config, format!("cannot create the recording directory {}: {e}", options.dir.display()))
     })?;
     crate::transcode::init();
-    let stats = Arc::new(RecordingStats::default());
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let stats = Arc::new(RecordingStats { events: Mutex::new(Some(events_tx)), ..RecordingStats::default() });
     let input: Arc<Mutex<Option<Arc<SubscriberStats>>>> = Arc::default();
-    let mut recorder: Box<dyn Recorder> = match kind {
-        RecordingKind::Original => Box::new(RemuxRecorder::new(&stream, options, Arc::clone(&stats))),
-        RecordingKind::Raw => {
-            Box::new(RawRecorder::new(&stream, options, Arc::clone(&stats), Arc::new(SystemDiskProbe::default())))
-        }
-    };
+    let mut recorder = make(&stream, options, Arc::clone(&stats));
     let (tx, mut rx) = mpsc::channel::<MediaItem>(64);
     let thread_stats = Arc::clone(&stats);
     let thread = std::thread::Builder::new()
@@ -286,8 +370,7 @@ pub fn spawn_recording(
                 warn!(error = %e, "closing the recording failed");
                 failed.get_or_insert(e.to_string());
             }
-            *lock(&thread_stats.error) = failed;
-            thread_stats.finished.store(true, Ordering::Release);
+            thread_stats.finish(failed);
         })
         .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the recording thread: {e}")))?;
     let span = info_span!("recording", stream = %stream, kind = %kind);
@@ -305,7 +388,7 @@ pub fn spawn_recording(
         }
         .instrument(span),
     );
-    Ok(RecordingHandle { stream, kind, stats, input, cancel, task })
+    Ok(RecordingHandle { stream, kind, stats, input, events: Mutex::new(Some(events)), cancel, task })
 }
 
 #[cfg(test)]

@@ -24,7 +24,6 @@ use tracing::{info, warn};
 use super::{RecordOptions, RecordedFile, Recorder, RecordingStats, tracks_changed};
 use crate::error::{Error, ErrorKind, Result};
 use crate::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, TrackId, TrackKind};
-use crate::sync::lock;
 use crate::transcode::{is_again, media_err, open_aac_decoder, open_video_decoder, rational, to_av_packet};
 
 /// Estimated bytes per second of a raw recording: 8-bit 4:2:0 video (1.5 bytes per pixel)
@@ -282,7 +281,7 @@ impl RawRecorder {
             .spawn(move || write_loop(output, rx, &encoder_tbs, &writer_path, &writer_stats))
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the writer thread: {e}")))?;
         info!(path = %path.display(), rate_mb_s = rate / 1e6, "raw recording to a new file");
-        *lock(&self.stats.current) = Some(path.clone());
+        self.stats.file_opened(path.clone());
         self.file = Some(OpenFile {
             path,
             tx,
@@ -321,7 +320,6 @@ impl RawRecorder {
         let done = RecordedFile { path: f.path, bytes, duration, video_frames: f.frames };
         self.stats.file_done(done.clone());
         self.files.push(done);
-        *lock(&self.stats.current) = None;
         Ok(())
     }
 

@@ -11,7 +11,6 @@ use tracing::info;
 use super::{RecordOptions, RecordedFile, Recorder, RecordingStats, apply_retention, tracks_changed};
 use crate::error::Result;
 use crate::media::{MediaInfo, MediaItem, Packet, Timestamp, TrackKind};
-use crate::sync::lock;
 use crate::transcode::file::FileWriter;
 
 /// Muxer settings that make the MP4 readable at any moment: an empty `moov` up front, a
@@ -67,7 +66,7 @@ impl RemuxRecorder {
         let mut writer = FileWriter::create_with(&path, &FRAGMENTED_MP4)?;
         writer.write_info(&info)?;
         info!(path = %path.display(), "recording to a new file");
-        *lock(&self.stats.current) = Some(path.clone());
+        self.stats.file_opened(path.clone());
         apply_retention(&self.options, "mp4", Some(&path));
         self.file = Some(OpenFile { writer, path, first: None, last: None, video_frames: 0 });
         Ok(())
@@ -84,7 +83,6 @@ impl RemuxRecorder {
             RecordedFile { bytes: f.writer.bytes_written(), path: f.path, duration, video_frames: f.video_frames };
         self.stats.file_done(done.clone());
         self.files.push(done);
-        *lock(&self.stats.current) = None;
         result
     }
 

@@ -55,6 +55,7 @@ pub struct LadderHandle {
     stats: Arc<TranscodeStats>,
     input: Arc<Mutex<Option<Arc<SubscriberStats>>>>,
     error: Arc<Mutex<Option<String>>>,
+    cancel: CancellationToken,
     task: JoinHandle<()>,
 }
 
@@ -96,6 +97,33 @@ impl LadderHandle {
     pub async fn join(self) {
         let _ = self.task.await;
     }
+
+    /// Stops transcoding now; resolves once the renditions have ended.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
+impl crate::engine::Job for LadderHandle {
+    /// A new ladder publishes the same rendition names: the old one must be gone first.
+    const EXCLUSIVE: bool = true;
+
+    fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    fn error(&self) -> Option<String> {
+        LadderHandle::error(self)
+    }
+
+    fn stop(self) -> crate::sink::BoxFuture<'static, ()> {
+        Box::pin(LadderHandle::stop(self))
+    }
+
+    fn join(self) -> crate::sink::BoxFuture<'static, ()> {
+        Box::pin(LadderHandle::join(self))
+    }
 }
 
 /// Transcodes hub stream `source` into `ladder`, publishing `source@rung` streams. Stops
@@ -133,7 +161,7 @@ pub fn spawn_ladder(
     // About 4 s of a 30 fps stream with audio: a decoder that cannot keep up drops to the
     // next keyframe rather than letting the renditions fall minutes behind.
     let opts = SubscribeOptions { policy: SlowSinkPolicy::DropToKeyframe, queue_capacity: Some(INPUT_QUEUE) };
-    let forward = forward_to_thread(hub, task_source, opts, task_input, cancel, tx, thread);
+    let forward = forward_to_thread(hub, task_source, opts, task_input, cancel.clone(), tx, thread);
     let task = tokio::spawn(
         async move {
             forward.await;
@@ -141,7 +169,7 @@ pub fn spawn_ladder(
         }
         .instrument(span),
     );
-    Ok(LadderHandle { source, stats, input, error, task })
+    Ok(LadderHandle { source, stats, input, error, cancel, task })
 }
 
 fn run_transcoder(

@@ -1,0 +1,479 @@
+//! The running engine: hub, ingest checked against the database, and the jobs of every
+//! stream — pulls, ladders, recordings, destinations — kept equal to what
+//! [`desired::desired`] computes from the database and the live state.
+//!
+//! One task owns the running jobs (no locks around them). The API asks it through a
+//! channel: after a change it calls [`Engine::sync_stream`], which returns once the jobs
+//! match the database again; stops run in the background, so no request waits on an
+//! encoder drain or a destination's graceful close.
+
+mod desired;
+mod recording;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use multistreamer_core::destination::{DestinationHandle, DestinationOptions, DestinationSnapshot, spawn_destination};
+use multistreamer_core::engine::{Changes, JobSet};
+use multistreamer_core::hls::{HlsOptions, HlsServer};
+use multistreamer_core::hub::{Hub, HubEvent, HubOptions};
+use multistreamer_core::record::{RecordOptions, spawn_recording};
+use multistreamer_core::rtmp::{
+    PublishAuthorizer, PublishRequest, Rejection, RtmpConnector, RtmpIngest, RtmpIngestOptions, RtmpPushOptions,
+};
+use multistreamer_core::rtsp::{RtspIngest, RtspIngestOptions};
+use multistreamer_core::sink::BoxFuture;
+use multistreamer_core::source::{InputUrl, PullHandle, PullOptions, PullStatus};
+use multistreamer_core::transcode::hub::{LadderHandle, spawn_ladder, split_rendition};
+use multistreamer_core::transcode::{RungSnapshot, TranscodeOptions};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use self::desired::{RecordMode, hub_name};
+use self::desired::{DestinationSpec, LadderSpec, LiveState, RecordingSpec, StreamConfig};
+pub use self::recording::RecordingStatus;
+use self::recording::RecordingJob;
+use crate::db::{self, Db};
+use crate::error::AppError;
+
+/// The stream row of a hub name, whether it names the source or one of its renditions.
+fn stream_id_of(name: &str) -> Option<i64> {
+    let source = split_rendition(name).map_or(name, |(source, _)| source);
+    source.strip_prefix("stream-")?.parse().ok()
+}
+
+/// Accepts a publish when the key belongs to a stream in the database.
+struct DbAuthorizer {
+    db: Db,
+    app: String,
+}
+
+impl PublishAuthorizer for DbAuthorizer {
+    fn accepts_app(&self, app: &str) -> bool {
+        app == self.app
+    }
+
+    fn authorize<'a>(&'a self, request: &'a PublishRequest) -> BoxFuture<'a, Result<String, Rejection>> {
+        Box::pin(async move {
+            match db::stream_by_key(&self.db, &request.key).await {
+                Ok(Some(s)) => Ok(hub_name(s.id)),
+                Ok(None) => Err(Rejection::new("unknown stream key")),
+                Err(e) => Err(Rejection::new(format!("database unavailable: {e}"))),
+            }
+        })
+    }
+}
+
+/// The live state of one stream's jobs, as the API shows it.
+#[derive(Clone, Debug, Default)]
+pub struct StreamState {
+    pub pull: Option<PullStatus>,
+    pub recording: RecordingStatus,
+    pub renditions: Vec<RungSnapshot>,
+    pub skipped_renditions: Vec<String>,
+    pub ladder_error: Option<String>,
+    pub ladder_input_dropped: u64,
+    /// Running destinations by id.
+    pub destinations: HashMap<i64, DestinationSnapshot>,
+}
+
+enum Command {
+    /// Make the jobs match the database; answer when they do.
+    Sync(Option<oneshot::Sender<Result<(), AppError>>>),
+    RecordNow { stream_id: i64, on: bool, done: oneshot::Sender<Result<(), AppError>> },
+    /// A stream was deleted: end it in the hub, then sync.
+    Close { stream_id: i64, done: oneshot::Sender<()> },
+    State { stream_id: i64, reply: oneshot::Sender<StreamState> },
+    Destinations(oneshot::Sender<Vec<DestinationSnapshot>>),
+    IsRecording(PathBuf, oneshot::Sender<bool>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+#[allow(missing_debug_implementations)] // holds handles, nothing worth printing
+pub struct Engine {
+    pub hub: Hub,
+    /// Every live stream (and rendition) as HLS, for the preview player and players.
+    pub hls: HlsServer,
+    pub rtmp_addr: SocketAddr,
+    pub rtsp_addr: Option<SocketAddr>,
+    recordings_dir: PathBuf,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Engine {
+    pub async fn start(
+        db: Db,
+        rtmp: SocketAddr,
+        app: &str,
+        transcode: TranscodeOptions,
+        recordings_dir: PathBuf,
+        rtsp: Option<SocketAddr>,
+        cancel: CancellationToken,
+    ) -> Result<Arc<Engine>, AppError> {
+        db::close_stale_recordings(&db).await?;
+        let hub = Hub::new(HubOptions::default());
+        let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string() });
+        let ingest = RtmpIngest::bind(rtmp, hub.clone(), auth, RtmpIngestOptions::default())
+            .await
+            .map_err(|e| AppError::internal(e.to_string()))?;
+        let rtmp_addr = ingest.local_addr().map_err(|e| AppError::internal(e.to_string()))?;
+        let ingest_cancel = cancel.child_token();
+        tokio::spawn(ingest.run(ingest_cancel.clone()));
+        let rtsp_addr = match rtsp {
+            Some(addr) => {
+                let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string() });
+                // RTMP is the main ingest; a taken RTSP port (another RTSP server on the
+                // machine) disables RTSP pushes with a warning instead of stopping the server.
+                match RtspIngest::bind(addr, hub.clone(), auth, RtspIngestOptions::default()).await {
+                    Ok(rtsp) => {
+                        let bound = rtsp.local_addr().map_err(|e| AppError::internal(e.to_string()))?;
+                        tokio::spawn(rtsp.run(ingest_cancel.clone()));
+                        Some(bound)
+                    }
+                    Err(e) => {
+                        warn!(%addr, error = %e, "RTSP ingest not started (set --rtsp to another address)");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let hls = HlsServer::start(hub.clone(), HlsOptions::default(), cancel.child_token());
+        let (commands, rx) = mpsc::unbounded_channel();
+        let wake = commands.clone();
+        let runner = Runner {
+            hub: hub.clone(),
+            db,
+            transcode,
+            recordings_dir: recordings_dir.clone(),
+            push: RtmpPushOptions::default(),
+            dest_options: DestinationOptions::default(),
+            cancel,
+            ingest_cancel,
+            live: LiveState::default(),
+            sessions: HashMap::new(),
+            pulls: JobSet::new(),
+            // A ladder's replacement starts once the old one's renditions are gone.
+            ladders: JobSet::new().with_on_stopped(move || _ = wake.send(Command::Sync(None))),
+            recordings: JobSet::new(),
+            destinations: JobSet::new(),
+        };
+        tokio::spawn(runner.run(rx));
+        let engine = Arc::new(Engine { hub, hls, rtmp_addr, rtsp_addr, recordings_dir, commands });
+        // Pulls start at once; the first sync answers when they run.
+        engine.sync_stream(0).await?;
+        Ok(engine)
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    pub fn is_live(&self, stream_id: i64) -> bool {
+        self.hub.get(&hub_name(stream_id)).is_some_and(|s| s.is_publishing())
+    }
+
+    pub fn live_stream_count(&self) -> usize {
+        self.hub.stream_names().iter().filter(|n| split_rendition(n).is_none()).count()
+    }
+
+    /// Bytes received from the publishers of the streams in the hub.
+    pub fn bytes_in_total(&self) -> u64 {
+        let names = self.hub.stream_names();
+        let sources = names.iter().filter(|n| split_rendition(n).is_none());
+        sources.filter_map(|n| self.hub.get(n)).map(|s| s.stats().bytes_in.load(Relaxed)).sum()
+    }
+
+    /// The live state of a stream's jobs.
+    pub async fn stream_state(&self, stream_id: i64) -> StreamState {
+        self.ask(|reply| Command::State { stream_id, reply }).await.unwrap_or_default()
+    }
+
+    /// Every running destination's stats.
+    pub async fn all_destination_stats(&self) -> Vec<DestinationSnapshot> {
+        self.ask(Command::Destinations).await.unwrap_or_default()
+    }
+
+    /// The directory recordings are written to.
+    pub fn recordings_dir(&self) -> &Path {
+        &self.recordings_dir
+    }
+
+    /// Whether a recording is writing `path` right now.
+    pub async fn is_recording_file(&self, path: &Path) -> bool {
+        let path = path.to_path_buf();
+        self.ask(|reply| Command::IsRecording(path, reply)).await.unwrap_or(false)
+    }
+
+    /// Makes the running jobs match the database (after a change to stream `_stream_id`
+    /// or its destinations); returns once they do.
+    pub async fn sync_stream(&self, _stream_id: i64) -> Result<(), AppError> {
+        self.ask(|done| Command::Sync(Some(done))).await.unwrap_or(Ok(()))
+    }
+
+    /// "Record now": starts (or stops) a recording of the live stream for this session.
+    pub async fn set_record_now(&self, stream_id: i64, on: bool) -> Result<(), AppError> {
+        self.ask(|done| Command::RecordNow { stream_id, on, done }).await.unwrap_or(Ok(()))
+    }
+
+    /// Ends a stream (it was deleted): its publisher is disconnected, its jobs stop.
+    pub async fn close_stream(&self, stream_id: i64) {
+        self.ask(|done| Command::Close { stream_id, done }).await;
+    }
+
+    /// Ordered shutdown: ingest and pulls first, then the streams end, recordings and
+    /// ladders drain, destinations flush and close.
+    pub async fn shutdown(&self) {
+        self.ask(Command::Shutdown).await;
+    }
+}
+
+/// The task that owns every running job.
+struct Runner {
+    hub: Hub,
+    db: Db,
+    transcode: TranscodeOptions,
+    recordings_dir: PathBuf,
+    push: RtmpPushOptions,
+    dest_options: DestinationOptions,
+    cancel: CancellationToken,
+    ingest_cancel: CancellationToken,
+    live: LiveState,
+    /// The `stream_sessions` row of each live stream.
+    sessions: HashMap<i64, i64>,
+    pulls: JobSet<i64, InputUrl, PullHandle>,
+    ladders: JobSet<i64, LadderSpec, LadderHandle>,
+    recordings: JobSet<i64, RecordingSpec, RecordingJob>,
+    destinations: JobSet<i64, DestinationSpec, DestinationHandle>,
+}
+
+fn log_changes<K: std::fmt::Debug>(what: &str, c: &Changes<K>) {
+    for k in &c.started {
+        info!(id = ?k, "{what} started");
+    }
+    for k in &c.stopped {
+        info!(id = ?k, "{what} stopping");
+    }
+    for (k, e) in &c.failed {
+        warn!(id = ?k, error = %e, "cannot start the {what}");
+    }
+}
+
+impl Runner {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut events = self.hub.events();
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    if let Some(done) = self.command(cmd).await {
+                        let _ = done.send(());
+                        break;
+                    }
+                }
+                ev = events.recv() => match ev {
+                    Ok(HubEvent::StreamStarted(name)) => {
+                        if split_rendition(&name).is_none()
+                            && let Some(id) = stream_id_of(&name)
+                        {
+                            let row = db::session_started(&self.db, id).await.unwrap_or(0);
+                            self.sessions.insert(id, row);
+                        }
+                        self.sync().await.unwrap_or_else(|e| warn!(error = %e, "updating jobs failed"));
+                    }
+                    Ok(HubEvent::StreamEnded(name)) => {
+                        if split_rendition(&name).is_none()
+                            && let Some(id) = stream_id_of(&name)
+                        {
+                            // "record now" lasts for one session
+                            self.live.record_now.remove(&id);
+                            self.session_ended(id, &name).await;
+                        }
+                        self.sync().await.unwrap_or_else(|e| warn!(error = %e, "updating jobs failed"));
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => {
+                        self.sync().await.unwrap_or_else(|e| warn!(error = %e, "updating jobs failed"));
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+            }
+        }
+    }
+
+    async fn session_ended(&mut self, id: i64, name: &str) {
+        if let Some(row) = self.sessions.remove(&id) {
+            let bytes = self.hub.get(name).map_or(0, |s| s.stats().bytes_in.load(Relaxed));
+            let _ = db::session_ended(&self.db, row, bytes).await;
+        }
+    }
+
+    /// Handles one command; returns the reply channel of a shutdown, after it is done.
+    async fn command(&mut self, cmd: Command) -> Option<oneshot::Sender<()>> {
+        match cmd {
+            Command::Sync(done) => {
+                let r = self.sync().await;
+                if let Some(done) = done {
+                    let _ = done.send(r);
+                }
+            }
+            Command::RecordNow { stream_id, on, done } => {
+                if on {
+                    self.live.record_now.insert(stream_id);
+                } else {
+                    self.live.record_now.remove(&stream_id);
+                }
+                let _ = done.send(self.sync().await);
+            }
+            Command::Close { stream_id, done } => {
+                self.hub.end_stream(&hub_name(stream_id));
+                let _ = self.sync().await;
+                let _ = done.send(());
+            }
+            Command::State { stream_id, reply } => {
+                let _ = reply.send(self.state(stream_id));
+            }
+            Command::Destinations(reply) => {
+                let _ = reply.send(self.destinations.running().map(|(_, _, h)| h.stats.snapshot()).collect());
+            }
+            Command::IsRecording(path, reply) => {
+                let _ = reply.send(self.recordings.running().any(|(_, _, r)| r.writes(&path)));
+            }
+            Command::Shutdown(done) => {
+                self.shutdown().await;
+                return Some(done);
+            }
+        }
+        None
+    }
+
+    fn state(&self, id: i64) -> StreamState {
+        let ladder = self.ladders.get(&id);
+        let recording = match self.recordings.get(&id) {
+            Some(r) => RecordingStatus { error: self.recordings.error(&id), ..r.status() },
+            None => RecordingStatus { error: self.recordings.error(&id), ..RecordingStatus::default() },
+        };
+        let destinations = self
+            .destinations
+            .running()
+            .filter(|(_, spec, _)| stream_id_of(&spec.target) == Some(id))
+            .map(|(k, _, h)| (*k, h.stats.snapshot()))
+            .collect();
+        StreamState {
+            pull: self.pulls.get(&id).map(PullHandle::status),
+            recording,
+            renditions: ladder.map(LadderHandle::rungs).unwrap_or_default(),
+            skipped_renditions: ladder.map(|l| l.stats().skipped()).unwrap_or_default(),
+            ladder_error: self.ladders.error(&id),
+            ladder_input_dropped: ladder.map_or(0, LadderHandle::input_dropped),
+            destinations,
+        }
+    }
+
+    /// Loads the configuration, computes the desired jobs and applies the difference.
+    async fn sync(&mut self) -> Result<(), AppError> {
+        let streams = db::list_streams(&self.db).await?;
+        let dests = db::all_destinations(&self.db).await?;
+        let configs: Vec<StreamConfig> = streams
+            .iter()
+            .map(|s| {
+                let own: Vec<&db::DestinationRow> = dests.iter().filter(|(sid, _)| *sid == s.id).map(|(_, d)| d).collect();
+                StreamConfig::from_rows(s, &own)
+            })
+            .collect();
+        self.live.hub_streams = self.hub.stream_names().into_iter().collect();
+        let want = desired::desired(&configs, &self.live);
+        let names: HashMap<i64, String> = configs.iter().map(|s| (s.id, s.name.clone())).collect();
+        let dest_names: HashMap<i64, String> =
+            configs.iter().flat_map(|s| s.destinations.iter().map(|d| (d.id, d.name.clone()))).collect();
+
+        let (hub, cancel) = (self.hub.clone(), &self.cancel);
+        let c = self.pulls.reconcile(&want.pulls, |id, url| {
+            url.spawn(hub.clone(), hub_name(*id), &PullOptions::default(), cancel.child_token()).map_err(|e| e.to_string())
+        });
+        log_changes("pull", &c);
+        let transcode = &self.transcode;
+        let c = self.ladders.reconcile(&want.ladders, |_, spec| {
+            spawn_ladder(hub.clone(), spec.source.clone(), spec.ladder.clone(), transcode.clone(), cancel.child_token())
+                .map_err(|e| e.to_string())
+        });
+        log_changes("ladder", &c);
+        let (db, dir) = (&self.db, &self.recordings_dir);
+        let c = self.recordings.reconcile(&want.recordings, |id, spec| {
+            let name = names.get(id).cloned().unwrap_or_else(|| hub_name(*id));
+            let options = record_options(dir, &name, &spec.target);
+            let handle = spawn_recording(hub.clone(), spec.target.clone(), spec.kind, options, cancel.child_token())
+                .map_err(|e| e.to_string())?;
+            Ok(RecordingJob::new(db.clone(), handle, *id, name))
+        });
+        log_changes("recording", &c);
+        let (push, dest_options) = (&self.push, &self.dest_options);
+        let c = self.destinations.reconcile(&want.destinations, |id, spec| {
+            let name = dest_names.get(id).cloned().unwrap_or_default();
+            info!(destination = %name, target = %spec.url, stream = %spec.target, "starting destination");
+            let connector = Arc::new(RtmpConnector::new(spec.url.clone(), push.clone()));
+            Ok(spawn_destination(
+                hub.clone(),
+                spec.target.clone(),
+                name,
+                connector,
+                dest_options.clone(),
+                cancel.child_token(),
+            ))
+        });
+        log_changes("destination", &c);
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) {
+        self.ingest_cancel.cancel();
+        self.pulls.stop_all().await;
+        self.hub.close();
+        let live: Vec<i64> = self.sessions.keys().copied().collect();
+        for id in live {
+            self.session_ended(id, &hub_name(id)).await;
+        }
+        // Streams have ended: recordings close their files, ladders drain, then
+        // destinations deliver what they hold and unpublish.
+        self.recordings.join_all(Duration::from_secs(30)).await;
+        self.ladders.join_all(Duration::from_secs(30)).await;
+        if !self.destinations.join_all(Duration::from_secs(10)).await {
+            warn!("destinations did not finish in time");
+        }
+        self.cancel.cancel();
+    }
+}
+
+/// Files are named after the stream as the operator knows it (and the rendition).
+fn record_options(dir: &Path, name: &str, target: &str) -> RecordOptions {
+    let mut options = RecordOptions::new(dir);
+    let label: String = name.chars().map(|c| if c.is_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
+    let label = match split_rendition(target) {
+        Some((_, rung)) => format!("{label}@{rung}"),
+        None => label,
+    };
+    options.template = format!("{label}-{{date}}-{{time}}");
+    options
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_names_map_back_to_their_stream() {
+        assert_eq!(stream_id_of("stream-12"), Some(12));
+        assert_eq!(stream_id_of("stream-12@720p"), Some(12));
+        assert_eq!(stream_id_of("other"), None);
+        let o = record_options(Path::new("/rec"), "Keynote: day 1", "stream-3@480p");
+        assert_eq!(o.template, "Keynote--day-1@480p-{date}-{time}");
+    }
+}
