@@ -10,15 +10,18 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use multistreamer_core::destination::DestinationSnapshot;
 use multistreamer_core::ladder::Ladder;
 use multistreamer_core::monitor::SystemSample;
 use multistreamer_core::rtmp::RtmpUrl;
+use multistreamer_core::source::InputUrl;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::{self, Auth, COOKIE, SESSION_TTL_S};
 use crate::db::{self, DestinationRow, StreamRow};
+use crate::engine::RecordMode;
 use crate::error::{AppError, ErrorKind};
 
 pub fn router(state: AppState) -> Router {
@@ -271,9 +274,8 @@ fn validate_rendition(stream: &StreamRow, rendition: &str) -> Result<String, App
     Ok(r.to_string())
 }
 
-fn destination_json(state: &AppState, d: &DestinationRow) -> Value {
+fn destination_json(d: &DestinationRow, stats: Option<&DestinationSnapshot>) -> Value {
     let masked = d.url.parse::<RtmpUrl>().map(|u| u.redacted()).unwrap_or_else(|_| "<invalid URL>".into());
-    let stats = state.engine.destination_stats(d.id);
     json!({
         "id": d.id,
         "name": d.name,
@@ -285,45 +287,34 @@ fn destination_json(state: &AppState, d: &DestinationRow) -> Value {
         "bytes_sent": stats.as_ref().map_or(0, |s| s.bytes_sent),
         "reconnects": stats.as_ref().map_or(0, |s| s.reconnects),
         "dropped": stats.as_ref().map_or(0, |s| s.dropped),
-        "last_error": stats.and_then(|s| s.last_error),
+        "last_error": stats.and_then(|s| s.last_error.clone()),
     })
 }
 
 /// The pull URL with its password (and an HTTP query, where tokens live) hidden.
 fn mask_pull_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("****"));
-            }
-            if u.query().is_some() {
-                u.set_query(Some("****"));
-            }
-            u.to_string()
-        }
-        Err(_) => String::new(),
+    if url.is_empty() {
+        return String::new();
     }
+    url.parse::<InputUrl>().map(|u| u.masked()).unwrap_or_default()
 }
 
 /// Checks a pull URL: `rtsp://` (a camera) or `http(s)://` (an HLS playlist).
 fn validate_pull_url(url: &str) -> Result<(), AppError> {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        let u = url::Url::parse(url).map_err(|e| AppError::invalid("pull_url", format!("HLS URL: {e}")))?;
-        if u.host_str().is_none_or(str::is_empty) {
-            return Err(AppError::invalid("pull_url", "the HLS URL has no host"));
-        }
-        return Ok(());
+    match url.parse::<InputUrl>() {
+        Ok(InputUrl::Hls(_) | InputUrl::Rtsp(_)) => Ok(()),
+        Ok(_) => Err(AppError::invalid("pull_url", "RTMP is pushed to the ingest (rtmp_url), not pulled")),
+        Err(e) if url.starts_with("http") => Err(AppError::invalid("pull_url", e.to_string())),
+        Err(_) => Err(AppError::invalid("pull_url", "expected rtsp://… (a camera) or http(s)://….m3u8 (HLS)")),
     }
-    multistreamer_core::rtsp::split_credentials(url)
-        .map(|_| ())
-        .map_err(|_| AppError::invalid("pull_url", "expected rtsp://… (a camera) or http(s)://….m3u8 (HLS)"))
 }
 
 async fn stream_json(state: &AppState, s: &StreamRow) -> Result<Value, AppError> {
-    let pull = state.engine.pull_status(s.id).await.map(
+    let st = state.engine.stream_state(s.id).await;
+    let pull = st.pull.as_ref().map(
         |p| json!({ "state": p.state, "last_error": p.last_error, "reconnects": p.reconnects, "frames": p.frames }),
     );
-    let r = state.engine.recording_status(s.id);
+    let r = &st.recording;
     let file =
         r.file.as_deref().and_then(|f| std::path::Path::new(f).file_name()).map(|n| n.to_string_lossy().to_string());
     let recording = json!({ "active": r.active, "kind": r.kind, "file": file, "bytes_written": r.bytes_written,
@@ -348,17 +339,17 @@ async fn stream_json(state: &AppState, s: &StreamRow) -> Result<Value, AppError>
         "created_at": s.created_at,
         "ladder": s.ladder,
         "rendition_names": s.ladder.parse::<Ladder>().unwrap_or_default().renditions.iter().map(|r| r.name()).collect::<Vec<_>>(),
-        "renditions": state.engine.renditions(s.id).iter().map(|r| json!({
+        "renditions": st.renditions.iter().map(|r| json!({
             "name": r.name, "width": r.width, "height": r.height, "bitrate_kbps": r.bitrate_kbps,
             "frames_encoded": r.frames_encoded, "frames_dropped": r.frames_dropped, "keyframes": r.keyframes,
             "bytes_out": r.bytes_out })).collect::<Vec<_>>(),
-        "skipped_renditions": state.engine.skipped_renditions(s.id),
-        "ladder_error": state.engine.ladder_error(s.id),
-        "ladder_input_dropped": state.engine.ladder_input_dropped(s.id),
+        "skipped_renditions": st.skipped_renditions,
+        "ladder_error": st.ladder_error,
+        "ladder_input_dropped": st.ladder_input_dropped,
         "record_mode": s.record_mode,
         "record_rendition": if s.record_rendition.is_empty() { "source" } else { s.record_rendition.as_str() },
         "recording": recording,
-        "destinations": dests.iter().map(|d| destination_json(state, d)).collect::<Vec<_>>(),
+        "destinations": dests.iter().map(|d| destination_json(d, st.destinations.get(&d.id))).collect::<Vec<_>>(),
         "sessions": history.iter().map(|(a, b, bytes)| json!({"started_at": a, "ended_at": b, "bytes_in": bytes})).collect::<Vec<_>>(),
     }))
 }
@@ -419,45 +410,67 @@ async fn update_stream(
     Json(body): Json<StreamBody>,
 ) -> Result<Json<Value>, AppError> {
     let s = load_stream(&state, id).await?;
-    if let Some(name) = &body.name {
-        db::rename_stream(&state.db, s.id, &validate_name(name)?).await?;
-    }
-    if body.regenerate_key {
-        db::set_stream_key(&state.db, s.id, &auth::random_hex(16)?).await?;
-    }
-    if let Some(spec) = &body.ladder {
-        let ladder = validate_ladder(spec)?;
-        let parsed: Ladder = ladder.parse().unwrap_or_default();
-        for d in db::destinations(&state.db, s.id).await? {
-            if !d.rendition.is_empty() && parsed.get(&d.rendition).is_none() {
-                return Err(AppError::invalid(
-                    "ladder",
-                    format!("destination {:?} receives {}; change it first", d.name, d.rendition),
-                ));
+    // Every field is checked before anything is written, and all land in one transaction:
+    // a refused field leaves the stream as it was.
+    let name = body.name.as_deref().map(validate_name).transpose()?;
+    let ladder = match &body.ladder {
+        Some(spec) => {
+            let ladder = validate_ladder(spec)?;
+            let parsed: Ladder = ladder.parse().unwrap_or_default();
+            for d in db::destinations(&state.db, s.id).await? {
+                if !d.rendition.is_empty() && parsed.get(&d.rendition).is_none() {
+                    return Err(AppError::invalid(
+                        "ladder",
+                        format!("destination {:?} receives {}; change it first", d.name, d.rendition),
+                    ));
+                }
             }
+            Some(ladder)
         }
-        db::set_stream_ladder(&state.db, s.id, &ladder).await?;
-        state.engine.sync_stream(s.id).await?;
-    }
-    if let Some(url) = &body.pull_url {
-        let url = url.trim();
-        if !url.is_empty() {
-            validate_pull_url(url)?;
+        None => None,
+    };
+    let pull_url = match &body.pull_url {
+        Some(url) => {
+            let url = url.trim();
+            if !url.is_empty() {
+                validate_pull_url(url)?;
+            }
+            Some(url.to_string())
         }
-        db::set_stream_pull_url(&state.db, s.id, url).await?;
-        state.engine.sync_pull(s.id, url).await;
-    }
-    if body.record_mode.is_some() || body.record_rendition.is_some() {
-        let s = load_stream(&state, id).await?;
+        None => None,
+    };
+    let record = if body.record_mode.is_some() || body.record_rendition.is_some() {
         let mode = body.record_mode.as_deref().unwrap_or(&s.record_mode).trim().to_string();
-        if !["off", "original", "raw"].contains(&mode.as_str()) {
-            return Err(AppError::invalid("record_mode", "expected off, original or raw"));
-        }
+        mode.parse::<RecordMode>().map_err(|e| AppError::invalid("record_mode", e))?;
+        // The rendition is checked against the ladder this request leaves.
+        let after = StreamRow { ladder: ladder.clone().unwrap_or_else(|| s.ladder.clone()), ..s.clone() };
         let rendition = match &body.record_rendition {
-            Some(r) => validate_rendition(&s, r).map_err(|e| AppError::invalid("record_rendition", e.message))?,
+            Some(r) => validate_rendition(&after, r).map_err(|e| AppError::invalid("record_rendition", e.message))?,
             None => s.record_rendition.clone(),
         };
-        db::set_stream_recording(&state.db, s.id, &mode, &rendition).await?;
+        Some((mode, rendition))
+    } else {
+        None
+    };
+    let key = if body.regenerate_key { Some(auth::random_hex(16)?) } else { None };
+    let mut tx = db::begin(&state.db).await?;
+    if let Some(name) = &name {
+        db::rename_stream(&mut *tx, s.id, name).await?;
+    }
+    if let Some(key) = &key {
+        db::set_stream_key(&mut *tx, s.id, key).await?;
+    }
+    if let Some(ladder) = &ladder {
+        db::set_stream_ladder(&mut *tx, s.id, ladder).await?;
+    }
+    if let Some(url) = &pull_url {
+        db::set_stream_pull_url(&mut *tx, s.id, url).await?;
+    }
+    if let Some((mode, rendition)) = &record {
+        db::set_stream_recording(&mut *tx, s.id, mode, rendition).await?;
+    }
+    tx.commit().await?;
+    if ladder.is_some() || pull_url.is_some() || record.is_some() {
         state.engine.sync_stream(s.id).await?;
     }
     let s = load_stream(&state, id).await?;
@@ -490,10 +503,10 @@ async fn set_recording(
     Ok(Json(stream_json(&state, &s).await?))
 }
 
-fn recording_json(state: &AppState, r: &db::RecordingRow) -> Value {
+async fn recording_json(state: &AppState, r: &db::RecordingRow) -> Value {
     let path = std::path::Path::new(&r.path);
-    let active = state.engine.is_recording_file(path);
-    let bytes = if active { std::fs::metadata(path).map_or(r.bytes, |m| m.len() as i64) } else { r.bytes };
+    let active = state.engine.is_recording_file(path).await;
+    let bytes = if active { tokio::fs::metadata(path).await.map_or(r.bytes, |m| m.len() as i64) } else { r.bytes };
     json!({
         "id": r.id,
         "stream_id": r.stream_id,
@@ -511,7 +524,11 @@ fn recording_json(state: &AppState, r: &db::RecordingRow) -> Value {
 
 async fn list_recordings(State(state): State<AppState>, _auth: Auth) -> Result<Json<Value>, AppError> {
     let rows = db::list_recordings(&state.db).await?;
-    Ok(Json(Value::Array(rows.iter().map(|r| recording_json(&state, r)).collect())))
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(recording_json(&state, r).await);
+    }
+    Ok(Json(Value::Array(out)))
 }
 
 async fn delete_recording(
@@ -521,13 +538,13 @@ async fn delete_recording(
 ) -> Result<StatusCode, AppError> {
     let r = db::recording(&state.db, id).await?.ok_or_else(|| AppError::not_found("recording"))?;
     let path = std::path::PathBuf::from(&r.path);
-    if state.engine.is_recording_file(&path) {
+    if state.engine.is_recording_file(&path).await {
         return Err(AppError::new(
             ErrorKind::FailedPrecondition,
             "this file is being recorded; stop the recording first",
         ));
     }
-    match std::fs::remove_file(&path) {
+    match tokio::fs::remove_file(&path).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(AppError::internal(format!("cannot delete {}: {e}", path.display()))),
@@ -635,7 +652,8 @@ async fn create_destination(
     let did = db::create_destination(&state.db, s.id, &name, &url, enabled, &rendition).await?;
     state.engine.sync_stream(s.id).await?;
     let d = db::destination(&state.db, s.id, did).await?.ok_or_else(|| AppError::not_found("destination"))?;
-    Ok((StatusCode::CREATED, Json(destination_json(&state, &d))))
+    let st = state.engine.stream_state(s.id).await;
+    Ok((StatusCode::CREATED, Json(destination_json(&d, st.destinations.get(&d.id)))))
 }
 
 async fn update_destination(
@@ -660,7 +678,8 @@ async fn update_destination(
     }
     db::update_destination(&state.db, &d).await?;
     state.engine.sync_stream(id).await?;
-    Ok(Json(destination_json(&state, &d)))
+    let st = state.engine.stream_state(id).await;
+    Ok(Json(destination_json(&d, st.destinations.get(&d.id))))
 }
 
 async fn delete_destination(
@@ -707,18 +726,21 @@ async fn system_live(
     State(state): State<AppState>,
     _auth: Auth,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    use futures_util::StreamExt;
     let rx = state.monitor.subscribe();
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.changed().await.ok()?;
         let sample = rx.borrow_and_update().clone();
         let ev = Event::default().event("sample").data(sample_json(&sample).to_string());
         Some((Ok(ev), rx))
-    });
+    })
+    // The feed ends at shutdown, or the server would wait for every open dashboard.
+    .take_until(state.shutdown.clone().cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let dests = state.engine.all_destination_stats();
+    let dests = state.engine.all_destination_stats().await;
     let mut out = String::new();
     let mut push = |name: &str, help: &str, kind: &str, lines: Vec<(String, String)>| {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));

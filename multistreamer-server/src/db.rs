@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
 pub type Db = SqlitePool;
 
 /// Opens (creating if needed) the database file and applies pending migrations.
+/// A transaction: several changes that land together or not at all.
+pub async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, AppError> {
+    Ok(db.begin().await?)
+}
+
 pub async fn open(path: &Path) -> Result<Db, AppError> {
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
         .map_err(|e| AppError::internal(format!("database path: {e}")))?
@@ -99,27 +104,27 @@ pub struct DestinationRow {
     pub rendition: String,
 }
 
-fn stream_row(r: &sqlx::sqlite::SqliteRow) -> StreamRow {
-    StreamRow {
-        id: r.get("id"),
-        name: r.get("name"),
-        ingest_key: r.get("ingest_key"),
-        created_at: r.get("created_at"),
-        ladder: r.get("ladder"),
-        record_mode: r.get("record_mode"),
-        record_rendition: r.get("record_rendition"),
-        pull_url: r.get("pull_url"),
-    }
+fn stream_row(r: &sqlx::sqlite::SqliteRow) -> Result<StreamRow, sqlx::Error> {
+    Ok(StreamRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        ingest_key: r.try_get("ingest_key")?,
+        created_at: r.try_get("created_at")?,
+        ladder: r.try_get("ladder")?,
+        record_mode: r.try_get("record_mode")?,
+        record_rendition: r.try_get("record_rendition")?,
+        pull_url: r.try_get("pull_url")?,
+    })
 }
 
-fn dest_row(r: &sqlx::sqlite::SqliteRow) -> DestinationRow {
-    DestinationRow {
-        id: r.get("id"),
-        name: r.get("name"),
-        url: r.get("url"),
-        enabled: r.get::<i64, _>("enabled") != 0,
-        rendition: r.get("rendition"),
-    }
+fn dest_row(r: &sqlx::sqlite::SqliteRow) -> Result<DestinationRow, sqlx::Error> {
+    Ok(DestinationRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        url: r.try_get("url")?,
+        enabled: r.try_get::<i64, _>("enabled")? != 0,
+        rendition: r.try_get("rendition")?,
+    })
 }
 
 pub async fn user_count(db: &Db) -> Result<i64, AppError> {
@@ -140,7 +145,7 @@ pub async fn create_user(db: &Db, username: &str, password_hash: &str) -> Result
 pub async fn user_by_name(db: &Db, username: &str) -> Result<Option<(i64, String)>, AppError> {
     let row =
         sqlx::query("SELECT id, password_hash FROM users WHERE username = ?").bind(username).fetch_optional(db).await?;
-    Ok(row.map(|r| (r.get("id"), r.get("password_hash"))))
+    Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("password_hash")?))).transpose()?)
 }
 
 pub async fn user_hash(db: &Db, id: i64) -> Result<Option<String>, AppError> {
@@ -173,7 +178,9 @@ pub async fn session(db: &Db, id: &str) -> Result<Option<(i64, String, String)>,
     .bind(now())
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|r| (r.get("user_id"), r.get("username"), r.get("csrf_token"))))
+    Ok(row
+        .map(|r| Ok::<_, sqlx::Error>((r.try_get("user_id")?, r.try_get("username")?, r.try_get("csrf_token")?)))
+        .transpose()?)
 }
 
 pub async fn delete_session(db: &Db, id: &str) -> Result<(), AppError> {
@@ -187,7 +194,7 @@ pub async fn list_streams(db: &Db) -> Result<Vec<StreamRow>, AppError> {
     )
     .fetch_all(db)
     .await?;
-    Ok(rows.iter().map(stream_row).collect())
+    Ok(rows.iter().map(stream_row).collect::<Result<_, _>>()?)
 }
 
 pub async fn stream(db: &Db, id: i64) -> Result<Option<StreamRow>, AppError> {
@@ -197,7 +204,7 @@ pub async fn stream(db: &Db, id: i64) -> Result<Option<StreamRow>, AppError> {
     .bind(id)
     .fetch_optional(db)
     .await?;
-    Ok(row.as_ref().map(stream_row))
+    Ok(row.as_ref().map(stream_row).transpose()?)
 }
 
 pub async fn stream_by_key(db: &Db, key: &str) -> Result<Option<StreamRow>, AppError> {
@@ -205,7 +212,7 @@ pub async fn stream_by_key(db: &Db, key: &str) -> Result<Option<StreamRow>, AppE
         .bind(key)
         .fetch_optional(db)
         .await?;
-    Ok(row.as_ref().map(stream_row))
+    Ok(row.as_ref().map(stream_row).transpose()?)
 }
 
 pub async fn create_stream(db: &Db, name: &str, key: &str) -> Result<i64, AppError> {
@@ -219,7 +226,7 @@ pub async fn create_stream(db: &Db, name: &str, key: &str) -> Result<i64, AppErr
     Ok(r.last_insert_rowid())
 }
 
-pub async fn rename_stream(db: &Db, id: i64, name: &str) -> Result<(), AppError> {
+pub async fn rename_stream<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, name: &str) -> Result<(), AppError> {
     sqlx::query("UPDATE streams SET name = ? WHERE id = ?")
         .bind(name)
         .bind(id)
@@ -229,17 +236,22 @@ pub async fn rename_stream(db: &Db, id: i64, name: &str) -> Result<(), AppError>
     Ok(())
 }
 
-pub async fn set_stream_ladder(db: &Db, id: i64, ladder: &str) -> Result<(), AppError> {
+pub async fn set_stream_ladder<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, ladder: &str) -> Result<(), AppError> {
     sqlx::query("UPDATE streams SET ladder = ? WHERE id = ?").bind(ladder).bind(id).execute(db).await?;
     Ok(())
 }
 
-pub async fn set_stream_pull_url(db: &Db, id: i64, url: &str) -> Result<(), AppError> {
+pub async fn set_stream_pull_url<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, url: &str) -> Result<(), AppError> {
     sqlx::query("UPDATE streams SET pull_url = ? WHERE id = ?").bind(url).bind(id).execute(db).await?;
     Ok(())
 }
 
-pub async fn set_stream_recording(db: &Db, id: i64, mode: &str, rendition: &str) -> Result<(), AppError> {
+pub async fn set_stream_recording<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    id: i64,
+    mode: &str,
+    rendition: &str,
+) -> Result<(), AppError> {
     sqlx::query("UPDATE streams SET record_mode = ?, record_rendition = ? WHERE id = ?")
         .bind(mode)
         .bind(rendition)
@@ -263,18 +275,18 @@ pub struct RecordingRow {
     pub duration_ms: i64,
 }
 
-fn recording_row(r: &sqlx::sqlite::SqliteRow) -> RecordingRow {
-    RecordingRow {
-        id: r.get("id"),
-        stream_id: r.get("stream_id"),
-        stream_name: r.get("stream_name"),
-        kind: r.get("kind"),
-        path: r.get("path"),
-        started_at: r.get("started_at"),
-        ended_at: r.get("ended_at"),
-        bytes: r.get("bytes"),
-        duration_ms: r.get("duration_ms"),
-    }
+fn recording_row(r: &sqlx::sqlite::SqliteRow) -> Result<RecordingRow, sqlx::Error> {
+    Ok(RecordingRow {
+        id: r.try_get("id")?,
+        stream_id: r.try_get("stream_id")?,
+        stream_name: r.try_get("stream_name")?,
+        kind: r.try_get("kind")?,
+        path: r.try_get("path")?,
+        started_at: r.try_get("started_at")?,
+        ended_at: r.try_get("ended_at")?,
+        bytes: r.try_get("bytes")?,
+        duration_ms: r.try_get("duration_ms")?,
+    })
 }
 
 pub async fn recording_started(
@@ -325,7 +337,7 @@ pub async fn list_recordings(db: &Db) -> Result<Vec<RecordingRow>, AppError> {
     )
     .fetch_all(db)
     .await?;
-    Ok(rows.iter().map(recording_row).collect())
+    Ok(rows.iter().map(recording_row).collect::<Result<_, _>>()?)
 }
 
 pub async fn recording(db: &Db, id: i64) -> Result<Option<RecordingRow>, AppError> {
@@ -336,7 +348,7 @@ pub async fn recording(db: &Db, id: i64) -> Result<Option<RecordingRow>, AppErro
     .bind(id)
     .fetch_optional(db)
     .await?;
-    Ok(row.as_ref().map(recording_row))
+    Ok(row.as_ref().map(recording_row).transpose()?)
 }
 
 pub async fn delete_recording(db: &Db, id: i64) -> Result<(), AppError> {
@@ -351,7 +363,7 @@ pub async fn close_stale_recordings(db: &Db) -> Result<(), AppError> {
     Ok(())
 }
 
-pub async fn set_stream_key(db: &Db, id: i64, key: &str) -> Result<(), AppError> {
+pub async fn set_stream_key<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, key: &str) -> Result<(), AppError> {
     sqlx::query("UPDATE streams SET ingest_key = ? WHERE id = ?").bind(key).bind(id).execute(db).await?;
     Ok(())
 }
@@ -367,7 +379,16 @@ pub async fn destinations(db: &Db, stream_id: i64) -> Result<Vec<DestinationRow>
     .bind(stream_id)
     .fetch_all(db)
     .await?;
-    Ok(rows.iter().map(dest_row).collect())
+    Ok(rows.iter().map(dest_row).collect::<Result<_, _>>()?)
+}
+
+/// Every destination of every stream, as (stream id, row).
+pub async fn all_destinations(db: &Db) -> Result<Vec<(i64, DestinationRow)>, AppError> {
+    let rows =
+        sqlx::query("SELECT id, stream_id, name, url, enabled, rendition FROM destinations ORDER BY stream_id, id")
+            .fetch_all(db)
+            .await?;
+    Ok(rows.iter().map(|r| Ok((r.try_get("stream_id")?, dest_row(r)?))).collect::<Result<_, sqlx::Error>>()?)
 }
 
 pub async fn destination(db: &Db, stream_id: i64, id: i64) -> Result<Option<DestinationRow>, AppError> {
@@ -378,7 +399,7 @@ pub async fn destination(db: &Db, stream_id: i64, id: i64) -> Result<Option<Dest
     .bind(stream_id)
     .fetch_optional(db)
     .await?;
-    Ok(row.as_ref().map(dest_row))
+    Ok(row.as_ref().map(dest_row).transpose()?)
 }
 
 pub async fn create_destination(
@@ -454,7 +475,10 @@ pub async fn stream_history(db: &Db, stream_id: i64) -> Result<Vec<(i64, Option<
     .bind(stream_id)
     .fetch_all(db)
     .await?;
-    Ok(rows.iter().map(|r| (r.get("started_at"), r.get("ended_at"), r.get("bytes_in"))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| Ok((r.try_get("started_at")?, r.try_get("ended_at")?, r.try_get("bytes_in")?)))
+        .collect::<Result<_, sqlx::Error>>()?)
 }
 
 fn unique_violation(e: sqlx::Error, field: &'static str, message: &'static str) -> AppError {

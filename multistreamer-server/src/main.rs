@@ -137,6 +137,9 @@ pub struct AppState {
     pub public_rtmp: Arc<String>,
     /// `rtsp://HOST:PORT/APP`, when the RTSP ingest runs
     pub public_rtsp: Arc<Option<String>>,
+    /// Fires when the server shuts down: long-lived responses (the live feeds) end then,
+    /// so an open dashboard never holds the shutdown up.
+    pub shutdown: CancellationToken,
 }
 
 fn main() -> ExitCode {
@@ -194,7 +197,9 @@ async fn run(args: Args) -> Result<(), AppError> {
         }
         format!("rtmp://{addr}/{}", args.app)
     });
+    let http_shutdown = CancellationToken::new();
     let state = AppState {
+        shutdown: http_shutdown.clone(),
         db: db.clone(),
         engine: engine.clone(),
         monitor,
@@ -217,6 +222,9 @@ async fn run(args: Args) -> Result<(), AppError> {
         .map_err(|e| AppError::internal(format!("cannot listen for HTTP on {}: {e}", args.http)))?;
     let http_addr = listener.local_addr().map_err(|e| AppError::internal(e.to_string()))?;
 
+    // Installed before the address is printed: a signal sent as soon as the server is up is
+    // never lost.
+    let signal = shutdown_signal();
     println!("Multistreamer is running.");
     println!("  Web UI and API: http://{http_addr}/");
     println!("  RTMP ingest:    {}/<stream key>", state.public_rtmp);
@@ -237,9 +245,11 @@ async fn run(args: Args) -> Result<(), AppError> {
     println!("  Data:           {}", db_path.display());
 
     let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let shutdown = cancel.clone();
+    // On a signal the HTTP side ends first (live feeds included), then the engine's ordered
+    // shutdown runs: ingest, streams, recordings, destinations.
+    let shutdown = http_shutdown.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
+        signal.await;
         shutdown.cancel();
     });
     server.await.map_err(|e| AppError::internal(format!("HTTP server: {e}")))?;

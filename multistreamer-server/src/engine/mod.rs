@@ -35,10 +35,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub use self::desired::{RecordMode, hub_name};
 use self::desired::{DestinationSpec, LadderSpec, LiveState, RecordingSpec, StreamConfig};
-pub use self::recording::RecordingStatus;
+pub use self::desired::{RecordMode, hub_name};
 use self::recording::RecordingJob;
+pub use self::recording::RecordingStatus;
 use crate::db::{self, Db};
 use crate::error::AppError;
 
@@ -86,10 +86,20 @@ pub struct StreamState {
 enum Command {
     /// Make the jobs match the database; answer when they do.
     Sync(Option<oneshot::Sender<Result<(), AppError>>>),
-    RecordNow { stream_id: i64, on: bool, done: oneshot::Sender<Result<(), AppError>> },
+    RecordNow {
+        stream_id: i64,
+        on: bool,
+        done: oneshot::Sender<Result<(), AppError>>,
+    },
     /// A stream was deleted: end it in the hub, then sync.
-    Close { stream_id: i64, done: oneshot::Sender<()> },
-    State { stream_id: i64, reply: oneshot::Sender<StreamState> },
+    Close {
+        stream_id: i64,
+        done: oneshot::Sender<()>,
+    },
+    State {
+        stream_id: i64,
+        reply: oneshot::Sender<StreamState>,
+    },
     Destinations(oneshot::Sender<Vec<DestinationSnapshot>>),
     IsRecording(PathBuf, oneshot::Sender<bool>),
     Shutdown(oneshot::Sender<()>),
@@ -385,7 +395,8 @@ impl Runner {
         let configs: Vec<StreamConfig> = streams
             .iter()
             .map(|s| {
-                let own: Vec<&db::DestinationRow> = dests.iter().filter(|(sid, _)| *sid == s.id).map(|(_, d)| d).collect();
+                let own: Vec<&db::DestinationRow> =
+                    dests.iter().filter(|(sid, _)| *sid == s.id).map(|(_, d)| d).collect();
                 StreamConfig::from_rows(s, &own)
             })
             .collect();
@@ -397,7 +408,8 @@ impl Runner {
 
         let (hub, cancel) = (self.hub.clone(), &self.cancel);
         let c = self.pulls.reconcile(&want.pulls, |id, url| {
-            url.spawn(hub.clone(), hub_name(*id), &PullOptions::default(), cancel.child_token()).map_err(|e| e.to_string())
+            url.spawn(hub.clone(), hub_name(*id), &PullOptions::default(), cancel.child_token())
+                .map_err(|e| e.to_string())
         });
         log_changes("pull", &c);
         let transcode = &self.transcode;
