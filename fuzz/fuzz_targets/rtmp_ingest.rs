@@ -15,6 +15,6 @@ fuzz_target!(
         std::panic::set_hook(Box::new(|_| {}));
     },
     |data: &[u8]| {
-        multistreamer_core::rtmp::ingest::fuzz_ingest(data);
+        let _refused = multistreamer_core::rtmp::ingest::fuzz_ingest(data);
     }
 );

@@ -116,6 +116,8 @@ pub struct DestinationStats {
     /// Successful connections after the first.
     pub reconnects: AtomicU64,
     pub connects: AtomicU64,
+    /// Connection attempts that failed (refused, unreachable, timed out).
+    pub failed_connects: AtomicU64,
     dropped_before: AtomicU64,
     current: Mutex<Option<Arc<SubscriberStats>>>,
     last_error: Mutex<Option<String>>,
@@ -131,6 +133,7 @@ impl Default for DestinationStats {
             items_sent: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             connects: AtomicU64::new(0),
+            failed_connects: AtomicU64::new(0),
             dropped_before: AtomicU64::new(0),
             current: Mutex::new(None),
             last_error: Mutex::new(None),
@@ -191,6 +194,7 @@ impl DestinationStats {
             bitrate_bps: self.bitrate_bps(),
             dropped: self.dropped(),
             reconnects: self.reconnects.load(Ordering::Relaxed),
+            failed_connects: self.failed_connects.load(Ordering::Relaxed),
             last_error: self.last_error(),
         }
     }
@@ -204,6 +208,9 @@ pub struct DestinationSnapshot {
     pub bitrate_bps: u64,
     pub dropped: u64,
     pub reconnects: u64,
+    /// Connection attempts that failed: a destination that never gets through shows
+    /// a growing count here while `reconnects` stays 0.
+    pub failed_connects: u64,
     pub last_error: Option<String>,
 }
 
@@ -218,6 +225,10 @@ pub struct DestinationOptions {
     pub healthy_after: Duration,
     /// Items taken from the queue per write at most.
     pub max_batch: usize,
+    /// After this many refusals in a row (a wrong stream key, a platform that does not
+    /// accept the stream), retries wait `rejected_retry` instead of the short backoff.
+    pub rejected_limit: u32,
+    pub rejected_retry: Duration,
 }
 
 impl Default for DestinationOptions {
@@ -228,6 +239,8 @@ impl Default for DestinationOptions {
             stall_timeout: Duration::from_secs(15),
             healthy_after: Duration::from_secs(10),
             max_batch: 64,
+            rejected_limit: 3,
+            rejected_retry: Duration::from_secs(60),
         }
     }
 }
@@ -318,6 +331,7 @@ enum Exit {
 impl Supervisor {
     async fn run(self) {
         let mut attempt: u32 = 0;
+        let mut refused_in_a_row: u32 = 0;
         let target = self.connector.describe();
         loop {
             if self.cancel.is_cancelled() || self.hub.get(&self.stream).is_none() {
@@ -361,17 +375,32 @@ impl Supervisor {
                         Err(e) => Err(e),
                     }
                 }
-                Err(e) => Err(e),
+                Err(e) => {
+                    self.stats.failed_connects.fetch_add(1, Ordering::Relaxed);
+                    Err(e)
+                }
             };
             if let Err(e) = result {
-                *lock(&self.stats.last_error) = Some(e.to_string());
                 if !e.is_retryable() {
+                    *lock(&self.stats.last_error) = Some(e.to_string());
                     warn!(reason = %e, "destination failed; not retrying");
                     self.stats.set_state(DestinationState::Failed);
                     return;
                 }
-                let delay = self.options.backoff.delay(attempt, fastrand::f64());
+                refused_in_a_row = if e.kind() == ErrorKind::Rejected { refused_in_a_row + 1 } else { 0 };
+                let mut delay = self.options.backoff.delay(attempt, fastrand::f64());
                 attempt = attempt.saturating_add(1);
+                let mut shown = e.to_string();
+                if refused_in_a_row >= self.options.rejected_limit.max(1) {
+                    // Retrying a refusal fast only hammers the platform: say why and wait.
+                    delay = delay.max(self.options.rejected_retry);
+                    shown = format!(
+                        "{e} (refused {refused_in_a_row} times in a row: check the URL and stream key; \
+                         next try in {} s)",
+                        delay.as_secs()
+                    );
+                }
+                *lock(&self.stats.last_error) = Some(shown);
                 warn!(reason = %e, retry_in_ms = delay.as_millis() as u64, "destination error; will reconnect");
                 self.stats.set_state(DestinationState::Retrying);
                 tokio::select! {
@@ -565,6 +594,49 @@ mod supervisor_tests {
     }
 
     use crate::hub::tests::video as packet;
+
+    /// Refuses every publish, as a platform does with a wrong stream key.
+    struct Refusing(AtomicUsize);
+
+    impl Connector for Refusing {
+        fn connect(&self) -> BoxFuture<'_, Result<Box<dyn Sink>>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Err(Error::new(ErrorKind::Rejected, "publish refused: bad key")) })
+        }
+
+        fn describe(&self) -> String {
+            "refusing".into()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_destination_that_keeps_refusing_is_retried_slowly_and_says_why() {
+        let hub = Hub::new(HubOptions::default());
+        let _publisher = hub.publish("s").expect("publish");
+        let connector = Arc::new(Refusing(AtomicUsize::new(0)));
+        let handle = spawn_destination(
+            hub.clone(),
+            "s".into(),
+            "yt".into(),
+            connector.clone(),
+            DestinationOptions::default(),
+            CancellationToken::new(),
+        );
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        let attempts = connector.0.load(Ordering::SeqCst);
+        // 3 quick tries, then one a minute: 3 + 5 in five minutes (the short backoff
+        // alone would have made about 23).
+        assert!((7..=9).contains(&attempts), "{attempts} attempts in 5 minutes");
+        let snap = handle.stats.snapshot();
+        assert_eq!((snap.state, snap.reconnects), (DestinationState::Retrying, 0));
+        assert_eq!(snap.failed_connects, attempts as u64, "every failed attempt is counted");
+        let error = snap.last_error.unwrap_or_default();
+        assert!(
+            error.contains("bad key") && error.contains("refused") && error.contains("next try in 60 s"),
+            "{error}"
+        );
+        handle.stop().await;
+    }
 
     #[tokio::test(start_paused = true)]
     async fn reconnects_after_an_error_and_resumes_on_a_keyframe() {

@@ -268,6 +268,11 @@ where
     }
 
     fn stop_in_background(&mut self, key: K, job: J) {
+        self.retire(key, job, true);
+    }
+
+    /// Moves a job to the background: stopped now (`stop`) or left to end by itself.
+    fn retire(&mut self, key: K, job: J, stop: bool) {
         if let Some(e) = job.error() {
             self.errors.insert(key.clone(), e);
         }
@@ -277,7 +282,11 @@ where
         let stopping = Arc::clone(&self.stopping);
         let on_stopped = self.on_stopped.clone();
         self.background.spawn(async move {
-            job.stop().await;
+            if stop {
+                job.stop().await;
+            } else {
+                job.join().await;
+            }
             if J::EXCLUSIVE {
                 lock(&stopping).remove(&key);
                 if let Some(f) = on_stopped {
@@ -285,6 +294,25 @@ where
                 }
             }
         });
+    }
+
+    /// Lets the running jobs that `which` picks end by themselves in the background (their
+    /// input ended: a destination delivers what it holds, a ladder drains its encoders, a
+    /// recording closes its file) instead of being stopped when they leave the desired
+    /// set. An exclusive job's replacement still waits for it.
+    pub fn release(&mut self, which: impl Fn(&K, &S) -> bool) -> Vec<K> {
+        let keys: Vec<K> = self
+            .slots
+            .iter()
+            .filter(|(k, s)| matches!(s, Slot::Running { spec, .. } if which(k, spec)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &keys {
+            if let Some(Slot::Running { job, .. }) = self.slots.remove(key) {
+                self.retire(key.clone(), job, false);
+            }
+        }
+        keys
     }
 
     /// The running job of `key`.
@@ -474,6 +502,14 @@ mod tests {
         let c = jobs.reconcile(&map([(1, "a2")]), starter(None, true));
         assert!(c.started.is_empty() && jobs.get(&1).is_none());
 
+        let c = jobs.reconcile(&map([(3, "c")]), starter(None, true));
+        assert_eq!(c.started, vec![3]);
+        // Released: left to end by itself (joined, not stopped), out of the running set.
+        assert_eq!(jobs.release(|k, _| *k == 3), vec![3]);
+        assert_eq!(jobs.running().count(), 0);
+        let c = jobs.reconcile(&map([(3, "c")]), starter(None, true));
+        assert!(c.started.is_empty(), "an exclusive replacement waits until the released job ended");
+        tokio::time::sleep(Duration::from_millis(10)).await;
         let c = jobs.reconcile(&map([(3, "c")]), starter(None, true));
         assert_eq!(c.started, vec![3]);
         jobs.stop_all().await;

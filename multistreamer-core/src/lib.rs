@@ -3,31 +3,42 @@
 //! The engine of Multistreamer: take one live stream in and send it everywhere.
 //!
 //! ```text
-//!  OBS/ffmpeg ─RTMP─▶ RtmpIngest ─▶ Hub (one LiveStream per key, GOP cache,
-//!                                       bounded queue per subscriber)
-//!                                     ├─▶ destination supervisor ─▶ RtmpSink ─▶ YouTube
-//!                                     └─▶ destination supervisor ─▶ RtmpSink ─▶ webinar.ru
+//!  inputs (Source)                     Hub                          outputs (jobs)
+//!  RTMP / RTSP ingest ─┐     one LiveStream per name, GOP cache,  ┌─▶ destination supervisor ─▶ Sink (RTMP/RTMPS)
+//!  RTSP / HLS pulls ───┼──▶  a bounded queue per subscriber;      ├─▶ recording (Recorder: original | raw)
+//!  your own Source ────┘     the publisher never waits            ├─▶ HLS output
+//!                                  ▲                              └─▶ ladder: decode once, encode each rung
+//!                                  └──────── renditions NAME@RUNG ◀──┘
 //! ```
 //!
 //! * [`media`]: the media model ([`media::Packet`] with a shared `Bytes` payload,
 //!   [`media::Timestamp`] with its timebase, tracks and codec parameters).
 //! * [`hub`]: fan-out without waiting on anyone, slow-subscriber policies, GOP cache,
 //!   publisher grace period with timestamp continuity.
-//! * [`rtmp`]: ingest ([`rtmp::RtmpIngest`]) and push ([`rtmp::RtmpSink`], RTMPS via rustls).
-//! * [`destination`]: a reconnecting supervisor per destination, with live stats.
-//! * [`relay`]: the assembled "RTMP in → many destinations" service the CLI runs.
+//! * [`source`]: the [`Source`] trait, [`source::spawn_source`], [`source::InputUrl`]
+//!   (RTSP and HLS pulls), channels, blocking iterators and real-time pacing.
+//! * [`sink`]: the [`Sink`] and [`Connector`] traits; [`destination`]: the reconnecting
+//!   supervisor with live stats.
+//! * [`engine`]: the declarative engine — a desired map of typed specs in, jobs started,
+//!   stopped and restarted by a pure diff. The server and the relay are built on it.
+//! * [`pipeline`]: the builder for the common cases; [`relay`]: the assembled
+//!   "ingest → ladder → destinations + recording + HLS" service the CLI runs.
+//! * [`rtmp`], [`rtsp`], [`hls`]: the protocols (sans-IO parsers, fuzzed).
+//! * `transcode`, `record` (feature `libav`): the ladder and the recorders, FFmpeg in-process.
 //! * `monitor` (feature `monitor`): live CPU / memory / disk / network / GPU load.
 //!
-//! The library never prints; it logs with `tracing`.
+//! The library never prints; it logs with `tracing`. See `docs/guide/library.md`.
 //!
 //! ```no_run
 //! # async fn run() -> multistreamer_core::Result<()> {
-//! use multistreamer_core::relay::{DestinationTemplate, Relay, RelayConfig};
-//! let mut config = RelayConfig::new("127.0.0.1:1935".parse().unwrap(), "live");
-//! config.destinations.push(DestinationTemplate::parse("youtube", "rtmp://a.rtmp.youtube.com/live2/{key}")?);
-//! let relay = Relay::start(config).await?;
-//! tokio::signal::ctrl_c().await.ok();
-//! relay.shutdown().await;
+//! use multistreamer_core::pipeline::Pipeline;
+//! use multistreamer_core::signal::shutdown_signal;
+//! let running = Pipeline::new()
+//!     .listen_rtmp("0.0.0.0:1935".parse().unwrap(), "live")
+//!     .to("youtube", "rtmp://a.rtmp.youtube.com/live2/{key}")?
+//!     .start()
+//!     .await?;
+//! running.run_until(shutdown_signal()).await;
 //! # Ok(()) }
 //! ```
 
@@ -42,6 +53,7 @@ pub mod ladder;
 pub mod media;
 #[cfg(feature = "monitor")]
 pub mod monitor;
+pub mod pipeline;
 #[cfg(feature = "libav")]
 pub mod record;
 pub mod relay;
@@ -50,6 +62,7 @@ pub mod rtsp;
 pub mod signal;
 pub mod sink;
 pub mod source;
+pub mod stage;
 mod sync;
 #[cfg(feature = "libav")]
 pub mod transcode;

@@ -5,7 +5,7 @@
 //! end the streams (each destination delivers what it has queued, unpublishes and
 //! closes gracefully), then wait for the destinations.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,19 +15,35 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::Connector;
 use crate::destination::{DestinationHandle, DestinationOptions, DestinationSnapshot, spawn_destination};
+use crate::engine::JobSet;
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub::{Hub, HubEvent, HubOptions};
 use crate::rtmp::{RtmpConnector, RtmpIngest, RtmpIngestOptions, RtmpPushOptions, RtmpUrl, StaticKeys};
 use crate::sync::lock;
 
 /// A destination for every stream; `{key}` in the URL's key is replaced by the stream key.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DestinationTemplate {
     pub name: String,
     pub url: RtmpUrl,
     /// The rendition of the ladder sent there (`720p`); `None` sends the source as is.
     pub rendition: Option<String>,
+    /// Opens the destination instead of an RTMP push to `url` (another protocol, a test
+    /// peer); `url` then only names it in status lines.
+    pub connector: Option<Arc<dyn Connector>>,
+}
+
+impl std::fmt::Debug for DestinationTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestinationTemplate")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("rendition", &self.rendition)
+            .field("custom_connector", &self.connector.is_some())
+            .finish()
+    }
 }
 
 impl DestinationTemplate {
@@ -40,7 +56,20 @@ impl DestinationTemplate {
                 format!("destination {name:?} has no stream key (expected rtmp://HOST/APP/KEY)"),
             ));
         }
-        Ok(DestinationTemplate { name: name.to_string(), url, rendition: None })
+        Ok(DestinationTemplate { name: name.to_string(), url, rendition: None, connector: None })
+    }
+
+    /// A destination opened by `connector` (the same for every stream).
+    pub fn with_connector(name: &str, connector: Arc<dyn Connector>) -> DestinationTemplate {
+        let url = RtmpUrl {
+            scheme: crate::rtmp::RtmpScheme::Rtmp,
+            host: "custom".into(),
+            port: 1935,
+            explicit_port: false,
+            app: String::new(),
+            key: String::new(),
+        };
+        DestinationTemplate { name: name.to_string(), url, rendition: None, connector: Some(connector) }
     }
 
     /// Sends rendition `rung` of the ladder instead of the source.
@@ -154,17 +183,57 @@ pub struct DestinationStatus {
     pub stats: DestinationSnapshot,
 }
 
-type Active = Arc<Mutex<HashMap<String, Vec<(String, DestinationHandle)>>>>;
-#[cfg(feature = "libav")]
-#[derive(Clone, Debug, Default)]
-struct Ladders {
-    ladders: Arc<Mutex<HashMap<String, crate::transcode::hub::LadderHandle>>>,
-    recordings: Arc<Mutex<HashMap<String, crate::record::RecordingHandle>>>,
+/// What the relay runs for one stream, keyed by hub stream (destinations by (stream,
+/// template index)).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RelayDesired {
+    pub destinations: BTreeMap<(String, usize), RtmpUrl>,
+    /// Sources transcoded.
+    pub ladders: BTreeMap<String, ()>,
+    /// Hub streams recorded (a source or a rendition).
+    pub recordings: BTreeMap<String, ()>,
 }
-/// Without libav there is no transcoding: nothing to keep.
-#[cfg(not(feature = "libav"))]
-#[derive(Clone, Debug, Default)]
-struct Ladders;
+
+/// The relay's rules, over the streams in the hub: every source gets the ladder (when one
+/// is configured) and each destination template whose rendition is `None`; each
+/// `KEY@RUNG` rendition gets the templates that asked for that rung; the recording
+/// follows its rendition choice the same way.
+pub fn relay_desired(config: &RelayConfig, streams: &[String]) -> RelayDesired {
+    let mut d = RelayDesired::default();
+    for stream in streams {
+        // `KEY@RUNG` is a rendition published by a ladder; any other stream is a source.
+        let (key, rendition) = match stream.rsplit_once('@') {
+            Some((key, rung)) => (key, Some(rung)),
+            None => (stream.as_str(), None),
+        };
+        #[cfg(feature = "libav")]
+        {
+            if rendition.is_none() && config.ladder.is_some() {
+                d.ladders.insert(stream.clone(), ());
+            }
+            if config.record.as_ref().is_some_and(|r| r.rendition.as_deref() == rendition) {
+                d.recordings.insert(stream.clone(), ());
+            }
+        }
+        for (i, t) in config.destinations.iter().enumerate() {
+            if t.rendition.as_deref() == rendition {
+                d.destinations.insert((stream.clone(), i), t.url.with_key_template(key));
+            }
+        }
+    }
+    d
+}
+
+#[derive(Debug, Default)]
+struct RelayJobs {
+    destinations: JobSet<(String, usize), RtmpUrl, DestinationHandle>,
+    #[cfg(feature = "libav")]
+    ladders: JobSet<String, (), crate::transcode::hub::LadderHandle>,
+    #[cfg(feature = "libav")]
+    recordings: JobSet<String, (), crate::record::RecordingHandle>,
+}
+
+type Jobs = Arc<Mutex<RelayJobs>>;
 
 /// A running relay.
 #[derive(Debug)]
@@ -172,9 +241,8 @@ pub struct Relay {
     hub: Hub,
     local_addr: SocketAddr,
     rtsp_addr: Option<SocketAddr>,
-    active: Active,
-    #[cfg_attr(not(feature = "libav"), allow(dead_code))]
-    ladders: Ladders,
+    jobs: Jobs,
+    config: Arc<RelayConfig>,
     ingest_cancel: CancellationToken,
     dest_cancel: CancellationToken,
     ingest_task: JoinHandle<()>,
@@ -214,23 +282,29 @@ impl Relay {
                 let _ = t.await;
             }
         });
-        let active: Active = Arc::default();
-        let ladders: Ladders = Default::default();
+        let (wake_tx, wake) = tokio::sync::mpsc::unbounded_channel();
+        let jobs: Jobs = Arc::new(Mutex::new(RelayJobs {
+            #[cfg(feature = "libav")]
+            ladders: JobSet::new().with_on_stopped(move || _ = wake_tx.send(())),
+            ..RelayJobs::default()
+        }));
+        #[cfg(not(feature = "libav"))]
+        drop(wake_tx);
+        let config = Arc::new(config);
         let hls = config.hls.clone().map(|o| crate::hls::HlsServer::start(hub.clone(), o, dest_cancel.clone()));
-        let watcher =
-            tokio::spawn(watch(hub.clone(), config.clone(), active.clone(), ladders.clone(), dest_cancel.clone()));
+        let watcher = tokio::spawn(watch(hub.clone(), Arc::clone(&config), jobs.clone(), wake, dest_cancel.clone()));
         info!(addr = %local_addr, app = %config.app, destinations = config.destinations.len(), "relay listening");
         Ok(Relay {
             hub,
             local_addr,
             rtsp_addr,
-            active,
-            ladders,
+            jobs,
+            shutdown_timeout: config.shutdown_timeout,
+            config,
             ingest_cancel,
             dest_cancel,
             ingest_task,
             watcher,
-            shutdown_timeout: config.shutdown_timeout,
             hls,
         })
     }
@@ -256,18 +330,20 @@ impl Relay {
 
     /// Every destination of every live stream.
     pub fn destinations(&self) -> Vec<DestinationStatus> {
-        let active = lock(&self.active);
-        let mut out = Vec::new();
-        for (stream, dests) in active.iter() {
-            for (target, d) in dests {
-                out.push(DestinationStatus {
-                    stream: stream.clone(),
-                    name: d.name.clone(),
-                    target: target.clone(),
-                    stats: d.stats.snapshot(),
-                });
-            }
-        }
+        let jobs = lock(&self.jobs);
+        let mut out: Vec<DestinationStatus> = jobs
+            .destinations
+            .running()
+            .map(|((stream, i), url, d)| DestinationStatus {
+                stream: stream.clone(),
+                name: self.config.destinations.get(*i).map_or_else(|| d.name.clone(), |t| t.name.clone()),
+                target: match self.config.destinations.get(*i).and_then(|t| t.connector.as_ref()) {
+                    Some(c) => c.describe(),
+                    None => url.to_string(),
+                },
+                stats: d.stats.snapshot(),
+            })
+            .collect();
         out.sort_by(|a, b| (&a.stream, &a.name).cmp(&(&b.stream, &b.name)));
         out
     }
@@ -276,26 +352,22 @@ impl Relay {
     /// The renditions of every transcoded stream: (source stream, packets the decoder had to
     /// drop, rungs).
     pub fn renditions(&self) -> Vec<(String, u64, Vec<crate::transcode::RungSnapshot>)> {
-        let ladders = lock(&self.ladders.ladders);
-        let mut out: Vec<_> = ladders.iter().map(|(s, l)| (s.clone(), l.input_dropped(), l.rungs())).collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        let jobs = lock(&self.jobs);
+        jobs.ladders.running().map(|(s, _, l)| (s.clone(), l.input_dropped(), l.rungs())).collect()
     }
 
     /// Every running recording: (hub stream, file being written, bytes, frames dropped).
     #[cfg(feature = "libav")]
     pub fn recordings(&self) -> Vec<(String, Option<std::path::PathBuf>, u64, u64)> {
         use std::sync::atomic::Ordering;
-        let recs = lock(&self.ladders.recordings);
-        let mut out: Vec<_> = recs
-            .iter()
-            .map(|(s, r)| {
+        let jobs = lock(&self.jobs);
+        jobs.recordings
+            .running()
+            .map(|(s, _, r)| {
                 let dropped = r.stats.frames_dropped.load(Ordering::Relaxed) + r.input_dropped();
                 (s.clone(), lock(&r.stats.current).clone(), r.stats.bytes_written.load(Ordering::Relaxed), dropped)
             })
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+            .collect()
     }
 
     /// Ordered shutdown: ingest, streams, destinations.
@@ -309,25 +381,15 @@ impl Relay {
         if let Some(hls) = &self.hls {
             hls.join().await;
         }
+        // Every job's stream has ended: they finish by themselves, the destinations last
+        // (they deliver what the ladders and the source left them).
+        let mut jobs = std::mem::take(&mut *lock(&self.jobs));
         #[cfg(feature = "libav")]
         {
-            let ladders: Vec<_> = lock(&self.ladders.ladders).drain().map(|(_, l)| l).collect();
-            for l in ladders {
-                l.join().await;
-            }
-            let recordings: Vec<_> = lock(&self.ladders.recordings).drain().map(|(_, r)| r).collect();
-            for r in recordings {
-                r.join().await;
-            }
+            jobs.ladders.join_all(Duration::from_secs(3600)).await;
+            jobs.recordings.join_all(Duration::from_secs(3600)).await;
         }
-        let handles: Vec<DestinationHandle> =
-            lock(&self.active).drain().flat_map(|(_, v)| v.into_iter().map(|(_, h)| h)).collect();
-        let wait_all = async {
-            for h in handles {
-                h.join().await;
-            }
-        };
-        if tokio::time::timeout(self.shutdown_timeout, wait_all).await.is_err() {
+        if !jobs.destinations.join_all(self.shutdown_timeout).await {
             warn!("destinations did not finish in time; closing them");
             self.dest_cancel.cancel();
         }
@@ -335,134 +397,121 @@ impl Relay {
     }
 }
 
-async fn watch(hub: Hub, config: RelayConfig, active: Active, ladders: Ladders, cancel: CancellationToken) {
+async fn watch(
+    hub: Hub,
+    config: Arc<RelayConfig>,
+    jobs: Jobs,
+    mut wake: tokio::sync::mpsc::UnboundedReceiver<()>,
+    cancel: CancellationToken,
+) {
     let mut events = hub.events();
     // streams that started before we subscribed
-    for name in hub.stream_names() {
-        stream_started(&hub, &config, &active, &ladders, &cancel, &name);
-    }
+    reconcile(&hub, &config, &jobs, &cancel);
     loop {
-        match events.recv().await {
-            Ok(HubEvent::StreamStarted(name)) => stream_started(&hub, &config, &active, &ladders, &cancel, &name),
-            Ok(HubEvent::StreamEnded(name)) => {
-                // The destinations stop by themselves once their subscription ends;
-                // forget them after they have closed.
-                #[cfg(feature = "libav")]
-                let ladder = (lock(&ladders.ladders).remove(&name), lock(&ladders.recordings).remove(&name));
-                #[cfg(not(feature = "libav"))]
-                let ladder: Option<()> = None;
-                let handles = lock(&active).remove(&name).unwrap_or_default();
-                tokio::spawn(async move {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(HubEvent::StreamEnded(name)) => {
+                    // Its jobs end by themselves once they delivered what they hold.
+                    let mut j = lock(&jobs);
+                    j.destinations.release(|(stream, _), _| *stream == name);
                     #[cfg(feature = "libav")]
                     {
-                        if let Some(l) = ladder.0 {
-                            l.join().await;
-                        }
-                        if let Some(r) = ladder.1 {
-                            r.join().await;
-                        }
+                        j.ladders.release(|stream, _| *stream == name);
+                        j.recordings.release(|stream, _| *stream == name);
                     }
-                    #[cfg(not(feature = "libav"))]
-                    let _ = ladder;
-                    for (_, h) in handles {
-                        h.join().await;
-                    }
-                });
-            }
-            Ok(_) => {}
-            Err(RecvError::Lagged(n)) => {
-                warn!(missed = n, "relay fell behind on stream events; resynchronising");
-                for name in hub.stream_names() {
-                    stream_started(&hub, &config, &active, &ladders, &cancel, &name);
                 }
-            }
-            Err(RecvError::Closed) => break,
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => warn!(missed = n, "relay fell behind on stream events; resynchronising"),
+                Err(RecvError::Closed) => break,
+            },
+            Some(()) = wake.recv() => {}
         }
+        reconcile(&hub, &config, &jobs, &cancel);
     }
 }
 
-fn stream_started(
-    hub: &Hub,
-    config: &RelayConfig,
-    active: &Active,
-    ladders: &Ladders,
-    cancel: &CancellationToken,
-    stream: &str,
-) {
-    // `KEY@RUNG` is a rendition published by a ladder: it feeds the destinations that
-    // asked for that rung; any other stream is a source.
-    let (key, rendition) = match stream.rsplit_once('@') {
-        Some((key, rung)) => (key, Some(rung)),
-        None => (stream, None),
-    };
+/// Makes the relay's jobs match [`relay_desired`] for the streams now in the hub.
+fn reconcile(hub: &Hub, config: &RelayConfig, jobs: &Jobs, cancel: &CancellationToken) {
+    let want = relay_desired(config, &hub.stream_names());
+    let mut jobs = lock(jobs);
     #[cfg(feature = "libav")]
-    if let Some(rec) = config.record.as_ref().filter(|r| r.rendition.as_deref() == rendition) {
-        let mut recordings = lock(&ladders.recordings);
-        if recordings.get(stream).is_none_or(|r| r.is_finished()) {
-            match crate::record::spawn_recording(
-                hub.clone(),
-                stream.to_string(),
-                rec.kind,
-                rec.options.clone(),
-                cancel.child_token(),
-            ) {
-                Ok(h) => {
-                    recordings.insert(stream.to_string(), h);
-                }
-                Err(e) => warn!(stream, error = %e, "cannot record this stream"),
+    {
+        if let Some((ladder, options)) = &config.ladder {
+            let c = jobs.ladders.reconcile(&want.ladders, |stream, _| {
+                crate::transcode::hub::spawn_ladder(
+                    hub.clone(),
+                    stream.clone(),
+                    ladder.clone(),
+                    options.clone(),
+                    cancel.child_token(),
+                )
+                .map_err(|e| e.to_string())
+            });
+            for (stream, e) in c.failed {
+                warn!(stream, error = %e, "cannot start the ladder; only the source is relayed");
+            }
+        }
+        if let Some(rec) = &config.record {
+            let c = jobs.recordings.reconcile(&want.recordings, |stream, _| {
+                crate::record::spawn_recording(
+                    hub.clone(),
+                    stream.clone(),
+                    rec.kind,
+                    rec.options.clone(),
+                    cancel.child_token(),
+                )
+                .map_err(|e| e.to_string())
+            });
+            for (stream, e) in c.failed {
+                warn!(stream, error = %e, "cannot record this stream");
             }
         }
     }
-    #[cfg(feature = "libav")]
-    if let (None, Some((ladder, options))) = (rendition, &config.ladder) {
-        let mut ladders = lock(&ladders.ladders);
-        if ladders.get(stream).is_none_or(|l| l.is_finished()) {
-            match crate::transcode::hub::spawn_ladder(
-                hub.clone(),
-                stream.to_string(),
-                ladder.clone(),
-                options.clone(),
-                cancel.child_token(),
-            ) {
-                Ok(h) => {
-                    ladders.insert(stream.to_string(), h);
-                }
-                Err(e) => warn!(stream, error = %e, "cannot start the ladder; only the source is relayed"),
-            }
-        }
-    }
-    #[cfg(not(feature = "libav"))]
-    let _ = ladders;
-    start_destinations(hub, config, active, cancel, stream, key, rendition);
-}
-
-fn start_destinations(
-    hub: &Hub,
-    config: &RelayConfig,
-    active: &Active,
-    cancel: &CancellationToken,
-    stream: &str,
-    key: &str,
-    rendition: Option<&str>,
-) {
-    let mut active = lock(active);
-    let entry = active.entry(stream.to_string()).or_default();
-    entry.retain(|(_, h)| !h.is_finished());
-    if !entry.is_empty() {
-        return;
-    }
-    for t in config.destinations.iter().filter(|t| t.rendition.as_deref() == rendition) {
-        let url = t.url.with_key_template(key);
-        let target = url.to_string();
-        let connector = Arc::new(RtmpConnector::new(url, config.push.clone()));
-        let handle = spawn_destination(
+    jobs.destinations.reconcile(&want.destinations, |(stream, i), url| {
+        let connector: Arc<dyn Connector> = match config.destinations.get(*i).and_then(|t| t.connector.clone()) {
+            Some(c) => c,
+            None => Arc::new(RtmpConnector::new(url.clone(), config.push.clone())),
+        };
+        let name = config.destinations.get(*i).map_or_else(String::new, |t| t.name.clone());
+        Ok(spawn_destination(
             hub.clone(),
-            stream.to_string(),
-            t.name.clone(),
+            stream.clone(),
+            name,
             connector,
             config.destination.clone(),
             cancel.child_token(),
-        );
-        entry.push((target, handle));
+        ))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_stream_gets_the_templates_of_its_rendition_with_its_key() {
+        let mut config = RelayConfig::new("127.0.0.1:1935".parse().expect("addr"), "live");
+        let yt = DestinationTemplate::parse("yt", "rtmp://yt.example/live2/{key}").expect("url");
+        let fixed = DestinationTemplate::parse("fixed", "rtmp://cdn.example/app/one").expect("url");
+        let low = DestinationTemplate::parse("low", "rtmp://low.example/app/{key}-480").expect("url");
+        config.destinations = vec![yt, fixed, low.with_rendition(Some("480p".into()))];
+        let streams = ["talk".to_string(), "talk@480p".to_string(), "demo".to_string()];
+        let d = relay_desired(&config, &streams);
+        let keys: Vec<(&str, usize)> = d.destinations.keys().map(|(s, i)| (s.as_str(), *i)).collect();
+        assert_eq!(keys, [("demo", 0), ("demo", 1), ("talk", 0), ("talk", 1), ("talk@480p", 2)]);
+        assert_eq!(d.destinations[&("talk".to_string(), 0)].key, "talk");
+        assert_eq!(d.destinations[&("talk@480p".to_string(), 2)].key, "talk-480", "the source's key, not the rung's");
+        assert!(d.ladders.is_empty() && d.recordings.is_empty(), "no ladder or recording configured");
+        assert_eq!(relay_desired(&config, &[]), RelayDesired::default());
+        #[cfg(feature = "libav")]
+        {
+            config.ladder = Some(("480p".parse().expect("ladder"), crate::transcode::TranscodeOptions::default()));
+            let options = crate::record::RecordOptions::new("/rec");
+            let kind = crate::record::RecordingKind::Original;
+            config.record = Some(RecordConfig { kind, options, rendition: Some("480p".into()) });
+            let d = relay_desired(&config, &streams);
+            assert_eq!(d.ladders.keys().collect::<Vec<_>>(), ["demo", "talk"], "sources only");
+            assert_eq!(d.recordings.keys().collect::<Vec<_>>(), ["talk@480p"], "the chosen rendition");
+        }
     }
 }

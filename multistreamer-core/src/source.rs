@@ -1,8 +1,11 @@
-//! The [`Source`] trait: a pulled stream of [`MediaItem`]s, and [`publish_source`], which
-//! feeds any source into the hub.
+//! The [`Source`] trait: a pulled stream of [`MediaItem`]s, and [`spawn_source`], which
+//! publishes any source into the hub.
 //!
-//! The RTMP ingest publishes straight from its connection task (no extra queue hop);
-//! pulled inputs (RTSP cameras, HLS, files) implement `Source` and use `publish_source`.
+//! A user's own input is a `Source`: a type implementing `Stream<Item = Result<MediaItem>>`,
+//! a [`channel`] fed from any task or thread, or a blocking iterator run on its own thread
+//! by [`from_blocking_iter`]; [`paced`] releases packets in real time (for inputs that read
+//! faster than live, such as files). Inputs that reconnect by themselves (RTSP cameras and
+//! HLS playlists, through [`InputUrl::spawn`]) publish through the same [`publish_source`].
 
 use std::fmt;
 use std::future::{Future, poll_fn};
@@ -39,6 +42,198 @@ pub async fn publish_source<S: Source + ?Sized>(source: &mut S, publisher: &Publ
     }
 }
 
+/// A running [`spawn_source`].
+pub struct SourceHandle {
+    pub stream: String,
+    error: Arc<Mutex<Option<String>>>,
+    done: CancellationToken,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl fmt::Debug for SourceHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceHandle").field("stream", &self.stream).finish()
+    }
+}
+
+impl SourceHandle {
+    /// Whether the source ended (or failed).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Why the source failed, if it did.
+    pub fn error(&self) -> Option<String> {
+        lock(&self.error).clone()
+    }
+
+    /// Resolves once the source has ended (without consuming the handle).
+    pub async fn finished(&self) {
+        self.done.cancelled().await;
+    }
+
+    /// Waits until the source ended.
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+
+    /// Stops the source (it is dropped, which cancels it) and waits.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
+impl crate::engine::Job for SourceHandle {
+    fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    fn error(&self) -> Option<String> {
+        SourceHandle::error(self)
+    }
+
+    /// A source that ended is over: it is not started again (it cannot be).
+    fn restart_when_finished(&self) -> bool {
+        false
+    }
+
+    fn stop(self) -> crate::sink::BoxFuture<'static, ()> {
+        Box::pin(SourceHandle::stop(self))
+    }
+
+    fn join(self) -> crate::sink::BoxFuture<'static, ()> {
+        Box::pin(SourceHandle::join(self))
+    }
+}
+
+/// Publishes `source` as hub stream `stream` until it ends or `cancel` fires. The stream
+/// starts at once (subscribers may attach before the first item); when the source ends the
+/// stream enters its grace period like a publisher that left.
+pub fn spawn_source<S: Source + 'static>(
+    hub: crate::hub::Hub,
+    stream: &str,
+    mut source: S,
+    cancel: CancellationToken,
+) -> Result<SourceHandle> {
+    let publisher = hub.publish(stream)?;
+    let error: Arc<Mutex<Option<String>>> = Arc::default();
+    let task_error = Arc::clone(&error);
+    let task_cancel = cancel.clone();
+    let done = CancellationToken::new();
+    let done_guard = done.clone().drop_guard();
+    let span = tracing::info_span!("source", stream = %stream);
+    let task = tokio::spawn(
+        async move {
+            let _done = done_guard;
+            let result = tokio::select! {
+                _ = task_cancel.cancelled() => Ok(()),
+                r = publish_source(&mut source, &publisher) => r,
+            };
+            match result {
+                Ok(()) => info!("source ended"),
+                Err(e) => {
+                    warn!(error = %e, "source failed");
+                    *lock(&task_error) = Some(e.to_string());
+                }
+            }
+        }
+        .instrument(span),
+    );
+    Ok(SourceHandle { stream: stream.to_string(), error, done, cancel, task })
+}
+
+/// A [`Source`] fed through a bounded channel (from [`channel`] or
+/// [`from_blocking_iter`]); it ends when every sender is gone.
+#[derive(Debug)]
+pub struct ChannelSource {
+    rx: tokio::sync::mpsc::Receiver<Result<MediaItem>>,
+}
+
+impl Stream for ChannelSource {
+    type Item = Result<MediaItem>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// A source and the sender that feeds it (`send().await` from a task,
+/// `blocking_send` from a thread). `capacity` items are buffered.
+pub fn channel(capacity: usize) -> (tokio::sync::mpsc::Sender<Result<MediaItem>>, ChannelSource) {
+    let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+    (tx, ChannelSource { rx })
+}
+
+/// Runs a blocking iterator of items (a file demuxer, a capture device, a generator) on a
+/// thread of its own and makes it a [`Source`]. The thread stops when the source is dropped.
+pub fn from_blocking_iter<I>(iter: I) -> Result<ChannelSource>
+where
+    I: Iterator<Item = Result<MediaItem>> + Send + 'static,
+{
+    let (tx, source) = channel(64);
+    std::thread::Builder::new()
+        .name("source".into())
+        .spawn(move || {
+            for item in iter {
+                if tx.blocking_send(item).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| crate::Error::new(crate::ErrorKind::Io, format!("cannot start the source thread: {e}")))?;
+    Ok(source)
+}
+
+/// Releases the packets of `source` in real time, by their decode timestamps (the first
+/// packet at once). For inputs that read faster than live (files, generators).
+pub fn paced<S: Source>(source: S) -> Paced<S> {
+    Paced { inner: source, origin: None, held: None, sleep: Box::pin(tokio::time::sleep(Duration::ZERO)) }
+}
+
+/// See [`paced`].
+pub struct Paced<S> {
+    inner: S,
+    /// (wall clock, media time in ms) of the first packet.
+    origin: Option<(tokio::time::Instant, i64)>,
+    held: Option<MediaItem>,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<S> fmt::Debug for Paced<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Paced").field("origin", &self.origin).finish_non_exhaustive()
+    }
+}
+
+impl<S: Source> Stream for Paced<S> {
+    type Item = Result<MediaItem>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.held.is_none() {
+            match Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Ready(Some(Ok(item))) => this.held = Some(item),
+                other => return other,
+            }
+        }
+        if let Some(MediaItem::Packet(p)) = &this.held {
+            let ms = p.dts.as_millis();
+            let (t0, ms0) = *this.origin.get_or_insert((tokio::time::Instant::now(), ms));
+            let due = t0 + Duration::from_millis(u64::try_from(ms - ms0).unwrap_or(0));
+            if due > tokio::time::Instant::now() {
+                this.sleep.as_mut().reset(due);
+                if this.sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        }
+        Poll::Ready(this.held.take().map(Ok))
+    }
+}
+
 /// The state of a pulled input (an RTSP camera, an HLS playlist).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PullStatus {
@@ -56,6 +251,7 @@ pub struct PullHandle {
     /// The URL without credentials (and, for HTTP, without its query).
     pub url: String,
     status: Arc<Mutex<PullStatus>>,
+    done: CancellationToken,
     cancel: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -74,6 +270,12 @@ impl PullHandle {
     /// Whether the pull ended by itself (a VOD input played once).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
+    }
+
+    /// Resolves once the pull has ended (a VOD input played once, or it was stopped),
+    /// without consuming the handle.
+    pub async fn finished(&self) {
+        self.done.cancelled().await;
     }
 
     pub async fn stop(self) {
@@ -134,8 +336,11 @@ where
     let status = Arc::new(Mutex::new(PullStatus { state: "connecting", ..Default::default() }));
     let task_status = Arc::clone(&status);
     let task_cancel = cancel.clone();
+    let done = CancellationToken::new();
+    let done_guard = done.clone().drop_guard();
     let task = tokio::spawn(
         async move {
+            let _done = done_guard;
             let backoff = Backoff::default();
             let mut failures = 0u32;
             loop {
@@ -172,7 +377,7 @@ where
         }
         .instrument(span),
     );
-    PullHandle { stream, url, status, cancel, task }
+    PullHandle { stream, url, status, done, cancel, task }
 }
 
 /// Where a stream comes from, parsed once: every place that takes an input URL (the CLI's

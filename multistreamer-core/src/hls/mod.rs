@@ -13,5 +13,7 @@ mod output;
 mod pull;
 pub mod ts;
 
-pub use self::output::{HlsOptions, HlsSegmenter, HlsServer, SOURCE_VARIANT, Segment, VariantSummary};
+pub use self::output::{
+    HlsOptions, HlsSegmenter, HlsServer, OverlongSegment, SOURCE_VARIANT, Segment, SegmentCap, VariantSummary,
+};
 pub use self::pull::{HlsPullOptions, VariantChoice, VodMode, decrypt_aes128, parse_playlist, spawn_hls_pull};

@@ -62,10 +62,45 @@ pub struct Segment {
     pub data: Bytes,
 }
 
+/// What a segmenter does when no keyframe comes to end a segment (a publisher that sends
+/// one keyframe and then none, an intra-refresh encoder): the segment in progress is
+/// bounded by [`SegmentCap`] either way, so memory never grows without limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OverlongSegment {
+    /// Close it and go on in a new segment that starts without a keyframe (players decode
+    /// intra-refresh streams from there; others recover at the next keyframe).
+    #[default]
+    Cut,
+    /// Close it and drop packets until the next keyframe.
+    DropToKeyframe,
+}
+
+/// The bounds of one segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentCap {
+    /// At most this long (default: 5 × the target, at least 10 s).
+    pub max_duration: Option<Duration>,
+    /// At most this many bytes (default 32 MiB: a minute of 4 Mbit/s).
+    pub max_bytes: usize,
+    pub policy: OverlongSegment,
+}
+
+impl Default for SegmentCap {
+    fn default() -> Self {
+        SegmentCap { max_duration: None, max_bytes: 32 << 20, policy: OverlongSegment::Cut }
+    }
+}
+
 /// Cuts one stream into MPEG-TS segments (sans-IO).
 #[derive(Debug)]
 pub struct HlsSegmenter {
     target_ms: i64,
+    cap_ms: i64,
+    cap: SegmentCap,
+    /// The next segment may start without a keyframe (after a cut by the cap).
+    cut_open: bool,
+    cuts: u64,
     muxer: Option<TsMuxer>,
     tracks: (Option<AvcDecoderConfig>, Option<AudioSpecificConfig>),
     buf: Vec<u8>,
@@ -79,8 +114,13 @@ pub struct HlsSegmenter {
 impl HlsSegmenter {
     /// `first_sequence` numbers the first segment; `discontinuity` marks it as one.
     pub fn new(target: Duration, first_sequence: u64, discontinuity: bool) -> HlsSegmenter {
+        let target_ms = target.as_millis().max(100) as i64;
         HlsSegmenter {
-            target_ms: target.as_millis().max(100) as i64,
+            target_ms,
+            cap_ms: (target_ms * 5).max(10_000),
+            cap: SegmentCap::default(),
+            cut_open: false,
+            cuts: 0,
             muxer: None,
             tracks: (None, None),
             buf: Vec::new(),
@@ -90,6 +130,20 @@ impl HlsSegmenter {
             next_sequence: first_sequence,
             discontinuity,
         }
+    }
+
+    /// Other bounds for a segment that no keyframe ends.
+    pub fn with_cap(mut self, cap: SegmentCap) -> HlsSegmenter {
+        if let Some(d) = cap.max_duration {
+            self.cap_ms = (d.as_millis() as i64).max(self.target_ms);
+        }
+        self.cap = cap;
+        self
+    }
+
+    /// Segments closed by the cap instead of a keyframe.
+    pub fn cuts_without_keyframe(&self) -> u64 {
+        self.cuts
     }
 
     /// The codecs and size of what is being segmented: (`avc1…,mp4a…`, width, height).
@@ -121,15 +175,35 @@ impl HlsSegmenter {
                 let entry = if has_video { is_video && p.keyframe } else { true };
                 let mut done = None;
                 match self.start_ms {
-                    None if !entry => return Ok(None),
+                    None if !entry && !self.cut_open => return Ok(None),
                     Some(start) if entry && dts_ms - start >= self.target_ms => {
                         done = self.close(dts_ms);
+                    }
+                    Some(start) if dts_ms - start >= self.cap_ms || self.buf.len() >= self.cap.max_bytes => {
+                        self.cuts += 1;
+                        let (ms, bytes, policy) = (dts_ms - start, self.buf.len(), self.cap.policy);
+                        if self.cuts == 1 {
+                            warn!(
+                                segment_ms = ms,
+                                bytes,
+                                ?policy,
+                                "no keyframe ended the HLS segment; closed at its cap"
+                            );
+                        } else {
+                            debug!(segment_ms = ms, bytes, ?policy, "HLS segment closed at its cap");
+                        }
+                        done = self.close(dts_ms);
+                        if self.cap.policy == OverlongSegment::DropToKeyframe && !entry {
+                            return Ok(done);
+                        }
+                        self.cut_open = true;
                     }
                     _ => {}
                 }
                 let Some(muxer) = self.muxer.as_mut() else { return Ok(done) };
                 if self.start_ms.is_none() {
                     self.start_ms = Some(dts_ms);
+                    self.cut_open = false;
                     muxer.write_tables(&mut self.buf);
                 }
                 let pts = p.pts.rescale(Timebase::HZ_90K).ticks();
@@ -658,6 +732,35 @@ mod tests {
             m3u8_rs::Playlist::MediaPlaylist(p) => assert_eq!(p.segments.len(), 2),
             m3u8_rs::Playlist::MasterPlaylist(_) => panic!("media playlist expected"),
         }
+    }
+
+    #[test]
+    fn a_stream_without_keyframes_is_cut_at_the_cap_instead_of_growing() {
+        for policy in [OverlongSegment::Cut, OverlongSegment::DropToKeyframe] {
+            let cap = SegmentCap { max_duration: Some(Duration::from_secs(4)), policy, ..SegmentCap::default() };
+            let mut s = HlsSegmenter::new(Duration::from_secs(2), 0, false).with_cap(cap);
+            s.push(&MediaItem::Info(info())).expect("ok");
+            // one keyframe, then 20 s of frames without another
+            let segments: Vec<Segment> = (0..500).filter_map(|i| s.push(&frame(i * 40, i == 0)).expect("ok")).collect();
+            assert!(s.buf.len() < 200 * 1024, "{policy:?}: the buffer stays bounded");
+            match policy {
+                OverlongSegment::Cut => {
+                    assert_eq!(segments.len(), 4, "cut every 4 s");
+                    assert!(segments.iter().all(|seg| (4.0..4.1).contains(&seg.duration)), "{segments:?}");
+                    assert_eq!(s.cuts_without_keyframe(), 4);
+                }
+                _ => {
+                    assert_eq!(segments.len(), 1, "closed once, then dropped until a keyframe");
+                    assert!(s.push(&frame(20_000, true)).expect("ok").is_none());
+                    assert!(s.push(&frame(26_000, true)).expect("ok").is_some(), "back on the next keyframes");
+                }
+            }
+        }
+        let mut s = HlsSegmenter::new(Duration::from_secs(2), 0, false)
+            .with_cap(SegmentCap { max_bytes: 10_000, ..SegmentCap::default() });
+        s.push(&MediaItem::Info(info())).expect("ok");
+        let cut = (0..5000).filter_map(|i| s.push(&frame(i * 40, i == 0)).expect("ok")).count();
+        assert!(cut > 0 && s.buf.len() < 12_000, "the byte bound holds too");
     }
 
     async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {

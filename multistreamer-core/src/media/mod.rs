@@ -176,6 +176,13 @@ impl Packet {
     pub fn cts_millis(&self) -> i64 {
         self.pts.as_millis() - self.dts.as_millis()
     }
+
+    /// Moves the packet `ms` milliseconds later in media time (earlier when negative),
+    /// in its own timebase.
+    pub fn shift_millis(&mut self, ms: i64) {
+        let by = |t: Timestamp| t.add_ticks(Timestamp::from_millis(ms).rescale(t.timebase()).ticks());
+        (self.dts, self.pts) = (by(self.dts), by(self.pts));
+    }
 }
 
 /// What a [`crate::Source`] yields and a hub subscriber receives.
@@ -201,9 +208,13 @@ mod tests {
             keyframe: true,
             payload,
         };
-        let q = p.clone();
+        let mut q = p.clone();
         assert_eq!(p.payload.as_ptr(), q.payload.as_ptr());
         assert_eq!(q.cts_millis(), 40);
+        q.dts = Timestamp::new(900, Timebase::HZ_90K);
+        q.shift_millis(1500);
+        assert_eq!((q.dts.ticks(), q.dts.timebase()), (900 + 135_000, Timebase::HZ_90K), "in its own timebase");
+        assert_eq!((q.pts.as_millis(), q.cts_millis()), (1540, 30));
     }
 
     #[test]

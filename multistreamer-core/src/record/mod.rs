@@ -27,13 +27,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, info_span, warn};
 
 pub use self::raw::{DiskProbe, RawRecorder, SystemDiskProbe, raw_data_rate};
 pub use self::remux::RemuxRecorder;
 use crate::error::{Error, ErrorKind, Result};
-use crate::hub::{Hub, SlowSinkPolicy, SubscribeOptions, SubscriberStats, forward_to_thread};
+use crate::hub::{Hub, SubscriberStats};
 use crate::media::MediaItem;
+use crate::stage::{BlockingStage, StageInput, spawn_stage};
 use crate::sync::lock;
 
 /// What is recorded.
@@ -202,6 +203,19 @@ pub trait Recorder: Send {
     fn finish(&mut self) -> Result<Vec<RecordedFile>>;
 }
 
+/// A recorder as a blocking stage.
+struct RecorderStage(Box<dyn Recorder>);
+
+impl BlockingStage for RecorderStage {
+    fn push(&mut self, item: MediaItem) -> Result<()> {
+        self.0.write(&item)
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.0.finish().map(|_| ())
+    }
+}
+
 /// Whether `new` changes the tracks of `old` (added, removed, or other codec parameters),
 /// which a container file cannot follow mid-file.
 pub(crate) fn tracks_changed(old: Option<&crate::media::MediaInfo>, new: &crate::media::MediaInfo) -> bool {
@@ -350,44 +364,17 @@ pub fn spawn_recording_with(
     crate::transcode::init();
     let (events_tx, events) = mpsc::unbounded_channel();
     let stats = Arc::new(RecordingStats { events: Mutex::new(Some(events_tx)), ..RecordingStats::default() });
-    let input: Arc<Mutex<Option<Arc<SubscriberStats>>>> = Arc::default();
-    let mut recorder = make(&stream, options, Arc::clone(&stats));
-    let (tx, mut rx) = mpsc::channel::<MediaItem>(64);
+    let recorder = make(&stream, options, Arc::clone(&stats));
     let thread_stats = Arc::clone(&stats);
-    let thread = std::thread::Builder::new()
-        .name(format!("record-{stream}"))
-        .spawn(move || {
-            let mut failed = None;
-            while let Some(item) = rx.blocking_recv() {
-                if let Err(e) = recorder.write(&item) {
-                    warn!(error = %e, "recording stopped");
-                    failed = Some(e.to_string());
-                    break;
-                }
-            }
-            drop(rx);
-            if let Err(e) = recorder.finish() {
-                warn!(error = %e, "closing the recording failed");
-                failed.get_or_insert(e.to_string());
-            }
-            thread_stats.finish(failed);
-        })
-        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the recording thread: {e}")))?;
     let span = info_span!("recording", stream = %stream, kind = %kind);
-    let task_stream = stream.clone();
-    let task_input = Arc::clone(&input);
-    let task_cancel = cancel.clone();
+    info!(parent: &span, "recording");
     // Generous: a disk hiccup of several seconds is absorbed without a drop.
-    let opts = SubscribeOptions { policy: SlowSinkPolicy::DropToKeyframe, queue_capacity: Some(2048) };
-    let forward = forward_to_thread(hub, task_stream, opts, task_input, task_cancel, tx, thread);
-    let task = tokio::spawn(
-        async move {
-            info!("recording");
-            forward.await;
-            info!("recording stopped");
-        }
-        .instrument(span),
-    );
+    let input = StageInput { stream: stream.clone(), thread: format!("record-{stream}"), queue: 2048, span };
+    let stage = spawn_stage(hub, input, Box::new(RecorderStage(recorder)), cancel.clone(), move |failed| {
+        info!("recording stopped");
+        thread_stats.finish(failed);
+    })?;
+    let (input, task) = (stage.input, stage.task);
     Ok(RecordingHandle { stream, kind, stats, input, events: Mutex::new(Some(events)), cancel, task })
 }
 

@@ -592,18 +592,17 @@ fn set_track(p: &mut Publishing, id: TrackId, codec: Codec) {
 /// connect and publish. Never panics on any input; for fuzzing.
 ///
 /// The first byte chooses whether the handshake is skipped and how input is split.
+/// Returns why the connection was refused, or `None` when the input ended first.
 #[doc(hidden)]
-pub fn fuzz_ingest(data: &[u8]) {
-    let Some((&mode, mut data)) = data.split_first() else {
-        return;
-    };
+pub fn fuzz_ingest(data: &[u8]) -> Option<String> {
+    let (&mode, mut data) = data.split_first()?;
     let piece = usize::from(mode >> 1).max(1) * 16;
     if mode & 1 == 0 {
         let mut hs = Handshake::new(PeerType::Server);
         loop {
             let take = piece.min(data.len());
             if take == 0 {
-                return;
+                return None;
             }
             let (now, rest) = data.split_at(take);
             data = rest;
@@ -614,36 +613,37 @@ pub fn fuzz_ingest(data: &[u8]) {
                         // fed below together with the rest
                         let mut v = remaining_bytes;
                         v.extend_from_slice(data);
-                        fuzz_session(&v, piece);
-                        return;
+                        return fuzz_session(&v, piece);
                     }
                     break;
                 }
-                Err(_) => return,
+                Err(e) => return Some(format!("handshake: {e}")),
             }
         }
     }
-    fuzz_session(data, piece);
+    fuzz_session(data, piece)
 }
 
-fn fuzz_session(mut data: &[u8], piece: usize) {
+fn fuzz_session(mut data: &[u8], piece: usize) -> Option<String> {
     let hub = Hub::new(crate::hub::HubOptions { grace_period: Duration::ZERO, ..Default::default() });
-    let Ok((mut protocol, _)) = ServerProtocol::new(GuardLimits::default()) else {
-        return;
+    let (mut protocol, _) = match ServerProtocol::new(GuardLimits::default()) {
+        Ok(p) => p,
+        Err(e) => return Some(e.to_string()),
     };
     let mut state: Option<Publishing> = None;
     while !data.is_empty() {
         let take = piece.min(data.len());
         let (now, rest) = data.split_at(take);
         data = rest;
-        let Ok(results) = protocol.handle_input(now) else {
-            return;
+        let results = match protocol.handle_input(now) {
+            Ok(r) => r,
+            Err(e) => return Some(e.to_string()),
         };
         for r in results {
             let ServerSessionResult::RaisedEvent(ev) = r else { continue };
-            let outcome: Result<(), ()> = match ev {
+            let outcome: Result<(), String> = match ev {
                 ServerSessionEvent::ConnectionRequested { request_id, .. } => {
-                    protocol.accept(request_id).map(drop).map_err(drop)
+                    protocol.accept(request_id).map(drop).map_err(|e| e.to_string())
                 }
                 ServerSessionEvent::PublishStreamRequested { request_id, stream_key, .. } => {
                     match (state.is_some(), hub.publish(&stream_key)) {
@@ -655,16 +655,16 @@ fn fuzz_session(mut data: &[u8], piece: usize) {
                                 audio_time: RtmpTimeUnwrapper::new(),
                                 waiting_for_video_config: 0,
                             });
-                            protocol.accept(request_id).map(drop).map_err(drop)
+                            protocol.accept(request_id).map(drop).map_err(|e| e.to_string())
                         }
-                        _ => Err(()),
+                        _ => Err("second publish or stream already live".into()),
                     }
                 }
                 ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
-                    state.as_mut().map_or(Ok(()), |p| on_video(p, &data, timestamp.value).map_err(drop))
+                    state.as_mut().map_or(Ok(()), |p| on_video(p, &data, timestamp.value).map_err(|e| e.to_string()))
                 }
                 ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
-                    state.as_mut().map_or(Ok(()), |p| on_audio(p, &data, timestamp.value).map_err(drop))
+                    state.as_mut().map_or(Ok(()), |p| on_audio(p, &data, timestamp.value).map_err(|e| e.to_string()))
                 }
                 ServerSessionEvent::PublishStreamFinished { .. } => {
                     state = None;
@@ -672,16 +672,28 @@ fn fuzz_session(mut data: &[u8], piece: usize) {
                 }
                 _ => Ok(()),
             };
-            if outcome.is_err() {
-                return;
+            if let Err(e) = outcome {
+                return Some(e);
             }
         }
     }
+    None
 }
 
 #[cfg(test)]
 mod fuzz_regressions {
+    use std::time::Duration;
+
     use super::fuzz_ingest;
+
+    /// Runs the ingest on `input` on a thread and returns why it refused the connection;
+    /// fails if it has not finished within `bound` (a parser that loops would hang the
+    /// test instead of failing it).
+    fn outcome_within(input: Vec<u8>, bound: Duration) -> Option<String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(fuzz_ingest(&input)));
+        rx.recv_timeout(bound).expect("the ingest finished within the bound")
+    }
 
     fn type0(csid: u8, len: u32, type_id: u8) -> Vec<u8> {
         let mut v = vec![csid, 0, 0, 0];
@@ -692,23 +704,25 @@ mod fuzz_regressions {
     }
 
     #[test]
-    fn amf0_command_with_too_few_values_does_not_panic() {
+    fn amf0_command_with_too_few_values_is_refused_without_a_panic() {
         // rml_rtmp indexes the first three values of a command unconditionally
         let payload = [0x02, 0x00, 0x07, b'c', b'o', b'n', b'n', b'e', b'c', b't'];
         let mut input = vec![1u8];
         input.extend(type0(3, payload.len() as u32, 20));
         input.extend_from_slice(&payload);
-        fuzz_ingest(&input);
+        let refused = outcome_within(input, Duration::from_secs(5));
+        assert!(refused.is_some(), "the malformed command is refused");
     }
 
     #[test]
-    fn chunk_size_zero_does_not_hang() {
+    fn chunk_size_zero_is_refused_without_hanging() {
         let mut input = vec![1u8];
         input.extend(type0(2, 4, 1));
         input.extend_from_slice(&0u32.to_be_bytes());
         input.extend(type0(3, 10, 20));
         input.extend_from_slice(&[0u8; 10]);
-        fuzz_ingest(&input);
+        let refused = outcome_within(input, Duration::from_secs(5)).unwrap_or_default();
+        assert!(refused.contains("chunk size"), "refused with a reason: {refused:?}");
     }
 
     #[test]
@@ -723,7 +737,10 @@ mod fuzz_regressions {
                     x ^= x << 5;
                     input.push(x as u8);
                 }
-                fuzz_ingest(&input);
+                let refused = outcome_within(input, Duration::from_secs(5));
+                if mode & 1 == 0 && len > 0 {
+                    assert!(refused.is_some(), "random bytes are refused at the handshake ({len} bytes)");
+                }
             }
         }
     }

@@ -5,16 +5,16 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, info_span, warn};
 
-use super::{LadderTranscoder, RenditionOutput, RungSnapshot, TranscodeOptions, TranscodeStats};
+use super::{LadderTranscoder, RenditionOutput, RungSnapshot, TranscodeOptions, TranscodeStats, Transcoder};
 use crate::error::Result;
-use crate::hub::{Hub, Publisher, SlowSinkPolicy, SubscribeOptions, SubscriberStats, forward_to_thread};
+use crate::hub::{Hub, Publisher, SubscriberStats};
 use crate::ladder::Ladder;
-use crate::media::{MediaInfo, MediaItem, Packet};
+use crate::media::{MediaInfo, Packet};
+use crate::stage::{StageInput, spawn_stage};
 use crate::sync::lock;
 
 /// Source items the ladder may have waiting before it drops to the next keyframe.
@@ -145,50 +145,30 @@ pub fn spawn_ladder(
             Ok(Box::new(HubOutput { publisher }) as Box<dyn RenditionOutput>)
         }),
     )?;
-    let stats = transcoder.stats();
-    let error: Arc<Mutex<Option<String>>> = Arc::default();
-    let (tx, rx) = mpsc::channel::<MediaItem>(64);
-    let thread_error = Arc::clone(&error);
-    let thread_source = source.clone();
-    let thread = std::thread::Builder::new()
-        .name(format!("decode-{source}"))
-        .spawn(move || run_transcoder(transcoder, rx, &thread_source, &thread_error))
-        .map_err(|e| crate::Error::new(crate::ErrorKind::Media, format!("cannot start the decoder thread: {e}")))?;
-    let span = info_span!("ladder", stream = %source);
-    let task_source = source.clone();
-    let input: Arc<Mutex<Option<Arc<SubscriberStats>>>> = Arc::default();
-    let task_input = Arc::clone(&input);
-    // About 4 s of a 30 fps stream with audio: a decoder that cannot keep up drops to the
-    // next keyframe rather than letting the renditions fall minutes behind.
-    let opts = SubscribeOptions { policy: SlowSinkPolicy::DropToKeyframe, queue_capacity: Some(INPUT_QUEUE) };
-    let forward = forward_to_thread(hub, task_source, opts, task_input, cancel.clone(), tx, thread);
-    let task = tokio::spawn(
-        async move {
-            forward.await;
-            info!("ladder stopped");
-        }
-        .instrument(span),
-    );
-    Ok(LadderHandle { source, stats, input, error, cancel, task })
+    spawn_transcoder(hub, source, Box::new(transcoder), cancel)
 }
 
-fn run_transcoder(
-    mut transcoder: LadderTranscoder,
-    mut rx: mpsc::Receiver<MediaItem>,
-    source: &str,
-    error: &Mutex<Option<String>>,
-) {
-    let mut failed = None;
-    while let Some(item) = rx.blocking_recv() {
-        if let Err(e) = transcoder.push(item) {
-            warn!(stream = source, error = %e, "transcoding stopped; the source is still relayed");
-            failed = Some(e.to_string());
-            break;
+/// Runs any [`Transcoder`] (the ladder, a pass-through, a GPU one) on hub stream `source`
+/// on its own thread. The transcoder publishes its outputs itself.
+pub fn spawn_transcoder(
+    hub: Hub,
+    source: String,
+    transcoder: Box<dyn Transcoder>,
+    cancel: CancellationToken,
+) -> Result<LadderHandle> {
+    let stats = transcoder.stats();
+    let error: Arc<Mutex<Option<String>>> = Arc::default();
+    let thread_error = Arc::clone(&error);
+    let span = info_span!("ladder", stream = %source);
+    // About 4 s of a 30 fps stream with audio: a decoder that cannot keep up drops to the
+    // next keyframe rather than letting the renditions fall minutes behind.
+    let input = StageInput { stream: source.clone(), thread: format!("decode-{source}"), queue: INPUT_QUEUE, span };
+    let stage = spawn_stage(hub, input, transcoder, cancel.clone(), move |failed| {
+        if let Some(e) = &failed {
+            warn!(error = %e, "transcoding stopped; the source is still relayed");
         }
-    }
-    drop(rx);
-    if let Err(e) = transcoder.finish() {
-        failed.get_or_insert(e.to_string());
-    }
-    *lock(error) = failed;
+        info!("ladder stopped");
+        *lock(&thread_error) = failed;
+    })?;
+    Ok(LadderHandle { source, stats, input: stage.input, error, cancel, task: stage.task })
 }

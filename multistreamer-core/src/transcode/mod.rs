@@ -334,6 +334,31 @@ struct VideoDecoder {
     tb: Timebase,
 }
 
+/// A transcoder: source items in, renditions out (published by the transcoder itself,
+/// through its outputs). Run on its own thread by [`hub::spawn_transcoder`]. The ladder
+/// ([`LadderTranscoder`]: decode once, encode each rung once) is the built-in one; a
+/// pass-through or a GPU transcoder plugs in the same way.
+pub trait Transcoder: crate::stage::BlockingStage {
+    /// Live counters (frames per rung, drops), readable while it runs.
+    fn stats(&self) -> Arc<TranscodeStats>;
+}
+
+impl crate::stage::BlockingStage for LadderTranscoder {
+    fn push(&mut self, item: MediaItem) -> Result<()> {
+        LadderTranscoder::push(self, item)
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        LadderTranscoder::finish(*self)
+    }
+}
+
+impl Transcoder for LadderTranscoder {
+    fn stats(&self) -> Arc<TranscodeStats> {
+        LadderTranscoder::stats(self)
+    }
+}
+
 /// Decode once, encode once per rung; see the module documentation.
 pub struct LadderTranscoder {
     ladder: Ladder,
