@@ -37,6 +37,7 @@ fmt:
 
 test: deps-test lint
 	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
 
 bench-relay: deps-test
 	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches

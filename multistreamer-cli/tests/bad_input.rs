@@ -2,13 +2,11 @@
 //! destination carry on untouched.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use multistreamer_test_support::*;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 
 /// Connects and completes the RTMP handshake as a client.

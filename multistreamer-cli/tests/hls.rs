@@ -3,14 +3,12 @@
 //! misbehaving servers.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use multistreamer_test_support::*;
 
 /// Packets of one stream type (`v` or `a`) ffprobe reads from a file.
 fn count_packets(file: &Path, stream: &str) -> usize {
@@ -61,20 +59,6 @@ fn pull_args(input: &str, nginx: &Nginx) -> Vec<String> {
         "--to".into(),
         format!("rtmp://127.0.0.1:{}/app/{{key}}", nginx.port),
     ]
-}
-
-/// Re-muxes `clip` into an HLS VOD under `dir` with extra ffmpeg options.
-fn make_vod(clip: &Path, dir: &Path, extra: &[&str]) {
-    fs::create_dir_all(dir).unwrap();
-    let st = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-i"])
-        .arg(clip)
-        .args(["-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod"])
-        .args(extra)
-        .arg(dir.join("index.m3u8"))
-        .status()
-        .unwrap();
-    assert!(st.success(), "ffmpeg could not write the HLS VOD");
 }
 
 #[test]
@@ -134,7 +118,7 @@ fn discontinuity_sequence_jump_and_pts_wrap_keep_timestamps_monotonic() {
     make_clip(&clip, 8, "320x240");
     // s0..s7: one continuous encode; d0..d2: another, whose timestamps start just before
     // the 33-bit PTS wrap (95443.7 s) and cross it.
-    make_vod(&clip, &tmp.join("a"), &["-hls_segment_filename", &format!("{}/s%d.ts", dir.display())]);
+    make_hls_vod(&clip, &tmp.join("a"), &["-hls_segment_filename", &format!("{}/s%d.ts", dir.display())]);
     let st = Command::new("ffmpeg")
         .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"])
         .args(["-f", "lavfi", "-i", "sine=frequency=880:sample_rate=48000", "-t", "3"])
@@ -184,7 +168,7 @@ fn fmp4_playlist_is_relayed_bit_identical() {
     let tmp = TempDir::new("hls-fmp4");
     let clip = tmp.join("clip.mp4");
     make_clip(&clip, 5, "320x240");
-    make_vod(&clip, &tmp.join("www/f"), &["-hls_segment_type", "fmp4"]);
+    make_hls_vod(&clip, &tmp.join("www/f"), &["-hls_segment_type", "fmp4"]);
     assert!(fs::read_to_string(tmp.join("www/f/index.m3u8")).unwrap().contains("#EXT-X-MAP"));
     let http = HttpServer::start(&tmp.join("www"));
     let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
@@ -199,7 +183,7 @@ fn byte_range_segments_are_fetched_with_or_without_server_range_support() {
     let clip = tmp.join("clip.mp4");
     make_clip(&clip, 4, "320x240");
     // one file, each segment a byte range of it (`#EXT-X-BYTERANGE`)
-    make_vod(&clip, &tmp.join("www/ranged"), &["-hls_flags", "single_file"]);
+    make_hls_vod(&clip, &tmp.join("www/ranged"), &["-hls_flags", "single_file"]);
     let playlist = fs::read_to_string(tmp.join("www/ranged/index.m3u8")).unwrap();
     assert!(playlist.contains("#EXT-X-BYTERANGE"), "{playlist}");
     fs::create_dir_all(tmp.join("www/norange")).unwrap();
@@ -228,7 +212,7 @@ fn aes128_encrypted_playlist_is_decrypted() {
     fs::write(dir.join("enc.key"), (0u8..16).map(|i| i.wrapping_mul(37) ^ 0x5A).collect::<Vec<u8>>()).unwrap();
     // no IV line: the media sequence number is the IV (RFC 8216 §5.2)
     fs::write(tmp.join("keyinfo"), format!("enc.key\n{}\n", dir.join("enc.key").display())).unwrap();
-    make_vod(&clip, &dir, &["-hls_key_info_file", tmp.join("keyinfo").to_str().unwrap()]);
+    make_hls_vod(&clip, &dir, &["-hls_key_info_file", tmp.join("keyinfo").to_str().unwrap()]);
     let playlist = fs::read_to_string(dir.join("index.m3u8")).unwrap();
     assert!(playlist.contains("METHOD=AES-128"), "{playlist}");
     let first_segment = ts_files(&dir).into_iter().next().unwrap();

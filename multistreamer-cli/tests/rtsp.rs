@@ -2,14 +2,12 @@
 //! and malformed peers.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use multistreamer_test_support::*;
 
 /// (pts seconds) of the first packet of each stream type.
 fn first_pts(file: &std::path::Path, stream: &str) -> f64 {
@@ -162,7 +160,7 @@ struct RtspServer(std::process::Child);
 
 impl RtspServer {
     fn start(port: u16) -> RtspServer {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/rtsp_server.py");
+        let script = peer_script("rtsp_server.py");
         let child = Command::new("/usr/bin/python3")
             .arg(script)
             .arg(port.to_string())

@@ -3,12 +3,10 @@
 //! publishers' tests running at the same time.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use multistreamer_test_support::*;
 
 #[test]
 fn gstreamer_rtspclientsink_pushes_as_a_second_client() {
@@ -29,17 +27,25 @@ fn gstreamer_rtspclientsink_pushes_as_a_second_client() {
         "videotestsrc num-buffers=120 is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency key-int-max=30 ! h264parse ! rtspclientsink name=s location=rtsp://127.0.0.1:{port}/live/gst protocols=tcp \
          audiotestsrc num-buffers=180 is-live=true ! audio/x-raw,rate=48000,channels=2 ! avenc_aac ! aacparse ! s."
     );
+    let gst_log = tmp.join("gst.log");
     let mut gst = Command::new("gst-launch-1.0")
         .arg("-q")
         .args(pipeline.split_whitespace())
         .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&gst_log).unwrap())
         .spawn()
         .unwrap();
     // rtspclientsink sometimes stays connected after its sources' EOS (a GStreamer race:
     // it sits in its receive loop instead of tearing down); by then it has sent everything,
     // so closing it ends the session like a TEARDOWN would.
     if let Some(st) = wait_child(&mut gst, Duration::from_secs(20)) {
-        assert!(st.success(), "gst-launch failed");
+        let log = std::fs::read_to_string(&gst_log).unwrap_or_default();
+        // Another GStreamer race at the end (about 1 run in 8 here): the sink shuts its side
+        // of the connection after EOS, the server closes, and the sink's TEARDOWN then fails
+        // with "Received end-of-file". Everything was sent by then (checked below); any other
+        // error fails the test.
+        let teardown_race = log.contains("Could not send message. (Received end-of-file)");
+        assert!(st.success() || teardown_race, "gst-launch failed ({st}):\n{log}");
     }
     relay.wait_destinations_closed(1);
     let rec = only_recording(&nginx, "gst");

@@ -3,14 +3,12 @@
 //! keyframe alignment and that the output decodes.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use common::*;
+use multistreamer_test_support::*;
 
 fn multistreamer(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_multistreamer"))

@@ -1,6 +1,7 @@
-//! Real peers for the integration tests: nginx-rtmp destinations, ffmpeg publishers,
-//! ffprobe/framemd5 as the oracle, and the `multistreamer` binary itself.
-#![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
+//! Real peers for the integration tests of every crate: nginx-rtmp destinations, ffmpeg
+//! publishers, ffprobe/framemd5 as the oracle, a Python HTTP server, a GStreamer RTSP
+//! server, and the `multistreamer` binary itself.
+#![allow(clippy::unwrap_used, clippy::print_stderr, missing_debug_implementations)]
 
 use std::fs;
 use std::io::Read;
@@ -43,8 +44,35 @@ impl Drop for TempDir {
     }
 }
 
+/// A port for a peer that must bind it itself (nginx, the server under test). The kernel
+/// picks a free one; it is never handed out twice in one test binary, so tests running in
+/// parallel cannot get the same port from here.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
+/// A script of `peers/` (the Python HTTP and RTSP servers).
+pub fn peer_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join(name)
+}
+
+/// A binary of the workspace built next to the running test (Cargo builds a package's
+/// binaries before its integration tests).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join(name);
+    assert!(bin.exists(), "{} is not built (it belongs to another package's tests)", bin.display());
+    bin
 }
 
 pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
@@ -258,12 +286,7 @@ impl RelayProcess {
     pub fn start(dir: &Path, port: u16, args: &[String]) -> RelayProcess {
         let log = dir.join("relay.log");
         let status = dir.join("relay.status");
-        // Built by Cargo for the CLI's tests; this module is shared with the server's tests,
-        // which do not start the relay binary.
-        let Some(bin) = option_env!("CARGO_BIN_EXE_multistreamer") else {
-            panic!("RelayProcess is only available in the multistreamer-cli tests");
-        };
-        let child = Command::new(bin)
+        let child = Command::new(workspace_bin("multistreamer"))
             .arg("relay")
             .args(args)
             .env("MULTISTREAMER_LOG", "info,multistreamer_core=debug")
@@ -471,8 +494,7 @@ pub struct HttpServer {
 impl HttpServer {
     pub fn start(root: &Path) -> HttpServer {
         let port = free_port();
-        // (this module is shared with the server's tests: the path goes through the CLI's crate)
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../multistreamer-cli/tests/peers/http_server.py");
+        let script = peer_script("http_server.py");
         let child = Command::new("python3")
             .arg(script)
             .arg(port.to_string())
@@ -496,4 +518,18 @@ impl Drop for HttpServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Re-muxes `clip` into an HLS VOD under `dir` with extra ffmpeg options.
+pub fn make_hls_vod(clip: &Path, dir: &Path, extra: &[&str]) {
+    fs::create_dir_all(dir).unwrap();
+    let st = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-i"])
+        .arg(clip)
+        .args(["-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod"])
+        .args(extra)
+        .arg(dir.join("index.m3u8"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "ffmpeg could not write the HLS VOD");
 }
