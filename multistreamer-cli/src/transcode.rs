@@ -116,12 +116,17 @@ impl RenditionOutput for Progress {
     }
 }
 
-pub fn transcode(args: TranscodeArgs) -> Result<(), String> {
-    let options = args.encoder.options(Overload::Block)?;
-    let ladder = args.encoder.ladder(&args.ladder)?;
+/// Checks the arguments (usage errors, exit code 2), then transcodes (failures, 1).
+pub fn transcode(args: TranscodeArgs) -> Result<(), crate::CliError> {
+    let options = args.encoder.options(Overload::Block).map_err(crate::CliError::Usage)?;
+    let ladder = args.encoder.ladder(&args.ladder).map_err(crate::CliError::Usage)?;
     if !["mp4", "mkv", "ts", "flv", "mov"].contains(&args.format.as_str()) {
-        return Err(format!("--format {}: expected mp4, mkv, ts, flv or mov", args.format));
+        return Err(crate::CliError::Usage(format!("--format {}: expected mp4, mkv, ts, flv or mov", args.format)));
     }
+    run(args, options, ladder).map_err(crate::CliError::Failed)
+}
+
+fn run(args: TranscodeArgs, options: TranscodeOptions, ladder: Ladder) -> Result<(), String> {
     std::fs::create_dir_all(&args.out_dir).map_err(|e| format!("--out-dir {}: {e}", args.out_dir.display()))?;
     let source = FileSource::open(&args.input).map_err(|e| e.to_string())?;
     let duration = source.duration();
