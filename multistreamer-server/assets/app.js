@@ -106,6 +106,12 @@ function fmtRate(bps) {
   return bps + " bit/s";
 }
 
+// Reconnections, and the attempts that failed: a destination that never gets through shows
+// its failed attempts rather than a reassuring 0.
+function fmtReconnects(d) {
+  return d.failed_connects ? `${d.reconnects} (${d.failed_connects} failed)` : String(d.reconnects);
+}
+
 function fmtBytes(n) {
   const u = ["B", "KB", "MB", "GB", "TB"]; let i = 0; let v = n;
   while (v >= 1000 && i < u.length - 1) { v /= 1000; i++; }
@@ -209,7 +215,7 @@ async function showDashboard() {
     list.replaceChildren(...streams.map((s) => el("tr", { "data-stream-id": s.id },
       el("td", {}, el("a", { class: "stream-link", href: "#/streams/" + s.id }, s.name)),
       el("td", {}, badge(s.live ? "live" : "offline")),
-      el("td", {}, s.destinations.length ? s.destinations.map((d) => el("div", {}, d.name, " ", badge(d.state), " ", fmtRate(d.bitrate_bps), ` · reconnects ${d.reconnects}`)) : el("span", { class: "muted" }, "no destinations")))));
+      el("td", {}, s.destinations.length ? s.destinations.map((d) => el("div", {}, d.name, " ", badge(d.state), " ", fmtRate(d.bitrate_bps), ` · reconnects ${fmtReconnects(d)}`)) : el("span", { class: "muted" }, "no destinations")))));
     if (!streams.length) list.replaceChildren(el("tr", {}, el("td", { colspan: 3, class: "muted" }, "No streams yet.")));
   };
   app.replaceChildren(
@@ -348,7 +354,7 @@ async function showStream(id) {
         if (!tr) continue;
         tr.querySelector(".dest-state").replaceChildren(badge(d.state));
         tr.querySelector(".dest-rate").textContent = fmtRate(d.bitrate_bps);
-        tr.querySelector(".dest-reconnects").textContent = String(d.reconnects);
+        tr.querySelector(".dest-reconnects").textContent = fmtReconnects(d);
         tr.querySelector(".dest-drops").textContent = String(d.dropped);
         tr.querySelector(".dest-error").textContent = d.last_error && d.state !== "live" ? d.last_error : "";
       }
@@ -370,9 +376,9 @@ async function showStream(id) {
         if (url) { try { await api("PATCH", `/api/streams/${id}/destinations/${d.id}`, { url }); await refresh(); } catch (e) { alert(e.message); } }
       });
       return el("tr", { "data-dest-id": d.id },
-        el("td", {}, toggle), el("td", {}, d.name), el("td", { class: "muted" }, d.url), el("td", { class: "dest-rendition" }, d.rendition),
+        el("td", {}, toggle), el("td", {}, d.name), el("td", { class: "muted dest-url" }, d.url), el("td", { class: "dest-rendition" }, d.rendition),
         el("td", { class: "dest-state" }, badge(d.state)), el("td", { class: "dest-rate" }, fmtRate(d.bitrate_bps)),
-        el("td", { class: "dest-reconnects" }, String(d.reconnects)), el("td", { class: "dest-drops" }, String(d.dropped)),
+        el("td", { class: "dest-reconnects" }, fmtReconnects(d)), el("td", { class: "dest-drops" }, String(d.dropped)),
         el("td", { class: "muted dest-error" }, d.last_error && d.state !== "live" ? d.last_error : ""), el("td", {}, edit, " ", del));
     }));
     if (!cur.destinations.length) rows.replaceChildren(el("tr", {}, el("td", { colspan: 10, class: "muted" }, "No destinations yet: add YouTube, webinar.ru or any RTMP server below.")));
@@ -396,7 +402,7 @@ async function showStream(id) {
       el("div", { class: "muted" }, "Playback link for other players (VLC, a web page): anyone with it can watch; a new stream key revokes it"),
       copyRow("hls-play-url", location.origin + s.hls_play_path)),
     el("section", {}, el("h2", {}, "Destinations"),
-      el("table", {}, el("thead", {}, el("tr", {}, ["On", "Name", "URL", "Sends", "State", "Bitrate", "Reconnects", "Drops", "Last error", ""].map((h) => el("th", {}, h)))), rows), form),
+      el("div", { class: "table-wrap" }, el("table", { class: "destinations" }, el("thead", {}, el("tr", {}, ["On", "Name", "URL", "Sends", "State", "Bitrate", "Reconnects", "Drops", "Last error", ""].map((h) => el("th", {}, h)))), rows)), form),
     el("section", {}, el("h2", {}, "Recording"), recForm, el("div", { class: "copy-row" }, recNow, recStatus),
       el("p", { class: "muted" }, "Files are listed under ", el("a", { href: "#/recordings" }, "Recordings"), ".")),
     el("section", {}, el("h2", {}, "Transcoding"),

@@ -49,6 +49,19 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
+/// [`hash_password`] on a blocking thread: argon2 takes tens of milliseconds of CPU, which
+/// must not stall the async workers that carry the live streams.
+pub async fn hash_password_off_thread(password: String) -> Result<String, AppError> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| AppError::internal(format!("hashing: {e}")))?
+}
+
+/// [`verify_password`] on a blocking thread (see [`hash_password_off_thread`]).
+pub async fn verify_password_off_thread(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false)
+}
+
 /// The signed-in user of a request. Extracting it enforces the session and, for methods
 /// other than GET/HEAD, the CSRF token.
 #[derive(Clone, Debug)]

@@ -10,6 +10,11 @@ use serde_json::json;
 pub enum ErrorKind {
     /// Bad input; `field` says which.
     InvalidArgument,
+    /// A request the API cannot read at all: malformed JSON, a path parameter of the wrong
+    /// type.
+    BadRequest,
+    /// A body that is not `application/json`.
+    UnsupportedMediaType,
     Unauthenticated,
     /// Missing or wrong CSRF token.
     PermissionDenied,
@@ -61,6 +66,8 @@ impl From<sqlx::Error> for AppError {
 fn status(kind: ErrorKind) -> (StatusCode, &'static str) {
     match kind {
         ErrorKind::InvalidArgument => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument"),
+        ErrorKind::BadRequest => (StatusCode::BAD_REQUEST, "bad_request"),
+        ErrorKind::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
         ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
         ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
         ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),

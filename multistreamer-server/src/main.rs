@@ -137,6 +137,8 @@ pub struct AppState {
     pub public_rtmp: Arc<String>,
     /// `rtsp://HOST:PORT/APP`, when the RTSP ingest runs
     pub public_rtsp: Arc<Option<String>>,
+    /// Playback tokens of the streams (the `/play/…` links).
+    pub tokens: Arc<api::TokenMap>,
     /// Fires when the server shuts down: long-lived responses (the live feeds) end then,
     /// so an open dashboard never holds the shutdown up.
     pub shutdown: CancellationToken,
@@ -172,7 +174,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), AppError> {
-    std::fs::create_dir_all(&args.data_dir)
+    tokio::fs::create_dir_all(&args.data_dir)
+        .await
         .map_err(|e| AppError::internal(format!("cannot create data directory {}: {e}", args.data_dir.display())))?;
     let db_path = args.data_dir.join("multistreamer.db");
     let db = db::open(&db_path).await?;
@@ -200,11 +203,12 @@ async fn run(args: Args) -> Result<(), AppError> {
     let http_shutdown = CancellationToken::new();
     let state = AppState {
         shutdown: http_shutdown.clone(),
+        tokens: Arc::default(),
         db: db.clone(),
         engine: engine.clone(),
         monitor,
         login_limiter: Arc::new(LoginLimiter::new(5, Duration::from_secs(60))),
-        dummy_hash: Arc::new(auth::hash_password("not a real password")?),
+        dummy_hash: Arc::new(auth::hash_password_off_thread("not a real password".into()).await?),
         public_rtmp: Arc::new(public_rtmp.trim_end_matches('/').to_string()),
         public_rtsp: Arc::new(args.public_rtsp_url.clone().map(|u| u.trim_end_matches('/').to_string()).or_else(
             || {
@@ -275,7 +279,7 @@ async fn bootstrap_admin(db: &db::Db) -> Result<Option<FirstLogin>, AppError> {
         Ok(p) if !p.is_empty() => (p, false),
         _ => (auth::random_password()?, true),
     };
-    db::create_user(db, "admin", &auth::hash_password(&password)?).await?;
+    db::create_user(db, "admin", &auth::hash_password_off_thread(password.clone()).await?).await?;
     info!("created the first account: admin");
     Ok(Some(FirstLogin { password, generated }))
 }

@@ -154,9 +154,10 @@ pub struct Desired {
 /// The rules:
 /// * a stream with a pull URL is pulled, live or not (the pull is what makes it live);
 /// * a live stream with a ladder is transcoded;
-/// * a live stream records while its mode is not off or "record now" is on, once the hub
+/// * a stream records while its mode is not off or "record now" is on, while the hub
 ///   stream it records (the source or a rendition) exists;
-/// * an enabled destination sends while the hub stream it sends exists.
+/// * an enabled destination sends while the hub stream it sends exists (a rendition
+///   outlives its source while the ladder drains).
 pub fn desired(streams: &[StreamConfig], live: &LiveState) -> Desired {
     let mut d = Desired::default();
     for s in streams {
@@ -164,10 +165,9 @@ pub fn desired(streams: &[StreamConfig], live: &LiveState) -> Desired {
             d.pulls.insert(s.id, url.clone());
         }
         let source = hub_name(s.id);
-        if !live.hub_streams.contains(&source) {
-            continue;
-        }
-        if let Some(ladder) = &s.ladder {
+        if let Some(ladder) = &s.ladder
+            && live.hub_streams.contains(&source)
+        {
             d.ladders.insert(s.id, LadderSpec { source: source.clone(), ladder: ladder.clone() });
         }
         let kind = match s.record {
@@ -241,9 +241,12 @@ mod tests {
         let only_source = desired(std::slice::from_ref(&s), &live(&["stream-1"]));
         assert_eq!(only_source.destinations.keys().collect::<Vec<_>>(), [&10], "the rendition is not up yet");
         assert_eq!(only_source.ladders[&1].source, "stream-1");
-        let both = desired(&[s], &live(&["stream-1", "stream-1@720p"]));
+        let both = desired(std::slice::from_ref(&s), &live(&["stream-1", "stream-1@720p"]));
         assert_eq!(both.destinations.keys().collect::<Vec<_>>(), [&10, &12], "disabled 11 never runs");
         assert_eq!(both.destinations[&12].target, "stream-1@720p");
+        let draining = desired(&[s], &live(&["stream-1@720p"]));
+        assert!(draining.ladders.is_empty(), "the source ended: no new ladder");
+        assert_eq!(draining.destinations.keys().collect::<Vec<_>>(), [&12], "the rendition still drains");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 mod desired;
 mod recording;
+mod runner;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ use self::desired::{DestinationSpec, LadderSpec, LiveState, RecordingSpec, Strea
 pub use self::desired::{RecordMode, hub_name};
 use self::recording::RecordingJob;
 pub use self::recording::RecordingStatus;
+use self::runner::Runner;
 use crate::db::{self, Db};
 use crate::error::AppError;
 
@@ -100,6 +102,7 @@ enum Command {
         stream_id: i64,
         reply: oneshot::Sender<StreamState>,
     },
+    States(Vec<i64>, oneshot::Sender<HashMap<i64, StreamState>>),
     Destinations(oneshot::Sender<Vec<DestinationSnapshot>>),
     IsRecording(PathBuf, oneshot::Sender<bool>),
     Shutdown(oneshot::Sender<()>),
@@ -207,6 +210,11 @@ impl Engine {
         self.ask(|reply| Command::State { stream_id, reply }).await.unwrap_or_default()
     }
 
+    /// The live state of the jobs of each of `ids`, in one question.
+    pub async fn stream_states(&self, ids: Vec<i64>) -> HashMap<i64, StreamState> {
+        self.ask(|reply| Command::States(ids, reply)).await.unwrap_or_default()
+    }
+
     /// Every running destination's stats.
     pub async fn all_destination_stats(&self) -> Vec<DestinationSnapshot> {
         self.ask(Command::Destinations).await.unwrap_or_default()
@@ -246,236 +254,6 @@ impl Engine {
     }
 }
 
-/// The task that owns every running job.
-struct Runner {
-    hub: Hub,
-    db: Db,
-    transcode: TranscodeOptions,
-    recordings_dir: PathBuf,
-    push: RtmpPushOptions,
-    dest_options: DestinationOptions,
-    cancel: CancellationToken,
-    ingest_cancel: CancellationToken,
-    live: LiveState,
-    /// The `stream_sessions` row of each live stream.
-    sessions: HashMap<i64, i64>,
-    pulls: JobSet<i64, InputUrl, PullHandle>,
-    ladders: JobSet<i64, LadderSpec, LadderHandle>,
-    recordings: JobSet<i64, RecordingSpec, RecordingJob>,
-    destinations: JobSet<i64, DestinationSpec, DestinationHandle>,
-}
-
-fn log_changes<K: std::fmt::Debug>(what: &str, c: &Changes<K>) {
-    for k in &c.started {
-        info!(id = ?k, "{what} started");
-    }
-    for k in &c.stopped {
-        info!(id = ?k, "{what} stopping");
-    }
-    for (k, e) in &c.failed {
-        warn!(id = ?k, error = %e, "cannot start the {what}");
-    }
-}
-
-impl Runner {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut events = self.hub.events();
-        loop {
-            tokio::select! {
-                cmd = commands.recv() => {
-                    let Some(cmd) = cmd else { break };
-                    if let Some(done) = self.command(cmd).await {
-                        let _ = done.send(());
-                        break;
-                    }
-                }
-                ev = events.recv() => match ev {
-                    Ok(HubEvent::StreamStarted(name)) => {
-                        if split_rendition(&name).is_none()
-                            && let Some(id) = stream_id_of(&name)
-                        {
-                            let row = db::session_started(&self.db, id).await.unwrap_or(0);
-                            self.sessions.insert(id, row);
-                        }
-                        self.sync().await.unwrap_or_else(|e| warn!(error = %e, "updating jobs failed"));
-                    }
-                    Ok(HubEvent::StreamEnded(name)) => {
-                        if split_rendition(&name).is_none()
-                            && let Some(id) = stream_id_of(&name)
-                        {
-                            // "record now" lasts for one session
-                            self.live.record_now.remove(&id);
-                            self.session_ended(id, &name).await;
-                        }
-                        self.sync().await.unwrap_or_else(|e| warn!(error = %e, "updating jobs failed"));
-                    }
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => {
-                        self.sync().await.unwrap_or_else(|e| warn!(error = %e, "updating jobs failed"));
-                    }
-                    Err(RecvError::Closed) => break,
-                },
-            }
-        }
-    }
-
-    async fn session_ended(&mut self, id: i64, name: &str) {
-        if let Some(row) = self.sessions.remove(&id) {
-            let bytes = self.hub.get(name).map_or(0, |s| s.stats().bytes_in.load(Relaxed));
-            let _ = db::session_ended(&self.db, row, bytes).await;
-        }
-    }
-
-    /// Handles one command; returns the reply channel of a shutdown, after it is done.
-    async fn command(&mut self, cmd: Command) -> Option<oneshot::Sender<()>> {
-        match cmd {
-            Command::Sync(done) => {
-                let r = self.sync().await;
-                if let Some(done) = done {
-                    let _ = done.send(r);
-                }
-            }
-            Command::RecordNow { stream_id, on, done } => {
-                if on {
-                    self.live.record_now.insert(stream_id);
-                } else {
-                    self.live.record_now.remove(&stream_id);
-                }
-                let _ = done.send(self.sync().await);
-            }
-            Command::Close { stream_id, done } => {
-                self.hub.end_stream(&hub_name(stream_id));
-                let _ = self.sync().await;
-                let _ = done.send(());
-            }
-            Command::State { stream_id, reply } => {
-                let _ = reply.send(self.state(stream_id));
-            }
-            Command::Destinations(reply) => {
-                let _ = reply.send(self.destinations.running().map(|(_, _, h)| h.stats.snapshot()).collect());
-            }
-            Command::IsRecording(path, reply) => {
-                let _ = reply.send(self.recordings.running().any(|(_, _, r)| r.writes(&path)));
-            }
-            Command::Shutdown(done) => {
-                self.shutdown().await;
-                return Some(done);
-            }
-        }
-        None
-    }
-
-    fn state(&self, id: i64) -> StreamState {
-        let ladder = self.ladders.get(&id);
-        let recording = match self.recordings.get(&id) {
-            Some(r) => RecordingStatus { error: self.recordings.error(&id), ..r.status() },
-            None => RecordingStatus { error: self.recordings.error(&id), ..RecordingStatus::default() },
-        };
-        let destinations = self
-            .destinations
-            .running()
-            .filter(|(_, spec, _)| stream_id_of(&spec.target) == Some(id))
-            .map(|(k, _, h)| (*k, h.stats.snapshot()))
-            .collect();
-        StreamState {
-            pull: self.pulls.get(&id).map(PullHandle::status),
-            recording,
-            renditions: ladder.map(LadderHandle::rungs).unwrap_or_default(),
-            skipped_renditions: ladder.map(|l| l.stats().skipped()).unwrap_or_default(),
-            ladder_error: self.ladders.error(&id),
-            ladder_input_dropped: ladder.map_or(0, LadderHandle::input_dropped),
-            destinations,
-        }
-    }
-
-    /// Loads the configuration, computes the desired jobs and applies the difference.
-    async fn sync(&mut self) -> Result<(), AppError> {
-        let streams = db::list_streams(&self.db).await?;
-        let dests = db::all_destinations(&self.db).await?;
-        let configs: Vec<StreamConfig> = streams
-            .iter()
-            .map(|s| {
-                let own: Vec<&db::DestinationRow> =
-                    dests.iter().filter(|(sid, _)| *sid == s.id).map(|(_, d)| d).collect();
-                StreamConfig::from_rows(s, &own)
-            })
-            .collect();
-        self.live.hub_streams = self.hub.stream_names().into_iter().collect();
-        let want = desired::desired(&configs, &self.live);
-        let names: HashMap<i64, String> = configs.iter().map(|s| (s.id, s.name.clone())).collect();
-        let dest_names: HashMap<i64, String> =
-            configs.iter().flat_map(|s| s.destinations.iter().map(|d| (d.id, d.name.clone()))).collect();
-
-        let (hub, cancel) = (self.hub.clone(), &self.cancel);
-        let c = self.pulls.reconcile(&want.pulls, |id, url| {
-            url.spawn(hub.clone(), hub_name(*id), &PullOptions::default(), cancel.child_token())
-                .map_err(|e| e.to_string())
-        });
-        log_changes("pull", &c);
-        let transcode = &self.transcode;
-        let c = self.ladders.reconcile(&want.ladders, |_, spec| {
-            spawn_ladder(hub.clone(), spec.source.clone(), spec.ladder.clone(), transcode.clone(), cancel.child_token())
-                .map_err(|e| e.to_string())
-        });
-        log_changes("ladder", &c);
-        let (db, dir) = (&self.db, &self.recordings_dir);
-        let c = self.recordings.reconcile(&want.recordings, |id, spec| {
-            let name = names.get(id).cloned().unwrap_or_else(|| hub_name(*id));
-            let options = record_options(dir, &name, &spec.target);
-            let handle = spawn_recording(hub.clone(), spec.target.clone(), spec.kind, options, cancel.child_token())
-                .map_err(|e| e.to_string())?;
-            Ok(RecordingJob::new(db.clone(), handle, *id, name))
-        });
-        log_changes("recording", &c);
-        let (push, dest_options) = (&self.push, &self.dest_options);
-        let c = self.destinations.reconcile(&want.destinations, |id, spec| {
-            let name = dest_names.get(id).cloned().unwrap_or_default();
-            info!(destination = %name, target = %spec.url, stream = %spec.target, "starting destination");
-            let connector = Arc::new(RtmpConnector::new(spec.url.clone(), push.clone()));
-            Ok(spawn_destination(
-                hub.clone(),
-                spec.target.clone(),
-                name,
-                connector,
-                dest_options.clone(),
-                cancel.child_token(),
-            ))
-        });
-        log_changes("destination", &c);
-        Ok(())
-    }
-
-    async fn shutdown(&mut self) {
-        self.ingest_cancel.cancel();
-        self.pulls.stop_all().await;
-        self.hub.close();
-        let live: Vec<i64> = self.sessions.keys().copied().collect();
-        for id in live {
-            self.session_ended(id, &hub_name(id)).await;
-        }
-        // Streams have ended: recordings close their files, ladders drain, then
-        // destinations deliver what they hold and unpublish.
-        self.recordings.join_all(Duration::from_secs(30)).await;
-        self.ladders.join_all(Duration::from_secs(30)).await;
-        if !self.destinations.join_all(Duration::from_secs(10)).await {
-            warn!("destinations did not finish in time");
-        }
-        self.cancel.cancel();
-    }
-}
-
-/// Files are named after the stream as the operator knows it (and the rendition).
-fn record_options(dir: &Path, name: &str, target: &str) -> RecordOptions {
-    let mut options = RecordOptions::new(dir);
-    let label: String = name.chars().map(|c| if c.is_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
-    let label = match split_rendition(target) {
-        Some((_, rung)) => format!("{label}@{rung}"),
-        None => label,
-    };
-    options.template = format!("{label}-{{date}}-{{time}}");
-    options
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,7 +263,7 @@ mod tests {
         assert_eq!(stream_id_of("stream-12"), Some(12));
         assert_eq!(stream_id_of("stream-12@720p"), Some(12));
         assert_eq!(stream_id_of("other"), None);
-        let o = record_options(Path::new("/rec"), "Keynote: day 1", "stream-3@480p");
+        let o = runner::record_options(Path::new("/rec"), "Keynote: day 1", "stream-3@480p");
         assert_eq!(o.template, "Keynote--day-1@480p-{date}-{time}");
     }
 }

@@ -1,0 +1,105 @@
+//! HLS of every stream behind the session (`/hls/…`) and by playback token (`/play/…`).
+
+#[allow(unused_imports)]
+use super::prelude::*;
+
+const M3U8: &str = "application/vnd.apple.mpegurl";
+
+/// The playback token of a stream: a keyed hash of its ingest key (so a new key revokes
+/// it, and the token does not reveal the key).
+pub fn hls_token(ingest_key: &str) -> String {
+    use blake2::{Blake2s256, Digest};
+    let mut h = Blake2s256::new();
+    h.update(b"multistreamer hls playback\0");
+    h.update(ingest_key.as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Playback token → stream id, built from the database on first use and dropped whenever
+/// a stream is created, deleted or gets a new key: a segment request is one map lookup.
+#[derive(Debug, Default)]
+pub struct TokenMap {
+    map: std::sync::Mutex<Option<std::collections::HashMap<String, i64>>>,
+}
+
+impl TokenMap {
+    /// Forgets the map (a key changed); the next lookup rebuilds it.
+    pub fn invalidate(&self) {
+        *self.map.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    async fn lookup(&self, db: &db::Db, token: &str) -> Result<Option<i64>, AppError> {
+        if let Some(map) = self.map.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Ok(map.get(token).copied());
+        }
+        let built: std::collections::HashMap<String, i64> =
+            db::list_streams(db).await?.iter().map(|s| (hls_token(&s.ingest_key), s.id)).collect();
+        let id = built.get(token).copied();
+        *self.map.lock().unwrap_or_else(|p| p.into_inner()) = Some(built);
+        Ok(id)
+    }
+}
+
+/// The stream whose playback token is `token`.
+async fn stream_of_token(state: &AppState, token: &str) -> Result<i64, AppError> {
+    if token.len() != 32 {
+        return Err(AppError::not_found("stream"));
+    }
+    state.tokens.lookup(&state.db, token).await?.ok_or_else(|| AppError::not_found("stream"))
+}
+
+/// `/play/{token}/index.m3u8`: the master playlist for players without a session.
+pub(super) async fn play_master(
+    State(state): State<AppState>,
+    ApiPath(token): ApiPath<String>,
+) -> Result<Response, AppError> {
+    let id = stream_of_token(&state, &token).await?;
+    master_response(&state, id)
+}
+
+/// `/play/{token}/{variant}/{file}`: media playlists and segments for players without a session.
+pub(super) async fn play_file(
+    State(state): State<AppState>,
+    ApiPath((token, variant, file)): ApiPath<(String, String, String)>,
+) -> Result<Response, AppError> {
+    let id = stream_of_token(&state, &token).await?;
+    file_response(&state, id, &variant, &file)
+}
+
+/// The master playlist of a stream: the source and each rendition with segments.
+pub(super) async fn hls_master(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, AppError> {
+    master_response(&state, id)
+}
+
+fn master_response(state: &AppState, id: i64) -> Result<Response, AppError> {
+    let text = state
+        .engine
+        .hls
+        .master_playlist(&crate::engine::hub_name(id))
+        .ok_or_else(|| AppError::not_found("HLS stream (not live yet?)"))?;
+    Ok(([(header::CONTENT_TYPE, M3U8), (header::CACHE_CONTROL, "no-cache")], text).into_response())
+}
+
+/// A variant's media playlist (`index.m3u8`) or one of its segments (`N.ts`).
+pub(super) async fn hls_file(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath((id, variant, file)): ApiPath<(i64, String, String)>,
+) -> Result<Response, AppError> {
+    file_response(&state, id, &variant, &file)
+}
+
+fn file_response(state: &AppState, id: i64, variant: &str, file: &str) -> Result<Response, AppError> {
+    let source = crate::engine::hub_name(id);
+    if file == "index.m3u8" {
+        let text =
+            state.engine.hls.media_playlist(&source, variant).ok_or_else(|| AppError::not_found("HLS variant"))?;
+        return Ok(([(header::CONTENT_TYPE, M3U8), (header::CACHE_CONTROL, "no-cache")], text).into_response());
+    }
+    let data = state.engine.hls.segment(&source, variant, file).ok_or_else(|| AppError::not_found("HLS segment"))?;
+    Ok(([(header::CONTENT_TYPE, "video/mp2t"), (header::CACHE_CONTROL, "max-age=60")], data).into_response())
+}

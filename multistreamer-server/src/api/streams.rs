@@ -1,0 +1,382 @@
+//! Streams and their destinations: CRUD, live state, "record now".
+
+#[allow(unused_imports)]
+use super::prelude::*;
+
+fn validate_name(name: &str) -> Result<String, AppError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(AppError::invalid("name", "a name is required"));
+    }
+    if name.chars().count() > 100 {
+        return Err(AppError::invalid("name", "at most 100 characters"));
+    }
+    Ok(name.to_string())
+}
+
+fn validate_url(url: &str) -> Result<String, AppError> {
+    let parsed: RtmpUrl = url.trim().parse().map_err(|e| AppError::invalid("url", format!("{e}")))?;
+    if parsed.key.is_empty() {
+        return Err(AppError::invalid("url", "the URL has no stream key (expected rtmp://HOST/APP/KEY)"));
+    }
+    Ok(url.trim().to_string())
+}
+
+/// A ladder in its normal form (`1080p,720p,480p`), or a field error.
+fn validate_ladder(spec: &str) -> Result<String, AppError> {
+    let ladder: Ladder = spec.parse().map_err(|e: String| AppError::invalid("ladder", e))?;
+    Ok(ladder.to_string())
+}
+
+/// "" for the source, or a rung of `stream`'s ladder.
+fn validate_rendition(stream: &StreamRow, rendition: &str) -> Result<String, AppError> {
+    let r = rendition.trim();
+    if r.is_empty() || r == "source" {
+        return Ok(String::new());
+    }
+    let ladder: Ladder = stream.ladder.parse().unwrap_or_default();
+    if ladder.get(r).is_none() {
+        let names: Vec<String> = ladder.renditions.iter().map(|x| x.name()).collect();
+        let offer = if names.is_empty() { "the stream has no ladder".to_string() } else { names.join(", ") };
+        return Err(AppError::invalid("rendition", format!("{r:?} is not a rendition of this stream ({offer})")));
+    }
+    Ok(r.to_string())
+}
+
+fn destination_json(d: &DestinationRow, stats: Option<&DestinationSnapshot>) -> Value {
+    let masked = d.url.parse::<RtmpUrl>().map(|u| u.redacted()).unwrap_or_else(|_| "<invalid URL>".into());
+    json!({
+        "id": d.id,
+        "name": d.name,
+        "url": masked,
+        "enabled": d.enabled,
+        "rendition": if d.rendition.is_empty() { "source" } else { d.rendition.as_str() },
+        "state": stats.as_ref().map_or(if d.enabled { "idle" } else { "off" }, |s| s.state.as_str()),
+        "bitrate_bps": stats.as_ref().map_or(0, |s| s.bitrate_bps),
+        "bytes_sent": stats.as_ref().map_or(0, |s| s.bytes_sent),
+        "reconnects": stats.as_ref().map_or(0, |s| s.reconnects),
+        "failed_connects": stats.as_ref().map_or(0, |s| s.failed_connects),
+        "dropped": stats.as_ref().map_or(0, |s| s.dropped),
+        "last_error": stats.and_then(|s| s.last_error.clone()),
+    })
+}
+
+/// The pull URL with its password (and an HTTP query, where tokens live) hidden.
+fn mask_pull_url(url: &str) -> String {
+    if url.is_empty() {
+        return String::new();
+    }
+    url.parse::<InputUrl>().map(|u| u.masked()).unwrap_or_default()
+}
+
+/// Checks a pull URL: `rtsp://` (a camera) or `http(s)://` (an HLS playlist).
+fn validate_pull_url(url: &str) -> Result<(), AppError> {
+    match url.parse::<InputUrl>() {
+        Ok(InputUrl::Hls(_) | InputUrl::Rtsp(_)) => Ok(()),
+        Ok(_) => Err(AppError::invalid("pull_url", "RTMP is pushed to the ingest (rtmp_url), not pulled")),
+        Err(e) if url.starts_with("http") => Err(AppError::invalid("pull_url", e.to_string())),
+        Err(_) => Err(AppError::invalid("pull_url", "expected rtsp://… (a camera) or http(s)://….m3u8 (HLS)")),
+    }
+}
+
+/// One stream as the API shows it (its rows and live state loaded by the caller).
+pub(super) async fn stream_json(state: &AppState, s: &StreamRow) -> Result<Value, AppError> {
+    let st = state.engine.stream_state(s.id).await;
+    let dests = db::destinations(&state.db, s.id).await?;
+    let history = db::stream_history(&state.db, s.id).await?;
+    Ok(stream_value(state, s, &st, &dests.iter().collect::<Vec<_>>(), &history))
+}
+
+fn stream_value(
+    state: &AppState,
+    s: &StreamRow,
+    st: &crate::engine::StreamState,
+    dests: &[&DestinationRow],
+    history: &[(i64, Option<i64>, i64)],
+) -> Value {
+    let pull = st.pull.as_ref().map(
+        |p| json!({ "state": p.state, "last_error": p.last_error, "reconnects": p.reconnects, "frames": p.frames }),
+    );
+    let r = &st.recording;
+    let file =
+        r.file.as_deref().and_then(|f| std::path::Path::new(f).file_name()).map(|n| n.to_string_lossy().to_string());
+    let recording = json!({ "active": r.active, "kind": r.kind, "file": file, "bytes_written": r.bytes_written,
+        "frames_dropped": r.frames_dropped, "error": r.error });
+    json!({
+        "id": s.id,
+        "name": s.name,
+        "key": s.ingest_key,
+        "rtmp_url": format!("{}/{}", state.public_rtmp, s.ingest_key),
+        "rtsp_url": state.public_rtsp.as_ref().as_ref().map(|u| format!("{u}/{}", s.ingest_key)),
+        "pull_url": mask_pull_url(&s.pull_url),
+        "hls_url": format!("/hls/{}/index.m3u8", s.id),
+        "hls_play_path": format!("/play/{}/index.m3u8", hls_token(&s.ingest_key)),
+        "hls_variants": state.engine.hls.variants(&crate::engine::hub_name(s.id)).iter().map(|v| json!({
+            "name": v.name, "codecs": v.codecs, "width": v.resolution.map(|r| r.0), "height": v.resolution.map(|r| r.1),
+            "bandwidth": v.peak_bps, "average_bandwidth": v.average_bps, "segments": v.segments, "ended": v.ended,
+        })).collect::<Vec<_>>(),
+        "pull": pull,
+        "live": state.engine.is_live(s.id),
+        "created_at": s.created_at,
+        "ladder": s.ladder,
+        "rendition_names": s.ladder.parse::<Ladder>().unwrap_or_default().renditions.iter().map(|r| r.name()).collect::<Vec<_>>(),
+        "renditions": st.renditions.iter().map(|r| json!({
+            "name": r.name, "width": r.width, "height": r.height, "bitrate_kbps": r.bitrate_kbps,
+            "frames_encoded": r.frames_encoded, "frames_dropped": r.frames_dropped, "keyframes": r.keyframes,
+            "bytes_out": r.bytes_out })).collect::<Vec<_>>(),
+        "skipped_renditions": st.skipped_renditions,
+        "ladder_error": st.ladder_error,
+        "ladder_input_dropped": st.ladder_input_dropped,
+        "record_mode": s.record_mode,
+        "record_rendition": if s.record_rendition.is_empty() { "source" } else { s.record_rendition.as_str() },
+        "recording": recording,
+        "destinations": dests.iter().map(|d| destination_json(d, st.destinations.get(&d.id))).collect::<Vec<_>>(),
+        "sessions": history.iter().map(|(a, b, bytes)| json!({"started_at": a, "ended_at": b, "bytes_in": bytes})).collect::<Vec<_>>(),
+    })
+}
+
+pub(super) async fn list_streams(State(state): State<AppState>, _auth: Auth) -> Result<Json<Value>, AppError> {
+    // Three queries and one question to the engine, whatever the number of streams.
+    let streams = db::list_streams(&state.db).await?;
+    let dests = db::all_destinations(&state.db).await?;
+    let history = db::all_stream_history(&state.db).await?;
+    let states = state.engine.stream_states(streams.iter().map(|s| s.id).collect()).await;
+    let none = crate::engine::StreamState::default();
+    let out = streams
+        .iter()
+        .map(|s| {
+            let own: Vec<&DestinationRow> = dests.iter().filter(|(id, _)| *id == s.id).map(|(_, d)| d).collect();
+            let h = history.get(&s.id).map_or(&[][..], Vec::as_slice);
+            stream_value(&state, s, states.get(&s.id).unwrap_or(&none), &own, h)
+        })
+        .collect();
+    Ok(Json(Value::Array(out)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct StreamBody {
+    name: Option<String>,
+    /// Renditions, e.g. `1080p,720p,480p`; empty for none.
+    ladder: Option<String>,
+    /// `off`, `original` or `raw`.
+    record_mode: Option<String>,
+    /// `source` or a rendition of the ladder.
+    record_rendition: Option<String>,
+    /// An RTSP camera or an HLS playlist (http/https) to pull the stream from; empty:
+    /// publishers push.
+    pull_url: Option<String>,
+    #[serde(default)]
+    regenerate_key: bool,
+}
+
+pub(super) async fn create_stream(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiJson(body): ApiJson<StreamBody>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let name = validate_name(body.name.as_deref().unwrap_or(""))?;
+    let ladder = validate_ladder(body.ladder.as_deref().unwrap_or(""))?;
+    let key = auth::random_hex(16)?;
+    let id = db::create_stream(&state.db, &name, &key).await?;
+    state.tokens.invalidate();
+    if !ladder.is_empty() {
+        db::set_stream_ladder(&state.db, id, &ladder).await?;
+    }
+    let s = db::stream(&state.db, id).await?.ok_or_else(|| AppError::not_found("stream"))?;
+    Ok((StatusCode::CREATED, Json(stream_json(&state, &s).await?)))
+}
+
+pub(super) async fn load_stream(state: &AppState, id: i64) -> Result<StreamRow, AppError> {
+    db::stream(&state.db, id).await?.ok_or_else(|| AppError::not_found("stream"))
+}
+
+pub(super) async fn get_stream(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, AppError> {
+    let s = load_stream(&state, id).await?;
+    Ok(Json(stream_json(&state, &s).await?))
+}
+
+pub(super) async fn update_stream(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<StreamBody>,
+) -> Result<Json<Value>, AppError> {
+    let s = load_stream(&state, id).await?;
+    // Every field is checked before anything is written, and all land in one transaction:
+    // a refused field leaves the stream as it was.
+    let name = body.name.as_deref().map(validate_name).transpose()?;
+    let ladder = match &body.ladder {
+        Some(spec) => {
+            let ladder = validate_ladder(spec)?;
+            let parsed: Ladder = ladder.parse().unwrap_or_default();
+            for d in db::destinations(&state.db, s.id).await? {
+                if !d.rendition.is_empty() && parsed.get(&d.rendition).is_none() {
+                    return Err(AppError::invalid(
+                        "ladder",
+                        format!("destination {:?} receives {}; change it first", d.name, d.rendition),
+                    ));
+                }
+            }
+            Some(ladder)
+        }
+        None => None,
+    };
+    let pull_url = match &body.pull_url {
+        Some(url) => {
+            let url = url.trim();
+            if !url.is_empty() {
+                validate_pull_url(url)?;
+            }
+            Some(url.to_string())
+        }
+        None => None,
+    };
+    let record = if body.record_mode.is_some() || body.record_rendition.is_some() {
+        let mode = body.record_mode.as_deref().unwrap_or(&s.record_mode).trim().to_string();
+        mode.parse::<RecordMode>().map_err(|e| AppError::invalid("record_mode", e))?;
+        // The rendition is checked against the ladder this request leaves.
+        let after = StreamRow { ladder: ladder.clone().unwrap_or_else(|| s.ladder.clone()), ..s.clone() };
+        let rendition = match &body.record_rendition {
+            Some(r) => validate_rendition(&after, r).map_err(|e| AppError::invalid("record_rendition", e.message))?,
+            None => s.record_rendition.clone(),
+        };
+        Some((mode, rendition))
+    } else {
+        None
+    };
+    let key = if body.regenerate_key { Some(auth::random_hex(16)?) } else { None };
+    let mut tx = db::begin(&state.db).await?;
+    if let Some(name) = &name {
+        db::rename_stream(&mut *tx, s.id, name).await?;
+    }
+    if let Some(key) = &key {
+        db::set_stream_key(&mut *tx, s.id, key).await?;
+    }
+    if let Some(ladder) = &ladder {
+        db::set_stream_ladder(&mut *tx, s.id, ladder).await?;
+    }
+    if let Some(url) = &pull_url {
+        db::set_stream_pull_url(&mut *tx, s.id, url).await?;
+    }
+    if let Some((mode, rendition)) = &record {
+        db::set_stream_recording(&mut *tx, s.id, mode, rendition).await?;
+    }
+    tx.commit().await?;
+    if key.is_some() {
+        state.tokens.invalidate();
+    }
+    if ladder.is_some() || pull_url.is_some() || record.is_some() {
+        state.engine.sync_stream(s.id).await?;
+    }
+    let s = load_stream(&state, id).await?;
+    Ok(Json(stream_json(&state, &s).await?))
+}
+
+#[derive(Deserialize)]
+pub(super) struct RecordNowBody {
+    active: bool,
+}
+
+/// "Record now" on a live stream (kind: the stream's setting, original when it is off).
+pub(super) async fn set_recording(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<RecordNowBody>,
+) -> Result<Json<Value>, AppError> {
+    let s = load_stream(&state, id).await?;
+    if body.active && !state.engine.is_live(s.id) {
+        return Err(AppError::new(ErrorKind::FailedPrecondition, "the stream is not live"));
+    }
+    if !body.active && s.record_mode != "off" {
+        return Err(AppError::new(
+            ErrorKind::FailedPrecondition,
+            "this stream records every session; set its recording to off to stop",
+        ));
+    }
+    state.engine.set_record_now(s.id, body.active).await?;
+    Ok(Json(stream_json(&state, &s).await?))
+}
+
+pub(super) async fn delete_stream(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, AppError> {
+    let deleted = db::delete_stream(&state.db, id).await?;
+    state.tokens.invalidate();
+    if !deleted {
+        return Err(AppError::not_found("stream"));
+    }
+    state.engine.close_stream(id).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub(super) struct DestinationBody {
+    name: Option<String>,
+    url: Option<String>,
+    enabled: Option<bool>,
+    /// `source` (default) or a rung of the stream's ladder.
+    rendition: Option<String>,
+}
+
+pub(super) async fn create_destination(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<DestinationBody>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let s = load_stream(&state, id).await?;
+    let name = validate_name(body.name.as_deref().unwrap_or(""))?;
+    let url = validate_url(body.url.as_deref().unwrap_or(""))?;
+    let enabled = body.enabled.unwrap_or(true);
+    let rendition = validate_rendition(&s, body.rendition.as_deref().unwrap_or(""))?;
+    let did = db::create_destination(&state.db, s.id, &name, &url, enabled, &rendition).await?;
+    state.engine.sync_stream(s.id).await?;
+    let d = db::destination(&state.db, s.id, did).await?.ok_or_else(|| AppError::not_found("destination"))?;
+    let st = state.engine.stream_state(s.id).await;
+    Ok((StatusCode::CREATED, Json(destination_json(&d, st.destinations.get(&d.id)))))
+}
+
+pub(super) async fn update_destination(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath((id, did)): ApiPath<(i64, i64)>,
+    ApiJson(body): ApiJson<DestinationBody>,
+) -> Result<Json<Value>, AppError> {
+    let mut d = db::destination(&state.db, id, did).await?.ok_or_else(|| AppError::not_found("destination"))?;
+    if let Some(name) = &body.name {
+        d.name = validate_name(name)?;
+    }
+    if let Some(url) = &body.url {
+        d.url = validate_url(url)?;
+    }
+    if let Some(enabled) = body.enabled {
+        d.enabled = enabled;
+    }
+    if let Some(r) = &body.rendition {
+        let s = load_stream(&state, id).await?;
+        d.rendition = validate_rendition(&s, r)?;
+    }
+    db::update_destination(&state.db, &d).await?;
+    state.engine.sync_stream(id).await?;
+    let st = state.engine.stream_state(id).await;
+    Ok(Json(destination_json(&d, st.destinations.get(&d.id))))
+}
+
+pub(super) async fn delete_destination(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath((id, did)): ApiPath<(i64, i64)>,
+) -> Result<StatusCode, AppError> {
+    if !db::delete_destination(&state.db, id, did).await? {
+        return Err(AppError::not_found("destination"));
+    }
+    state.engine.sync_stream(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,108 @@
+//! The catalogue of recording files.
+
+use sqlx::Row;
+
+use super::{Db, now};
+use crate::error::AppError;
+
+/// A recording file.
+#[derive(Clone, Debug)]
+pub struct RecordingRow {
+    pub id: i64,
+    pub stream_id: Option<i64>,
+    pub stream_name: String,
+    pub kind: String,
+    pub path: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub bytes: i64,
+    pub duration_ms: i64,
+}
+
+fn recording_row(r: &sqlx::sqlite::SqliteRow) -> Result<RecordingRow, sqlx::Error> {
+    Ok(RecordingRow {
+        id: r.try_get("id")?,
+        stream_id: r.try_get("stream_id")?,
+        stream_name: r.try_get("stream_name")?,
+        kind: r.try_get("kind")?,
+        path: r.try_get("path")?,
+        started_at: r.try_get("started_at")?,
+        ended_at: r.try_get("ended_at")?,
+        bytes: r.try_get("bytes")?,
+        duration_ms: r.try_get("duration_ms")?,
+    })
+}
+
+pub async fn recording_started(
+    db: &Db,
+    stream_id: i64,
+    stream_name: &str,
+    kind: &str,
+    path: &str,
+) -> Result<i64, AppError> {
+    let r = sqlx::query(
+        "INSERT INTO recordings (stream_id, stream_name, kind, path, started_at) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT(path) DO UPDATE SET ended_at = NULL",
+    )
+    .bind(stream_id)
+    .bind(stream_name)
+    .bind(kind)
+    .bind(path)
+    .bind(now())
+    .execute(db)
+    .await?;
+    Ok(r.last_insert_rowid())
+}
+
+pub async fn recording_progress(
+    db: &Db,
+    path: &str,
+    bytes: u64,
+    duration_ms: u64,
+    ended: bool,
+) -> Result<(), AppError> {
+    sqlx::query(
+        "UPDATE recordings SET bytes = ?, duration_ms = ?, ended_at = CASE WHEN ? THEN ? ELSE NULL END WHERE path = ?",
+    )
+    .bind(bytes as i64)
+    .bind(duration_ms as i64)
+    .bind(ended)
+    .bind(now())
+    .bind(path)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn list_recordings(db: &Db) -> Result<Vec<RecordingRow>, AppError> {
+    let rows = sqlx::query(
+        "SELECT id, stream_id, stream_name, kind, path, started_at, ended_at, bytes, duration_ms FROM recordings \
+         ORDER BY started_at DESC, id DESC",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.iter().map(recording_row).collect::<Result<_, _>>()?)
+}
+
+pub async fn recording(db: &Db, id: i64) -> Result<Option<RecordingRow>, AppError> {
+    let row = sqlx::query(
+        "SELECT id, stream_id, stream_name, kind, path, started_at, ended_at, bytes, duration_ms FROM recordings \
+         WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.as_ref().map(recording_row).transpose()?)
+}
+
+pub async fn delete_recording(db: &Db, id: i64) -> Result<(), AppError> {
+    sqlx::query("DELETE FROM recordings WHERE id = ?").bind(id).execute(db).await?;
+    Ok(())
+}
+
+/// Recordings left open by a crash are closed at start-up (the file is still there,
+/// readable up to its last second).
+pub async fn close_stale_recordings(db: &Db) -> Result<(), AppError> {
+    sqlx::query("UPDATE recordings SET ended_at = ? WHERE ended_at IS NULL").bind(now()).execute(db).await?;
+    Ok(())
+}

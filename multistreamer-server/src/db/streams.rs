@@ -1,0 +1,264 @@
+//! Streams, their destinations and their sessions (publish history).
+
+use sqlx::Row;
+
+use super::{Db, now, unique_violation};
+use crate::error::AppError;
+
+#[derive(Clone, Debug)]
+pub struct StreamRow {
+    pub id: i64,
+    pub name: String,
+    pub ingest_key: String,
+    pub created_at: i64,
+    /// The transcoding ladder (`1080p,720p,480p`); empty = no transcoding.
+    pub ladder: String,
+    /// `off`, `original` or `raw`: what is recorded each time the stream goes live.
+    pub record_mode: String,
+    /// The rendition recorded; empty = the source.
+    pub record_rendition: String,
+    /// An RTSP URL the server pulls the stream from; empty = publishers push it.
+    pub pull_url: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct DestinationRow {
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+    pub enabled: bool,
+    /// The rung of the stream's ladder sent there; empty = the source.
+    pub rendition: String,
+}
+
+fn stream_row(r: &sqlx::sqlite::SqliteRow) -> Result<StreamRow, sqlx::Error> {
+    Ok(StreamRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        ingest_key: r.try_get("ingest_key")?,
+        created_at: r.try_get("created_at")?,
+        ladder: r.try_get("ladder")?,
+        record_mode: r.try_get("record_mode")?,
+        record_rendition: r.try_get("record_rendition")?,
+        pull_url: r.try_get("pull_url")?,
+    })
+}
+
+fn dest_row(r: &sqlx::sqlite::SqliteRow) -> Result<DestinationRow, sqlx::Error> {
+    Ok(DestinationRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        url: r.try_get("url")?,
+        enabled: r.try_get::<i64, _>("enabled")? != 0,
+        rendition: r.try_get("rendition")?,
+    })
+}
+
+pub async fn list_streams(db: &Db) -> Result<Vec<StreamRow>, AppError> {
+    let rows = sqlx::query(
+        "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url FROM streams ORDER BY id",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.iter().map(stream_row).collect::<Result<_, _>>()?)
+}
+
+pub async fn stream(db: &Db, id: i64) -> Result<Option<StreamRow>, AppError> {
+    let row = sqlx::query(
+        "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url FROM streams WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.as_ref().map(stream_row).transpose()?)
+}
+
+pub async fn stream_by_key(db: &Db, key: &str) -> Result<Option<StreamRow>, AppError> {
+    let row = sqlx::query("SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url FROM streams WHERE ingest_key = ?")
+        .bind(key)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.as_ref().map(stream_row).transpose()?)
+}
+
+pub async fn create_stream(db: &Db, name: &str, key: &str) -> Result<i64, AppError> {
+    let r = sqlx::query("INSERT INTO streams (name, ingest_key, created_at) VALUES (?, ?, ?)")
+        .bind(name)
+        .bind(key)
+        .bind(now())
+        .execute(db)
+        .await
+        .map_err(|e| unique_violation(e, "name", "a stream with this name already exists"))?;
+    Ok(r.last_insert_rowid())
+}
+
+pub async fn rename_stream<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, name: &str) -> Result<(), AppError> {
+    sqlx::query("UPDATE streams SET name = ? WHERE id = ?")
+        .bind(name)
+        .bind(id)
+        .execute(db)
+        .await
+        .map_err(|e| unique_violation(e, "name", "a stream with this name already exists"))?;
+    Ok(())
+}
+
+pub async fn set_stream_ladder<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, ladder: &str) -> Result<(), AppError> {
+    sqlx::query("UPDATE streams SET ladder = ? WHERE id = ?").bind(ladder).bind(id).execute(db).await?;
+    Ok(())
+}
+
+pub async fn set_stream_pull_url<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, url: &str) -> Result<(), AppError> {
+    sqlx::query("UPDATE streams SET pull_url = ? WHERE id = ?").bind(url).bind(id).execute(db).await?;
+    Ok(())
+}
+
+pub async fn set_stream_recording<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    id: i64,
+    mode: &str,
+    rendition: &str,
+) -> Result<(), AppError> {
+    sqlx::query("UPDATE streams SET record_mode = ?, record_rendition = ? WHERE id = ?")
+        .bind(mode)
+        .bind(rendition)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_stream_key<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, key: &str) -> Result<(), AppError> {
+    sqlx::query("UPDATE streams SET ingest_key = ? WHERE id = ?").bind(key).bind(id).execute(db).await?;
+    Ok(())
+}
+
+pub async fn delete_stream(db: &Db, id: i64) -> Result<bool, AppError> {
+    Ok(sqlx::query("DELETE FROM streams WHERE id = ?").bind(id).execute(db).await?.rows_affected() > 0)
+}
+
+pub async fn destinations(db: &Db, stream_id: i64) -> Result<Vec<DestinationRow>, AppError> {
+    let rows = sqlx::query(
+        "SELECT id, stream_id, name, url, enabled, rendition FROM destinations WHERE stream_id = ? ORDER BY id",
+    )
+    .bind(stream_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.iter().map(dest_row).collect::<Result<_, _>>()?)
+}
+
+/// Every destination of every stream, as (stream id, row).
+pub async fn all_destinations(db: &Db) -> Result<Vec<(i64, DestinationRow)>, AppError> {
+    let rows =
+        sqlx::query("SELECT id, stream_id, name, url, enabled, rendition FROM destinations ORDER BY stream_id, id")
+            .fetch_all(db)
+            .await?;
+    Ok(rows.iter().map(|r| Ok((r.try_get("stream_id")?, dest_row(r)?))).collect::<Result<_, sqlx::Error>>()?)
+}
+
+pub async fn destination(db: &Db, stream_id: i64, id: i64) -> Result<Option<DestinationRow>, AppError> {
+    let row = sqlx::query(
+        "SELECT id, stream_id, name, url, enabled, rendition FROM destinations WHERE id = ? AND stream_id = ?",
+    )
+    .bind(id)
+    .bind(stream_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.as_ref().map(dest_row).transpose()?)
+}
+
+pub async fn create_destination(
+    db: &Db,
+    stream_id: i64,
+    name: &str,
+    url: &str,
+    enabled: bool,
+    rendition: &str,
+) -> Result<i64, AppError> {
+    let r = sqlx::query(
+        "INSERT INTO destinations (stream_id, name, url, enabled, rendition, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(stream_id)
+    .bind(name)
+    .bind(url)
+    .bind(i64::from(enabled))
+    .bind(rendition)
+    .bind(now())
+    .execute(db)
+    .await
+    .map_err(|e| unique_violation(e, "name", "this stream already has a destination with this name"))?;
+    Ok(r.last_insert_rowid())
+}
+
+pub async fn update_destination(db: &Db, d: &DestinationRow) -> Result<(), AppError> {
+    sqlx::query("UPDATE destinations SET name = ?, url = ?, enabled = ?, rendition = ? WHERE id = ?")
+        .bind(&d.name)
+        .bind(&d.url)
+        .bind(i64::from(d.enabled))
+        .bind(&d.rendition)
+        .bind(d.id)
+        .execute(db)
+        .await
+        .map_err(|e| unique_violation(e, "name", "this stream already has a destination with this name"))?;
+    Ok(())
+}
+
+pub async fn delete_destination(db: &Db, stream_id: i64, id: i64) -> Result<bool, AppError> {
+    Ok(sqlx::query("DELETE FROM destinations WHERE id = ? AND stream_id = ?")
+        .bind(id)
+        .bind(stream_id)
+        .execute(db)
+        .await?
+        .rows_affected()
+        > 0)
+}
+
+pub async fn session_started(db: &Db, stream_id: i64) -> Result<i64, AppError> {
+    let r = sqlx::query("INSERT INTO stream_sessions (stream_id, started_at) VALUES (?, ?)")
+        .bind(stream_id)
+        .bind(now())
+        .execute(db)
+        .await?;
+    Ok(r.last_insert_rowid())
+}
+
+pub async fn session_ended(db: &Db, id: i64, bytes_in: u64) -> Result<(), AppError> {
+    sqlx::query("UPDATE stream_sessions SET ended_at = ?, bytes_in = ? WHERE id = ?")
+        .bind(now())
+        .bind(bytes_in as i64)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// (started_at, ended_at, bytes_in) of a stream's sessions, newest first.
+pub async fn stream_history(db: &Db, stream_id: i64) -> Result<Vec<(i64, Option<i64>, i64)>, AppError> {
+    let rows = sqlx::query(
+        "SELECT started_at, ended_at, bytes_in FROM stream_sessions WHERE stream_id = ? ORDER BY id DESC LIMIT 50",
+    )
+    .bind(stream_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Ok((r.try_get("started_at")?, r.try_get("ended_at")?, r.try_get("bytes_in")?)))
+        .collect::<Result<_, sqlx::Error>>()?)
+}
+
+/// The last 50 sessions of every stream, newest first, by stream id.
+pub async fn all_stream_history(
+    db: &Db,
+) -> Result<std::collections::HashMap<i64, Vec<(i64, Option<i64>, i64)>>, AppError> {
+    let rows = sqlx::query(
+        "SELECT stream_id, started_at, ended_at, bytes_in FROM (SELECT *, ROW_NUMBER() OVER \
+         (PARTITION BY stream_id ORDER BY id DESC) AS n FROM stream_sessions) WHERE n <= 50 ORDER BY stream_id, id DESC",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut out: std::collections::HashMap<i64, Vec<(i64, Option<i64>, i64)>> = std::collections::HashMap::new();
+    for r in &rows {
+        let row = (r.try_get("started_at")?, r.try_get("ended_at")?, r.try_get("bytes_in")?);
+        out.entry(r.try_get("stream_id")?).or_default().push(row);
+    }
+    Ok(out)
+}
