@@ -31,6 +31,10 @@ relay: build
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	# The RTMP-only library (no RTSP, HLS, libav) still builds cleanly.
+	$(CARGO) clippy -p multistreamer-core --no-default-features -- -D warnings
+	# The fuzz targets compile on stable, so a library change cannot break them unseen.
+	cd fuzz && CARGO_TARGET_DIR=../target/fuzz-check $(CARGO) check --bins --quiet
 
 fmt:
 	$(CARGO) fmt --all

@@ -23,7 +23,8 @@
 //!   stopped and restarted by a pure diff. The server and the relay are built on it.
 //! * [`pipeline`]: the builder for the common cases; [`relay`]: the assembled
 //!   "ingest → ladder → destinations + recording + HLS" service the CLI runs.
-//! * [`rtmp`], [`rtsp`], [`hls`]: the protocols (sans-IO parsers, fuzzed).
+//! * [`rtmp`], `rtsp` (feature `rtsp`, default), `hls` (feature `hls`, default): the
+//!   protocols (sans-IO parsers, fuzzed).
 //! * `transcode`, `record` (feature `libav`): the ladder and the recorders, FFmpeg in-process.
 //! * `monitor` (feature `monitor`): live CPU / memory / disk / network / GPU load.
 //!
@@ -47,6 +48,7 @@ pub mod destination;
 pub mod engine;
 pub mod error;
 pub mod flv;
+#[cfg(feature = "hls")]
 pub mod hls;
 pub mod hub;
 pub mod ladder;
@@ -58,6 +60,7 @@ pub mod pipeline;
 pub mod record;
 pub mod relay;
 pub mod rtmp;
+#[cfg(feature = "rtsp")]
 pub mod rtsp;
 pub mod signal;
 pub mod sink;

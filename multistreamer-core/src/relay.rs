@@ -93,6 +93,7 @@ pub struct RelayConfig {
     pub rtmp_enabled: bool,
     /// The RTSP push ingest address (`rtsp://ADDR/APP/KEY`), if any.
     pub rtsp: Option<SocketAddr>,
+    #[cfg(feature = "rtsp")]
     pub rtsp_options: crate::rtsp::RtspIngestOptions,
     pub app: String,
     /// Accepted stream keys; `None` accepts any key under `app`.
@@ -105,6 +106,7 @@ pub struct RelayConfig {
     /// How long shutdown waits for destinations to flush.
     pub shutdown_timeout: Duration,
     /// Serve (and with a directory, write) every stream as HLS.
+    #[cfg(feature = "hls")]
     pub hls: Option<crate::hls::HlsOptions>,
     /// Transcode every stream into this ladder; destinations pick a rung by name.
     #[cfg(feature = "libav")]
@@ -130,6 +132,7 @@ impl RelayConfig {
             listen,
             rtmp_enabled: true,
             rtsp: None,
+            #[cfg(feature = "rtsp")]
             rtsp_options: crate::rtsp::RtspIngestOptions::default(),
             app: app.to_string(),
             keys: None,
@@ -139,6 +142,7 @@ impl RelayConfig {
             push: RtmpPushOptions::default(),
             destination: DestinationOptions::default(),
             shutdown_timeout: Duration::from_secs(10),
+            #[cfg(feature = "hls")]
             hls: None,
             #[cfg(feature = "libav")]
             ladder: None,
@@ -248,6 +252,7 @@ pub struct Relay {
     ingest_task: JoinHandle<()>,
     watcher: JoinHandle<()>,
     shutdown_timeout: Duration,
+    #[cfg(feature = "hls")]
     hls: Option<crate::hls::HlsServer>,
 }
 
@@ -259,14 +264,20 @@ impl Relay {
         let auth = Arc::new(StaticKeys { app: config.app.clone(), keys: config.keys.clone() });
         let ingest_cancel = CancellationToken::new();
         let dest_cancel = CancellationToken::new();
+        #[cfg_attr(not(feature = "rtsp"), allow(unused_mut))]
         let mut rtsp_addr = None;
-        let rtsp_task = match config.rtsp {
+        let rtsp_task: Option<JoinHandle<()>> = match config.rtsp {
+            #[cfg(feature = "rtsp")]
             Some(addr) => {
                 let rtsp = crate::rtsp::RtspIngest::bind(addr, hub.clone(), auth.clone(), config.rtsp_options.clone())
                     .await
                     .map_err(|e| e.context(format!("RTSP ingest on {addr}")))?;
                 rtsp_addr = Some(rtsp.local_addr()?);
                 Some(tokio::spawn(rtsp.run(ingest_cancel.clone())))
+            }
+            #[cfg(not(feature = "rtsp"))]
+            Some(_) => {
+                return Err(Error::new(ErrorKind::Config, "RTSP ingest: built without the `rtsp` feature"));
             }
             None => None,
         };
@@ -291,6 +302,7 @@ impl Relay {
         #[cfg(not(feature = "libav"))]
         drop(wake_tx);
         let config = Arc::new(config);
+        #[cfg(feature = "hls")]
         let hls = config.hls.clone().map(|o| crate::hls::HlsServer::start(hub.clone(), o, dest_cancel.clone()));
         let watcher = tokio::spawn(watch(hub.clone(), Arc::clone(&config), jobs.clone(), wake, dest_cancel.clone()));
         info!(addr = %local_addr, app = %config.app, destinations = config.destinations.len(), "relay listening");
@@ -305,6 +317,7 @@ impl Relay {
             dest_cancel,
             ingest_task,
             watcher,
+            #[cfg(feature = "hls")]
             hls,
         })
     }
@@ -314,6 +327,7 @@ impl Relay {
     }
 
     /// The HLS output, when [`RelayConfig::hls`] asked for one.
+    #[cfg(feature = "hls")]
     pub fn hls(&self) -> Option<&crate::hls::HlsServer> {
         self.hls.as_ref()
     }
@@ -378,6 +392,7 @@ impl Relay {
         info!("ending streams; destinations flush and close");
         self.hub.close();
         self.watcher.abort();
+        #[cfg(feature = "hls")]
         if let Some(hls) = &self.hls {
             hls.join().await;
         }

@@ -312,13 +312,16 @@ impl crate::engine::Job for PullHandle {
 
 /// How one attempt of a pull ended without an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(any(feature = "hls", feature = "rtsp")), allow(dead_code))]
 pub(crate) enum PullEnd {
     /// The server ended the stream: connect again.
     Reconnect,
     /// The input is over (a VOD playlist played once): stop.
+    #[cfg_attr(not(feature = "hls"), allow(dead_code))]
     Finished,
 }
 
+#[cfg_attr(not(any(feature = "hls", feature = "rtsp")), allow(dead_code))]
 /// Runs `attempt` until `cancel`, reconnecting with backoff after errors (the attempt
 /// counter resets after 10 s of health). `what` names the input in logs.
 pub(crate) fn spawn_pull<F, Fut>(
@@ -397,7 +400,9 @@ pub enum InputUrl {
 /// How pulled inputs are read.
 #[derive(Clone, Debug, Default)]
 pub struct PullOptions {
+    #[cfg(feature = "rtsp")]
     pub rtsp_transport: crate::rtsp::PullTransport,
+    #[cfg(feature = "hls")]
     pub hls: crate::hls::HlsPullOptions,
 }
 
@@ -416,7 +421,10 @@ impl std::str::FromStr for InputUrl {
                 Ok(InputUrl::Hls(u))
             }
             Some("rtsp") => {
+                #[cfg(feature = "rtsp")]
                 crate::rtsp::split_credentials(s)?;
+                #[cfg(not(feature = "rtsp"))]
+                url::Url::parse(s).map_err(|e| Error::new(ErrorKind::Config, format!("RTSP URL: {e}")))?;
                 Ok(InputUrl::Rtsp(s.to_string()))
             }
             Some("rtmp" | "rtmps") => {
@@ -463,6 +471,7 @@ impl InputUrl {
     }
 
     /// Starts pulling this input into hub stream `stream`.
+    #[cfg_attr(not(any(feature = "hls", feature = "rtsp")), allow(unused_variables))]
     pub fn spawn(
         &self,
         hub: crate::hub::Hub,
@@ -471,14 +480,25 @@ impl InputUrl {
         cancel: CancellationToken,
     ) -> Result<PullHandle> {
         match self {
+            #[cfg(feature = "hls")]
             InputUrl::Hls(u) => crate::hls::spawn_hls_pull(hub, stream, u.as_str(), options.hls.clone(), cancel),
+            #[cfg(feature = "rtsp")]
             InputUrl::Rtsp(s) => crate::rtsp::spawn_rtsp_pull(hub, stream, s, options.rtsp_transport, cancel),
+            #[cfg(not(feature = "hls"))]
+            InputUrl::Hls(_) => Err(missing_feature("hls")),
+            #[cfg(not(feature = "rtsp"))]
+            InputUrl::Rtsp(_) => Err(missing_feature("rtsp")),
             InputUrl::Rtmp(_) => Err(crate::Error::new(
                 crate::ErrorKind::Config,
                 "RTMP inputs are pushed to the ingest; pulling from an RTMP server is not supported",
             )),
         }
     }
+}
+
+#[cfg(not(all(feature = "hls", feature = "rtsp")))]
+fn missing_feature(feature: &str) -> crate::Error {
+    crate::Error::new(crate::ErrorKind::Config, format!("built without the `{feature}` feature"))
 }
 
 impl fmt::Debug for InputUrl {
