@@ -107,6 +107,27 @@ struct RateWindow {
     bps: u64,
 }
 
+/// Counters over every destination that shares them (a process's destinations, for
+/// monitoring): they only grow, across reconnections and restarts, unlike the counters of
+/// one running destination.
+#[derive(Debug, Default)]
+pub struct DestinationTotals {
+    pub bytes_sent: AtomicU64,
+    pub connects: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub failed_connects: AtomicU64,
+    /// Packets dropped on connections that have ended (see [`DestinationTotals::dropped`]).
+    dropped_closed: AtomicU64,
+}
+
+impl DestinationTotals {
+    /// Packets dropped so far: those of ended connections plus `live`, the drops of the
+    /// connections still open (each running destination's [`DestinationStats::live_dropped`]).
+    pub fn dropped(&self, live: u64) -> u64 {
+        self.dropped_closed.load(Ordering::Relaxed) + live
+    }
+}
+
 /// Live counters of one destination.
 #[derive(Debug)]
 pub struct DestinationStats {
@@ -122,6 +143,7 @@ pub struct DestinationStats {
     current: Mutex<Option<Arc<SubscriberStats>>>,
     last_error: Mutex<Option<String>>,
     rate: Mutex<RateWindow>,
+    totals: Option<Arc<DestinationTotals>>,
 }
 
 impl Default for DestinationStats {
@@ -138,6 +160,7 @@ impl Default for DestinationStats {
             current: Mutex::new(None),
             last_error: Mutex::new(None),
             rate: Mutex::new(RateWindow { at: now, bytes: 0, bps: 0 }),
+            totals: None,
         }
     }
 }
@@ -182,7 +205,20 @@ impl DestinationStats {
 
     fn detach(&self) {
         if let Some(s) = lock(&self.current).take() {
-            self.dropped_before.fetch_add(s.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
+            let dropped = s.dropped.load(Ordering::Relaxed);
+            self.dropped_before.fetch_add(dropped, Ordering::Relaxed);
+            self.total(|t| &t.dropped_closed, dropped);
+        }
+    }
+
+    /// Packets dropped on the connection open now.
+    pub fn live_dropped(&self) -> u64 {
+        lock(&self.current).as_ref().map_or(0, |s| s.dropped.load(Ordering::Relaxed))
+    }
+
+    fn total(&self, which: impl Fn(&DestinationTotals) -> &AtomicU64, n: u64) {
+        if let Some(t) = &self.totals {
+            which(t).fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -229,6 +265,8 @@ pub struct DestinationOptions {
     /// accept the stream), retries wait `rejected_retry` instead of the short backoff.
     pub rejected_limit: u32,
     pub rejected_retry: Duration,
+    /// Counters shared by several destinations (monitoring); `None`: none.
+    pub totals: Option<Arc<DestinationTotals>>,
 }
 
 impl Default for DestinationOptions {
@@ -241,6 +279,7 @@ impl Default for DestinationOptions {
             max_batch: 64,
             rejected_limit: 3,
             rejected_retry: Duration::from_secs(60),
+            totals: None,
         }
     }
 }
@@ -305,7 +344,7 @@ pub fn spawn_destination(
     options: DestinationOptions,
     cancel: CancellationToken,
 ) -> DestinationHandle {
-    let stats = Arc::new(DestinationStats::default());
+    let stats = Arc::new(DestinationStats { totals: options.totals.clone(), ..DestinationStats::default() });
     let span = info_span!("destination", name = %name, stream = %stream);
     let sup =
         Supervisor { hub, stream: stream.clone(), connector, options, stats: stats.clone(), cancel: cancel.clone() };
@@ -345,8 +384,10 @@ impl Supervisor {
             let result: Result<()> = match connected {
                 Ok(mut sink) => {
                     let n = self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                    self.stats.total(|t| &t.connects, 1);
                     if n > 0 {
                         self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                        self.stats.total(|t| &t.reconnects, 1);
                     }
                     let Some(sub) = self.hub.subscribe(&self.stream, self.options.subscribe) else {
                         let _ = sink.finish().await;
@@ -377,6 +418,7 @@ impl Supervisor {
                 }
                 Err(e) => {
                     self.stats.failed_connects.fetch_add(1, Ordering::Relaxed);
+                    self.stats.total(|t| &t.failed_connects, 1);
                     Err(e)
                 }
             };
@@ -487,6 +529,7 @@ impl Supervisor {
         };
         self.stats.items_sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.stats.bytes_sent.fetch_add(n, Ordering::Relaxed);
+        self.stats.total(|t| &t.bytes_sent, n);
         batch.clear();
         Ok(())
     }
@@ -688,14 +731,10 @@ mod supervisor_tests {
         let publisher = hub.publish("s").expect("publish");
         let log: CallLog = Arc::default();
         let connector = Arc::new(FakeConnector { log, connects: AtomicUsize::new(0) });
-        let handle = spawn_destination(
-            hub.clone(),
-            "s".into(),
-            "fake".into(),
-            connector,
-            DestinationOptions::default(),
-            CancellationToken::new(),
-        );
+        let totals = Arc::new(DestinationTotals::default());
+        let options = DestinationOptions { totals: Some(Arc::clone(&totals)), ..DestinationOptions::default() };
+        let handle =
+            spawn_destination(hub.clone(), "s".into(), "fake".into(), connector, options, CancellationToken::new());
         for i in 0..30 {
             publisher.send(packet(i * 100, true));
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -709,5 +748,9 @@ mod supervisor_tests {
         assert_eq!(snap.reconnects, 1);
         assert!(snap.bytes_sent > 0);
         assert_eq!(snap.last_error.as_deref(), Some("peer went away"));
+        // The shared totals saw the same, and keep it once the destination is gone.
+        assert_eq!(totals.bytes_sent.load(Ordering::Relaxed), snap.bytes_sent);
+        assert_eq!((totals.connects.load(Ordering::Relaxed), totals.reconnects.load(Ordering::Relaxed)), (2, 1));
+        assert_eq!(totals.dropped(0), snap.dropped);
     }
 }

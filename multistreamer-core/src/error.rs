@@ -31,13 +31,21 @@ pub enum ErrorKind {
     Media,
 }
 
-/// The error type of this crate.
-#[derive(Debug, thiserror::Error)]
+/// The error type of this crate. Its message already holds the wrapped error's message,
+/// so [`std::error::Error::source`] starts below it: a chained report (each message and
+/// then its sources) prints every message once.
+#[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
     context: Option<String>,
-    #[source]
     source: Source,
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // `Source` is transparent: its own source is the wrapped error's cause.
+        std::error::Error::source(&self.source)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,5 +182,35 @@ mod tests {
         assert!(e.to_string().starts_with("stream s: destination yt: "));
         let cfg = Error::new(ErrorKind::Config, "bad url");
         assert!(!cfg.is_retryable());
+    }
+
+    /// Every message of an error and its sources, as a chained report prints them.
+    fn report(e: &dyn std::error::Error) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut cur = e.source();
+        while let Some(s) = cur {
+            out.push(s.to_string());
+            cur = s.source();
+        }
+        out
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("no space left")]
+    struct DiskFull;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("writing the fragment failed")]
+    struct WriteFailed(#[source] DiskFull);
+
+    #[test]
+    fn a_chained_report_prints_each_message_once() {
+        let e = Error::new(ErrorKind::Config, "bad url").context("destination yt");
+        assert_eq!(report(&e), ["destination yt: bad url"]);
+        let io = io::Error::other(WriteFailed(DiskFull));
+        let e = Error::from(io).context("recording talk");
+        assert_eq!(report(&e), ["recording talk: writing the fragment failed", "no space left"]);
+        let e: Error = HubError::Closed.into();
+        assert_eq!(report(&e), ["the hub is shut down"]);
     }
 }
