@@ -7,6 +7,7 @@ const nav = document.getElementById("nav");
 let csrf = null;
 let timers = [];
 let liveFeed = null;
+let streamFeed = null;
 let preview = null;
 
 const PRESETS = {
@@ -47,6 +48,7 @@ async function api(method, path, body) {
 function clearTimers() {
   timers.forEach(clearInterval); timers = [];
   if (liveFeed) { liveFeed.close(); liveFeed = null; }
+  if (streamFeed) { streamFeed.close(); streamFeed = null; }
   if (preview) { preview.stop(); preview = null; }
 }
 
@@ -318,8 +320,10 @@ async function showStream(id) {
   const rungRows = el("tbody", { id: "rendition-list" });
   const ladderNote = el("div", { class: "muted", id: "ladder-note" });
   let shape = null;
-  const refresh = async () => {
-    const cur = await api("GET", `/api/streams/${id}`);
+  // Live state arrives over server-sent events (one per second); refresh() re-reads it at
+  // once after an action.
+  const refresh = async () => render(await api("GET", `/api/streams/${id}`));
+  const render = (cur) => {
     rungRows.replaceChildren(...cur.renditions.map((r) => el("tr", { "data-rendition": r.name },
       el("td", {}, r.name), el("td", {}, `${r.width}×${r.height}`), el("td", {}, `${r.bitrate_kbps} kbit/s`),
       el("td", { class: "rendition-frames" }, String(r.frames_encoded)), el("td", {}, String(r.frames_dropped)))));
@@ -411,7 +415,8 @@ async function showStream(id) {
       el("table", {}, el("thead", {}, el("tr", {}, ["Rendition", "Size", "Target", "Frames", "Dropped"].map((h) => el("th", {}, h)))), rungRows)),
     el("section", {}, delStream));
   await refresh();
-  timers.push(setInterval(() => refresh().catch(() => {}), 1000));
+  streamFeed = new EventSource(`/api/streams/${id}/live`);
+  streamFeed.addEventListener("stream", (ev) => render(JSON.parse(ev.data)));
 }
 
 // ---------- recordings ----------

@@ -7,6 +7,7 @@ mod auth;
 mod db;
 mod engine;
 mod error;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -257,6 +257,9 @@ fn api_requires_a_session_and_csrf_validates_masks_keys_and_persists() {
     assert!(sys["gpus"].is_array());
     let metrics = anon.get("/metrics").body;
     assert!(metrics.contains("multistreamer_streams_live 0"), "{metrics}");
+    assert!(metrics.contains("# TYPE multistreamer_bytes_out counter"), "{metrics}");
+    assert!(metrics.contains("multistreamer_bytes_out_total 0"), "{metrics}");
+    assert!(metrics.trim_end().ends_with("# EOF"), "OpenMetrics text: {metrics}");
 
     // the password can be changed, the old one stops working
     let r = admin.post("/api/password", json!({"current": "first-password-1", "new": "second-password-2"}));
@@ -279,6 +282,27 @@ fn api_requires_a_session_and_csrf_validates_masks_keys_and_persists() {
     // logout ends the session
     assert_eq!(admin.post("/api/logout", json!({})).status, 204);
     assert_eq!(admin.get("/api/streams").status, 401);
+}
+
+/// The data of the first `count` server-sent events named `name` from `path`.
+fn sse_events(client: &Client, path: &str, name: &str, count: usize) -> Vec<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", client.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let cookie = client.cookie.clone().unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n").unwrap();
+    let (mut seen, mut buf, mut out) = (String::new(), [0u8; 8192], Vec::new());
+    while out.len() < count {
+        let n = s.read(&mut buf).expect("the feed sends events");
+        assert!(n > 0, "the feed closed: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        out = seen
+            .split(&format!("event: {name}\n"))
+            .skip(1)
+            .filter_map(|e| e.split_once('\n').map(|(data, _)| data.trim_start_matches("data: ").to_string()))
+            .collect();
+    }
+    out.truncate(count);
+    out
 }
 
 fn anon_port(server: &Server) -> Client {
@@ -329,7 +353,14 @@ fn publish_to_the_shown_url_goes_live_and_a_deleted_destination_stops() {
         assert!(Instant::now() < deadline, "stream/destination never went live: {s}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    std::thread::sleep(Duration::from_secs(3));
+    // The stream page's live feed: the same JSON as GET, pushed every second.
+    let events = sse_events(&admin, &format!("/api/streams/{id}/live"), "stream", 2);
+    for e in &events {
+        let v: Value = serde_json::from_str(e).unwrap_or(Value::Null);
+        assert_eq!((&v["id"], &v["live"]), (&json!(id), &json!(true)), "{e}");
+        assert_eq!(v["destinations"][0]["state"], json!("live"), "{e}");
+    }
+    std::thread::sleep(Duration::from_secs(2));
     let r = admin.request("DELETE", &format!("/api/streams/{id}/destinations/{did}"), None);
     assert_eq!(r.status, 204);
     std::thread::sleep(Duration::from_secs(1));
@@ -339,6 +370,14 @@ fn publish_to_the_shown_url_goes_live_and_a_deleted_destination_stops() {
     std::thread::sleep(Duration::from_secs(3));
     let size_later = std::fs::metadata(&rec[0]).unwrap().len();
     assert_eq!(size_after_1s, size_later, "the deleted destination kept receiving");
+    // The counter keeps what the deleted destination sent.
+    let metrics = admin.get("/metrics").body;
+    let sent: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("multistreamer_bytes_out_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(sent >= size_later / 2, "bytes_out_total {sent} after {size_later} bytes reached nginx:\n{metrics}");
     let got = packet_hashes(&rec[0], "v");
     assert!(got.len() >= 60, "{} packets", got.len());
     assert!(find_run(&packet_hashes(&clip, "v"), &got).is_some(), "the destination got a clean run of the stream");

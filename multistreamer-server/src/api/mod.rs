@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::patch(streams::update_destination).delete(streams::delete_destination),
         )
         .route("/api/streams/{id}/recording", post(streams::set_recording))
+        .route("/api/streams/{id}/live", get(streams::stream_live))
         .route("/api/recordings", get(recordings::list_recordings))
         .route("/api/recordings/{id}", axum::routing::delete(recordings::delete_recording))
         .route("/api/recordings/{id}/file", get(recordings::download_recording))

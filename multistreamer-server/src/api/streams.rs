@@ -92,7 +92,7 @@ fn stream_value(
     s: &StreamRow,
     st: &crate::engine::StreamState,
     dests: &[&DestinationRow],
-    history: &[(i64, Option<i64>, i64)],
+    history: &[db::SessionRow],
 ) -> Value {
     let pull = st.pull.as_ref().map(
         |p| json!({ "state": p.state, "last_error": p.last_error, "reconnects": p.reconnects, "frames": p.frames }),
@@ -133,6 +133,45 @@ fn stream_value(
         "destinations": dests.iter().map(|d| destination_json(d, st.destinations.get(&d.id))).collect::<Vec<_>>(),
         "sessions": history.iter().map(|(a, b, bytes)| json!({"started_at": a, "ended_at": b, "bytes_in": bytes})).collect::<Vec<_>>(),
     })
+}
+
+/// `GET /api/streams/{id}/live`: the stream as `GET /api/streams/{id}` shows it, as a
+/// server-sent event named `stream` every second. Its rows are re-read only when the
+/// engine synced (a change through the API, a stream starting or ending); the feed ends
+/// when the stream is deleted or the server shuts down.
+pub(super) async fn stream_live(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, AppError> {
+    use futures_util::StreamExt;
+    load_stream(&state, id).await?;
+    struct Feed {
+        state: AppState,
+        changes: tokio::sync::watch::Receiver<u64>,
+        rows: Option<(StreamRow, Vec<DestinationRow>, Vec<db::SessionRow>)>,
+        tick: tokio::time::Interval,
+    }
+    let mut changes = state.engine.changes();
+    changes.mark_changed();
+    let feed = Feed { state: state.clone(), changes, rows: None, tick: tokio::time::interval(Duration::from_secs(1)) };
+    let events = futures_util::stream::unfold(feed, move |mut f| async move {
+        f.tick.tick().await;
+        if f.changes.has_changed().unwrap_or(false) || f.rows.is_none() {
+            f.changes.mark_unchanged();
+            let s = db::stream(&f.state.db, id).await.ok()??;
+            let dests = db::destinations(&f.state.db, id).await.ok()?;
+            let history = db::stream_history(&f.state.db, id).await.ok()?;
+            f.rows = Some((s, dests, history));
+        }
+        let (s, dests, history) = f.rows.as_ref()?;
+        let st = f.state.engine.stream_state(id).await;
+        let value = stream_value(&f.state, s, &st, &dests.iter().collect::<Vec<_>>(), history);
+        let ev = Event::default().event("stream").data(value.to_string());
+        Some((Ok(ev), f))
+    })
+    .take_until(state.shutdown.clone().cancelled_owned());
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 pub(super) async fn list_streams(State(state): State<AppState>, _auth: Auth) -> Result<Json<Value>, AppError> {
@@ -269,9 +308,8 @@ pub(super) async fn update_stream(
     if key.is_some() {
         state.tokens.invalidate();
     }
-    if ladder.is_some() || pull_url.is_some() || record.is_some() {
-        state.engine.sync_stream(s.id).await?;
-    }
+    // Also after a rename or a new key: live pages re-read the stream on the engine's sync.
+    state.engine.sync_stream(s.id).await?;
     let s = load_stream(&state, id).await?;
     Ok(Json(stream_json(&state, &s).await?))
 }

@@ -48,95 +48,30 @@ pub(super) async fn system_live(
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics (OpenMetrics text): gauges for what is true now, counters (`_total`)
+/// that only grow, across destination restarts.
+pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::registry::Registry;
     let dests = state.engine.all_destination_stats().await;
-    let mut out = String::new();
-    let mut push = |name: &str, help: &str, kind: &str, lines: Vec<(String, String)>| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for (labels, v) in lines {
-            out.push_str(&format!("{name}{labels} {v}\n"));
-        }
+    let (totals, live_dropped) = state.engine.destination_totals().await;
+    let sample = state.monitor.latest();
+    let snapshot = crate::metrics::Snapshot {
+        streams_live: state.engine.live_stream_count() as i64,
+        destinations: dests.iter().map(|d| d.state.as_str()).collect(),
+        bytes_in: state.engine.bytes_in_total(),
+        totals,
+        live_dropped,
+        sample,
     };
-    push(
-        "multistreamer_streams_live",
-        "Streams with a publisher or in their grace period.",
-        "gauge",
-        vec![(String::new(), state.engine.live_stream_count().to_string())],
-    );
-    let states = ["connecting", "live", "retrying", "stopped", "failed"];
-    push(
-        "multistreamer_destinations",
-        "Running destinations by state.",
-        "gauge",
-        states
-            .iter()
-            .map(|st| {
-                (format!("{{state=\"{st}\"}}"), dests.iter().filter(|d| d.state.as_str() == *st).count().to_string())
-            })
-            .collect(),
-    );
-    push(
-        "multistreamer_bytes_in",
-        "Bytes received from publishers of live streams.",
-        "gauge",
-        vec![(String::new(), state.engine.bytes_in_total().to_string())],
-    );
-    push(
-        "multistreamer_bytes_out",
-        "Bytes sent by running destinations.",
-        "gauge",
-        vec![(String::new(), dests.iter().map(|d| d.bytes_sent).sum::<u64>().to_string())],
-    );
-    push(
-        "multistreamer_reconnects",
-        "Reconnections of running destinations.",
-        "gauge",
-        vec![(String::new(), dests.iter().map(|d| d.reconnects).sum::<u64>().to_string())],
-    );
-    push(
-        "multistreamer_dropped_packets",
-        "Packets dropped for slow running destinations.",
-        "gauge",
-        vec![(String::new(), dests.iter().map(|d| d.dropped).sum::<u64>().to_string())],
-    );
-    let s = state.monitor.latest();
-    push(
-        "multistreamer_cpu_percent",
-        "Machine CPU use.",
-        "gauge",
-        vec![(String::new(), format!("{:.1}", s.cpu.total_percent))],
-    );
-    push(
-        "multistreamer_memory_used_bytes",
-        "Machine memory in use.",
-        "gauge",
-        vec![(String::new(), s.memory.used_bytes.to_string())],
-    );
-    push(
-        "multistreamer_network_rx_bytes_per_second",
-        "Received bytes per second by interface.",
-        "gauge",
-        s.networks
-            .iter()
-            .map(|n| (format!("{{interface=\"{}\"}}", n.interface), format!("{:.0}", n.rx_bytes_per_s)))
-            .collect(),
-    );
-    push(
-        "multistreamer_network_tx_bytes_per_second",
-        "Sent bytes per second by interface.",
-        "gauge",
-        s.networks
-            .iter()
-            .map(|n| (format!("{{interface=\"{}\"}}", n.interface), format!("{:.0}", n.tx_bytes_per_s)))
-            .collect(),
-    );
-    push(
-        "multistreamer_gpu_utilization_percent",
-        "GPU use by device.",
-        "gauge",
-        s.gpus.iter().map(|g| (format!("{{gpu=\"{}\"}}", g.index), g.utilization_percent.to_string())).collect(),
-    );
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(snapshot));
+    let mut out = String::new();
+    encode(&mut out, &registry).map_err(|e| AppError::internal(format!("metrics: {e}")))?;
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
-    (headers, out).into_response()
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok((headers, out).into_response())
 }

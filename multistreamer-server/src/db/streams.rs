@@ -232,7 +232,10 @@ pub async fn session_ended(db: &Db, id: i64, bytes_in: u64) -> Result<(), AppErr
 }
 
 /// (started_at, ended_at, bytes_in) of a stream's sessions, newest first.
-pub async fn stream_history(db: &Db, stream_id: i64) -> Result<Vec<(i64, Option<i64>, i64)>, AppError> {
+/// One publish session: (started_at, ended_at, bytes_in).
+pub type SessionRow = (i64, Option<i64>, i64);
+
+pub async fn stream_history(db: &Db, stream_id: i64) -> Result<Vec<SessionRow>, AppError> {
     let rows = sqlx::query(
         "SELECT started_at, ended_at, bytes_in FROM stream_sessions WHERE stream_id = ? ORDER BY id DESC LIMIT 50",
     )
@@ -246,16 +249,14 @@ pub async fn stream_history(db: &Db, stream_id: i64) -> Result<Vec<(i64, Option<
 }
 
 /// The last 50 sessions of every stream, newest first, by stream id.
-pub async fn all_stream_history(
-    db: &Db,
-) -> Result<std::collections::HashMap<i64, Vec<(i64, Option<i64>, i64)>>, AppError> {
+pub async fn all_stream_history(db: &Db) -> Result<std::collections::HashMap<i64, Vec<SessionRow>>, AppError> {
     let rows = sqlx::query(
         "SELECT stream_id, started_at, ended_at, bytes_in FROM (SELECT *, ROW_NUMBER() OVER \
          (PARTITION BY stream_id ORDER BY id DESC) AS n FROM stream_sessions) WHERE n <= 50 ORDER BY stream_id, id DESC",
     )
     .fetch_all(db)
     .await?;
-    let mut out: std::collections::HashMap<i64, Vec<(i64, Option<i64>, i64)>> = std::collections::HashMap::new();
+    let mut out: std::collections::HashMap<i64, Vec<SessionRow>> = std::collections::HashMap::new();
     for r in &rows {
         let row = (r.try_get("started_at")?, r.try_get("ended_at")?, r.try_get("bytes_in")?);
         out.entry(r.try_get("stream_id")?).or_default().push(row);

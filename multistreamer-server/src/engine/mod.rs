@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use multistreamer_core::destination::{DestinationHandle, DestinationOptions, DestinationSnapshot, spawn_destination};
+use multistreamer_core::destination::{
+    DestinationHandle, DestinationOptions, DestinationSnapshot, DestinationTotals, spawn_destination,
+};
 use multistreamer_core::engine::{Changes, JobSet};
 use multistreamer_core::hls::{HlsOptions, HlsServer};
 use multistreamer_core::hub::{Hub, HubEvent, HubOptions};
@@ -104,6 +106,7 @@ enum Command {
     },
     States(Vec<i64>, oneshot::Sender<HashMap<i64, StreamState>>),
     Destinations(oneshot::Sender<Vec<DestinationSnapshot>>),
+    LiveDropped(oneshot::Sender<u64>),
     IsRecording(PathBuf, oneshot::Sender<bool>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -117,6 +120,10 @@ pub struct Engine {
     pub rtsp_addr: Option<SocketAddr>,
     recordings_dir: PathBuf,
     commands: mpsc::UnboundedSender<Command>,
+    /// Counters over every destination the engine ever ran (for `/metrics`).
+    totals: Arc<DestinationTotals>,
+    /// Bumped after every sync: live views re-read what they show.
+    changes: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Engine {
@@ -158,15 +165,18 @@ impl Engine {
             None => None,
         };
         let hls = HlsServer::start(hub.clone(), HlsOptions::default(), cancel.child_token());
+        let totals = Arc::new(DestinationTotals::default());
+        let (changed, changes) = tokio::sync::watch::channel(0u64);
         let (commands, rx) = mpsc::unbounded_channel();
         let wake = commands.clone();
         let runner = Runner {
+            changed,
             hub: hub.clone(),
             db,
             transcode,
             recordings_dir: recordings_dir.clone(),
             push: RtmpPushOptions::default(),
-            dest_options: DestinationOptions::default(),
+            dest_options: DestinationOptions { totals: Some(Arc::clone(&totals)), ..DestinationOptions::default() },
             cancel,
             ingest_cancel,
             live: LiveState::default(),
@@ -178,7 +188,7 @@ impl Engine {
             destinations: JobSet::new(),
         };
         tokio::spawn(runner.run(rx));
-        let engine = Arc::new(Engine { hub, hls, rtmp_addr, rtsp_addr, recordings_dir, commands });
+        let engine = Arc::new(Engine { hub, hls, rtmp_addr, rtsp_addr, recordings_dir, commands, totals, changes });
         // Pulls start at once; the first sync answers when they run.
         engine.sync_stream(0).await?;
         Ok(engine)
@@ -213,6 +223,18 @@ impl Engine {
     /// The live state of the jobs of each of `ids`, in one question.
     pub async fn stream_states(&self, ids: Vec<i64>) -> HashMap<i64, StreamState> {
         self.ask(|reply| Command::States(ids, reply)).await.unwrap_or_default()
+    }
+
+    /// Changes whenever the engine synced (after an API change or a stream event).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    /// Counters over every destination ever run, and the drops of the connections open
+    /// now (together: the total of dropped packets).
+    pub async fn destination_totals(&self) -> (Arc<DestinationTotals>, u64) {
+        let live = self.ask(Command::LiveDropped).await.unwrap_or(0);
+        (Arc::clone(&self.totals), live)
     }
 
     /// Every running destination's stats.

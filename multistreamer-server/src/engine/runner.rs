@@ -6,6 +6,7 @@ use super::*;
 
 /// The task that owns every running job.
 pub(super) struct Runner {
+    pub(super) changed: tokio::sync::watch::Sender<u64>,
     pub(super) hub: Hub,
     pub(super) db: Db,
     pub(super) transcode: TranscodeOptions,
@@ -116,6 +117,9 @@ impl Runner {
             Command::States(ids, reply) => {
                 let _ = reply.send(ids.into_iter().map(|id| (id, self.state(id))).collect());
             }
+            Command::LiveDropped(reply) => {
+                let _ = reply.send(self.destinations.running().map(|(_, _, h)| h.stats.live_dropped()).sum());
+            }
             Command::Destinations(reply) => {
                 let _ = reply.send(self.destinations.running().map(|(_, _, h)| h.stats.snapshot()).collect());
             }
@@ -207,6 +211,7 @@ impl Runner {
             ))
         });
         log_changes("destination", &c);
+        self.changed.send_modify(|n| *n += 1);
         Ok(())
     }
 
