@@ -372,6 +372,12 @@ impl Supervisor {
         let mut attempt: u32 = 0;
         let mut refused_in_a_row: u32 = 0;
         let target = self.connector.describe();
+        if self.hub.get(&self.stream).is_none() {
+            // Not a silent no-op: say why nothing will be sent.
+            warn!(target = %target, "the stream is not live; the destination ends (start it once the stream has started, or use a Pipeline)");
+            self.stats.set_state(DestinationState::Stopped);
+            return;
+        }
         loop {
             if self.cancel.is_cancelled() || self.hub.get(&self.stream).is_none() {
                 break;

@@ -6,35 +6,27 @@ use multistreamer_core::pipeline::Pipeline;
 use multistreamer_core::source::{from_blocking_iter, paced};
 use multistreamer_core::transcode::file::FileSource;
 
-struct Playout {
-    clip: String,
-    loops: u32,
-    file: Option<FileSource>,
-    offset_ms: i64,
-    end_ms: i64,
-}
-
-impl Iterator for Playout {
-    type Item = multistreamer_core::Result<MediaItem>;
-    fn next(&mut self) -> Option<Self::Item> {
+/// The clip's items, `loops` times; each loop starts one frame after the previous one ended.
+fn playout(clip: String, mut loops: u32) -> impl Iterator<Item = multistreamer_core::Result<MediaItem>> + Send {
+    let (mut file, mut offset_ms, mut end_ms) = (None::<FileSource>, 0, -40);
+    std::iter::from_fn(move || {
         loop {
-            let Some(file) = self.file.as_mut() else {
-                self.loops = self.loops.checked_sub(1)?;
-                self.offset_ms = self.end_ms + 40; // one frame after the previous loop ended
-                self.file = Some(FileSource::open(&self.clip).ok()?);
+            let Some(f) = file.as_mut() else {
+                loops = loops.checked_sub(1)?;
+                (offset_ms, file) = (end_ms + 40, Some(FileSource::open(&clip).ok()?));
                 continue;
             };
-            match file.next() {
+            match f.next() {
                 Some(Ok(MediaItem::Packet(mut p))) => {
-                    p.shift_millis(self.offset_ms);
-                    self.end_ms = self.end_ms.max(p.pts.as_millis());
+                    p.shift_millis(offset_ms);
+                    end_ms = end_ms.max(p.pts.as_millis());
                     return Some(Ok(MediaItem::Packet(p)));
                 }
-                None => self.file = None,
+                None => file = None,
                 other => return other,
             }
         }
-    }
+    })
 }
 
 #[tokio::main]
@@ -43,8 +35,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [clip, loops, destination] = args.as_slice() else {
         return Err("usage: custom_source CLIP LOOPS RTMP_URL".into());
     };
-    let playout = Playout { clip: clip.clone(), loops: loops.parse()?, file: None, offset_ms: 0, end_ms: -40 };
-    let pipeline = Pipeline::new().source("channel", paced(from_blocking_iter(playout)?)).ladder("240p")?;
+    let source = paced(from_blocking_iter(playout(clip.clone(), loops.parse()?))?);
+    let pipeline = Pipeline::new().source("channel", source).ladder("240p")?;
     pipeline.to_rendition("240p", "out", destination)?.start().await?.run_to_end().await;
     Ok(())
 }

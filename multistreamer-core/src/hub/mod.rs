@@ -99,6 +99,8 @@ pub enum HubEvent {
     PublisherReturned(String),
     /// The stream is over (grace period expired or the hub shut down).
     StreamEnded(String),
+    /// The hub was shut down: no stream will start any more.
+    Closed,
 }
 
 /// Errors from the hub.
@@ -190,11 +192,32 @@ impl Hub {
         Ok(Publisher { hub: self.clone(), stream, generation: 0 })
     }
 
-    /// Subscribes to `name`. Returns `None` if no such stream is live.
+    /// Subscribes to `name`. Returns `None` if no such stream is live; to wait for one that
+    /// has not started yet, use [`Hub::subscribe_when_live`].
     pub fn subscribe(&self, name: &str, options: SubscribeOptions) -> Option<Subscription> {
         let stream = self.get(name)?;
         let capacity = options.queue_capacity.unwrap_or(self.inner.options.queue_capacity).max(2);
         Some(stream.subscribe(capacity, options.policy))
+    }
+
+    /// Subscribes to `name`, waiting until it starts if it has not yet. Fails with
+    /// [`HubError::Closed`] once the hub is shut down. Dropping the future stops waiting.
+    pub async fn subscribe_when_live(&self, name: &str, options: SubscribeOptions) -> Result<Subscription, HubError> {
+        // Listen before looking, so a start between the two is not missed.
+        let mut events = self.events();
+        loop {
+            if let Some(sub) = self.subscribe(name, options) {
+                return Ok(sub);
+            }
+            if self.inner.closed.load(Ordering::Acquire) {
+                return Err(HubError::Closed);
+            }
+            match events.recv().await {
+                // Something happened (or events were missed): look again.
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return Err(HubError::Closed),
+            }
+        }
     }
 
     /// The live stream named `name`.
@@ -232,6 +255,7 @@ impl Hub {
             s.end();
             self.emit(HubEvent::StreamEnded(s.name.clone()));
         }
+        self.emit(HubEvent::Closed);
     }
 
     fn publisher_left(&self, stream: &Arc<LiveStream>, generation: u64) {
@@ -608,7 +632,11 @@ pub(crate) async fn forward_to_thread(
     tx: tokio::sync::mpsc::Sender<MediaItem>,
     worker: std::thread::JoinHandle<()>,
 ) {
-    if let Some(mut sub) = hub.subscribe(&stream, options) {
+    let subscription = hub.subscribe(&stream, options);
+    if subscription.is_none() {
+        warn!(stream = %stream, "the stream is not live; nothing to process (start stages once it has started)");
+    }
+    if let Some(mut sub) = subscription {
         *lock(&stats) = Some(Arc::clone(sub.stats()));
         loop {
             let item = tokio::select! {

@@ -223,3 +223,27 @@ fn end_stream_closes_subscribers_and_the_publisher() {
     assert_eq!(events.try_recv().ok(), Some(HubEvent::StreamEnded("s".into())));
     assert!(!hub.end_stream("s"));
 }
+
+#[tokio::test]
+async fn subscribing_before_a_stream_starts_waits_for_it() {
+    let hub = Hub::new(HubOptions::default());
+    assert!(hub.subscribe("later", SubscribeOptions::default()).is_none(), "not live yet");
+    let waiting = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.subscribe_when_live("later", SubscribeOptions::default()).await }
+    });
+    tokio::task::yield_now().await;
+    let p = hub.publish("later").expect("publish");
+    let mut sub =
+        tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("woken").expect("task").expect("ok");
+    p.send(video(0, true));
+    assert!(matches!(sub.recv().await, Some(MediaItem::Packet(_))), "the waiting subscriber gets the stream");
+    let never = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.subscribe_when_live("never", SubscribeOptions::default()).await.err() }
+    });
+    tokio::task::yield_now().await;
+    hub.close();
+    let err = tokio::time::timeout(Duration::from_secs(5), never).await.expect("woken").expect("task");
+    assert_eq!(err, Some(HubError::Closed), "a clear error, not a silent wait, once the hub is shut down");
+}
