@@ -309,6 +309,30 @@ fn anon_port(server: &Server) -> Client {
     Client { port: server.http, ..Default::default() }
 }
 
+/// A row the code cannot decode (a database edited by hand, a bad migration) answers a
+/// clear internal error; the server keeps serving.
+#[test]
+fn an_undecodable_row_is_an_error_response_not_a_crash() {
+    let tmp = TempDir::new("server-bad-row");
+    let server = Server::start(tmp.path());
+    let admin = Client::login(server.http, "first-password-1");
+    let id = admin.post("/api/streams", json!({"name": "odd"})).json()["id"].as_i64().unwrap();
+    let db = tmp.join("data/multistreamer.db");
+    let st = Command::new("python3")
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE streams SET created_at='soon'\"); c.commit()"])
+        .arg(&db)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for path in ["/api/streams".to_string(), format!("/api/streams/{id}")] {
+        let r = admin.get(&path);
+        assert_eq!(r.status, 500, "{path}: {}", r.body);
+        assert_eq!(r.json()["error"]["code"], json!("internal"), "{path}: {}", r.body);
+    }
+    assert_eq!(admin.get("/healthz").status, 200, "still serving");
+    assert!(server.log().contains("database"), "the cause is logged:\n{}", server.log());
+}
+
 #[test]
 fn repeated_failed_logins_are_rate_limited() {
     let tmp = TempDir::new("server-limit");
