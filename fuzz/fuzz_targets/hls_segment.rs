@@ -3,9 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use multistreamer_core::hls::demux::SegmentDemuxer;
-use multistreamer_core::hls::fmp4::{parse_init, parse_segment};
-use multistreamer_core::hls::ts::TsDemuxer;
+use multistreamer_core::fuzz::{SegmentDemuxer, TsDemuxer, parse_init, parse_segment};
 use multistreamer_core::media::{Timebase, Timestamp};
 
 fuzz_target!(|data: &[u8]| {

@@ -15,6 +15,6 @@ fuzz_target!(
         std::panic::set_hook(Box::new(|_| {}));
     },
     |data: &[u8]| {
-        let _refused = multistreamer_core::rtmp::ingest::fuzz_ingest(data);
+        let _refused = multistreamer_core::fuzz::fuzz_ingest(data);
     }
 );

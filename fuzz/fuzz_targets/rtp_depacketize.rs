@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use multistreamer_core::codec::avc::avcc_nal_units;
-use multistreamer_core::rtsp::depacketize::{
+use multistreamer_core::fuzz::{
     AacRtpParams, H264Depacketizer, RtpClock, RtpPacket, depacketize_aac, depacketize_latm,
 };
 

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use multistreamer_core::rtsp::sdp::{MediaFormat, parse_announce};
+use multistreamer_core::fuzz::{MediaFormat, parse_announce};
 
 fuzz_target!(|data: &[u8]| {
     let _ = rtsp_types::Message::<Vec<u8>>::parse(data);

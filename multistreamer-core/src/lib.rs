@@ -48,6 +48,24 @@ pub mod destination;
 pub mod engine;
 pub mod error;
 pub mod flv;
+/// The parsers' entry points for the fuzz targets in `fuzz/`: not part of the API (their
+/// modules are private), may change at any time.
+#[doc(hidden)]
+pub mod fuzz {
+    #[cfg(feature = "hls")]
+    pub use crate::hls::demux::SegmentDemuxer;
+    #[cfg(feature = "hls")]
+    pub use crate::hls::fmp4::{parse_init, parse_segment};
+    #[cfg(feature = "hls")]
+    pub use crate::hls::ts::TsDemuxer;
+    pub use crate::rtmp::ingest::fuzz_ingest;
+    #[cfg(feature = "rtsp")]
+    pub use crate::rtsp::depacketize::{
+        AacRtpParams, H264Depacketizer, RtpClock, RtpPacket, depacketize_aac, depacketize_latm,
+    };
+    #[cfg(feature = "rtsp")]
+    pub use crate::rtsp::sdp::{MediaFormat, parse_announce};
+}
 #[cfg(feature = "hls")]
 pub mod hls;
 pub mod hub;

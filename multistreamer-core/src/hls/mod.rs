@@ -7,11 +7,11 @@
 //!   segmented on keyframes into MPEG-TS with a sliding-window playlist, and a master
 //!   playlist per source listing its variants — served from memory or written to a directory.
 
-pub mod demux;
-pub mod fmp4;
+pub(crate) mod demux;
+pub(crate) mod fmp4;
 mod output;
 mod pull;
-pub mod ts;
+pub(crate) mod ts;
 
 pub use self::output::{
     HlsOptions, HlsSegmenter, HlsServer, OverlongSegment, SOURCE_VARIANT, Segment, SegmentCap, VariantSummary,

@@ -7,9 +7,9 @@
 //! * [`RtspIngest`]: the server.
 //! * [`spawn_rtsp_pull`]: pulling from a camera with retina, reconnecting with backoff.
 
-pub mod depacketize;
+pub(crate) mod depacketize;
 mod pull;
-pub mod sdp;
+pub(crate) mod sdp;
 mod server;
 
 pub use self::pull::{PullTransport, spawn_rtsp_pull, split_credentials};
