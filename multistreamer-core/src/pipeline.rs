@@ -189,14 +189,15 @@ impl RunningPipeline {
 
     /// Waits until every input has ended, then shuts down in order (streams end, the
     /// ladder drains, recordings close, destinations deliver everything and unpublish).
-    /// Live inputs never end by themselves: see [`RunningPipeline::run_until`].
-    pub async fn run_to_end(self) {
-        self.run_until(std::future::pending::<()>()).await;
+    /// Live inputs never end by themselves: see [`RunningPipeline::run_until`]. Returns why
+    /// inputs failed, by stream (empty when every input ended cleanly).
+    pub async fn run_to_end(self) -> Vec<(String, String)> {
+        self.run_until(std::future::pending::<()>()).await
     }
 
     /// Like [`RunningPipeline::run_to_end`], or until `stop` resolves (Ctrl-C, a timer)
     /// if that comes first. A pipeline whose only input is its RTMP ingest runs until `stop`.
-    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) -> Vec<(String, String)> {
         let only_ingest = self.pulls.is_empty() && self.sources.is_empty();
         let inputs = async {
             if only_ingest {
@@ -214,7 +215,9 @@ impl RunningPipeline {
             _ = inputs => {}
             _ = stop => {}
         }
+        let errors = self.input_errors();
         self.shutdown().await;
+        errors
     }
 
     /// Stops the inputs now, then shuts down in order.

@@ -106,9 +106,10 @@ async fn a_generated_source_reaches_every_output_complete_and_in_order() {
         tx.send(Ok(MediaItem::Packet(frame(n)))).await.unwrap();
     }
     drop(tx); // the source ends
-    tokio::time::timeout(Duration::from_secs(30), running.run_to_end())
+    let failed = tokio::time::timeout(Duration::from_secs(30), running.run_to_end())
         .await
         .expect("the pipeline ends with its input");
+    assert!(failed.is_empty(), "the source ended cleanly: {failed:?}");
     for out in [a, b] {
         let r = out.lock().unwrap();
         assert_eq!(r.infos, 1);

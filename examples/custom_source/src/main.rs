@@ -13,7 +13,11 @@ fn playout(clip: String, mut loops: u32) -> impl Iterator<Item = multistreamer_c
         loop {
             let Some(f) = file.as_mut() else {
                 loops = loops.checked_sub(1)?;
-                (offset_ms, file) = (end_ms + 40, Some(FileSource::open(&clip).ok()?));
+                offset_ms = end_ms + 40;
+                match FileSource::open(&clip) {
+                    Ok(f) => file = Some(f),
+                    Err(e) => return Some(Err(e)), // the source ends with the reason
+                }
                 continue;
             };
             match f.next() {
@@ -37,6 +41,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let source = paced(from_blocking_iter(playout(clip.clone(), loops.parse()?))?);
     let pipeline = Pipeline::new().source("channel", source).ladder("240p")?;
-    pipeline.to_rendition("240p", "out", destination)?.start().await?.run_to_end().await;
-    Ok(())
+    let failed = pipeline.to_rendition("240p", "out", destination)?.start().await?.run_to_end().await;
+    failed.first().map_or(Ok(()), |(stream, e)| Err(format!("{stream}: {e}").into()))
 }

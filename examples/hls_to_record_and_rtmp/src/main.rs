@@ -21,6 +21,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .to("destination", destination)?
         .start()
         .await?;
-    running.run_until(shutdown_signal()).await;
-    Ok(())
+    let failed = running.run_until(shutdown_signal()).await;
+    failed.first().map_or(Ok(()), |(stream, e)| Err(format!("{stream}: {e}").into()))
 }
