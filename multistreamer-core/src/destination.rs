@@ -176,8 +176,7 @@ impl DestinationStats {
 
     /// Packets the hub did not deliver to this destination (all connections).
     pub fn dropped(&self) -> u64 {
-        let current = lock(&self.current).as_ref().map_or(0, |s| s.dropped.load(Ordering::Relaxed));
-        self.dropped_before.load(Ordering::Relaxed) + current
+        self.dropped_before.load(Ordering::Relaxed) + self.live_dropped()
     }
 
     pub fn last_error(&self) -> Option<String> {

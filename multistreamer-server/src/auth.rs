@@ -122,7 +122,7 @@ impl LoginLimiter {
     }
 
     pub fn check(&self, ip: Option<IpAddr>, username: &str) -> Result<(), AppError> {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = crate::sync::lock(&self.failures);
         let now = Instant::now();
         for key in Self::keys(ip, username) {
             if let Some(v) = f.get_mut(&key) {
@@ -139,7 +139,7 @@ impl LoginLimiter {
     }
 
     pub fn failed(&self, ip: Option<IpAddr>, username: &str) {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = crate::sync::lock(&self.failures);
         for key in Self::keys(ip, username) {
             f.entry(key).or_default().push(Instant::now());
         }
@@ -151,7 +151,7 @@ impl LoginLimiter {
     }
 
     pub fn succeeded(&self, username: &str) {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = crate::sync::lock(&self.failures);
         f.remove(&format!("user:{username}"));
     }
 }

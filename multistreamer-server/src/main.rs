@@ -8,6 +8,7 @@ mod db;
 mod engine;
 mod error;
 mod metrics;
+mod sync;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -25,17 +25,17 @@ pub struct TokenMap {
 impl TokenMap {
     /// Forgets the map (a key changed); the next lookup rebuilds it.
     pub fn invalidate(&self) {
-        *self.map.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *crate::sync::lock(&self.map) = None;
     }
 
     async fn lookup(&self, db: &db::Db, token: &str) -> Result<Option<i64>, AppError> {
-        if let Some(map) = self.map.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(map) = crate::sync::lock(&self.map).as_ref() {
             return Ok(map.get(token).copied());
         }
         let built: std::collections::HashMap<String, i64> =
             db::list_streams(db).await?.iter().map(|s| (hls_token(&s.ingest_key), s.id)).collect();
         let id = built.get(token).copied();
-        *self.map.lock().unwrap_or_else(|p| p.into_inner()) = Some(built);
+        *crate::sync::lock(&self.map) = Some(built);
         Ok(id)
     }
 }

@@ -84,14 +84,14 @@ pub(super) async fn stream_json(state: &AppState, s: &StreamRow) -> Result<Value
     let st = state.engine.stream_state(s.id).await;
     let dests = db::destinations(&state.db, s.id).await?;
     let history = db::stream_history(&state.db, s.id).await?;
-    Ok(stream_value(state, s, &st, &dests.iter().collect::<Vec<_>>(), &history))
+    Ok(stream_value(state, s, &st, &dests, &history))
 }
 
 fn stream_value(
     state: &AppState,
     s: &StreamRow,
     st: &crate::engine::StreamState,
-    dests: &[&DestinationRow],
+    dests: &[DestinationRow],
     history: &[db::SessionRow],
 ) -> Value {
     let pull = st.pull.as_ref().map(
@@ -166,7 +166,7 @@ pub(super) async fn stream_live(
         }
         let (s, dests, history) = f.rows.as_ref()?;
         let st = f.state.engine.stream_state(id).await;
-        let value = stream_value(&f.state, s, &st, &dests.iter().collect::<Vec<_>>(), history);
+        let value = stream_value(&f.state, s, &st, dests, history);
         let ev = Event::default().event("stream").data(value.to_string());
         Some((Ok(ev), f))
     })
@@ -177,16 +177,16 @@ pub(super) async fn stream_live(
 pub(super) async fn list_streams(State(state): State<AppState>, _auth: Auth) -> Result<Json<Value>, AppError> {
     // Three queries and one question to the engine, whatever the number of streams.
     let streams = db::list_streams(&state.db).await?;
-    let dests = db::all_destinations(&state.db).await?;
+    let dests = db::destinations_by_stream(&state.db).await?;
     let history = db::all_stream_history(&state.db).await?;
     let states = state.engine.stream_states(streams.iter().map(|s| s.id).collect()).await;
     let none = crate::engine::StreamState::default();
     let out = streams
         .iter()
         .map(|s| {
-            let own: Vec<&DestinationRow> = dests.iter().filter(|(id, _)| *id == s.id).map(|(_, d)| d).collect();
+            let own = dests.get(&s.id).map_or(&[][..], Vec::as_slice);
             let h = history.get(&s.id).map_or(&[][..], Vec::as_slice);
-            stream_value(&state, s, states.get(&s.id).unwrap_or(&none), &own, h)
+            stream_value(&state, s, states.get(&s.id).unwrap_or(&none), own, h)
         })
         .collect();
     Ok(Json(Value::Array(out)))

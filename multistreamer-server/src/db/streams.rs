@@ -146,13 +146,17 @@ pub async fn destinations(db: &Db, stream_id: i64) -> Result<Vec<DestinationRow>
     Ok(rows.iter().map(dest_row).collect::<Result<_, _>>()?)
 }
 
-/// Every destination of every stream, as (stream id, row).
-pub async fn all_destinations(db: &Db) -> Result<Vec<(i64, DestinationRow)>, AppError> {
+/// Every destination of every stream, by stream id (in id order).
+pub async fn destinations_by_stream(db: &Db) -> Result<std::collections::HashMap<i64, Vec<DestinationRow>>, AppError> {
     let rows =
         sqlx::query("SELECT id, stream_id, name, url, enabled, rendition FROM destinations ORDER BY stream_id, id")
             .fetch_all(db)
             .await?;
-    Ok(rows.iter().map(|r| Ok((r.try_get("stream_id")?, dest_row(r)?))).collect::<Result<_, sqlx::Error>>()?)
+    let mut out: std::collections::HashMap<i64, Vec<DestinationRow>> = std::collections::HashMap::new();
+    for r in &rows {
+        out.entry(r.try_get("stream_id")?).or_default().push(dest_row(r)?);
+    }
+    Ok(out)
 }
 
 pub async fn destination(db: &Db, stream_id: i64, id: i64) -> Result<Option<DestinationRow>, AppError> {

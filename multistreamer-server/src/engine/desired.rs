@@ -72,7 +72,7 @@ fn non_empty(s: &str) -> Option<String> {
 impl StreamConfig {
     /// Parses a stream's rows. A stored value that no longer parses (the API validates
     /// them, so only a hand-edited database has one) is logged and left out.
-    pub fn from_rows(s: &StreamRow, dests: &[&DestinationRow]) -> StreamConfig {
+    pub fn from_rows(s: &StreamRow, dests: &[DestinationRow]) -> StreamConfig {
         let ladder = match s.ladder.as_str() {
             "" => None,
             spec => spec.parse().map_err(|e| warn!(stream_id = s.id, error = %e, "stored ladder is invalid")).ok(),

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::db::{self, Db};
+use crate::sync::lock;
 
 /// What the API shows of a stream's recording.
 #[derive(Clone, Debug, Default)]
@@ -31,10 +32,6 @@ pub struct RecordingJob {
     /// The file whose row is in the table (set once the row is written).
     registered: Arc<Mutex<Option<PathBuf>>>,
     catalogue: JoinHandle<()>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl RecordingJob {

@@ -160,15 +160,9 @@ impl Runner {
     /// Loads the configuration, computes the desired jobs and applies the difference.
     async fn sync(&mut self) -> Result<(), AppError> {
         let streams = db::list_streams(&self.db).await?;
-        let dests = db::all_destinations(&self.db).await?;
-        let configs: Vec<StreamConfig> = streams
-            .iter()
-            .map(|s| {
-                let own: Vec<&db::DestinationRow> =
-                    dests.iter().filter(|(sid, _)| *sid == s.id).map(|(_, d)| d).collect();
-                StreamConfig::from_rows(s, &own)
-            })
-            .collect();
+        let dests = db::destinations_by_stream(&self.db).await?;
+        let configs: Vec<StreamConfig> =
+            streams.iter().map(|s| StreamConfig::from_rows(s, dests.get(&s.id).map_or(&[], Vec::as_slice))).collect();
         self.live.hub_streams = self.hub.stream_names().into_iter().collect();
         let want = desired::desired(&configs, &self.live);
         let names: HashMap<i64, String> = configs.iter().map(|s| (s.id, s.name.clone())).collect();
