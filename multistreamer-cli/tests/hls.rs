@@ -314,3 +314,44 @@ fn bad_hls_inputs_are_refused_with_a_reason_and_other_streams_carry_on() {
     relays[4].0.wait_destinations_closed(1);
     assert_same_packets(&only_recording(&nginx, "other"), &clip);
 }
+
+/// A library user reads a playlist as a plain `Source` (no hub, no server) and writes it to
+/// a file: every video and audio packet of the clip comes out bit-identical, in order.
+#[test]
+fn an_hls_playlist_read_as_a_source_by_library_code_is_bit_identical() {
+    use multistreamer_core::hls::{HlsPullOptions, HlsSource};
+    use multistreamer_core::media::MediaItem;
+    use multistreamer_core::source::{from_reader, next};
+    use multistreamer_core::transcode::file::FileWriter;
+
+    let tmp = TempDir::new("hls-source");
+    let clip = tmp.join("clip.mp4");
+    make_clip(&clip, 4, "320x240");
+    make_hls_vod(&clip, &tmp.join("www/f"), &["-hls_segment_type", "fmp4"]);
+    let http = HttpServer::start(&tmp.join("www"));
+    let out = tmp.join("out.mp4");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (infos, packets) = rt.block_on(async {
+        let options = HlsPullOptions { paced: false, ..Default::default() };
+        let mut source = from_reader(HlsSource::open(&http.url("f/index.m3u8"), options).unwrap());
+        let mut file = FileWriter::create(&out).unwrap();
+        let (mut infos, mut packets) = (0, 0);
+        while let Some(item) = next(&mut source).await.unwrap() {
+            match item {
+                MediaItem::Info(info) => {
+                    infos += 1;
+                    file.write_info(&info).unwrap();
+                }
+                MediaItem::Packet(p) => {
+                    packets += 1;
+                    file.write_packet(&p).unwrap();
+                }
+            }
+        }
+        file.finish().unwrap();
+        (infos, packets)
+    });
+    assert!(infos >= 1, "the tracks were announced before the packets");
+    assert!(packets > 100, "{packets} packets");
+    assert_same_packets(&out, &clip);
+}

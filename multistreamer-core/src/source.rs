@@ -1,16 +1,21 @@
-//! The [`Source`] trait: a pulled stream of [`MediaItem`]s, and [`spawn_source`], which
-//! publishes any source into the hub.
+//! The [`Source`] trait: a pulled stream of [`MediaItem`]s, and [`publish_source`], the one
+//! function through which every input reaches the hub.
 //!
-//! A user's own input is a `Source`: a type implementing `Stream<Item = Result<MediaItem>>`,
-//! a [`channel`] fed from any task or thread, or a blocking iterator run on its own thread
-//! by [`from_blocking_iter`]; [`paced`] releases packets in real time (for inputs that read
-//! faster than live, such as files). Inputs that reconnect by themselves (RTSP cameras and
-//! HLS playlists, through [`InputUrl::spawn`]) publish through the same [`publish_source`].
+//! Every built-in input is a `Source`: an RTMP or RTSP publisher once its publish was
+//! accepted (the ingest turns the connection into a source and publishes it), an RTSP camera
+//! ([`crate::rtsp::RtspSource`]) and an HLS playlist ([`crate::hls::HlsSource`]), which
+//! [`InputUrl::spawn`] reconnects with backoff. A user's own input is a `Source` too: a type
+//! implementing `Stream<Item = Result<MediaItem>>`, a type with an async "next item" method
+//! ([`ItemReader`], made a source by [`from_reader`]), a [`channel`] fed from any task or
+//! thread, or a blocking iterator run on its own thread by [`from_blocking_iter`]; [`paced`]
+//! releases packets in real time (for inputs that read faster than live, such as files).
+//! [`spawn_source`] publishes one as a hub stream.
 
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_core::Stream;
@@ -19,9 +24,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, info, warn};
 
 use crate::destination::Backoff;
-use crate::error::Result;
-use crate::hub::Publisher;
-use crate::media::MediaItem;
+use crate::error::{Error, ErrorKind, Result};
+use crate::hub::{Hub, Publisher};
+use crate::media::{MediaItem, TrackKind};
+use crate::sink::BoxFuture;
 use crate::sync::lock;
 
 /// A pulled source of media. Dropping it cancels it.
@@ -29,15 +35,86 @@ pub trait Source: Stream<Item = Result<MediaItem>> + Send + Unpin {}
 
 impl<T: Stream<Item = Result<MediaItem>> + Send + Unpin> Source for T {}
 
-/// Pulls `source` to its end, publishing every item. Returns the source's error, if any.
+/// A boxed [`Source`] (what [`from_reader`] and the built-in inputs return).
+pub type BoxSource = Pin<Box<dyn Stream<Item = Result<MediaItem>> + Send>>;
+
+/// Pulls `source` to its end, publishing every item. Returns the source's error, if any, and
+/// a [`ErrorKind::Shutdown`] error when the hub closed the stream (the operator ended it),
+/// so the input stops.
 pub async fn publish_source<S: Source + ?Sized>(source: &mut S, publisher: &Publisher) -> Result<()> {
-    loop {
-        let next = poll_fn(|cx| Pin::new(&mut *source).poll_next(cx)).await;
-        match next {
-            None => return Ok(()),
-            Some(Err(e)) => return Err(e),
-            Some(Ok(MediaItem::Info(info))) => publisher.set_info(Arc::clone(&info)),
-            Some(Ok(MediaItem::Packet(p))) => publisher.send(p),
+    while let Some(item) = next(source).await? {
+        publish_item(publisher, item)?;
+    }
+    Ok(())
+}
+
+/// The next item of `source`; `Ok(None)` at its end.
+pub async fn next<S: Source + ?Sized>(source: &mut S) -> Result<Option<MediaItem>> {
+    poll_fn(|cx| Pin::new(&mut *source).poll_next(cx)).await.transpose()
+}
+
+fn publish_item(publisher: &Publisher, item: MediaItem) -> Result<()> {
+    if !publisher.is_open() {
+        return Err(Error::new(ErrorKind::Shutdown, "the stream was closed on the server"));
+    }
+    match item {
+        MediaItem::Info(info) => publisher.set_info(info),
+        MediaItem::Packet(p) => publisher.send(p),
+    }
+    Ok(())
+}
+
+/// An input written as an async "next item" method — the shape of the built-in protocol
+/// sessions. [`from_reader`] makes it a [`Source`].
+pub trait ItemReader: Send + 'static {
+    /// The next item; `Ok(None)` when the input ended. Not called again after an error.
+    fn next_item(&mut self) -> impl Future<Output = Result<Option<MediaItem>>> + Send;
+}
+
+/// Makes an [`ItemReader`] a [`Source`]; dropping the source drops the reader.
+pub fn from_reader<R: ItemReader>(reader: R) -> BoxSource {
+    Box::pin(ReaderSource { state: ReaderState::Idle(Box::new(reader)) })
+}
+
+struct ReaderSource<R> {
+    state: ReaderState<R>,
+}
+
+type ReadStep<R> = (Box<R>, Result<Option<MediaItem>>);
+
+enum ReaderState<R> {
+    Idle(Box<R>),
+    Reading(BoxFuture<'static, ReadStep<R>>),
+    Done,
+}
+
+impl<R: ItemReader> Stream for ReaderSource<R> {
+    type Item = Result<MediaItem>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            match std::mem::replace(&mut this.state, ReaderState::Done) {
+                ReaderState::Done => return Poll::Ready(None),
+                ReaderState::Idle(mut reader) => {
+                    this.state = ReaderState::Reading(Box::pin(async move {
+                        let step = reader.next_item().await;
+                        (reader, step)
+                    }));
+                }
+                ReaderState::Reading(mut fut) => match fut.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        this.state = ReaderState::Reading(fut);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready((reader, Ok(Some(item)))) => {
+                        this.state = ReaderState::Idle(reader);
+                        return Poll::Ready(Some(Ok(item)));
+                    }
+                    Poll::Ready((_, Ok(None))) => return Poll::Ready(None),
+                    Poll::Ready((_, Err(e))) => return Poll::Ready(Some(Err(e))),
+                },
+            }
         }
     }
 }
@@ -99,11 +176,11 @@ impl crate::engine::Job for SourceHandle {
         false
     }
 
-    fn stop(self) -> crate::sink::BoxFuture<'static, ()> {
+    fn stop(self) -> BoxFuture<'static, ()> {
         Box::pin(SourceHandle::stop(self))
     }
 
-    fn join(self) -> crate::sink::BoxFuture<'static, ()> {
+    fn join(self) -> BoxFuture<'static, ()> {
         Box::pin(SourceHandle::join(self))
     }
 }
@@ -112,7 +189,7 @@ impl crate::engine::Job for SourceHandle {
 /// starts at once (subscribers may attach before the first item); when the source ends the
 /// stream enters its grace period like a publisher that left.
 pub fn spawn_source<S: Source + 'static>(
-    hub: crate::hub::Hub,
+    hub: Hub,
     stream: &str,
     mut source: S,
     cancel: CancellationToken,
@@ -182,8 +259,67 @@ where
                 }
             }
         })
-        .map_err(|e| crate::Error::new(crate::ErrorKind::Io, format!("cannot start the source thread: {e}")))?;
+        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the source thread: {e}")))?;
     Ok(source)
+}
+
+/// Plays what `open` returns `times` times over (`None`: forever) as one stream — a
+/// playout loop. Each pass starts one frame after the previous one ended, so timestamps
+/// keep rising; an error from `open` or from a pass ends the stream with that error.
+/// Blocking, like the iterators it runs: hand it to [`from_blocking_iter`].
+pub fn looped<I, F>(mut open: F, times: Option<u32>) -> impl Iterator<Item = Result<MediaItem>> + Send
+where
+    F: FnMut() -> Result<I> + Send,
+    I: Iterator<Item = Result<MediaItem>> + Send,
+{
+    let mut passes_left = times;
+    let mut pass: Option<I> = None;
+    let (mut offset_ms, mut end_ms, mut frame_ms, mut last_dts) = (0i64, None::<i64>, 40i64, None::<i64>);
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        loop {
+            if failed {
+                return None;
+            }
+            let Some(items) = pass.as_mut() else {
+                if let Some(n) = passes_left.as_mut() {
+                    *n = n.checked_sub(1)?;
+                }
+                offset_ms = end_ms.map_or(0, |end| end + frame_ms);
+                last_dts = None;
+                match open() {
+                    Ok(items) => pass = Some(items),
+                    Err(e) => {
+                        failed = true;
+                        return Some(Err(e));
+                    }
+                }
+                continue;
+            };
+            match items.next() {
+                Some(Ok(MediaItem::Packet(mut p))) => {
+                    p.shift_millis(offset_ms);
+                    let dts = p.dts.as_millis();
+                    if p.kind == TrackKind::Video
+                        && let Some(step) = last_dts.map(|last| dts - last).filter(|s| *s > 0)
+                    {
+                        frame_ms = step;
+                    }
+                    if p.kind == TrackKind::Video {
+                        last_dts = Some(dts);
+                    }
+                    end_ms = Some(end_ms.map_or(p.pts.as_millis(), |e| e.max(p.pts.as_millis())));
+                    return Some(Ok(MediaItem::Packet(p)));
+                }
+                Some(Err(e)) => {
+                    failed = true;
+                    return Some(Err(e));
+                }
+                Some(info) => return Some(info),
+                None => pass = None,
+            }
+        }
+    })
 }
 
 /// Releases the packets of `source` in real time, by their decode timestamps (the first
@@ -299,22 +435,22 @@ impl crate::engine::Job for PullHandle {
         false
     }
 
-    fn stop(self) -> crate::sink::BoxFuture<'static, ()> {
+    fn stop(self) -> BoxFuture<'static, ()> {
         Box::pin(PullHandle::stop(self))
     }
 
-    fn join(self) -> crate::sink::BoxFuture<'static, ()> {
+    fn join(self) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let _ = self.task.await;
         })
     }
 }
 
-/// How one attempt of a pull ended without an error.
+/// What a pulled source that ends without an error means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(not(any(feature = "hls", feature = "rtsp")), allow(dead_code))]
 pub(crate) enum PullEnd {
-    /// The server ended the stream: connect again.
+    /// The server ended the stream: connect again (a camera restarting).
     Reconnect,
     /// The input is over (a VOD playlist played once): stop.
     #[cfg_attr(not(feature = "hls"), allow(dead_code))]
@@ -322,23 +458,30 @@ pub(crate) enum PullEnd {
 }
 
 #[cfg_attr(not(any(feature = "hls", feature = "rtsp")), allow(dead_code))]
-/// Runs `attempt` until `cancel`, reconnecting with backoff after errors (the attempt
-/// counter resets after 10 s of health). `what` names the input in logs.
-pub(crate) fn spawn_pull<F, Fut>(
+/// Connects the source `connect` returns and publishes it as hub stream `stream` until
+/// `cancel`, connecting again with backoff after errors (the attempt counter resets after
+/// 10 s of health). The stream goes live with the source's first item. `what` names the
+/// input in logs; `on_end` says what a source that ends cleanly means.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn spawn_pull<F, Fut, S>(
+    hub: Hub,
     stream: String,
     url: String,
     what: &'static str,
+    on_end: PullEnd,
     span: Span,
     cancel: CancellationToken,
-    mut attempt: F,
+    mut connect: F,
 ) -> PullHandle
 where
     F: FnMut(Arc<Mutex<PullStatus>>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<PullEnd>> + Send,
+    Fut: Future<Output = Result<S>> + Send,
+    S: Source,
 {
     let status = Arc::new(Mutex::new(PullStatus { state: "connecting", ..Default::default() }));
     let task_status = Arc::clone(&status);
     let task_cancel = cancel.clone();
+    let task_stream = stream.clone();
     let done = CancellationToken::new();
     let done_guard = done.clone().drop_guard();
     let task = tokio::spawn(
@@ -349,17 +492,18 @@ where
             loop {
                 lock(&task_status).state = "connecting";
                 let started = Instant::now();
+                let attempt = publish_pulled(&hub, &task_stream, what, connect(Arc::clone(&task_status)), &task_status);
                 let result = tokio::select! {
                     _ = task_cancel.cancelled() => break,
-                    r = attempt(Arc::clone(&task_status)) => r,
+                    r = attempt => r,
                 };
                 let message = match result {
-                    Ok(PullEnd::Finished) => {
+                    Ok(()) if on_end == PullEnd::Finished => {
                         lock(&task_status).state = "finished";
                         info!("{what} input finished");
                         return;
                     }
-                    Ok(PullEnd::Reconnect) => "the server ended the stream".to_string(),
+                    Ok(()) => "the server ended the stream".to_string(),
                     Err(e) => e.to_string(),
                 };
                 failures = if started.elapsed() > Duration::from_secs(10) { 0 } else { failures + 1 };
@@ -381,6 +525,48 @@ where
         .instrument(span),
     );
     PullHandle { stream, url, status, done, cancel, task }
+}
+
+/// One attempt of a pull: connect, then publish from the first item on.
+async fn publish_pulled<S: Source>(
+    hub: &Hub,
+    stream: &str,
+    what: &str,
+    connecting: impl Future<Output = Result<S>>,
+    status: &Mutex<PullStatus>,
+) -> Result<()> {
+    let mut source = Counted { inner: connecting.await?, status, has_video: false };
+    let Some(first) = next(&mut source).await? else { return Ok(()) };
+    let publisher = hub.publish(stream)?;
+    info!("{what} pull live");
+    lock(status).state = "live";
+    publish_item(&publisher, first)?;
+    publish_source(&mut source, &publisher).await
+}
+
+/// Counts a pulled source's frames into its status: video frames, or audio frames when the
+/// input has no video.
+struct Counted<'a, S> {
+    inner: S,
+    status: &'a Mutex<PullStatus>,
+    has_video: bool,
+}
+
+impl<S: Source> Stream for Counted<'_, S> {
+    type Item = Result<MediaItem>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let item = Pin::new(&mut this.inner).poll_next(cx);
+        match &item {
+            Poll::Ready(Some(Ok(MediaItem::Info(info)))) => this.has_video = info.video().is_some(),
+            Poll::Ready(Some(Ok(MediaItem::Packet(p)))) if p.kind == TrackKind::Video || !this.has_video => {
+                lock(this.status).frames += 1;
+            }
+            _ => {}
+        }
+        item
+    }
 }
 
 /// Where a stream comes from, parsed once: every place that takes an input URL (the CLI's
@@ -474,7 +660,7 @@ impl InputUrl {
     #[cfg_attr(not(any(feature = "hls", feature = "rtsp")), allow(unused_variables))]
     pub fn spawn(
         &self,
-        hub: crate::hub::Hub,
+        hub: Hub,
         stream: String,
         options: &PullOptions,
         cancel: CancellationToken,
@@ -515,7 +701,90 @@ impl fmt::Display for InputUrl {
 
 #[cfg(test)]
 mod tests {
-    use super::InputUrl;
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::hub::HubOptions;
+    use crate::media::{MediaInfo, Packet, Timestamp, TrackId};
+
+    fn packet(ms: i64) -> MediaItem {
+        MediaItem::Packet(Packet {
+            track: TrackId(1),
+            kind: TrackKind::Audio,
+            dts: Timestamp::from_millis(ms),
+            pts: Timestamp::from_millis(ms),
+            keyframe: true,
+            payload: Bytes::from_static(b"au"),
+        })
+    }
+
+    /// Items, then the end or an error.
+    struct Script(VecDeque<Result<Option<MediaItem>>>);
+
+    impl ItemReader for Script {
+        async fn next_item(&mut self) -> Result<Option<MediaItem>> {
+            tokio::task::yield_now().await;
+            self.0.pop_front().unwrap_or(Ok(None))
+        }
+    }
+
+    #[test]
+    fn a_looped_clip_continues_its_timestamps_and_ends_after_its_passes() {
+        let clip = || -> Result<std::vec::IntoIter<Result<MediaItem>>> {
+            let info = MediaItem::Info(Arc::new(MediaInfo::default()));
+            Ok(vec![Ok(info), Ok(packet(0)), Ok(packet(40)), Ok(packet(80))].into_iter())
+        };
+        let dts: Vec<i64> = looped(clip, Some(3))
+            .filter_map(|item| match item.expect("item") {
+                MediaItem::Packet(p) => Some(p.dts.as_millis()),
+                MediaItem::Info(_) => None,
+            })
+            .collect();
+        // audio packets here: the default 40 ms frame between passes
+        assert_eq!(dts, [0, 40, 80, 120, 160, 200, 240, 280, 320]);
+        let mut opened = 0;
+        let failing = looped(
+            || {
+                opened += 1;
+                Err::<std::vec::IntoIter<Result<MediaItem>>, _>(Error::new(ErrorKind::Io, "gone"))
+            },
+            None,
+        );
+        assert_eq!(failing.map(|r| r.is_err()).collect::<Vec<_>>(), [true], "one error, then the end");
+        assert_eq!(opened, 1);
+    }
+
+    #[tokio::test]
+    async fn a_reader_is_a_source_that_ends_after_its_error() {
+        let info = MediaItem::Info(Arc::new(MediaInfo::default()));
+        let failed = Err(Error::new(ErrorKind::Protocol, "broken"));
+        let mut source = from_reader(Script(VecDeque::from([Ok(Some(info)), Ok(Some(packet(0))), failed])));
+        assert!(matches!(next(&mut source).await, Ok(Some(MediaItem::Info(_)))));
+        assert!(matches!(next(&mut source).await, Ok(Some(MediaItem::Packet(_)))));
+        let e = next(&mut source).await.expect_err("the reader's error");
+        assert_eq!(e.to_string(), "broken");
+        assert!(matches!(next(&mut source).await, Ok(None)), "nothing after an error");
+        let mut empty = from_reader(Script(VecDeque::new()));
+        assert!(matches!(next(&mut empty).await, Ok(None)));
+    }
+
+    #[tokio::test]
+    async fn publishing_stops_with_a_shutdown_error_once_the_stream_is_ended() {
+        let hub = Hub::new(HubOptions::default());
+        let publisher = hub.publish("talk").expect("publish");
+        let (tx, mut source) = channel(4);
+        tx.send(Ok(packet(0))).await.expect("send");
+        let publishing = tokio::spawn(async move { publish_source(&mut source, &publisher).await });
+        tokio::task::yield_now().await;
+        assert!(hub.end_stream("talk"));
+        // the next item finds the stream closed
+        tx.send(Ok(packet(20))).await.expect("send");
+        let e = publishing.await.expect("task").expect_err("the stream was ended");
+        assert_eq!(e.kind(), ErrorKind::Shutdown);
+    }
 
     #[test]
     fn input_urls_are_told_apart_once_and_shown_masked() {

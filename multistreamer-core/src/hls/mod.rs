@@ -16,4 +16,6 @@ pub(crate) mod ts;
 pub use self::output::{
     HlsOptions, HlsSegmenter, HlsServer, OverlongSegment, SOURCE_VARIANT, Segment, SegmentCap, VariantSummary,
 };
-pub use self::pull::{HlsPullOptions, VariantChoice, VodMode, decrypt_aes128, parse_playlist, spawn_hls_pull};
+pub use self::pull::{
+    HlsPullOptions, HlsSource, VariantChoice, VodMode, decrypt_aes128, parse_playlist, spawn_hls_pull,
+};

@@ -16,13 +16,13 @@ use aes::cipher::{BlockDecryptMut, KeyIvInit, block_padding::Pkcs7};
 use bytes::Bytes;
 use m3u8_rs::{KeyMethod, MasterPlaylist, MediaPlaylist, Playlist};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::demux::{AUDIO_TRACK, Frame, SegmentDemuxer, VIDEO_TRACK};
 use crate::error::{Error, ErrorKind, Result};
-use crate::hub::{Hub, Publisher};
-use crate::media::{MediaInfo, Packet, Timebase, Timestamp, TrackKind};
-use crate::source::{PullEnd, PullHandle, PullStatus, spawn_pull};
+use crate::hub::Hub;
+use crate::media::{MediaInfo, MediaItem, Packet, Timebase, Timestamp, TrackKind};
+use crate::source::{ItemReader, PullEnd, PullHandle, PullStatus, from_reader, spawn_pull};
 use crate::sync::lock;
 
 /// Which variant of a master playlist to pull.
@@ -163,6 +163,20 @@ pub fn spawn_hls_pull(
     options: HlsPullOptions,
     cancel: CancellationToken,
 ) -> Result<PullHandle> {
+    let (parsed, client) = prepare(url, &options)?;
+    let shown = shown_url(&parsed);
+    let span = info_span!("hls_pull", stream = %stream, url = %shown);
+    // Kept across reconnects: the timeline (monotonic timestamps) and the last sequence.
+    let state = Arc::new(tokio::sync::Mutex::new(PullState::default()));
+    Ok(spawn_pull(hub, stream, shown, "HLS", PullEnd::Finished, span, cancel, move |status| {
+        let ctx = Ctx { url: parsed.clone(), client: client.clone(), options: options.clone(), status };
+        let source = HlsSource::start(ctx, Arc::clone(&state));
+        std::future::ready(Ok(from_reader(source)))
+    }))
+}
+
+/// The URL checked and the HTTP client for it.
+fn prepare(url: &str, options: &HlsPullOptions) -> Result<(url::Url, reqwest::Client)> {
     let parsed = url::Url::parse(url).map_err(|e| Error::new(ErrorKind::Config, format!("HLS URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(Error::new(ErrorKind::Config, "the HLS URL must be http:// or https://"));
@@ -174,31 +188,73 @@ pub fn spawn_hls_pull(
         .user_agent(concat!("multistreamer/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| Error::new(ErrorKind::Config, format!("HTTP client: {e}")))?;
-    let shown = shown_url(&parsed);
-    let span = info_span!("hls_pull", stream = %stream, url = %shown);
-    let task_stream = stream.clone();
-    // Kept across reconnects: the timeline (monotonic timestamps) and the last sequence.
-    let state = Arc::new(tokio::sync::Mutex::new(PullState::default()));
-    Ok(spawn_pull(stream, shown, "HLS", span, cancel, move |status| {
-        let ctx = Ctx {
-            hub: hub.clone(),
-            stream: task_stream.clone(),
-            url: parsed.clone(),
-            client: client.clone(),
-            options: options.clone(),
-            status,
-        };
-        let state = Arc::clone(&state);
-        async move {
-            let mut state = state.lock().await;
-            ctx.run(&mut state).await
-        }
-    }))
+    Ok((parsed, client))
 }
 
+/// An HLS playlist read as a source: an [`ItemReader`] (a [`crate::Source`] through
+/// [`from_reader`]). Playlists and segments are fetched by a task of its own, a few items
+/// ahead of the consumer; dropping the source stops it. It ends when a VOD playlist was
+/// played (once, or never with [`VodMode::Loop`]) and fails when the playlist cannot be
+/// read (no reconnect: [`spawn_hls_pull`] does that).
+pub struct HlsSource {
+    items: tokio::sync::mpsc::Receiver<MediaItem>,
+    task: Option<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl std::fmt::Debug for HlsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HlsSource").finish_non_exhaustive()
+    }
+}
+
+impl HlsSource {
+    /// Starts reading the playlist at `url` (http:// or https://). Must be called within a
+    /// tokio runtime.
+    pub fn open(url: &str, options: HlsPullOptions) -> Result<HlsSource> {
+        let (url, client) = prepare(url, &options)?;
+        let ctx = Ctx { url, client, options, status: Arc::default() };
+        Ok(HlsSource::start(ctx, Arc::default()))
+    }
+
+    fn start(ctx: Ctx, state: Arc<tokio::sync::Mutex<PullState>>) -> HlsSource {
+        // A few items ahead: the reader waits on the consumer (and paces by timestamps).
+        let (tx, items) = tokio::sync::mpsc::channel(16);
+        let task = tokio::spawn(
+            async move {
+                let mut state = state.lock().await;
+                ctx.run(&mut state, &tx).await
+            }
+            .in_current_span(),
+        );
+        HlsSource { items, task: Some(task) }
+    }
+}
+
+impl ItemReader for HlsSource {
+    async fn next_item(&mut self) -> Result<Option<MediaItem>> {
+        if let Some(item) = self.items.recv().await {
+            return Ok(Some(item));
+        }
+        match self.task.take() {
+            None => Ok(None),
+            Some(task) => match task.await {
+                Ok(r) => r.map(|()| None),
+                Err(e) => Err(Error::new(ErrorKind::Protocol, format!("the HLS reader failed: {e}"))),
+            },
+        }
+    }
+}
+
+impl Drop for HlsSource {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// What the reader task needs (the status is the pull's, for skipped segments).
 struct Ctx {
-    hub: Hub,
-    stream: String,
     url: url::Url,
     client: reqwest::Client,
     options: HlsPullOptions,
@@ -363,7 +419,8 @@ impl Ctx {
         parse_playlist(&text).map_err(|e| e.context(format!("playlist {}", shown_url(url))))
     }
 
-    async fn run(&self, st: &mut PullState) -> Result<PullEnd> {
+    /// Reads the playlist and sends its items to `tx` until a VOD playlist ended (`Ok`).
+    async fn run(&self, st: &mut PullState, tx: &Items) -> Result<()> {
         let mut media_url = self.url.clone();
         let mut first = match self.playlist(&self.url).await? {
             Playlist::MasterPlaylist(master) => {
@@ -388,7 +445,6 @@ impl Ctx {
         };
         let mut demuxer = SegmentDemuxer::new();
         let mut cache = Cache::default();
-        let mut publisher: Option<Publisher> = None;
         let mut published: Option<Arc<MediaInfo>> = None;
         let mut failures = 0u32;
         // the next attempt of this pull starts on a new timeline segment
@@ -455,7 +511,7 @@ impl Ctx {
                 {
                     Ok(frames) => {
                         failures = 0;
-                        self.publish(st, &demuxer, frames, &mut publisher, &mut published).await?;
+                        self.publish(st, &demuxer, frames, tx, &mut published).await?;
                     }
                     Err(e) if e.kind() == ErrorKind::Config => return Err(e),
                     Err(e) => {
@@ -469,9 +525,6 @@ impl Ctx {
                     }
                 }
                 st.next_seq = Some(seq + 1);
-                if publisher.as_ref().is_some_and(|p| !p.is_open()) {
-                    return Err(Error::new(ErrorKind::Shutdown, "the stream was ended by the server"));
-                }
             }
             if playlist.end_list {
                 if self.options.vod == VodMode::Loop && !playlist.segments.is_empty() {
@@ -482,11 +535,10 @@ impl Ctx {
                     continue;
                 }
                 st.next_seq = None;
-                return Ok(if playlist.playlist_type == Some(m3u8_rs::MediaPlaylistType::Vod) || publisher.is_some() {
-                    PullEnd::Finished
-                } else {
-                    PullEnd::Reconnect
-                });
+                if playlist.playlist_type != Some(m3u8_rs::MediaPlaylistType::Vod) && published.is_none() {
+                    return Err(proto("the live playlist ended before a segment could be read"));
+                }
+                return Ok(());
             }
             let wait = if new_segments > 0 { target } else { target / 2 };
             if let Some(rest) = wait.checked_sub(reload_started.elapsed()) {
@@ -566,45 +618,46 @@ impl Ctx {
         st: &mut PullState,
         demuxer: &SegmentDemuxer,
         frames: Vec<Frame>,
-        publisher: &mut Option<Publisher>,
+        tx: &Items,
         published: &mut Option<Arc<MediaInfo>>,
     ) -> Result<()> {
         if frames.is_empty() {
             return Ok(());
         }
         let info = demuxer.info();
-        if publisher.is_none() {
-            *publisher = Some(self.hub.publish(&self.stream)?);
-            info!(tracks = %info.tracks.iter().map(|t| t.codec.name()).collect::<Vec<_>>().join(", "), "HLS pull live");
-            lock(&self.status).state = "live";
-        }
-        let Some(p) = publisher.as_ref() else { return Ok(()) };
         if published.as_deref() != Some(&info) {
+            if published.is_none() {
+                let tracks = info.tracks.iter().map(|t| t.codec.name()).collect::<Vec<_>>().join(", ");
+                info!(%tracks, "HLS playlist readable");
+            }
             let arc = Arc::new(info);
-            p.set_info(Arc::clone(&arc));
+            send(tx, MediaItem::Info(Arc::clone(&arc))).await?;
             *published = Some(arc);
         }
         st.timeline.anchor(&frames, std::mem::take(&mut st.discontinuity));
-        let has_video = published.as_ref().is_some_and(|i| i.video().is_some());
         for f in frames {
             let (dts, pts) = st.timeline.shift(&f);
             if self.options.paced {
                 st.pacer.wait(dts.as_millis()).await;
             }
-            if f.kind == TrackKind::Video || !has_video {
-                lock(&self.status).frames += 1;
-            }
-            p.send(Packet {
+            let packet = Packet {
                 track: if f.kind == TrackKind::Video { VIDEO_TRACK } else { AUDIO_TRACK },
                 kind: f.kind,
                 dts,
                 pts,
                 keyframe: f.keyframe,
                 payload: f.payload,
-            });
+            };
+            send(tx, MediaItem::Packet(packet)).await?;
         }
         Ok(())
     }
+}
+
+type Items = tokio::sync::mpsc::Sender<MediaItem>;
+
+async fn send(tx: &Items, item: MediaItem) -> Result<()> {
+    tx.send(item).await.map_err(|_| Error::new(ErrorKind::Shutdown, "the HLS source was dropped"))
 }
 
 /// Parses a playlist, refusing what is not one with a clear message.

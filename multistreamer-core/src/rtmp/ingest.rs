@@ -5,7 +5,7 @@
 //! [`PublishAuthorizer`] accepts the app and key and the hub has no other publisher for
 //! that stream; anything else is refused with an RTMP error status and a logged reason.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +27,11 @@ use super::url::mask_secret;
 use crate::error::{Error, ErrorKind, Result};
 use crate::flv::{self, AudioTag, VideoTag};
 use crate::hub::{Hub, Publisher};
-use crate::media::{Codec, MediaInfo, Packet, StreamMetadata, Timebase, Timestamp, Track, TrackId, TrackKind};
+use crate::media::{
+    Codec, MediaInfo, MediaItem, Packet, StreamMetadata, Timebase, Timestamp, Track, TrackId, TrackKind,
+};
 use crate::sink::BoxFuture;
+use crate::source::{ItemReader, from_reader, publish_source};
 
 /// The track ids RTMP publishers get.
 pub const VIDEO_TRACK: TrackId = TrackId(0);
@@ -252,13 +255,153 @@ struct Connection {
     cancel: CancellationToken,
 }
 
-/// The publishing state of a connection.
-struct Publishing {
-    publisher: Publisher,
-    info: MediaInfo,
-    video_time: RtmpTimeUnwrapper,
-    audio_time: RtmpTimeUnwrapper,
-    waiting_for_video_config: u64,
+/// An ingest connection after the handshake: the socket and the protocol state. Until a
+/// publish is accepted, [`Connection::run`] drives it; then it is the publisher's
+/// [`crate::Source`] ([`ItemReader`]) and goes through [`publish_source`] like any input.
+struct Session {
+    socket: TcpStream,
+    protocol: ServerProtocol,
+    buf: Vec<u8>,
+    /// Results of the session still to handle, in order.
+    pending: VecDeque<ServerSessionResult>,
+    /// Bytes for the peer, written before the next read.
+    out: Vec<u8>,
+    idle_timeout: Duration,
+    cancel: CancellationToken,
+    /// Set once a publish was accepted.
+    media: Option<FlvMedia>,
+    /// Items mapped from the publisher's messages, not yet taken.
+    items: VecDeque<MediaItem>,
+    /// The publisher unpublished (`deleteStream`/`FCUnpublish`).
+    finished: bool,
+}
+
+/// How one read went.
+enum Read {
+    Data,
+    /// The peer closed the connection.
+    Closed,
+    Cancelled,
+}
+
+impl Session {
+    /// Writes what is queued for the peer.
+    async fn flush(&mut self) -> Result<()> {
+        if !self.out.is_empty() {
+            self.socket.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Lets the peer see a refusal before the connection closes (best effort, 1 s).
+    async fn flush_before_close(&mut self) {
+        let socket = &mut self.socket;
+        let out = &self.out;
+        let flush = async {
+            socket.write_all(out).await?;
+            socket.shutdown().await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
+    }
+
+    /// Reads once from the peer and hands the bytes to the session.
+    async fn read(&mut self) -> Result<Read> {
+        let n = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Ok(Read::Cancelled),
+            r = tokio::time::timeout(self.idle_timeout, self.socket.read(&mut self.buf)) => match r {
+                Ok(r) => r?,
+                Err(_) => return Err(RtmpError::Timeout("waiting for data from the publisher").into()),
+            },
+        };
+        if n == 0 {
+            return Ok(Read::Closed);
+        }
+        self.pending.extend(self.protocol.handle_input(&self.buf[..n])?);
+        Ok(Read::Data)
+    }
+
+    /// Handles an event once the publish was accepted.
+    fn on_media_event(&mut self, ev: ServerSessionEvent) -> Result<()> {
+        let Some(media) = self.media.as_mut() else { return Ok(()) };
+        match ev {
+            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
+                media.on_video(&data, timestamp.value, &mut self.items)?
+            }
+            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
+                media.on_audio(&data, timestamp.value, &mut self.items)?
+            }
+            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
+                media.info.metadata = StreamMetadata {
+                    frame_rate: metadata.video_frame_rate.map(f64::from),
+                    video_bitrate_kbps: metadata.video_bitrate_kbps,
+                    audio_bitrate_kbps: metadata.audio_bitrate_kbps,
+                    encoder: metadata.encoder,
+                };
+                if !media.info.tracks.is_empty() {
+                    self.items.push_back(MediaItem::Info(Arc::new(media.info.clone())));
+                }
+            }
+            ServerSessionEvent::PublishStreamFinished { .. } => {
+                info!(stream = %media.stream, "publisher finished");
+                self.finished = true;
+            }
+            ServerSessionEvent::PublishStreamRequested { .. } | ServerSessionEvent::ConnectionRequested { .. } => {
+                return Err(Error::new(ErrorKind::Protocol, "second publish on one connection"));
+            }
+            ServerSessionEvent::PlayStreamRequested { request_id, .. } => return Err(self.refuse_play(request_id)),
+            ServerSessionEvent::UnhandleableAmf0Command { command_name, .. } => {
+                debug!(command = %command_name, "ignored command");
+            }
+            other => debug!(?other, "session event"),
+        }
+        Ok(())
+    }
+
+    fn refuse_play(&mut self, request_id: u32) -> Error {
+        warn!("play request refused: this endpoint only accepts publishers");
+        let rejected = self.protocol.reject(request_id, "NetStream.Play.Failed", "playback is not offered here");
+        append_outbound(rejected.unwrap_or_default(), &mut self.out);
+        Error::new(ErrorKind::Rejected, "playback requested")
+    }
+
+    async fn step(&mut self) -> Result<Option<MediaItem>> {
+        loop {
+            if let Some(item) = self.items.pop_front() {
+                return Ok(Some(item));
+            }
+            if let Some(r) = self.pending.pop_front() {
+                match r {
+                    ServerSessionResult::OutboundResponse(p) => self.out.extend_from_slice(&p.bytes),
+                    ServerSessionResult::RaisedEvent(ev) => self.on_media_event(ev)?,
+                    ServerSessionResult::UnhandleableMessageReceived(m) => {
+                        debug!(type_id = m.type_id, "ignored message")
+                    }
+                }
+                continue;
+            }
+            self.flush().await?;
+            if self.finished {
+                return Ok(None);
+            }
+            match self.read().await? {
+                Read::Data => {}
+                Read::Cancelled => return Ok(None),
+                Read::Closed => return Err(RtmpError::Closed("publishing").into()),
+            }
+        }
+    }
+}
+
+impl ItemReader for Session {
+    async fn next_item(&mut self) -> Result<Option<MediaItem>> {
+        let step = self.step().await;
+        if step.is_err() {
+            self.flush_before_close().await;
+        }
+        step
+    }
 }
 
 impl Connection {
@@ -293,163 +436,99 @@ impl Connection {
             },
         };
 
-        let (mut session, initial) = ServerProtocol::new(self.options.guard_limits)?;
-        let mut out = Vec::new();
-        let mut state: Option<Publishing> = None;
-        let mut pending_results: Vec<ServerSessionResult> = initial;
-        // Registered once, not per read: the cancellation waiter and the idle timer.
-        let cancelled = self.cancel.cancelled();
-        tokio::pin!(cancelled);
-        let idle = tokio::time::sleep(self.options.idle_timeout);
-        tokio::pin!(idle);
+        let (protocol, initial) = ServerProtocol::new(self.options.guard_limits)?;
+        let mut session = Session {
+            socket,
+            protocol,
+            buf,
+            pending: initial.into(),
+            out: Vec::new(),
+            idle_timeout: self.options.idle_timeout,
+            cancel: self.cancel.clone(),
+            media: None,
+            items: VecDeque::new(),
+            finished: false,
+        };
         if !remaining.is_empty() {
-            pending_results.extend(session.handle_input(&remaining)?);
+            session.pending.extend(session.protocol.handle_input(&remaining)?);
         }
-        loop {
-            while !pending_results.is_empty() {
-                let results = std::mem::take(&mut pending_results);
-                for r in results {
-                    match r {
-                        ServerSessionResult::OutboundResponse(p) => out.extend_from_slice(&p.bytes),
-                        ServerSessionResult::RaisedEvent(ev) => {
-                            match self.on_event(ev, &mut session, &mut state, &mut out).await {
-                                Ok(more) => pending_results.extend(more),
-                                Err(e) => {
-                                    // Let the peer see the refusal before the connection closes.
-                                    let flush = async {
-                                        socket.write_all(&out).await?;
-                                        socket.shutdown().await
-                                    };
-                                    let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
-                                    return Err(e);
-                                }
-                            }
+        // connect and publish
+        let publisher = 'negotiate: loop {
+            while let Some(r) = session.pending.pop_front() {
+                match r {
+                    ServerSessionResult::OutboundResponse(p) => session.out.extend_from_slice(&p.bytes),
+                    ServerSessionResult::RaisedEvent(ev) => match self.on_event(ev, &mut session).await {
+                        Ok(Some(publisher)) => break 'negotiate publisher,
+                        Ok(None) => {}
+                        Err(e) => {
+                            session.flush_before_close().await;
+                            return Err(e);
                         }
-                        ServerSessionResult::UnhandleableMessageReceived(m) => {
-                            debug!(type_id = m.type_id, "ignored message")
-                        }
+                    },
+                    ServerSessionResult::UnhandleableMessageReceived(m) => {
+                        debug!(type_id = m.type_id, "ignored message")
                     }
                 }
             }
-            if !out.is_empty() {
-                socket.write_all(&out).await?;
-                out.clear();
+            session.flush().await?;
+            match session.read().await? {
+                Read::Data => {}
+                Read::Closed | Read::Cancelled => return Ok(()),
             }
-            let n = tokio::select! {
-                biased;
-                _ = &mut cancelled => return Ok(()),
-                r = socket.read(&mut buf) => r?,
-                _ = &mut idle => return Err(RtmpError::Timeout("waiting for data from the publisher").into()),
-            };
-            idle.as_mut().reset(tokio::time::Instant::now() + self.options.idle_timeout);
-            if n == 0 {
-                return match state {
-                    Some(_) => Err(RtmpError::Closed("publishing").into()),
-                    None => Ok(()),
-                };
-            }
-            pending_results.extend(session.handle_input(&buf[..n])?);
-        }
+        };
+        // From here on the connection is the publisher's source.
+        let mut source = from_reader(session);
+        publish_source(&mut source, &publisher).await
     }
 
-    async fn on_event(
-        &self,
-        ev: ServerSessionEvent,
-        session: &mut ServerProtocol,
-        state: &mut Option<Publishing>,
-        out: &mut Vec<u8>,
-    ) -> Result<Vec<ServerSessionResult>> {
+    /// Handles an event before a publish was accepted; returns the publisher once one is.
+    async fn on_event(&self, ev: ServerSessionEvent, session: &mut Session) -> Result<Option<Publisher>> {
         match ev {
             ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
                 if !self.auth.accepts_app(&app_name) {
                     warn!(app = %app_name, "connect refused: unknown application");
-                    let rejected = session.reject(request_id, "NetConnection.Connect.Rejected", "unknown application");
-                    append_outbound(rejected.unwrap_or_default(), out);
+                    let rejected =
+                        session.protocol.reject(request_id, "NetConnection.Connect.Rejected", "unknown application");
+                    append_outbound(rejected.unwrap_or_default(), &mut session.out);
                     return Err(Error::new(
                         ErrorKind::Rejected,
                         format!("connect to unknown application {app_name:?}"),
                     ));
                 }
                 debug!(app = %app_name, "connect accepted");
-                session.accept(request_id).map_err(Into::into)
+                session.pending.extend(session.protocol.accept(request_id)?);
+                Ok(None)
             }
             ServerSessionEvent::PublishStreamRequested { request_id, app_name, stream_key, .. } => {
-                if state.is_some() {
-                    return Err(Error::new(ErrorKind::Protocol, "second publish on one connection"));
-                }
                 let req = PublishRequest { peer: self.peer, app: app_name, key: stream_key };
                 let name = match self.auth.authorize(&req).await {
                     Ok(name) => name,
                     Err(rej) => {
                         warn!(app = %req.app, key = %mask_secret(&req.key), reason = %rej.reason, "publish refused");
-                        return refuse(session, request_id, &rej.reason, out);
+                        return Err(refuse(&mut session.protocol, request_id, &rej.reason, &mut session.out));
                     }
                 };
                 let publisher = match self.hub.publish(&name) {
                     Ok(p) => p,
                     Err(e) => {
                         warn!(stream = %name, reason = %e, "publish refused");
-                        return refuse(session, request_id, &e.to_string(), out);
+                        return Err(refuse(&mut session.protocol, request_id, &e.to_string(), &mut session.out));
                     }
                 };
                 info!(stream = %name, app = %req.app, "publishing");
-                *state = Some(Publishing {
-                    publisher,
-                    info: MediaInfo::default(),
-                    video_time: RtmpTimeUnwrapper::new(),
-                    audio_time: RtmpTimeUnwrapper::new(),
-                    waiting_for_video_config: 0,
-                });
-                session.accept(request_id).map_err(Into::into)
+                session.media = Some(FlvMedia::new(name));
+                session.pending.extend(session.protocol.accept(request_id)?);
+                Ok(Some(publisher))
             }
-            ServerSessionEvent::PublishStreamFinished { .. } => {
-                if let Some(p) = state.take() {
-                    info!(stream = %p.publisher.stream().name(), "publisher finished");
-                }
-                Ok(Vec::new())
-            }
-            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
-                if let Some(p) = state.as_mut() {
-                    p.info.metadata = StreamMetadata {
-                        frame_rate: metadata.video_frame_rate.map(f64::from),
-                        video_bitrate_kbps: metadata.video_bitrate_kbps,
-                        audio_bitrate_kbps: metadata.audio_bitrate_kbps,
-                        encoder: metadata.encoder,
-                    };
-                    if !p.info.tracks.is_empty() {
-                        p.publisher.set_info(Arc::new(p.info.clone()));
-                    }
-                }
-                Ok(Vec::new())
-            }
-            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
-                if let Some(p) = state.as_mut() {
-                    on_video(p, &data, timestamp.value)?;
-                    ensure_open(p)?;
-                }
-                Ok(Vec::new())
-            }
-            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
-                if let Some(p) = state.as_mut() {
-                    on_audio(p, &data, timestamp.value)?;
-                    ensure_open(p)?;
-                }
-                Ok(Vec::new())
-            }
-            ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
-                warn!("play request refused: this endpoint only accepts publishers");
-                let rejected = session.reject(request_id, "NetStream.Play.Failed", "playback is not offered here");
-                append_outbound(rejected.unwrap_or_default(), out);
-                Err(Error::new(ErrorKind::Rejected, "playback requested"))
-            }
+            ServerSessionEvent::PlayStreamRequested { request_id, .. } => Err(session.refuse_play(request_id)),
             ServerSessionEvent::UnhandleableAmf0Command { command_name, .. } => {
                 // releaseStream, FCPublish, FCUnpublish, _checkbw: nothing to answer.
                 debug!(command = %command_name, "ignored command");
-                Ok(Vec::new())
+                Ok(None)
             }
             other => {
                 debug!(?other, "session event");
-                Ok(Vec::new())
+                Ok(None)
             }
         }
     }
@@ -465,126 +544,129 @@ fn append_outbound(results: Vec<ServerSessionResult>, out: &mut Vec<u8>) {
 
 /// Queues an RTMP error status for the request and returns the error that closes the
 /// connection.
-fn refuse(
-    session: &mut ServerProtocol,
-    request_id: u32,
-    reason: &str,
-    out: &mut Vec<u8>,
-) -> Result<Vec<ServerSessionResult>> {
-    let results = session.reject(request_id, "NetStream.Publish.BadName", reason)?;
-    append_outbound(results, out);
-    Err(Error::new(ErrorKind::Rejected, format!("publish refused: {reason}")))
-}
-
-/// A stream ended by the operator (deleted) disconnects its publisher.
-fn ensure_open(p: &Publishing) -> Result<()> {
-    if p.publisher.is_open() {
-        Ok(())
-    } else {
-        Err(Error::new(ErrorKind::Shutdown, "the stream was closed on the server"))
+fn refuse(session: &mut ServerProtocol, request_id: u32, reason: &str, out: &mut Vec<u8>) -> Error {
+    match session.reject(request_id, "NetStream.Publish.BadName", reason) {
+        Ok(results) => append_outbound(results, out),
+        Err(e) => return e.into(),
     }
+    Error::new(ErrorKind::Rejected, format!("publish refused: {reason}"))
 }
 
-fn on_video(p: &mut Publishing, data: &Bytes, wire_ts: u32) -> Result<()> {
-    let dts = Timestamp::from_millis(p.video_time.unwrap(wire_ts));
-    match flv::parse_video(data)? {
-        VideoTag::AvcSequenceHeader(cfg) => {
-            set_track(p, VIDEO_TRACK, Codec::H264(cfg));
+/// Maps a publisher's FLV messages to media items (sans-IO): tracks from the sequence
+/// headers, timestamps unwrapped per track.
+struct FlvMedia {
+    stream: String,
+    info: MediaInfo,
+    video_time: RtmpTimeUnwrapper,
+    audio_time: RtmpTimeUnwrapper,
+    waiting_for_video_config: u64,
+}
+
+impl FlvMedia {
+    fn new(stream: String) -> FlvMedia {
+        FlvMedia {
+            stream,
+            info: MediaInfo::default(),
+            video_time: RtmpTimeUnwrapper::new(),
+            audio_time: RtmpTimeUnwrapper::new(),
+            waiting_for_video_config: 0,
         }
-        VideoTag::AvcNalus { keyframe, cts_ms, payload } => {
-            if !matches!(p.info.track(VIDEO_TRACK).map(|t| &t.codec), Some(Codec::H264(_))) {
-                p.waiting_for_video_config += 1;
-                if p.waiting_for_video_config == 1 {
-                    warn!("AVC video before its sequence header; dropping until it arrives");
-                }
-                return Ok(());
-            }
-            p.publisher.send(Packet {
-                track: VIDEO_TRACK,
-                kind: TrackKind::Video,
-                dts,
-                pts: dts.add_ticks(i64::from(cts_ms)),
-                keyframe,
-                payload,
-            });
-        }
-        VideoTag::Opaque { codec, keyframe, sequence_header, body } => {
-            let current = p.info.track(VIDEO_TRACK).map(|t| t.codec.clone());
-            let needs_track = !matches!(&current, Some(Codec::FlvVideo { codec: c, .. }) if *c == codec);
-            if sequence_header || needs_track {
-                let sh = if sequence_header {
-                    Some(body.clone())
-                } else {
-                    match current {
-                        Some(Codec::FlvVideo { codec: c, sequence_header }) if c == codec => sequence_header,
-                        _ => None,
+    }
+
+    fn on_video(&mut self, data: &Bytes, wire_ts: u32, out: &mut VecDeque<MediaItem>) -> Result<()> {
+        let dts = Timestamp::from_millis(self.video_time.unwrap(wire_ts));
+        match flv::parse_video(data)? {
+            VideoTag::AvcSequenceHeader(cfg) => self.set_track(VIDEO_TRACK, Codec::H264(cfg), out),
+            VideoTag::AvcNalus { keyframe, cts_ms, payload } => {
+                if !matches!(self.info.track(VIDEO_TRACK).map(|t| &t.codec), Some(Codec::H264(_))) {
+                    self.waiting_for_video_config += 1;
+                    if self.waiting_for_video_config == 1 {
+                        warn!("AVC video before its sequence header; dropping until it arrives");
                     }
-                };
-                set_track(p, VIDEO_TRACK, Codec::FlvVideo { codec, sequence_header: sh });
-            }
-            if !sequence_header {
-                p.publisher.send(Packet {
+                    return Ok(());
+                }
+                out.push_back(MediaItem::Packet(Packet {
                     track: VIDEO_TRACK,
                     kind: TrackKind::Video,
                     dts,
-                    pts: dts,
+                    pts: dts.add_ticks(i64::from(cts_ms)),
                     keyframe,
-                    payload: body,
-                });
+                    payload,
+                }));
             }
+            VideoTag::Opaque { codec, keyframe, sequence_header, body } => {
+                let current = self.info.track(VIDEO_TRACK).map(|t| t.codec.clone());
+                let needs_track = !matches!(&current, Some(Codec::FlvVideo { codec: c, .. }) if *c == codec);
+                if sequence_header || needs_track {
+                    let sh = if sequence_header {
+                        Some(body.clone())
+                    } else {
+                        match current {
+                            Some(Codec::FlvVideo { codec: c, sequence_header }) if c == codec => sequence_header,
+                            _ => None,
+                        }
+                    };
+                    self.set_track(VIDEO_TRACK, Codec::FlvVideo { codec, sequence_header: sh }, out);
+                }
+                if !sequence_header {
+                    out.push_back(MediaItem::Packet(Packet {
+                        track: VIDEO_TRACK,
+                        kind: TrackKind::Video,
+                        dts,
+                        pts: dts,
+                        keyframe,
+                        payload: body,
+                    }));
+                }
+            }
+            VideoTag::AvcEndOfSequence | VideoTag::Ignored => {}
         }
-        VideoTag::AvcEndOfSequence | VideoTag::Ignored => {}
+        Ok(())
     }
-    Ok(())
-}
 
-fn on_audio(p: &mut Publishing, data: &Bytes, wire_ts: u32) -> Result<()> {
-    let dts = Timestamp::from_millis(p.audio_time.unwrap(wire_ts));
-    match flv::parse_audio(data)? {
-        AudioTag::AacSequenceHeader(asc) => set_track(p, AUDIO_TRACK, Codec::Aac(asc)),
-        AudioTag::AacRaw(payload) => {
-            if !matches!(p.info.track(AUDIO_TRACK).map(|t| &t.codec), Some(Codec::Aac(_))) {
-                return Ok(());
-            }
-            p.publisher.send(Packet {
+    fn on_audio(&mut self, data: &Bytes, wire_ts: u32, out: &mut VecDeque<MediaItem>) -> Result<()> {
+        let dts = Timestamp::from_millis(self.audio_time.unwrap(wire_ts));
+        let audio = |payload| {
+            MediaItem::Packet(Packet {
                 track: AUDIO_TRACK,
                 kind: TrackKind::Audio,
                 dts,
                 pts: dts,
                 keyframe: true,
                 payload,
-            });
-        }
-        AudioTag::Opaque { codec, sequence_header, body } => {
-            let current = p.info.track(AUDIO_TRACK).map(|t| t.codec.clone());
-            let needs_track = !matches!(&current, Some(Codec::FlvAudio { codec: c, .. }) if *c == codec);
-            if sequence_header || needs_track {
-                let sh = if sequence_header { Some(body.clone()) } else { None };
-                set_track(p, AUDIO_TRACK, Codec::FlvAudio { codec, sequence_header: sh });
+            })
+        };
+        match flv::parse_audio(data)? {
+            AudioTag::AacSequenceHeader(asc) => self.set_track(AUDIO_TRACK, Codec::Aac(asc), out),
+            AudioTag::AacRaw(payload) => {
+                if matches!(self.info.track(AUDIO_TRACK).map(|t| &t.codec), Some(Codec::Aac(_))) {
+                    out.push_back(audio(payload));
+                }
             }
-            if !sequence_header {
-                p.publisher.send(Packet {
-                    track: AUDIO_TRACK,
-                    kind: TrackKind::Audio,
-                    dts,
-                    pts: dts,
-                    keyframe: true,
-                    payload: body,
-                });
+            AudioTag::Opaque { codec, sequence_header, body } => {
+                let current = self.info.track(AUDIO_TRACK).map(|t| t.codec.clone());
+                let needs_track = !matches!(&current, Some(Codec::FlvAudio { codec: c, .. }) if *c == codec);
+                if sequence_header || needs_track {
+                    let sh = if sequence_header { Some(body.clone()) } else { None };
+                    self.set_track(AUDIO_TRACK, Codec::FlvAudio { codec, sequence_header: sh }, out);
+                }
+                if !sequence_header {
+                    out.push_back(audio(body));
+                }
             }
+            AudioTag::Ignored => {}
         }
-        AudioTag::Ignored => {}
+        Ok(())
     }
-    Ok(())
-}
 
-fn set_track(p: &mut Publishing, id: TrackId, codec: Codec) {
-    if p.info.track(id).map(|t| &t.codec) == Some(&codec) {
-        return;
+    fn set_track(&mut self, id: TrackId, codec: Codec, out: &mut VecDeque<MediaItem>) {
+        if self.info.track(id).map(|t| &t.codec) == Some(&codec) {
+            return;
+        }
+        info!(stream = %self.stream, track = %id, codec = %codec.name(), "track configured");
+        self.info.set_track(Track { id, codec, timebase: Timebase::MILLIS });
+        out.push_back(MediaItem::Info(Arc::new(self.info.clone())));
     }
-    info!(stream = %p.publisher.stream().name(), track = %id, codec = %codec.name(), "track configured");
-    p.info.set_track(Track { id, codec, timebase: Timebase::MILLIS });
-    p.publisher.set_info(Arc::new(p.info.clone()));
 }
 
 /// Runs arbitrary bytes through the ingest path exactly as a connection would (handshake,
@@ -630,7 +712,8 @@ fn fuzz_session(mut data: &[u8], piece: usize) -> Option<String> {
         Ok(p) => p,
         Err(e) => return Some(e.to_string()),
     };
-    let mut state: Option<Publishing> = None;
+    let mut state: Option<(FlvMedia, Publisher)> = None;
+    let mut items = VecDeque::new();
     while !data.is_empty() {
         let take = piece.min(data.len());
         let (now, rest) = data.split_at(take);
@@ -648,24 +731,18 @@ fn fuzz_session(mut data: &[u8], piece: usize) -> Option<String> {
                 ServerSessionEvent::PublishStreamRequested { request_id, stream_key, .. } => {
                     match (state.is_some(), hub.publish(&stream_key)) {
                         (false, Ok(publisher)) => {
-                            state = Some(Publishing {
-                                publisher,
-                                info: MediaInfo::default(),
-                                video_time: RtmpTimeUnwrapper::new(),
-                                audio_time: RtmpTimeUnwrapper::new(),
-                                waiting_for_video_config: 0,
-                            });
+                            state = Some((FlvMedia::new(stream_key), publisher));
                             protocol.accept(request_id).map(drop).map_err(|e| e.to_string())
                         }
                         _ => Err("second publish or stream already live".into()),
                     }
                 }
-                ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
-                    state.as_mut().map_or(Ok(()), |p| on_video(p, &data, timestamp.value).map_err(|e| e.to_string()))
-                }
-                ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
-                    state.as_mut().map_or(Ok(()), |p| on_audio(p, &data, timestamp.value).map_err(|e| e.to_string()))
-                }
+                ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => state
+                    .as_mut()
+                    .map_or(Ok(()), |(m, _)| m.on_video(&data, timestamp.value, &mut items).map_err(|e| e.to_string())),
+                ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => state
+                    .as_mut()
+                    .map_or(Ok(()), |(m, _)| m.on_audio(&data, timestamp.value, &mut items).map_err(|e| e.to_string())),
                 ServerSessionEvent::PublishStreamFinished { .. } => {
                     state = None;
                     Ok(())
@@ -674,6 +751,14 @@ fn fuzz_session(mut data: &[u8], piece: usize) -> Option<String> {
             };
             if let Err(e) = outcome {
                 return Some(e);
+            }
+            if let Some((_, publisher)) = &state {
+                for item in items.drain(..) {
+                    match item {
+                        MediaItem::Info(info) => publisher.set_info(info),
+                        MediaItem::Packet(p) => publisher.send(p),
+                    }
+                }
             }
         }
     }

@@ -12,6 +12,6 @@ mod pull;
 pub(crate) mod sdp;
 mod server;
 
-pub use self::pull::{PullTransport, spawn_rtsp_pull, split_credentials};
+pub use self::pull::{PullTransport, RtspSource, spawn_rtsp_pull, split_credentials};
 pub use self::server::{RtspIngest, RtspIngestOptions};
 pub use crate::source::{PullHandle, PullStatus};

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,9 +18,8 @@ use crate::codec::aac::AudioSpecificConfig;
 use crate::codec::avc::AvcDecoderConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub::Hub;
-use crate::media::{Codec, MediaInfo, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
-use crate::source::{PullEnd, PullHandle, PullStatus, spawn_pull};
-use crate::sync::lock;
+use crate::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
+use crate::source::{ItemReader, PullEnd, PullHandle, from_reader, spawn_pull};
 
 /// How RTP travels from the camera.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,13 +62,9 @@ pub fn spawn_rtsp_pull(
     let (clean, creds) = split_credentials(url)?;
     let shown = clean.to_string();
     let span = info_span!("rtsp_pull", stream = %stream, url = %shown);
-    let task_stream = stream.clone();
-    Ok(spawn_pull(stream, shown, "RTSP", span, cancel, move |status| {
-        let (hub, stream, clean, creds) = (hub.clone(), task_stream.clone(), clean.clone(), creds.clone());
-        async move {
-            pull_once(&hub, &stream, &clean, creds, transport, &status).await?;
-            Ok(PullEnd::Reconnect)
-        }
+    Ok(spawn_pull(hub, stream, shown, "RTSP", PullEnd::Reconnect, span, cancel, move |_status| {
+        let (clean, creds) = (clean.clone(), creds.clone());
+        async move { RtspSource::connect_to(&clean, creds, transport).await.map(from_reader) }
     }))
 }
 
@@ -77,113 +72,157 @@ fn media_err(e: impl fmt::Display) -> Error {
     Error::new(ErrorKind::Protocol, e.to_string())
 }
 
-async fn pull_once(
-    hub: &Hub,
-    stream: &str,
-    url: &url::Url,
-    creds: Option<retina::client::Credentials>,
-    transport: PullTransport,
-    status: &Mutex<PullStatus>,
-) -> Result<()> {
-    let options = SessionOptions::default().creds(creds).user_agent("multistreamer".into());
-    let mut session = tokio::time::timeout(Duration::from_secs(10), Session::describe(url.clone(), options))
-        .await
-        .map_err(|_| Error::new(ErrorKind::Timeout, "DESCRIBE timed out"))?
-        .map_err(media_err)?;
-    let wanted: Vec<usize> = session
-        .streams()
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| {
-            (s.media() == "video" && s.encoding_name().eq_ignore_ascii_case("h264"))
-                || (s.media() == "audio" && s.encoding_name().eq_ignore_ascii_case("mpeg4-generic"))
-        })
-        .map(|(i, _)| i)
-        .collect();
-    if wanted.is_empty() {
-        return Err(Error::new(ErrorKind::Protocol, "the server offers no H.264 or AAC stream"));
+/// An RTSP server's (a camera's) H.264 and AAC streams, played with retina: a
+/// [`crate::source::ItemReader`] (a [`crate::Source`] through
+/// [`crate::source::from_reader`]). It ends with an error when no media came for 15 s.
+pub struct RtspSource {
+    demuxed: Pin<Box<retina::client::Demuxed>>,
+    info: MediaInfo,
+    dts_of: Option<crate::rtsp::depacketize::DtsEstimator>,
+    /// A packet held back while the track change it brought goes out first.
+    held: Option<Packet>,
+}
+
+impl fmt::Debug for RtspSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RtspSource").field("tracks", &self.info.tracks.len()).finish_non_exhaustive()
     }
-    for &i in &wanted {
-        let t = match transport {
-            PullTransport::Tcp => Transport::Tcp(TcpTransportOptions::default()),
-            PullTransport::Udp => Transport::Udp(Default::default()),
-        };
-        session.setup(i, SetupOptions::default().transport(t)).await.map_err(media_err)?;
+}
+
+impl RtspSource {
+    /// DESCRIBE, SETUP (H.264 video and AAC audio) and PLAY `url`; credentials in the URL
+    /// answer the server's challenge.
+    pub async fn connect(url: &str, transport: PullTransport) -> Result<RtspSource> {
+        let (clean, creds) = split_credentials(url)?;
+        RtspSource::connect_to(&clean, creds, transport).await
     }
-    let playing = session.play(PlayOptions::default()).await.map_err(media_err)?;
-    let mut demuxed = Box::pin(playing.demuxed().map_err(media_err)?);
-    let publisher = hub.publish(stream)?;
-    info!("RTSP pull live");
-    lock(status).state = "live";
-    let mut info = MediaInfo::default();
-    let mut dts_of = None::<crate::rtsp::depacketize::DtsEstimator>;
-    loop {
-        let item = tokio::time::timeout(
-            Duration::from_secs(15),
-            std::future::poll_fn(|cx| Pin::new(&mut demuxed).poll_next(cx)),
-        )
-        .await
-        .map_err(|_| Error::new(ErrorKind::Timeout, "no media for 15 s"))?;
-        let Some(item) = item else { return Ok(()) };
-        if !publisher.is_open() {
-            return Err(Error::new(ErrorKind::Shutdown, "the stream was ended by the server"));
+
+    async fn connect_to(
+        url: &url::Url,
+        creds: Option<retina::client::Credentials>,
+        transport: PullTransport,
+    ) -> Result<RtspSource> {
+        let options = SessionOptions::default().creds(creds).user_agent("multistreamer".into());
+        let mut session = tokio::time::timeout(Duration::from_secs(10), Session::describe(url.clone(), options))
+            .await
+            .map_err(|_| Error::new(ErrorKind::Timeout, "DESCRIBE timed out"))?
+            .map_err(media_err)?;
+        let wanted: Vec<usize> = session
+            .streams()
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                (s.media() == "video" && s.encoding_name().eq_ignore_ascii_case("h264"))
+                    || (s.media() == "audio" && s.encoding_name().eq_ignore_ascii_case("mpeg4-generic"))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if wanted.is_empty() {
+            return Err(Error::new(ErrorKind::Protocol, "the server offers no H.264 or AAC stream"));
         }
-        match item.map_err(media_err)? {
+        for &i in &wanted {
+            let t = match transport {
+                PullTransport::Tcp => Transport::Tcp(TcpTransportOptions::default()),
+                PullTransport::Udp => Transport::Udp(Default::default()),
+            };
+            session.setup(i, SetupOptions::default().transport(t)).await.map_err(media_err)?;
+        }
+        let playing = session.play(PlayOptions::default()).await.map_err(media_err)?;
+        let demuxed = Box::pin(playing.demuxed().map_err(media_err)?);
+        info!("RTSP session playing");
+        Ok(RtspSource { demuxed, info: MediaInfo::default(), dts_of: None, held: None })
+    }
+
+    /// Maps one retina item; `Some(info)` when it changed the tracks (the packet, if any,
+    /// is then held until the info went out).
+    fn on_item(&mut self, item: CodecItem) -> Result<Option<MediaItem>> {
+        match item {
             CodecItem::VideoFrame(f) => {
                 let id = TrackId(f.stream_id() as u32);
-                if (f.has_new_parameters() || info.track(id).is_none())
-                    && let Some(ParametersRef::Video(v)) = demuxed.streams()[f.stream_id()].parameters()
+                let mut changed = false;
+                if (f.has_new_parameters() || self.info.track(id).is_none())
+                    && let Some(ParametersRef::Video(v)) = self.demuxed.streams()[f.stream_id()].parameters()
                 {
                     let cfg = AvcDecoderConfig::parse(Bytes::copy_from_slice(v.extra_data()))?;
-                    info.set_track(Track { id, codec: Codec::H264(cfg), timebase: Timebase::HZ_90K });
-                    publisher.set_info(Arc::new(info.clone()));
+                    self.info.set_track(Track { id, codec: Codec::H264(cfg), timebase: Timebase::HZ_90K });
+                    changed = true;
                 }
-                if info.track(id).is_none() {
-                    continue;
+                if self.info.track(id).is_none() {
+                    return Ok(None);
                 }
                 let ts = f.timestamp();
                 let clock = ts.clock_rate().get();
                 let tb = Timebase::new(1, clock).unwrap_or(Timebase::HZ_90K);
-                let est = dts_of.get_or_insert_with(|| crate::rtsp::depacketize::DtsEstimator::new(clock));
+                let est = self.dts_of.get_or_insert_with(|| crate::rtsp::depacketize::DtsEstimator::new(clock));
                 let pts = ts.elapsed() + est.allowance();
                 let dts = est.dts(pts);
-                lock(status).frames += 1;
-                publisher.send(Packet {
+                let packet = Packet {
                     track: id,
                     kind: TrackKind::Video,
                     dts: Timestamp::new(dts, tb),
                     pts: Timestamp::new(pts, tb),
                     keyframe: f.is_random_access_point(),
                     payload: Bytes::from(f.into_data()),
-                });
+                };
+                Ok(Some(self.emit(changed, packet)))
             }
             CodecItem::AudioFrame(f) => {
                 let id = TrackId(f.stream_id() as u32);
-                if info.track(id).is_none() {
-                    if let Some(ParametersRef::Audio(a)) = demuxed.streams()[f.stream_id()].parameters() {
-                        let asc = AudioSpecificConfig::parse(Bytes::copy_from_slice(a.extra_data()))?;
-                        let rate = a.clock_rate();
-                        let tb = Timebase::new(1, rate).unwrap_or(Timebase::HZ_90K);
-                        info.set_track(Track { id, codec: Codec::Aac(asc), timebase: tb });
-                        publisher.set_info(Arc::new(info.clone()));
-                    } else {
-                        continue;
-                    }
+                let mut changed = false;
+                if self.info.track(id).is_none() {
+                    let Some(ParametersRef::Audio(a)) = self.demuxed.streams()[f.stream_id()].parameters() else {
+                        return Ok(None);
+                    };
+                    let asc = AudioSpecificConfig::parse(Bytes::copy_from_slice(a.extra_data()))?;
+                    let tb = Timebase::new(1, a.clock_rate()).unwrap_or(Timebase::HZ_90K);
+                    self.info.set_track(Track { id, codec: Codec::Aac(asc), timebase: tb });
+                    changed = true;
                 }
                 let ts = f.timestamp();
                 let clock = ts.clock_rate().get();
                 let tb = Timebase::new(1, clock).unwrap_or(Timebase::HZ_90K);
                 let t = Timestamp::new(ts.elapsed() + i64::from(clock) / 5, tb);
-                publisher.send(Packet {
+                let packet = Packet {
                     track: id,
                     kind: TrackKind::Audio,
                     dts: t,
                     pts: t,
                     keyframe: true,
                     payload: Bytes::copy_from_slice(f.data()),
-                });
+                };
+                Ok(Some(self.emit(changed, packet)))
             }
-            _ => {}
+            _ => Ok(None),
+        }
+    }
+
+    fn emit(&mut self, info_changed: bool, packet: Packet) -> MediaItem {
+        if info_changed {
+            self.held = Some(packet);
+            MediaItem::Info(Arc::new(self.info.clone()))
+        } else {
+            MediaItem::Packet(packet)
+        }
+    }
+}
+
+impl ItemReader for RtspSource {
+    async fn next_item(&mut self) -> Result<Option<MediaItem>> {
+        if let Some(p) = self.held.take() {
+            return Ok(Some(MediaItem::Packet(p)));
+        }
+        loop {
+            let demuxed = &mut self.demuxed;
+            let item = tokio::time::timeout(
+                Duration::from_secs(15),
+                std::future::poll_fn(|cx| demuxed.as_mut().poll_next(cx)),
+            )
+            .await
+            .map_err(|_| Error::new(ErrorKind::Timeout, "no media for 15 s"))?;
+            let Some(item) = item else { return Ok(None) };
+            if let Some(out) = self.on_item(item.map_err(media_err)?)? {
+                return Ok(Some(out));
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Messages are parsed with `rtsp-types`, the SDP with `sdp-types`; RTP is depacketized by
 //! [`super::depacketize`]. A malformed peer is disconnected with a logged reason.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +21,11 @@ use super::depacketize::{
     AacRtpParams, DtsEstimator, H264Depacketizer, RtpClock, RtpPacket, depacketize_aac, depacketize_latm,
 };
 use super::sdp::{MediaFormat, SdpMedia, parse_announce};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::hub::{Hub, Publisher};
-use crate::media::{Codec, MediaInfo, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
+use crate::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
 use crate::rtmp::{PublishAuthorizer, PublishRequest};
+use crate::source::{ItemReader, from_reader, publish_source};
 
 /// Settings of the RTSP ingest.
 #[derive(Clone, Debug)]
@@ -137,7 +138,11 @@ struct Connection {
     channels: HashMap<u8, usize>,
     tracks: HashMap<usize, TrackState>,
     info: MediaInfo,
+    /// Handed to [`Connection::serve`] when RECORD was accepted.
     publisher: Option<Publisher>,
+    recording: bool,
+    /// Media mapped from RTP, not yet taken by the source.
+    items: VecDeque<MediaItem>,
     out: Vec<u8>,
     /// Video DTS is not sent over RTP; it is derived from the PTS.
     dts: DtsEstimator,
@@ -168,6 +173,8 @@ impl Connection {
             tracks: HashMap::new(),
             info: MediaInfo::default(),
             publisher: None,
+            recording: false,
+            items: VecDeque::new(),
             out: Vec::new(),
             dts: DtsEstimator::new(90_000),
             sender_reports: HashMap::new(),
@@ -211,47 +218,20 @@ impl Connection {
         }
     }
 
-    async fn serve(mut self, mut socket: TcpStream, cancel: CancellationToken) -> Result<(), Reason> {
-        let mut buf = BytesMut::with_capacity(64 * 1024);
-        loop {
-            // interleaved data and requests already buffered
-            loop {
-                let step = match self.step(&mut buf).await {
-                    Ok(s) => s,
-                    Err(reason) => {
-                        // the error response (if any) goes out before the connection closes
-                        let _ = socket.write_all(&self.out).await;
-                        return Err(reason);
-                    }
-                };
-                match step {
-                    Step::Again => continue,
-                    Step::NeedMore => break,
-                    Step::Close => {
-                        socket.write_all(&self.out).await.map_err(|e| e.to_string())?;
-                        return Ok(());
-                    }
-                }
+    async fn serve(self, socket: TcpStream, cancel: CancellationToken) -> Result<(), Reason> {
+        let mut session = Session { conn: self, socket, buf: BytesMut::with_capacity(64 * 1024), cancel };
+        // OPTIONS, ANNOUNCE, SETUP … until RECORD is accepted
+        let publisher = loop {
+            if let Some(p) = session.conn.publisher.take() {
+                break p;
             }
-            if !self.out.is_empty() {
-                socket.write_all(&self.out).await.map_err(|e| format!("write: {e}"))?;
-                self.out.clear();
+            if !session.advance().await? {
+                return Ok(());
             }
-            if self.publisher.as_ref().is_some_and(|p| !p.is_open()) {
-                return Err("the stream was ended by the server".into());
-            }
-            let n = tokio::select! {
-                _ = cancel.cancelled() => return Ok(()),
-                r = tokio::time::timeout(self.options.idle_timeout, socket.read_buf(&mut buf)) => match r {
-                    Err(_) => return Err(format!("idle for {:?}", self.options.idle_timeout)),
-                    Ok(Err(e)) => return Err(format!("read: {e}")),
-                    Ok(Ok(n)) => n,
-                },
-            };
-            if n == 0 {
-                return if self.publisher.is_some() { Err("publisher closed the connection".into()) } else { Ok(()) };
-            }
-        }
+        };
+        // From here on the connection is the publisher's source.
+        let mut source = from_reader(session);
+        publish_source(&mut source, &publisher).await.map_err(|e| e.to_string())
     }
 
     async fn step(&mut self, buf: &mut BytesMut) -> Result<Step, Reason> {
@@ -415,9 +395,10 @@ impl Connection {
                 };
                 self.start_tracks();
                 if !self.info.tracks.is_empty() {
-                    publisher.set_info(Arc::new(self.info.clone()));
+                    self.items.push_back(MediaItem::Info(Arc::new(self.info.clone())));
                 }
                 self.publisher = Some(publisher);
+                self.recording = true;
                 info!(stream = %name, "RTSP publisher recording");
                 self.respond(StatusCode::Ok, cseq, &session_hdr, b"");
             }
@@ -478,9 +459,9 @@ impl Connection {
             }
             return Err(format!("interleaved data on channel {channel}, which no SETUP assigned"));
         };
-        let Some(publisher) = self.publisher.as_ref() else {
+        if !self.recording {
             return Err("RTP before RECORD".into());
-        };
+        }
         let pkt = RtpPacket::parse(data).map_err(|e| format!("channel {channel}: {e}"))?;
         let expected = self.media.get(index).map_or(0, |m| m.payload_type);
         if pkt.payload_type != expected {
@@ -495,7 +476,7 @@ impl Connection {
                     match depack.params.to_record() {
                         Ok(rec) => {
                             self.info.set_track(Track { id: *id, codec: Codec::H264(rec), timebase: Timebase::HZ_90K });
-                            publisher.set_info(Arc::new(self.info.clone()));
+                            self.items.push_back(MediaItem::Info(Arc::new(self.info.clone())));
                         }
                         Err(e) => return Err(format!("unusable in-band SPS/PPS: {e}")),
                     }
@@ -506,14 +487,14 @@ impl Connection {
                 }
                 let pts = clock.unwrap(unit.timestamp) + REORDER_ALLOWANCE_90K + sync;
                 let dts = self.dts.dts(pts);
-                publisher.send(Packet {
+                self.items.push_back(MediaItem::Packet(Packet {
                     track: *id,
                     kind: TrackKind::Video,
                     dts: Timestamp::new(dts, Timebase::HZ_90K),
                     pts: Timestamp::new(pts, Timebase::HZ_90K),
                     keyframe: unit.keyframe,
                     payload: unit.data,
-                });
+                }));
             }
             TrackState::Aac { .. } | TrackState::Latm { .. } => {
                 let (clock, id, rate, units) = match track {
@@ -529,18 +510,80 @@ impl Connection {
                 let shift = Timestamp::new(REORDER_ALLOWANCE_90K, Timebase::HZ_90K).rescale(tb).ticks();
                 for (ts, au) in units {
                     let t = Timestamp::new(clock.unwrap(ts) + shift + sync, tb);
-                    publisher.send(Packet {
+                    self.items.push_back(MediaItem::Packet(Packet {
                         track: *id,
                         kind: TrackKind::Audio,
                         dts: t,
                         pts: t,
                         keyframe: true,
                         payload: au,
-                    });
+                    }));
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// A connection and its socket: driven by [`Connection::serve`] until RECORD, then the
+/// publisher's [`crate::Source`] ([`ItemReader`]).
+struct Session {
+    conn: Connection,
+    socket: TcpStream,
+    buf: BytesMut,
+    cancel: CancellationToken,
+}
+
+impl Session {
+    /// Handles one buffered message (or reads more); `false` once the connection ended
+    /// cleanly (TEARDOWN, cancelled, or closed before RECORD).
+    async fn advance(&mut self) -> Result<bool, Reason> {
+        let step = match self.conn.step(&mut self.buf).await {
+            Ok(s) => s,
+            Err(reason) => {
+                // the error response (if any) goes out before the connection closes
+                let _ = self.socket.write_all(&self.conn.out).await;
+                return Err(reason);
+            }
+        };
+        match step {
+            Step::Again => return Ok(true),
+            Step::Close => {
+                self.socket.write_all(&self.conn.out).await.map_err(|e| e.to_string())?;
+                return Ok(false);
+            }
+            Step::NeedMore => {}
+        }
+        if !self.conn.out.is_empty() {
+            self.socket.write_all(&self.conn.out).await.map_err(|e| format!("write: {e}"))?;
+            self.conn.out.clear();
+        }
+        let idle = self.conn.options.idle_timeout;
+        let n = tokio::select! {
+            _ = self.cancel.cancelled() => return Ok(false),
+            r = tokio::time::timeout(idle, self.socket.read_buf(&mut self.buf)) => match r {
+                Err(_) => return Err(format!("idle for {idle:?}")),
+                Ok(Err(e)) => return Err(format!("read: {e}")),
+                Ok(Ok(n)) => n,
+            },
+        };
+        if n == 0 {
+            return if self.conn.recording { Err("publisher closed the connection".into()) } else { Ok(false) };
+        }
+        Ok(true)
+    }
+}
+
+impl ItemReader for Session {
+    async fn next_item(&mut self) -> Result<Option<MediaItem>> {
+        loop {
+            if let Some(item) = self.conn.items.pop_front() {
+                return Ok(Some(item));
+            }
+            if !self.advance().await.map_err(|reason| Error::new(ErrorKind::Protocol, reason))? {
+                return Ok(None);
+            }
+        }
     }
 }
 
