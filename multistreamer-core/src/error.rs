@@ -60,6 +60,18 @@ enum Source {
     Hub(#[from] HubError),
     #[error(transparent)]
     Io(#[from] io::Error),
+    #[cfg(feature = "hls")]
+    #[error(transparent)]
+    Hls(#[from] crate::hls::HlsError),
+    #[cfg(feature = "rtsp")]
+    #[error(transparent)]
+    Rtsp(#[from] crate::rtsp::RtspIngestError),
+    #[cfg(feature = "libav")]
+    #[error(transparent)]
+    Transcode(#[from] crate::transcode::TranscodeError),
+    #[cfg(feature = "libav")]
+    #[error(transparent)]
+    Record(#[from] crate::record::RecordError),
     #[cfg(feature = "libav")]
     #[error("libav: {0}")]
     Libav(#[from] ffmpeg_next::Error),
@@ -94,6 +106,30 @@ impl Error {
             None => ctx,
         });
         self
+    }
+
+    /// The module error this one wraps (an [`RtmpError`], `HlsError`, `RtspIngestError`,
+    /// `TranscodeError`, `RecordError`, an [`io::Error`], …), to match on with
+    /// `downcast_ref`; a plain message when the error was made by [`Error::new`].
+    pub fn inner(&self) -> &(dyn std::error::Error + 'static) {
+        match &self.source {
+            Source::Rtmp(e) => e,
+            Source::Flv(e) => e,
+            Source::Codec(e) => e,
+            Source::Hub(e) => e,
+            Source::Io(e) => e,
+            #[cfg(feature = "hls")]
+            Source::Hls(e) => e,
+            #[cfg(feature = "rtsp")]
+            Source::Rtsp(e) => e,
+            #[cfg(feature = "libav")]
+            Source::Transcode(e) => e,
+            #[cfg(feature = "libav")]
+            Source::Record(e) => e,
+            #[cfg(feature = "libav")]
+            Source::Libav(e) => e,
+            Source::Message(_) => &self.source,
+        }
     }
 
     pub fn is_disconnect(&self) -> bool {
@@ -157,6 +193,25 @@ impl From<HubError> for Error {
         };
         Error { kind, context: None, source: Source::Hub(e) }
     }
+}
+
+/// A module error whose [`ErrorKind`] it decides itself.
+macro_rules! from_module_error {
+    ($($feature:literal: $ty:ty => $variant:ident),* $(,)?) => {$(
+        #[cfg(feature = $feature)]
+        impl From<$ty> for Error {
+            fn from(e: $ty) -> Error {
+                Error { kind: e.kind(), context: None, source: Source::$variant(e) }
+            }
+        }
+    )*};
+}
+
+from_module_error! {
+    "hls": crate::hls::HlsError => Hls,
+    "rtsp": crate::rtsp::RtspIngestError => Rtsp,
+    "libav": crate::transcode::TranscodeError => Transcode,
+    "libav": crate::record::RecordError => Record,
 }
 
 #[cfg(feature = "libav")]

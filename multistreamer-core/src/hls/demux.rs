@@ -3,11 +3,12 @@
 
 use bytes::Bytes;
 
+use super::HlsError;
 use super::fmp4::{self, Fmp4Track};
 use super::ts::{self, EsKind, PTS_WRAP, TsDemuxer};
 use crate::codec::aac::{AudioSpecificConfig, adts_config};
 use crate::codec::avc::{AvcDecoderConfig, ParameterSets, annexb_nal_units, annexb_to_avcc};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::media::{Codec, MediaInfo, Timebase, Timestamp, Track, TrackId, TrackKind};
 
 /// The track ids HLS inputs are published with.
@@ -128,7 +129,7 @@ impl SegmentDemuxer {
         self.ts.push(segment, &mut pes)?;
         self.ts.flush(&mut pes);
         if !self.ts.has_streams() {
-            return Err(Error::new(ErrorKind::Protocol, "the segment has no H.264 or AAC stream (no usable PMT)"));
+            return Err(HlsError::Segment("the segment has no H.264 or AAC stream (no usable PMT)".into()).into());
         }
         let mut out = Vec::with_capacity(pes.len());
         for p in pes {

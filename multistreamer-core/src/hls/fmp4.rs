@@ -4,13 +4,14 @@
 
 use bytes::Bytes;
 
+use super::HlsError;
 use crate::codec::aac::AudioSpecificConfig;
 use crate::codec::avc::AvcDecoderConfig;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::media::{Codec, TrackKind};
 
 fn bad(msg: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Protocol, msg)
+    HlsError::Segment(msg.into()).into()
 }
 
 /// A track announced by the initialization section.

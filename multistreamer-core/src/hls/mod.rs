@@ -8,11 +8,13 @@
 //!   playlist per source listing its variants — served from memory or written to a directory.
 
 pub(crate) mod demux;
+mod error;
 pub(crate) mod fmp4;
 mod output;
 mod pull;
 pub(crate) mod ts;
 
+pub use self::error::HlsError;
 pub use self::output::{
     HlsOptions, HlsSegmenter, HlsServer, OverlongSegment, SOURCE_VARIANT, Segment, SegmentCap, VariantSummary,
 };

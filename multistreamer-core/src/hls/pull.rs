@@ -18,6 +18,7 @@ use m3u8_rs::{KeyMethod, MasterPlaylist, MediaPlaylist, Playlist};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::HlsError;
 use super::demux::{AUDIO_TRACK, Frame, SegmentDemuxer, VIDEO_TRACK};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub::Hub;
@@ -177,9 +178,9 @@ pub fn spawn_hls_pull(
 
 /// The URL checked and the HTTP client for it.
 fn prepare(url: &str, options: &HlsPullOptions) -> Result<(url::Url, reqwest::Client)> {
-    let parsed = url::Url::parse(url).map_err(|e| Error::new(ErrorKind::Config, format!("HLS URL: {e}")))?;
+    let parsed = url::Url::parse(url).map_err(|e| HlsError::BadUrl(e.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(Error::new(ErrorKind::Config, "the HLS URL must be http:// or https://"));
+        return Err(HlsError::BadUrl("the URL must be http:// or https://".into()).into());
     }
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::limited(10))
@@ -187,7 +188,7 @@ fn prepare(url: &str, options: &HlsPullOptions) -> Result<(url::Url, reqwest::Cl
         .timeout(options.request_timeout)
         .user_agent(concat!("multistreamer/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| Error::new(ErrorKind::Config, format!("HTTP client: {e}")))?;
+        .map_err(|e| HlsError::Client(e.to_string()))?;
     Ok((parsed, client))
 }
 
@@ -239,7 +240,7 @@ impl ItemReader for HlsSource {
             None => Ok(None),
             Some(task) => match task.await {
                 Ok(r) => r.map(|()| None),
-                Err(e) => Err(Error::new(ErrorKind::Protocol, format!("the HLS reader failed: {e}"))),
+                Err(e) => Err(HlsError::Reader(e.to_string()).into()),
             },
         }
     }
@@ -346,26 +347,32 @@ struct Cache {
     init: Option<String>,
 }
 
-fn proto(msg: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Protocol, msg)
+fn playlist_err(msg: impl Into<String>) -> Error {
+    HlsError::Playlist(msg.into()).into()
 }
 
-fn http_err(what: &str, e: reqwest::Error) -> Error {
-    let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Disconnected };
-    let mut msg = format!("{what}: {e}");
-    if e.is_redirect() {
-        msg = format!("{what}: too many redirects");
-    }
-    Error::new(kind, msg)
+fn decryption_err(msg: impl Into<String>) -> Error {
+    HlsError::Decryption(msg.into()).into()
+}
+
+fn http_err(what: &'static str, url: &str, e: reqwest::Error) -> Error {
+    let detail = if e.is_redirect() { "too many redirects".to_string() } else { e.to_string() };
+    HlsError::Request { what, url: url.to_string(), detail, timed_out: e.is_timeout() }.into()
 }
 
 impl Ctx {
     /// GETs `url` (bytes `range` = (offset, length) of it), refusing more than `limit` bytes.
     /// A server that ignores `Range` and answers the whole file is read only up to the end
     /// of the range, which is then cut out.
-    async fn fetch(&self, url: &url::Url, range: Option<(u64, u64)>, limit: usize, what: &str) -> Result<Bytes> {
+    async fn fetch(
+        &self,
+        url: &url::Url,
+        range: Option<(u64, u64)>,
+        limit: usize,
+        what: &'static str,
+    ) -> Result<Bytes> {
         let shown = shown_url(url);
-        let too_large = || proto(format!("{what} {shown} is larger than {} KiB", limit >> 10));
+        let too_large = || Error::from(HlsError::TooLarge { what, url: shown.clone(), limit_kib: limit >> 10 });
         let mut req = self.client.get(url.clone());
         if let Some((offset, length)) = range {
             if length > limit as u64 {
@@ -373,10 +380,10 @@ impl Ctx {
             }
             req = req.header("Range", format!("bytes={}-{}", offset, offset + length.saturating_sub(1)));
         }
-        let mut resp = req.send().await.map_err(|e| http_err(&format!("{what} {shown}"), e))?;
+        let mut resp = req.send().await.map_err(|e| http_err(what, &shown, e))?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(proto(format!("{what} {shown}: HTTP {status}")));
+            return Err(HlsError::Status { what, url: shown, status: status.as_u16() }.into());
         }
         let whole_file = status != reqwest::StatusCode::PARTIAL_CONTENT;
         // (bytes to skip, bytes wanted) when a range was asked for
@@ -386,15 +393,14 @@ impl Ctx {
             None => limit,
         };
         if cap > limit.saturating_mul(16) {
-            return Err(proto(format!(
-                "{what} {shown}: the server ignores Range requests and the range is far into the file"
-            )));
+            let detail = "the server ignores Range requests and the range is far into the file".into();
+            return Err(HlsError::Range { what, url: shown, detail }.into());
         }
         if window.is_none() && resp.content_length().is_some_and(|l| l > limit as u64) {
             return Err(too_large());
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| http_err(&format!("{what} {shown}"), e))? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| http_err(what, &shown, e))? {
             body.extend_from_slice(&chunk);
             if window.is_some() && body.len() >= cap {
                 break;
@@ -406,7 +412,8 @@ impl Ctx {
         match window {
             Some((skip, want)) => {
                 let part = body.get(skip..skip + want).ok_or_else(|| {
-                    proto(format!("{what} {shown}: {} bytes received, the range ends at {}", body.len(), skip + want))
+                    let detail = format!("{} bytes received, the range ends at {}", body.len(), skip + want);
+                    Error::from(HlsError::Range { what, url: shown.clone(), detail })
                 })?;
                 Ok(Bytes::copy_from_slice(part))
             }
@@ -424,10 +431,12 @@ impl Ctx {
         let mut media_url = self.url.clone();
         let mut first = match self.playlist(&self.url).await? {
             Playlist::MasterPlaylist(master) => {
-                let v = self.options.variant.pick(&master).ok_or_else(|| {
-                    Error::new(ErrorKind::Config, format!("no variant matches {:?}", self.options.variant))
-                })?;
-                media_url = self.url.join(&v.uri).map_err(|e| proto(format!("variant URI {:?}: {e}", v.uri)))?;
+                let v = self
+                    .options
+                    .variant
+                    .pick(&master)
+                    .ok_or_else(|| HlsError::NoVariant(format!("{:?}", self.options.variant)))?;
+                media_url = self.url.join(&v.uri).map_err(|e| playlist_err(format!("variant URI {:?}: {e}", v.uri)))?;
                 info!(
                     bandwidth = v.bandwidth,
                     resolution = %v.resolution.map_or("-".to_string(), |r| r.to_string()),
@@ -455,7 +464,9 @@ impl Ctx {
                 Some(p) => p,
                 None => match self.playlist(&media_url).await? {
                     Playlist::MediaPlaylist(p) => p,
-                    Playlist::MasterPlaylist(_) => return Err(proto("the variant URI points to a master playlist")),
+                    Playlist::MasterPlaylist(_) => {
+                        return Err(playlist_err("the variant URI points to a master playlist"));
+                    }
                 },
             };
             let target = Duration::from_secs(playlist.target_duration.clamp(1, 60));
@@ -536,7 +547,7 @@ impl Ctx {
                 }
                 st.next_seq = None;
                 if playlist.playlist_type != Some(m3u8_rs::MediaPlaylistType::Vod) && published.is_none() {
-                    return Err(proto("the live playlist ended before a segment could be read"));
+                    return Err(playlist_err("the live playlist ended before a segment could be read"));
                 }
                 return Ok(());
             }
@@ -564,13 +575,13 @@ impl Ctx {
             let init_range = m.byte_range.as_ref().map(|r| (r.offset.unwrap_or(0), r.length));
             let id = format!("{}@{init_range:?}", m.uri);
             if cache.init.as_deref() != Some(id.as_str()) {
-                let u = base.join(&m.uri).map_err(|e| proto(format!("EXT-X-MAP URI {:?}: {e}", m.uri)))?;
+                let u = base.join(&m.uri).map_err(|e| playlist_err(format!("EXT-X-MAP URI {:?}: {e}", m.uri)))?;
                 let init = self.fetch(&u, init_range, limit, "init section").await?;
                 demuxer.set_init(&init).map_err(|e| e.context("init section"))?;
                 cache.init = Some(id);
             }
         }
-        let url = base.join(&seg.uri).map_err(|e| proto(format!("segment URI {:?}: {e}", seg.uri)))?;
+        let url = base.join(&seg.uri).map_err(|e| playlist_err(format!("segment URI {:?}: {e}", seg.uri)))?;
         let mut attempt = 0;
         let data = loop {
             attempt += 1;
@@ -585,15 +596,15 @@ impl Ctx {
         };
         let data = match key {
             Some(k) if k.method == KeyMethod::AES128 => {
-                let uri = k.uri.as_deref().ok_or_else(|| proto("AES-128 key without a URI"))?;
-                let key_url = base.join(uri).map_err(|e| proto(format!("key URI {uri:?}: {e}")))?;
+                let uri = k.uri.as_deref().ok_or_else(|| playlist_err("AES-128 key without a URI"))?;
+                let key_url = base.join(uri).map_err(|e| playlist_err(format!("key URI {uri:?}: {e}")))?;
                 let key_bytes = match cache.keys.get(key_url.as_str()) {
                     Some(k) => *k,
                     None => {
                         let raw = self.fetch(&key_url, None, 1024, "key").await?;
                         let k: [u8; 16] = raw[..]
                             .try_into()
-                            .map_err(|_| proto(format!("the AES-128 key is {} bytes, not 16", raw.len())))?;
+                            .map_err(|_| decryption_err(format!("the AES-128 key is {} bytes, not 16", raw.len())))?;
                         cache.keys.insert(key_url.to_string(), k);
                         k
                     }
@@ -606,7 +617,7 @@ impl Ctx {
             }
             Some(k) if k.method == KeyMethod::None => data,
             Some(k) => {
-                return Err(Error::new(ErrorKind::Config, format!("encryption method {} is not supported", k.method)));
+                return Err(HlsError::UnsupportedEncryption(k.method.to_string()).into());
             }
             None => data,
         };
@@ -657,7 +668,7 @@ impl Ctx {
 type Items = tokio::sync::mpsc::Sender<MediaItem>;
 
 async fn send(tx: &Items, item: MediaItem) -> Result<()> {
-    tx.send(item).await.map_err(|_| Error::new(ErrorKind::Shutdown, "the HLS source was dropped"))
+    tx.send(item).await.map_err(|_| HlsError::Dropped.into())
 }
 
 /// Parses a playlist, refusing what is not one with a clear message.
@@ -666,36 +677,36 @@ pub fn parse_playlist(text: &[u8]) -> Result<Playlist> {
     let trimmed = body.trim_ascii_start();
     if !trimmed.starts_with(b"#EXTM3U") {
         let head = String::from_utf8_lossy(&trimmed[..trimmed.len().min(40)]).into_owned();
-        return Err(proto(format!("not an M3U8 playlist (starts with {head:?})")));
+        return Err(playlist_err(format!("not an M3U8 playlist (starts with {head:?})")));
     }
     let playlist = m3u8_rs::parse_playlist_res(trimmed).map_err(|e| {
         let msg = e.to_string();
-        proto(format!("malformed M3U8: {}", &msg[..msg.len().min(200)]))
+        playlist_err(format!("malformed M3U8: {}", &msg[..msg.len().min(200)]))
     })?;
     if let Playlist::MediaPlaylist(MediaPlaylist { segments, .. }) = &playlist
         && segments.iter().any(|s| !s.duration.is_finite() || s.duration < 0.0)
     {
-        return Err(proto("malformed M3U8: a segment duration is not a number"));
+        return Err(playlist_err("malformed M3U8: a segment duration is not a number"));
     }
     Ok(playlist)
 }
 
 fn parse_iv(iv: &str) -> Result<[u8; 16]> {
     let hex = iv.strip_prefix("0x").or_else(|| iv.strip_prefix("0X")).unwrap_or(iv);
-    let v = u128::from_str_radix(hex, 16).map_err(|_| proto(format!("bad IV {iv:?}")))?;
+    let v = u128::from_str_radix(hex, 16).map_err(|_| decryption_err(format!("bad IV {iv:?}")))?;
     Ok(v.to_be_bytes())
 }
 
 /// AES-128-CBC with PKCS#7 padding (RFC 8216 §5.2).
 pub fn decrypt_aes128(key: &[u8; 16], iv: &[u8; 16], data: &[u8]) -> Result<Bytes> {
     if data.is_empty() || !data.len().is_multiple_of(16) {
-        return Err(proto(format!("encrypted segment of {} bytes is not whole AES blocks", data.len())));
+        return Err(decryption_err(format!("encrypted segment of {} bytes is not whole AES blocks", data.len())));
     }
     let dec = cbc::Decryptor::<aes::Aes128>::new(key.into(), iv.into());
     let mut buf = data.to_vec();
     let len = dec
         .decrypt_padded_mut::<Pkcs7>(&mut buf)
-        .map_err(|_| proto("AES-128 decryption failed (wrong key or IV: bad padding)"))?
+        .map_err(|_| decryption_err("AES-128 decryption failed (wrong key or IV: bad padding)"))?
         .len();
     buf.truncate(len);
     Ok(Bytes::from(buf))
@@ -734,6 +745,8 @@ mod tests {
     fn refuses_what_is_not_a_playlist() {
         let e = parse_playlist(b"<html><body>404</body></html>").expect_err("not m3u8");
         assert!(e.to_string().contains("not an M3U8 playlist"), "{e}");
+        assert!(matches!(e.inner().downcast_ref::<HlsError>(), Some(HlsError::Playlist(_))), "{e:?}");
+        assert_eq!(e.kind(), ErrorKind::Protocol);
         assert!(parse_playlist(b"").is_err());
         assert!(parse_playlist(b"\xEF\xBB\xBF#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n").is_ok());
     }

@@ -3,9 +3,10 @@
 
 use bytes::Bytes;
 
+use super::HlsError;
 use crate::codec::aac::AudioSpecificConfig;
 use crate::codec::avc::{AvcDecoderConfig, avcc_nal_units};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 
 /// Size of one transport packet.
 pub const PACKET_SIZE: usize = 188;
@@ -19,7 +20,7 @@ const MAX_PES: usize = 16 << 20;
 pub const PTS_WRAP: i64 = 1 << 33;
 
 fn bad(msg: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Protocol, msg)
+    HlsError::Segment(msg.into()).into()
 }
 
 /// What an elementary stream carries.

@@ -14,6 +14,7 @@
 //! [`spawn_recording`] runs either on its own threads, subscribed to the hub like a
 //! destination: a failing destination never disturbs it, and it never slows the publisher.
 
+mod error;
 mod raw;
 mod remux;
 
@@ -29,9 +30,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn};
 
+pub use self::error::RecordError;
 pub use self::raw::{DiskProbe, RawRecorder, SystemDiskProbe, raw_data_rate};
 pub use self::remux::RemuxRecorder;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::hub::{Hub, SubscriberStats};
 use crate::media::MediaItem;
 use crate::stage::{BlockingStage, StageInput, spawn_stage};
@@ -358,9 +360,8 @@ pub fn spawn_recording_with(
     cancel: CancellationToken,
     make: impl FnOnce(&str, RecordOptions, Arc<RecordingStats>) -> Box<dyn Recorder>,
 ) -> Result<RecordingHandle> {
-    std::fs::create_dir_all(&options.dir).map_err(|e| {
-        Error::new(ErrorKind::Config, format!("cannot create the recording directory {}: {e}", options.dir.display()))
-    })?;
+    std::fs::create_dir_all(&options.dir)
+        .map_err(|e| RecordError::Directory { path: options.dir.clone(), detail: e.to_string() })?;
     crate::transcode::init();
     let (events_tx, events) = mpsc::unbounded_channel();
     let stats = Arc::new(RecordingStats { events: Mutex::new(Some(events_tx)), ..RecordingStats::default() });

@@ -21,10 +21,11 @@ use ffmpeg_next::util::frame;
 use ffmpeg_next::{ChannelLayout, codec, decoder, encoder, format};
 use tracing::{info, warn};
 
+use super::RecordError;
 use super::{RecordOptions, RecordedFile, Recorder, RecordingStats, tracks_changed};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, TrackId, TrackKind};
-use crate::transcode::{is_again, media_err, open_aac_decoder, open_video_decoder, rational, to_av_packet};
+use crate::transcode::{is_again, missing_codec, open_aac_decoder, open_video_decoder, rational, to_av_packet};
 
 /// Estimated bytes per second of a raw recording: 8-bit 4:2:0 video (1.5 bytes per pixel)
 /// plus 16-bit PCM audio.
@@ -58,13 +59,13 @@ impl DiskProbe for SystemDiskProbe {
     fn free_bytes(&self, dir: &Path) -> Result<u64> {
         let dir = fs::canonicalize(dir)?;
         let disks = sysinfo::Disks::new_with_refreshed_list()
-            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot list file systems: {e}")))?;
+            .map_err(|e| RecordError::DiskProbe(format!("cannot list file systems: {e}")))?;
         (&disks)
             .into_iter()
             .filter(|d| dir.starts_with(d.mount_point()))
             .max_by_key(|d| d.mount_point().as_os_str().len())
             .map(|d| d.available_space())
-            .ok_or_else(|| Error::new(ErrorKind::Io, format!("no mounted file system holds {}", dir.display())))
+            .ok_or_else(|| RecordError::DiskProbe(format!("no mounted file system holds {}", dir.display())).into())
     }
 
     fn write_speed(&self, dir: &Path) -> Result<f64> {
@@ -94,29 +95,20 @@ pub fn check_disk(probe: &dyn DiskProbe, dir: &Path, rate: f64, min_seconds: u64
     let free = probe.free_bytes(dir)? as f64;
     let needed = rate * min_seconds as f64;
     if free < needed {
-        return Err(Error::new(
-            ErrorKind::Config,
-            format!(
-                "not enough free space for a raw recording in {}: {:.0} MB free, {:.0} MB needed for {} s at {:.1} MB/s",
-                dir.display(),
-                mb(free),
-                mb(needed),
-                min_seconds,
-                mb(rate)
-            ),
-        ));
+        return Err(RecordError::NoSpace {
+            dir: dir.to_path_buf(),
+            free_mb: mb(free),
+            needed_mb: mb(needed),
+            seconds: min_seconds,
+            rate_mb_s: mb(rate),
+        }
+        .into());
     }
     let speed = probe.write_speed(dir)?;
     if speed < rate * 1.2 {
-        return Err(Error::new(
-            ErrorKind::Config,
-            format!(
-                "the disk under {} writes {:.1} MB/s; a raw recording needs {:.1} MB/s (+20 % margin) — record the original instead, or use a faster disk",
-                dir.display(),
-                mb(speed),
-                mb(rate)
-            ),
-        ));
+        return Err(
+            RecordError::DiskTooSlow { dir: dir.to_path_buf(), speed_mb_s: mb(speed), rate_mb_s: mb(rate) }.into()
+        );
     }
     info!(dir = %dir.display(), free_mb = mb(free), speed_mb_s = mb(speed), rate_mb_s = mb(rate), "disk check passed");
     Ok(())
@@ -212,7 +204,7 @@ impl RawRecorder {
             _ => None,
         });
         if video.is_none() && audio.is_none() {
-            return Err(media_err("a raw recording needs H.264 video or AAC audio"));
+            return Err(RecordError::NothingToRecord.into());
         }
         let fps = info.metadata.frame_rate.filter(|f| *f > 0.0).unwrap_or(30.0);
         let (w, h) = video.as_ref().map_or((0, 0), |(_, c)| (c.width, c.height));
@@ -244,7 +236,7 @@ impl RawRecorder {
         if let Some((track, asc)) = &audio {
             let decoder = open_aac_decoder(asc)?;
             let layout = ChannelLayout::default(i32::from(asc.channels.max(1)));
-            let codec = encoder::find(codec::Id::PCM_S16LE).ok_or_else(|| media_err("no PCM encoder"))?;
+            let codec = encoder::find(codec::Id::PCM_S16LE).ok_or_else(|| missing_codec("PCM encoder"))?;
             let mut a = codec::Context::new_with_codec(codec).encoder().audio()?;
             a.set_rate(asc.sample_rate as i32);
             a.set_channel_layout(layout);
@@ -279,7 +271,7 @@ impl RawRecorder {
         let writer = std::thread::Builder::new()
             .name(format!("rawrec-{}", self.stream))
             .spawn(move || write_loop(output, rx, &encoder_tbs, &writer_path, &writer_stats))
-            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| RecordError::Thread(e.to_string()))?;
         info!(path = %path.display(), rate_mb_s = rate / 1e6, "raw recording to a new file");
         self.stats.file_opened(path.clone());
         self.file = Some(OpenFile {
@@ -314,7 +306,7 @@ impl RawRecorder {
         drop(f.tx);
         let bytes = match f.writer.join() {
             Ok(r) => r?,
-            Err(_) => return Err(media_err("the raw writer thread panicked")),
+            Err(_) => return Err(RecordError::WriterPanicked.into()),
         };
         let duration = Duration::from_millis((f.last_ms - f.first_ms.unwrap_or(f.last_ms)).max(0) as u64);
         let done = RecordedFile { path: f.path, bytes, duration, video_frames: f.frames };
@@ -345,7 +337,7 @@ impl RawRecorder {
                                 warn!(dropped = n + 1, "the disk cannot keep up; raw frames dropped");
                             }
                         }
-                        Err(TrySendError::Disconnected(_)) => return Err(media_err("the raw writer stopped")),
+                        Err(TrySendError::Disconnected(_)) => return Err(RecordError::WriterStopped.into()),
                     }
                 }
             }
@@ -358,7 +350,7 @@ impl RawRecorder {
                 drain_audio(a, &mut out)?;
                 for pkt in out {
                     // Audio is small: wait rather than lose it.
-                    f.tx.send(WriterMsg::Packet(pkt)).map_err(|_| media_err("the raw writer stopped"))?;
+                    f.tx.send(WriterMsg::Packet(pkt)).map_err(|_| RecordError::WriterStopped)?;
                 }
             }
         }
@@ -367,7 +359,7 @@ impl RawRecorder {
 }
 
 fn raw_video_encoder(width: u32, height: u32, pix: format::Pixel, tb: Timebase) -> Result<encoder::Video> {
-    let codec = encoder::find(codec::Id::RAWVIDEO).ok_or_else(|| media_err("no rawvideo encoder"))?;
+    let codec = encoder::find(codec::Id::RAWVIDEO).ok_or_else(|| missing_codec("rawvideo encoder"))?;
     let mut v = codec::Context::new_with_codec(codec).encoder().video()?;
     v.set_width(width);
     v.set_height(height);
@@ -512,6 +504,7 @@ impl Recorder for RawRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
 
     struct FakeDisk {
         free: u64,
@@ -544,6 +537,11 @@ mod tests {
         let slow = FakeDisk { free: u64::MAX, speed: 50e6 };
         let e = check_disk(&slow, dir, rate, 300).expect_err("50 MB/s is too slow");
         assert!(e.to_string().contains("writes 50.0 MB/s"), "{e}");
+        // a caller matches on the module error, not on the message
+        match e.inner().downcast_ref::<RecordError>() {
+            Some(RecordError::DiskTooSlow { speed_mb_s, .. }) => assert!((speed_mb_s - 50.0).abs() < 1e-9),
+            other => panic!("expected DiskTooSlow, got {other:?}"),
+        }
         assert!(check_disk(&FakeDisk { free: u64::MAX, speed: 500e6 }, dir, rate, 300).is_ok());
     }
 }

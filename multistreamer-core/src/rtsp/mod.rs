@@ -13,5 +13,5 @@ pub(crate) mod sdp;
 mod server;
 
 pub use self::pull::{PullTransport, RtspSource, spawn_rtsp_pull, split_credentials};
-pub use self::server::{RtspIngest, RtspIngestOptions};
+pub use self::server::{RtspIngest, RtspIngestError, RtspIngestOptions};
 pub use crate::source::{PullHandle, PullStatus};

@@ -21,7 +21,7 @@ use super::depacketize::{
     AacRtpParams, DtsEstimator, H264Depacketizer, RtpClock, RtpPacket, depacketize_aac, depacketize_latm,
 };
 use super::sdp::{MediaFormat, SdpMedia, parse_announce};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use crate::hub::{Hub, Publisher};
 use crate::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
 use crate::rtmp::{PublishAuthorizer, PublishRequest};
@@ -157,7 +157,7 @@ struct Connection {
 /// allowance of [`DtsEstimator`]) never goes below zero: 200 ms.
 const REORDER_ALLOWANCE_90K: i64 = 18_000;
 
-type Reason = String;
+type Reason = RtspIngestError;
 
 impl Connection {
     fn new(peer: SocketAddr, hub: Hub, auth: Arc<dyn PublishAuthorizer>, options: RtspIngestOptions) -> Connection {
@@ -218,7 +218,7 @@ impl Connection {
         }
     }
 
-    async fn serve(self, socket: TcpStream, cancel: CancellationToken) -> Result<(), Reason> {
+    async fn serve(self, socket: TcpStream, cancel: CancellationToken) -> Result<()> {
         let mut session = Session { conn: self, socket, buf: BytesMut::with_capacity(64 * 1024), cancel };
         // OPTIONS, ANNOUNCE, SETUP … until RECORD is accepted
         let publisher = loop {
@@ -231,7 +231,7 @@ impl Connection {
         };
         // From here on the connection is the publisher's source.
         let mut source = from_reader(session);
-        publish_source(&mut source, &publisher).await.map_err(|e| e.to_string())
+        publish_source(&mut source, &publisher).await
     }
 
     async fn step(&mut self, buf: &mut BytesMut) -> Result<Step, Reason> {
@@ -268,14 +268,14 @@ impl Connection {
             }
             Err(rtsp_types::ParseError::Incomplete(_)) => {
                 if buf.len() > self.options.max_request {
-                    Err(format!("request larger than {} bytes", self.options.max_request))
+                    Err(RtspIngestError::RequestTooLarge(self.options.max_request))
                 } else {
                     Ok(Step::NeedMore)
                 }
             }
             Err(_) => {
                 self.respond(StatusCode::BadRequest, None, &[], b"");
-                Err("malformed RTSP request".into())
+                Err(RtspIngestError::Malformed)
             }
         }
     }
@@ -332,21 +332,21 @@ impl Connection {
                 let (app, key) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
                 if !self.auth.accepts_app(&app) {
                     self.respond(StatusCode::NotFound, cseq, &[], b"");
-                    return Err(format!("ANNOUNCE to unknown application {app:?}"));
+                    return Err(RtspIngestError::UnknownApp(app));
                 }
                 let request = PublishRequest { peer: self.peer, app, key };
                 let name = match self.auth.authorize(&request).await {
                     Ok(n) => n,
                     Err(rej) => {
                         self.respond(StatusCode::Forbidden, cseq, &[], b"");
-                        return Err(format!("publish refused: {}", rej.reason));
+                        return Err(RtspIngestError::Refused(rej.reason));
                     }
                 };
                 let media = match parse_announce(req.body()) {
                     Ok(m) => m,
                     Err(e) => {
                         self.respond(StatusCode::BadRequest, cseq, &[], b"");
-                        return Err(format!("ANNOUNCE: {e}"));
+                        return Err(RtspIngestError::Announce(e.to_string()));
                     }
                 };
                 info!(stream = %name, media = media.len(), "RTSP publisher announced");
@@ -362,7 +362,7 @@ impl Connection {
                 let uri = req.request_uri().map(|u| u.to_string()).unwrap_or_default();
                 let Some(index) = self.media.iter().position(|m| uri.ends_with(&m.control) || m.control == uri) else {
                     self.respond(StatusCode::NotFound, cseq, &[], b"");
-                    return Err(format!("SETUP for unknown stream {uri}"));
+                    return Err(RtspIngestError::UnknownStream(uri));
                 };
                 let transport = req.header(&headers::TRANSPORT).map(|v| v.as_str().to_string()).unwrap_or_default();
                 let Some(channel) = interleaved_channel(&transport) else {
@@ -384,13 +384,13 @@ impl Connection {
                 };
                 if self.channels.is_empty() {
                     self.respond(StatusCode::MethodNotValidInThisState, cseq, &[], b"");
-                    return Err("RECORD without SETUP".into());
+                    return Err(RtspIngestError::RecordWithoutSetup);
                 }
                 let publisher = match self.hub.publish(&name) {
                     Ok(p) => p,
                     Err(e) => {
                         self.respond(StatusCode::Forbidden, cseq, &[], b"");
-                        return Err(format!("cannot publish {name}: {e}"));
+                        return Err(RtspIngestError::Publish { stream: name, reason: e.to_string() });
                     }
                 };
                 self.start_tracks();
@@ -457,28 +457,28 @@ impl Connection {
                 self.on_rtcp(channel - 1, data);
                 return Ok(());
             }
-            return Err(format!("interleaved data on channel {channel}, which no SETUP assigned"));
+            return Err(RtspIngestError::UnassignedChannel(channel));
         };
         if !self.recording {
-            return Err("RTP before RECORD".into());
+            return Err(RtspIngestError::RtpBeforeRecord);
         }
-        let pkt = RtpPacket::parse(data).map_err(|e| format!("channel {channel}: {e}"))?;
+        let pkt = RtpPacket::parse(data).map_err(|e| RtspIngestError::Rtp { channel, detail: e.to_string() })?;
         let expected = self.media.get(index).map_or(0, |m| m.payload_type);
         if pkt.payload_type != expected {
-            return Err(format!("RTP payload type {} on a stream announced as {expected}", pkt.payload_type));
+            return Err(RtspIngestError::PayloadType { got: pkt.payload_type, announced: expected });
         }
         let sync = self.sync_offsets.get(&index).copied().unwrap_or(0);
         let Some(track) = self.tracks.get_mut(&index) else { return Ok(()) };
         match track {
             TrackState::H264 { depack, clock, id } => {
-                let unit = depack.push(&pkt).map_err(|e| format!("H.264: {e}"))?;
+                let unit = depack.push(&pkt).map_err(|e| depacketize("H.264", e))?;
                 if depack.take_params_changed() && depack.params.is_complete() {
                     match depack.params.to_record() {
                         Ok(rec) => {
                             self.info.set_track(Track { id: *id, codec: Codec::H264(rec), timebase: Timebase::HZ_90K });
                             self.items.push_back(MediaItem::Info(Arc::new(self.info.clone())));
                         }
-                        Err(e) => return Err(format!("unusable in-band SPS/PPS: {e}")),
+                        Err(e) => return Err(RtspIngestError::ParameterSets(e.to_string())),
                     }
                 }
                 let Some(unit) = unit else { return Ok(()) };
@@ -499,10 +499,10 @@ impl Connection {
             TrackState::Aac { .. } | TrackState::Latm { .. } => {
                 let (clock, id, rate, units) = match track {
                     TrackState::Aac { params, clock, id, rate } => {
-                        (clock, id, rate, depacketize_aac(*params, &pkt).map_err(|e| format!("AAC: {e}"))?)
+                        (clock, id, rate, depacketize_aac(*params, &pkt).map_err(|e| depacketize("AAC", e))?)
                     }
                     TrackState::Latm { clock, id, rate } => {
-                        (clock, id, rate, depacketize_latm(&pkt).map_err(|e| format!("AAC (LATM): {e}"))?)
+                        (clock, id, rate, depacketize_latm(&pkt).map_err(|e| depacketize("AAC (LATM)", e))?)
                     }
                     TrackState::H264 { .. } => return Ok(()),
                 };
@@ -523,6 +523,65 @@ impl Connection {
         }
         Ok(())
     }
+}
+
+/// Why an RTSP publisher was disconnected. Joined into [`crate::Error`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RtspIngestError {
+    #[error("ANNOUNCE to unknown application {0:?}")]
+    UnknownApp(String),
+    #[error("publish refused: {0}")]
+    Refused(String),
+    #[error("ANNOUNCE: {0}")]
+    Announce(String),
+    #[error("SETUP for unknown stream {0}")]
+    UnknownStream(String),
+    #[error("RECORD without SETUP")]
+    RecordWithoutSetup,
+    #[error("cannot publish {stream}: {reason}")]
+    Publish { stream: String, reason: String },
+    #[error("interleaved data on channel {0}, which no SETUP assigned")]
+    UnassignedChannel(u8),
+    #[error("RTP before RECORD")]
+    RtpBeforeRecord,
+    #[error("channel {channel}: {detail}")]
+    Rtp { channel: u8, detail: String },
+    #[error("RTP payload type {got} on a stream announced as {announced}")]
+    PayloadType { got: u8, announced: u8 },
+    #[error("{codec}: {detail}")]
+    Depacketize { codec: &'static str, detail: String },
+    #[error("unusable in-band SPS/PPS: {0}")]
+    ParameterSets(String),
+    #[error("request larger than {0} bytes")]
+    RequestTooLarge(usize),
+    #[error("malformed RTSP request")]
+    Malformed,
+    #[error("idle for {0:?}")]
+    Idle(Duration),
+    #[error("read: {0}")]
+    Read(String),
+    #[error("write: {0}")]
+    Write(String),
+    #[error("publisher closed the connection")]
+    Closed,
+}
+
+impl RtspIngestError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RtspIngestError::UnknownApp(_) | RtspIngestError::Refused(_) | RtspIngestError::Publish { .. } => {
+                ErrorKind::Rejected
+            }
+            RtspIngestError::Idle(_) => ErrorKind::Timeout,
+            RtspIngestError::Read(_) | RtspIngestError::Write(_) | RtspIngestError::Closed => ErrorKind::Disconnected,
+            _ => ErrorKind::Protocol,
+        }
+    }
+}
+
+fn depacketize(codec: &'static str, e: impl std::fmt::Display) -> RtspIngestError {
+    RtspIngestError::Depacketize { codec, detail: e.to_string() }
 }
 
 /// A connection and its socket: driven by [`Connection::serve`] until RECORD, then the
@@ -549,26 +608,26 @@ impl Session {
         match step {
             Step::Again => return Ok(true),
             Step::Close => {
-                self.socket.write_all(&self.conn.out).await.map_err(|e| e.to_string())?;
+                self.socket.write_all(&self.conn.out).await.map_err(|e| RtspIngestError::Write(e.to_string()))?;
                 return Ok(false);
             }
             Step::NeedMore => {}
         }
         if !self.conn.out.is_empty() {
-            self.socket.write_all(&self.conn.out).await.map_err(|e| format!("write: {e}"))?;
+            self.socket.write_all(&self.conn.out).await.map_err(|e| RtspIngestError::Write(e.to_string()))?;
             self.conn.out.clear();
         }
         let idle = self.conn.options.idle_timeout;
         let n = tokio::select! {
             _ = self.cancel.cancelled() => return Ok(false),
             r = tokio::time::timeout(idle, self.socket.read_buf(&mut self.buf)) => match r {
-                Err(_) => return Err(format!("idle for {idle:?}")),
-                Ok(Err(e)) => return Err(format!("read: {e}")),
+                Err(_) => return Err(RtspIngestError::Idle(idle)),
+                Ok(Err(e)) => return Err(RtspIngestError::Read(e.to_string())),
                 Ok(Ok(n)) => n,
             },
         };
         if n == 0 {
-            return if self.conn.recording { Err("publisher closed the connection".into()) } else { Ok(false) };
+            return if self.conn.recording { Err(RtspIngestError::Closed) } else { Ok(false) };
         }
         Ok(true)
     }
@@ -580,7 +639,7 @@ impl ItemReader for Session {
             if let Some(item) = self.conn.items.pop_front() {
                 return Ok(Some(item));
             }
-            if !self.advance().await.map_err(|reason| Error::new(ErrorKind::Protocol, reason))? {
+            if !self.advance().await? {
                 return Ok(None);
             }
         }

@@ -12,7 +12,7 @@ use ffmpeg_next::util::frame;
 use ffmpeg_next::{ChannelLayout, Rational, codec, decoder, encoder};
 use tracing::{info, warn};
 
-use super::{ffi, media_err};
+use super::{ffi, media_err, missing_codec};
 use crate::codec::aac::AudioSpecificConfig;
 use crate::error::Result;
 use crate::media::{Codec, FlvCodecTag, Packet, Timebase, Timestamp, Track, TrackKind};
@@ -130,7 +130,7 @@ const AAC_RATES: [u32; 9] = [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_0
 impl AacEncoder {
     fn new(source: Track, flv_id: u8, kbps: u32) -> Result<AacEncoder> {
         let (_, fixed_rate, mono) =
-            flv_decoder(flv_id).ok_or_else(|| media_err(format!("FLV audio codec {flv_id} is not supported")))?;
+            flv_decoder(flv_id).ok_or_else(|| unsupported(format!("FLV audio codec {flv_id} is not supported")))?;
         // The output rate: the source's when AAC has it (known from the FLV header), else 48 kHz.
         let header = match &source.codec {
             Codec::FlvAudio { sequence_header: Some(h), .. } => h.first().copied(),
@@ -141,7 +141,7 @@ impl AacEncoder {
         let rate = if AAC_RATES.contains(&src_rate) && src_rate >= 16_000 { src_rate } else { 48_000 };
         let channels = if mono || header.is_some_and(|h| h & 1 == 0) { 1 } else { 2 };
         let layout = ChannelLayout::default(channels);
-        let codec = encoder::find(codec::Id::AAC).ok_or_else(|| media_err("no AAC encoder"))?;
+        let codec = encoder::find(codec::Id::AAC).ok_or_else(|| missing_codec("AAC encoder"))?;
         let mut ctx = codec::Context::new_with_codec(codec);
         ctx.set_flags(codec::Flags::GLOBAL_HEADER);
         let mut enc = ctx.encoder().audio()?;
@@ -173,8 +173,9 @@ impl AacEncoder {
     }
 
     fn open_decoder(&self, header: u8) -> Result<decoder::Audio> {
-        let (id, fixed_rate, mono) = flv_decoder(self.flv_id).ok_or_else(|| media_err("unsupported FLV audio"))?;
-        let codec = decoder::find(id).ok_or_else(|| media_err(format!("this FFmpeg build has no {id:?} decoder")))?;
+        let (id, fixed_rate, mono) =
+            flv_decoder(self.flv_id).ok_or_else(|| unsupported("unsupported FLV audio".into()))?;
+        let codec = decoder::find(id).ok_or_else(|| missing_codec(&format!("{id:?} decoder")))?;
         // Rate and channels come from the FLV header for the codecs that do not carry them;
         // libav only exposes their setters on the encoder side of a context.
         let mut params = codec::Context::new_with_codec(codec).encoder().audio()?;
@@ -283,4 +284,8 @@ impl AacEncoder {
         let _ = self.receive(&mut out);
         out
     }
+}
+
+fn unsupported(what: String) -> crate::Error {
+    super::TranscodeError::Unsupported(what).into()
 }

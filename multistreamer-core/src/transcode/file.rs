@@ -14,10 +14,10 @@ use ffmpeg_next::format::context::{Input, Output};
 use ffmpeg_next::{ChannelLayout, Rational, codec, decoder, format, media};
 use tracing::{debug, warn};
 
-use super::{RenditionOutput, ffi, init, media_err, rational};
+use super::{RenditionOutput, TranscodeError, ffi, init, media_err, missing_codec, rational};
 use crate::codec::aac::{AudioSpecificConfig, adts_config};
 use crate::codec::avc::{AvcDecoderConfig, ParameterSets, annexb_to_avcc};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
 
 fn timebase_of(r: Rational) -> Result<Timebase> {
@@ -105,7 +105,7 @@ impl FileSource {
             streams.push(Mapped { index: stream.index(), kind, tb, framing, track });
         }
         if streams.is_empty() {
-            return Err(Error::new(ErrorKind::Media, format!("{url}: no H.264 or AAC track")));
+            return Err(TranscodeError::Unsupported(format!("{url}: no H.264 or AAC track")).into());
         }
         let duration = u64::try_from(input.duration()).ok().map(Duration::from_micros);
         let mut source = FileSource {
@@ -307,7 +307,7 @@ impl FileWriter {
         for t in &info.tracks {
             let ctx = match &t.codec {
                 Codec::H264(cfg) => {
-                    let codec = decoder::find(codec::Id::H264).ok_or_else(|| media_err("no H.264 support"))?;
+                    let codec = decoder::find(codec::Id::H264).ok_or_else(|| missing_codec("H.264 decoder"))?;
                     let mut v = codec::Context::new_with_codec(codec).encoder().video()?;
                     v.set_width(cfg.width);
                     v.set_height(cfg.height);
@@ -318,7 +318,7 @@ impl FileWriter {
                     ctx
                 }
                 Codec::Aac(asc) => {
-                    let codec = decoder::find(codec::Id::AAC).ok_or_else(|| media_err("no AAC support"))?;
+                    let codec = decoder::find(codec::Id::AAC).ok_or_else(|| missing_codec("AAC decoder"))?;
                     let mut a = codec::Context::new_with_codec(codec).encoder().audio()?;
                     a.set_rate(asc.sample_rate as i32);
                     a.set_channel_layout(ChannelLayout::default(i32::from(asc.channels.max(1))));
@@ -343,7 +343,7 @@ impl FileWriter {
             });
         }
         if self.streams.is_empty() {
-            return Err(media_err("nothing to write: no H.264 or AAC track"));
+            return Err(TranscodeError::Unsupported("nothing to write: no H.264 or AAC track".into()).into());
         }
         let mut dict = ffmpeg_next::Dictionary::new();
         for (k, v) in &self.options {

@@ -22,9 +22,11 @@
 //! decoder; the rungs re-create their scalers and keep their sizes, encoders and timelines.
 
 mod audio;
+mod error;
 mod ffi;
 pub mod file;
 pub mod hub;
+pub use self::error::TranscodeError;
 mod rung;
 
 use std::fmt;
@@ -43,7 +45,7 @@ use tracing::{debug, info, warn};
 use self::audio::AudioPath;
 use self::rung::{RungMsg, RungWorker};
 use crate::codec::avc::AvcDecoderConfig;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::ladder::{Ladder, RungPlan};
 use crate::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, Track, TrackId, TrackKind};
 use crate::sync::lock;
@@ -128,7 +130,7 @@ impl TranscodeOptions {
     pub fn validate(&self) -> Result<()> {
         const PRESETS: [&str; 10] =
             ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"];
-        let bad = |m: String| Err(Error::new(ErrorKind::Config, m));
+        let bad = |m: String| Err(TranscodeError::Options(m).into());
         if !PRESETS.contains(&self.preset.as_str()) {
             return bad(format!("unknown preset {:?} (expected one of {})", self.preset, PRESETS.join(", ")));
         }
@@ -247,7 +249,7 @@ pub(crate) fn rational(tb: Timebase) -> Rational {
 
 /// An H.264 decoder for `track` (its configuration record as extradata, AVCC packets).
 pub(crate) fn open_video_decoder(track: &Track, cfg: &AvcDecoderConfig) -> Result<decoder::Video> {
-    let codec = decoder::find(codec::Id::H264).ok_or_else(|| media_err("this FFmpeg build has no H.264 decoder"))?;
+    let codec = decoder::find(codec::Id::H264).ok_or_else(|| missing_codec("H.264 decoder"))?;
     let mut ctx = codec::Context::new_with_codec(codec);
     ffi::set_extradata(&mut ctx, &cfg.record)?;
     let mut dec = ctx.decoder();
@@ -257,7 +259,7 @@ pub(crate) fn open_video_decoder(track: &Track, cfg: &AvcDecoderConfig) -> Resul
 
 /// An AAC decoder for `asc`.
 pub(crate) fn open_aac_decoder(asc: &crate::codec::aac::AudioSpecificConfig) -> Result<decoder::Audio> {
-    let codec = decoder::find(codec::Id::AAC).ok_or_else(|| media_err("this FFmpeg build has no AAC decoder"))?;
+    let codec = decoder::find(codec::Id::AAC).ok_or_else(|| missing_codec("AAC decoder"))?;
     let mut ctx = codec::Context::new_with_codec(codec);
     ffi::set_extradata(&mut ctx, &asc.raw)?;
     Ok(ctx.decoder().audio()?)
@@ -280,7 +282,11 @@ pub(crate) fn is_again(e: &ffmpeg_next::Error) -> bool {
 }
 
 pub(crate) fn media_err(msg: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Media, msg)
+    TranscodeError::Media(msg.into()).into()
+}
+
+pub(crate) fn missing_codec(what: &str) -> Error {
+    TranscodeError::MissingCodec(what.to_string()).into()
 }
 
 /// Decides which frames are keyframes on every rung: the first frame, then the first
@@ -390,11 +396,11 @@ impl LadderTranscoder {
     pub fn new(ladder: Ladder, options: TranscodeOptions, factory: OutputFactory) -> Result<LadderTranscoder> {
         options.validate()?;
         if ladder.is_empty() {
-            return Err(Error::new(ErrorKind::Config, "the ladder has no renditions"));
+            return Err(TranscodeError::EmptyLadder.into());
         }
         init();
         if ffmpeg_next::encoder::find_by_name("libx264").is_none() {
-            return Err(media_err("this FFmpeg build has no libx264 encoder"));
+            return Err(missing_codec("libx264 encoder"));
         }
         Ok(LadderTranscoder {
             ladder,
@@ -436,10 +442,11 @@ impl LadderTranscoder {
                     }
                 }
                 other => {
-                    return Err(media_err(format!(
+                    return Err(TranscodeError::Unsupported(format!(
                         "cannot transcode {} video (H.264 only); relay this stream without a ladder",
                         other.name()
-                    )));
+                    ))
+                    .into());
                 }
             }
         }
@@ -461,8 +468,7 @@ impl LadderTranscoder {
             self.drain_decoder()?;
             info!(width = cfg.width, height = cfg.height, "source changed resolution; decoder re-created");
         }
-        let codec =
-            decoder::find(codec::Id::H264).ok_or_else(|| media_err("this FFmpeg build has no H.264 decoder"))?;
+        let codec = decoder::find(codec::Id::H264).ok_or_else(|| missing_codec("H.264 decoder"))?;
         let mut ctx = codec::Context::new_with_codec(codec);
         ffi::set_extradata(&mut ctx, &cfg.record)?;
         let mut dec = ctx.decoder();
@@ -486,10 +492,7 @@ impl LadderTranscoder {
         }
         *lock(&self.stats.skipped) = plan.skipped.clone();
         if plan.rungs.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!("every rendition of {} is above the {width}x{height} source", self.ladder),
-            ));
+            return Err(TranscodeError::AllAboveSource { ladder: self.ladder.to_string(), width, height }.into());
         }
         let audio_track = self.audio.output_track();
         for p in plan.rungs {
@@ -511,7 +514,7 @@ impl LadderTranscoder {
             let thread = std::thread::Builder::new()
                 .name(format!("transcode-{}", p.name))
                 .spawn(move || worker.run(rx))
-                .map_err(|e| media_err(format!("cannot start the encoder thread: {e}")))?;
+                .map_err(|e| TranscodeError::Thread { what: "the encoder thread", detail: e.to_string() })?;
             info!(rung = %p.name, size = %format!("{}x{}", p.width, p.height), kbps = p.bitrate_kbps, "rung started");
             lock(&self.stats.rungs).push((p.clone(), Arc::clone(&stats)));
             self.rungs.push(RungHandle { name: p.name, tx, queued, stats, key_owed: false, thread });
@@ -659,7 +662,7 @@ impl LadderTranscoder {
                     first_err.get_or_insert(e);
                 }
                 Err(_) => {
-                    first_err.get_or_insert(media_err(format!("rung {} panicked", r.name)));
+                    first_err.get_or_insert(TranscodeError::Panicked(format!("rung {}", r.name)).into());
                 }
             }
             r.stats.finished.store(true, Ordering::Release);

@@ -14,7 +14,7 @@ use ffmpeg_next::util::frame;
 use ffmpeg_next::{Dictionary, Rational, codec, encoder, picture};
 use tracing::{debug, warn};
 
-use super::{RenditionOutput, RungStats, TranscodeOptions, ffi, media_err, rational};
+use super::{RenditionOutput, RungStats, TranscodeOptions, ffi, media_err, missing_codec, rational};
 use crate::codec::avc::{ParameterSets, annexb_to_avcc};
 use crate::error::Result;
 use crate::ladder::RungPlan;
@@ -77,7 +77,7 @@ impl RungWorker {
     ) -> Result<RungWorker> {
         let tb = video.timebase;
         let fps = plan.fps_cap.map_or(source_fps, |cap| f64::from(cap).min(source_fps)).clamp(1.0, 240.0);
-        let codec = encoder::find_by_name("libx264").ok_or_else(|| media_err("no libx264 encoder"))?;
+        let codec = encoder::find_by_name("libx264").ok_or_else(|| missing_codec("libx264 encoder"))?;
         let mut ctx = codec::Context::new_with_codec(codec);
         ctx.set_flags(codec::Flags::GLOBAL_HEADER);
         let mut enc = ctx.encoder().video()?;
