@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use multistreamer_test_support::*;
 use serde_json::{Value, json};
 
+mod openapi_check;
+
 struct Server {
     rtsp: u16,
     child: Child,
@@ -114,6 +116,13 @@ impl Client {
         } else {
             rest.to_string()
         };
+        // Every answer the tests see must be what openapi.json documents.
+        let content_type = head
+            .lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-type")))
+            .map_or("", |(_, v)| v.trim());
+        let problems = openapi_check::check(method, path, status, content_type, &body);
+        assert!(problems.is_empty(), "the response differs from openapi.json:\n{}\n{body}", problems.join("\n"));
         Resp { status, headers: head.to_string(), body }
     }
 
@@ -139,7 +148,16 @@ impl Client {
         let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
         let head = String::from_utf8_lossy(&raw[..split]).into_owned();
         let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        (status, head, raw.get(split + 4..).unwrap_or_default().to_vec())
+        let body = raw.get(split + 4..).unwrap_or_default().to_vec();
+        let content_type = head
+            .lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-type")))
+            .map_or("", |(_, v)| v.trim());
+        let text =
+            if content_type.starts_with("application/json") { String::from_utf8_lossy(&body) } else { "".into() };
+        let problems = openapi_check::check("GET", path, status, content_type, &text);
+        assert!(problems.is_empty(), "the response differs from openapi.json:\n{}", problems.join("\n"));
+        (status, head, body)
     }
 
     fn post(&self, path: &str, body: Value) -> Resp {
@@ -255,6 +273,11 @@ fn api_requires_a_session_and_csrf_validates_masks_keys_and_persists() {
         assert!(!sys[k].is_null(), "{k} missing in {sys}");
     }
     assert!(sys["gpus"].is_array());
+    // (each answer is also checked against openapi.json by the client)
+    let history = admin.get("/api/system/history");
+    assert_eq!(history.status, 200);
+    assert!(history.json().as_array().is_some_and(|h| !h.is_empty()), "{}", history.body);
+    assert_eq!(admin.get("/api/me").json()["username"], json!("admin"));
     let metrics = anon.get("/metrics").body;
     assert!(metrics.contains("multistreamer_streams_live 0"), "{metrics}");
     assert!(metrics.contains("# TYPE multistreamer_bytes_out counter"), "{metrics}");
@@ -302,6 +325,12 @@ fn sse_events(client: &Client, path: &str, name: &str, count: usize) -> Vec<Stri
             .collect();
     }
     out.truncate(count);
+    let schema = if name == "sample" { "SystemSample" } else { "Stream" };
+    for data in &out {
+        let value: Value = serde_json::from_str(data).expect("event data is JSON");
+        let problems = openapi_check::check_schema(schema, &value, &format!("{path} event {name}"));
+        assert!(problems.is_empty(), "the event differs from openapi.json:\n{}", problems.join("\n"));
+    }
     out
 }
 

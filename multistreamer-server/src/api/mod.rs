@@ -6,6 +6,7 @@ mod recordings;
 mod session;
 mod streams;
 mod system;
+mod views;
 
 pub use self::hls::TokenMap;
 
@@ -22,15 +23,14 @@ pub(crate) mod prelude {
     pub(crate) use axum::response::{IntoResponse, Response};
     pub(crate) use multistreamer_core::destination::DestinationSnapshot;
     pub(crate) use multistreamer_core::ladder::Ladder;
-    pub(crate) use multistreamer_core::monitor::SystemSample;
     pub(crate) use multistreamer_core::rtmp::RtmpUrl;
     pub(crate) use multistreamer_core::source::InputUrl;
     pub(crate) use serde::Deserialize;
-    pub(crate) use serde_json::{Value, json};
 
     pub(crate) use super::extract::{ApiJson, ApiPath};
     pub(crate) use super::header_value;
     pub(crate) use super::hls::hls_token;
+    pub(crate) use super::views::*;
     pub(crate) use crate::AppState;
     pub(crate) use crate::auth::{self, Auth, COOKIE, SESSION_TTL_S};
     pub(crate) use crate::db::{self, DestinationRow, StreamRow};

@@ -3,32 +3,35 @@
 #[allow(unused_imports)]
 use super::prelude::*;
 
-pub(super) async fn recording_json(state: &AppState, r: &db::RecordingRow) -> Value {
+pub(super) async fn recording_view(state: &AppState, r: &db::RecordingRow) -> RecordingView {
     let path = std::path::Path::new(&r.path);
     let active = state.engine.is_recording_file(path).await;
     let bytes = if active { tokio::fs::metadata(path).await.map_or(r.bytes, |m| m.len() as i64) } else { r.bytes };
-    json!({
-        "id": r.id,
-        "stream_id": r.stream_id,
-        "stream": r.stream_name,
-        "kind": r.kind,
-        "file": path.file_name().map(|n| n.to_string_lossy()),
-        "started_at": r.started_at,
-        "ended_at": r.ended_at,
-        "bytes": bytes,
-        "duration_ms": r.duration_ms,
-        "recording": active,
-        "download_url": format!("/api/recordings/{}/file", r.id),
-    })
+    RecordingView {
+        id: r.id,
+        stream_id: r.stream_id,
+        stream: r.stream_name.clone(),
+        kind: r.kind.clone(),
+        file: path.file_name().map(|n| n.to_string_lossy().to_string()),
+        started_at: r.started_at,
+        ended_at: r.ended_at,
+        bytes,
+        duration_ms: r.duration_ms,
+        recording: active,
+        download_url: format!("/api/recordings/{}/file", r.id),
+    }
 }
 
-pub(super) async fn list_recordings(State(state): State<AppState>, _auth: Auth) -> Result<Json<Value>, AppError> {
+pub(super) async fn list_recordings(
+    State(state): State<AppState>,
+    _auth: Auth,
+) -> Result<Json<Vec<RecordingView>>, AppError> {
     let rows = db::list_recordings(&state.db).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
-        out.push(recording_json(&state, r).await);
+        out.push(recording_view(&state, r).await);
     }
-    Ok(Json(Value::Array(out)))
+    Ok(Json(out))
 }
 
 pub(super) async fn delete_recording(

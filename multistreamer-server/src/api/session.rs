@@ -35,7 +35,7 @@ pub(super) async fn login(
     let csrf = auth::random_hex(32)?;
     db::create_session(&state.db, &sid, user_id, &csrf, db::now() + SESSION_TTL_S).await?;
     let cookie = format!("{COOKIE}={sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age={SESSION_TTL_S}");
-    let mut resp = Json(json!({ "username": body.username, "csrf_token": csrf })).into_response();
+    let mut resp = Json(LoginView { username: body.username, csrf_token: csrf }).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, header_value(&cookie)?);
     Ok(resp)
 }
@@ -48,8 +48,8 @@ pub(super) async fn logout(State(state): State<AppState>, auth: Auth) -> Result<
     Ok(resp)
 }
 
-pub(super) async fn me(auth: Auth) -> Json<Value> {
-    Json(json!({ "username": auth.username, "csrf_token": auth.csrf_token }))
+pub(super) async fn me(auth: Auth) -> Json<LoginView> {
+    Json(LoginView { username: auth.username, csrf_token: auth.csrf_token })
 }
 
 #[derive(Deserialize)]

@@ -43,22 +43,9 @@ fn validate_rendition(stream: &StreamRow, rendition: &str) -> Result<String, App
     Ok(r.to_string())
 }
 
-fn destination_json(d: &DestinationRow, stats: Option<&DestinationSnapshot>) -> Value {
+fn destination_view(d: &DestinationRow, stats: Option<&DestinationSnapshot>) -> DestinationView {
     let masked = d.url.parse::<RtmpUrl>().map(|u| u.redacted()).unwrap_or_else(|_| "<invalid URL>".into());
-    json!({
-        "id": d.id,
-        "name": d.name,
-        "url": masked,
-        "enabled": d.enabled,
-        "rendition": if d.rendition.is_empty() { "source" } else { d.rendition.as_str() },
-        "state": stats.as_ref().map_or(if d.enabled { "idle" } else { "off" }, |s| s.state.as_str()),
-        "bitrate_bps": stats.as_ref().map_or(0, |s| s.bitrate_bps),
-        "bytes_sent": stats.as_ref().map_or(0, |s| s.bytes_sent),
-        "reconnects": stats.as_ref().map_or(0, |s| s.reconnects),
-        "failed_connects": stats.as_ref().map_or(0, |s| s.failed_connects),
-        "dropped": stats.as_ref().map_or(0, |s| s.dropped),
-        "last_error": stats.and_then(|s| s.last_error.clone()),
-    })
+    DestinationView::new(d, stats, masked)
 }
 
 /// The pull URL with its password (and an HTTP query, where tokens live) hidden.
@@ -80,7 +67,7 @@ fn validate_pull_url(url: &str) -> Result<(), AppError> {
 }
 
 /// One stream as the API shows it (its rows and live state loaded by the caller).
-pub(super) async fn stream_json(state: &AppState, s: &StreamRow) -> Result<Value, AppError> {
+pub(super) async fn stream_view(state: &AppState, s: &StreamRow) -> Result<StreamView, AppError> {
     let st = state.engine.stream_state(s.id).await;
     let dests = db::destinations(&state.db, s.id).await?;
     let history = db::stream_history(&state.db, s.id).await?;
@@ -93,46 +80,32 @@ fn stream_value(
     st: &crate::engine::StreamState,
     dests: &[DestinationRow],
     history: &[db::SessionRow],
-) -> Value {
-    let pull = st.pull.as_ref().map(
-        |p| json!({ "state": p.state, "last_error": p.last_error, "reconnects": p.reconnects, "frames": p.frames }),
-    );
-    let r = &st.recording;
-    let file =
-        r.file.as_deref().and_then(|f| std::path::Path::new(f).file_name()).map(|n| n.to_string_lossy().to_string());
-    let recording = json!({ "active": r.active, "kind": r.kind, "file": file, "bytes_written": r.bytes_written,
-        "frames_dropped": r.frames_dropped, "error": r.error });
-    json!({
-        "id": s.id,
-        "name": s.name,
-        "key": s.ingest_key,
-        "rtmp_url": format!("{}/{}", state.public_rtmp, s.ingest_key),
-        "rtsp_url": state.public_rtsp.as_ref().as_ref().map(|u| format!("{u}/{}", s.ingest_key)),
-        "pull_url": mask_pull_url(&s.pull_url),
-        "hls_url": format!("/hls/{}/index.m3u8", s.id),
-        "hls_play_path": format!("/play/{}/index.m3u8", hls_token(&s.ingest_key)),
-        "hls_variants": state.engine.hls.variants(&crate::engine::hub_name(s.id)).iter().map(|v| json!({
-            "name": v.name, "codecs": v.codecs, "width": v.resolution.map(|r| r.0), "height": v.resolution.map(|r| r.1),
-            "bandwidth": v.peak_bps, "average_bandwidth": v.average_bps, "segments": v.segments, "ended": v.ended,
-        })).collect::<Vec<_>>(),
-        "pull": pull,
-        "live": state.engine.is_live(s.id),
-        "created_at": s.created_at,
-        "ladder": s.ladder,
-        "rendition_names": s.ladder.parse::<Ladder>().unwrap_or_default().renditions.iter().map(|r| r.name()).collect::<Vec<_>>(),
-        "renditions": st.renditions.iter().map(|r| json!({
-            "name": r.name, "width": r.width, "height": r.height, "bitrate_kbps": r.bitrate_kbps,
-            "frames_encoded": r.frames_encoded, "frames_dropped": r.frames_dropped, "keyframes": r.keyframes,
-            "bytes_out": r.bytes_out })).collect::<Vec<_>>(),
-        "skipped_renditions": st.skipped_renditions,
-        "ladder_error": st.ladder_error,
-        "ladder_input_dropped": st.ladder_input_dropped,
-        "record_mode": s.record_mode,
-        "record_rendition": if s.record_rendition.is_empty() { "source" } else { s.record_rendition.as_str() },
-        "recording": recording,
-        "destinations": dests.iter().map(|d| destination_json(d, st.destinations.get(&d.id))).collect::<Vec<_>>(),
-        "sessions": history.iter().map(|(a, b, bytes)| json!({"started_at": a, "ended_at": b, "bytes_in": bytes})).collect::<Vec<_>>(),
-    })
+) -> StreamView {
+    StreamView {
+        id: s.id,
+        name: s.name.clone(),
+        key: s.ingest_key.clone(),
+        rtmp_url: format!("{}/{}", state.public_rtmp, s.ingest_key),
+        rtsp_url: state.public_rtsp.as_ref().as_ref().map(|u| format!("{u}/{}", s.ingest_key)),
+        pull_url: mask_pull_url(&s.pull_url),
+        hls_url: format!("/hls/{}/index.m3u8", s.id),
+        hls_play_path: format!("/play/{}/index.m3u8", hls_token(&s.ingest_key)),
+        hls_variants: state.engine.hls.variants(&crate::engine::hub_name(s.id)).iter().map(Into::into).collect(),
+        pull: st.pull.as_ref().map(Into::into),
+        live: state.engine.is_live(s.id),
+        created_at: s.created_at,
+        ladder: s.ladder.clone(),
+        rendition_names: s.ladder.parse::<Ladder>().unwrap_or_default().renditions.iter().map(|r| r.name()).collect(),
+        renditions: st.renditions.iter().map(Into::into).collect(),
+        skipped_renditions: st.skipped_renditions.clone(),
+        ladder_error: st.ladder_error.clone(),
+        ladder_input_dropped: st.ladder_input_dropped,
+        record_mode: s.record_mode.clone(),
+        record_rendition: if s.record_rendition.is_empty() { "source".into() } else { s.record_rendition.clone() },
+        recording: (&st.recording).into(),
+        destinations: dests.iter().map(|d| destination_view(d, st.destinations.get(&d.id))).collect(),
+        sessions: history.iter().map(Into::into).collect(),
+    }
 }
 
 /// `GET /api/streams/{id}/live`: the stream as `GET /api/streams/{id}` shows it, as a
@@ -167,14 +140,17 @@ pub(super) async fn stream_live(
         let (s, dests, history) = f.rows.as_ref()?;
         let st = f.state.engine.stream_state(id).await;
         let value = stream_value(&f.state, s, &st, dests, history);
-        let ev = Event::default().event("stream").data(value.to_string());
+        let ev = Event::default().event("stream").json_data(&value).ok()?;
         Some((Ok(ev), f))
     })
     .take_until(state.shutdown.clone().cancelled_owned());
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-pub(super) async fn list_streams(State(state): State<AppState>, _auth: Auth) -> Result<Json<Value>, AppError> {
+pub(super) async fn list_streams(
+    State(state): State<AppState>,
+    _auth: Auth,
+) -> Result<Json<Vec<StreamView>>, AppError> {
     // Three queries and one question to the engine, whatever the number of streams.
     let streams = db::list_streams(&state.db).await?;
     let dests = db::destinations_by_stream(&state.db).await?;
@@ -189,7 +165,7 @@ pub(super) async fn list_streams(State(state): State<AppState>, _auth: Auth) -> 
             stream_value(&state, s, states.get(&s.id).unwrap_or(&none), own, h)
         })
         .collect();
-    Ok(Json(Value::Array(out)))
+    Ok(Json(out))
 }
 
 #[derive(Deserialize)]
@@ -212,7 +188,7 @@ pub(super) async fn create_stream(
     State(state): State<AppState>,
     _auth: Auth,
     ApiJson(body): ApiJson<StreamBody>,
-) -> Result<(StatusCode, Json<Value>), AppError> {
+) -> Result<(StatusCode, Json<StreamView>), AppError> {
     let name = validate_name(body.name.as_deref().unwrap_or(""))?;
     let ladder = validate_ladder(body.ladder.as_deref().unwrap_or(""))?;
     let key = auth::random_hex(16)?;
@@ -222,7 +198,7 @@ pub(super) async fn create_stream(
         db::set_stream_ladder(&state.db, id, &ladder).await?;
     }
     let s = db::stream(&state.db, id).await?.ok_or_else(|| AppError::not_found("stream"))?;
-    Ok((StatusCode::CREATED, Json(stream_json(&state, &s).await?)))
+    Ok((StatusCode::CREATED, Json(stream_view(&state, &s).await?)))
 }
 
 pub(super) async fn load_stream(state: &AppState, id: i64) -> Result<StreamRow, AppError> {
@@ -233,9 +209,9 @@ pub(super) async fn get_stream(
     State(state): State<AppState>,
     _auth: Auth,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<StreamView>, AppError> {
     let s = load_stream(&state, id).await?;
-    Ok(Json(stream_json(&state, &s).await?))
+    Ok(Json(stream_view(&state, &s).await?))
 }
 
 pub(super) async fn update_stream(
@@ -243,7 +219,7 @@ pub(super) async fn update_stream(
     _auth: Auth,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<StreamBody>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<StreamView>, AppError> {
     let s = load_stream(&state, id).await?;
     // Every field is checked before anything is written, and all land in one transaction:
     // a refused field leaves the stream as it was.
@@ -311,7 +287,7 @@ pub(super) async fn update_stream(
     // Also after a rename or a new key: live pages re-read the stream on the engine's sync.
     state.engine.sync_stream(s.id).await?;
     let s = load_stream(&state, id).await?;
-    Ok(Json(stream_json(&state, &s).await?))
+    Ok(Json(stream_view(&state, &s).await?))
 }
 
 #[derive(Deserialize)]
@@ -325,7 +301,7 @@ pub(super) async fn set_recording(
     _auth: Auth,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<RecordNowBody>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<StreamView>, AppError> {
     let s = load_stream(&state, id).await?;
     if body.active && !state.engine.is_live(s.id) {
         return Err(AppError::new(ErrorKind::FailedPrecondition, "the stream is not live"));
@@ -337,7 +313,7 @@ pub(super) async fn set_recording(
         ));
     }
     state.engine.set_record_now(s.id, body.active).await?;
-    Ok(Json(stream_json(&state, &s).await?))
+    Ok(Json(stream_view(&state, &s).await?))
 }
 
 pub(super) async fn delete_stream(
@@ -368,7 +344,7 @@ pub(super) async fn create_destination(
     _auth: Auth,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<DestinationBody>,
-) -> Result<(StatusCode, Json<Value>), AppError> {
+) -> Result<(StatusCode, Json<DestinationView>), AppError> {
     let s = load_stream(&state, id).await?;
     let name = validate_name(body.name.as_deref().unwrap_or(""))?;
     let url = validate_url(body.url.as_deref().unwrap_or(""))?;
@@ -378,7 +354,7 @@ pub(super) async fn create_destination(
     state.engine.sync_stream(s.id).await?;
     let d = db::destination(&state.db, s.id, did).await?.ok_or_else(|| AppError::not_found("destination"))?;
     let st = state.engine.stream_state(s.id).await;
-    Ok((StatusCode::CREATED, Json(destination_json(&d, st.destinations.get(&d.id)))))
+    Ok((StatusCode::CREATED, Json(destination_view(&d, st.destinations.get(&d.id)))))
 }
 
 pub(super) async fn update_destination(
@@ -386,7 +362,7 @@ pub(super) async fn update_destination(
     _auth: Auth,
     ApiPath((id, did)): ApiPath<(i64, i64)>,
     ApiJson(body): ApiJson<DestinationBody>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<DestinationView>, AppError> {
     let mut d = db::destination(&state.db, id, did).await?.ok_or_else(|| AppError::not_found("destination"))?;
     if let Some(name) = &body.name {
         d.name = validate_name(name)?;
@@ -404,7 +380,7 @@ pub(super) async fn update_destination(
     db::update_destination(&state.db, &d).await?;
     state.engine.sync_stream(id).await?;
     let st = state.engine.stream_state(id).await;
-    Ok(Json(destination_json(&d, st.destinations.get(&d.id))))
+    Ok(Json(destination_view(&d, st.destinations.get(&d.id))))
 }
 
 pub(super) async fn delete_destination(

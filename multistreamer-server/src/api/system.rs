@@ -3,31 +3,12 @@
 #[allow(unused_imports)]
 use super::prelude::*;
 
-pub fn sample_json(s: &SystemSample) -> Value {
-    json!({
-        "unix_ms": s.unix_ms,
-        "cpu": { "total_percent": s.cpu.total_percent, "per_core_percent": s.cpu.per_core_percent, "load_average_1m": s.cpu.load_average_1m },
-        "memory": { "total_bytes": s.memory.total_bytes, "used_bytes": s.memory.used_bytes, "available_bytes": s.memory.available_bytes },
-        "disks": s.disks.iter().map(|d| json!({
-            "name": d.name, "mount_point": d.mount_point, "read_bytes_per_s": d.read_bytes_per_s,
-            "write_bytes_per_s": d.write_bytes_per_s, "total_space_bytes": d.total_space_bytes,
-            "available_space_bytes": d.available_space_bytes })).collect::<Vec<_>>(),
-        "networks": s.networks.iter().map(|n| json!({
-            "interface": n.interface, "rx_bytes_per_s": n.rx_bytes_per_s, "tx_bytes_per_s": n.tx_bytes_per_s })).collect::<Vec<_>>(),
-        "gpus": s.gpus.iter().map(|g| json!({
-            "index": g.index, "name": g.name, "utilization_percent": g.utilization_percent,
-            "memory_used_bytes": g.memory_used_bytes, "memory_total_bytes": g.memory_total_bytes,
-            "encoder_percent": g.encoder_percent, "decoder_percent": g.decoder_percent })).collect::<Vec<_>>(),
-        "gpu_status": s.gpu_status,
-    })
+pub(super) async fn system(State(state): State<AppState>, _auth: Auth) -> Json<SystemSampleView> {
+    Json(SystemSampleView::from(&*state.monitor.latest()))
 }
 
-pub(super) async fn system(State(state): State<AppState>, _auth: Auth) -> Json<Value> {
-    Json(sample_json(&state.monitor.latest()))
-}
-
-pub(super) async fn system_history(State(state): State<AppState>, _auth: Auth) -> Json<Value> {
-    Json(Value::Array(state.monitor.history().iter().map(|s| sample_json(s)).collect()))
+pub(super) async fn system_history(State(state): State<AppState>, _auth: Auth) -> Json<Vec<SystemSampleView>> {
+    Json(state.monitor.history().iter().map(|s| SystemSampleView::from(&**s)).collect())
 }
 
 /// A live feed of load samples (one per second) as server-sent events.
@@ -40,7 +21,7 @@ pub(super) async fn system_live(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.changed().await.ok()?;
         let sample = rx.borrow_and_update().clone();
-        let ev = Event::default().event("sample").data(sample_json(&sample).to_string());
+        let ev = Event::default().event("sample").json_data(SystemSampleView::from(&*sample)).ok()?;
         Some((Ok(ev), rx))
     })
     // The feed ends at shutdown, or the server would wait for every open dashboard.

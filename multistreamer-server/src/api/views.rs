@@ -1,0 +1,313 @@
+//! What the API answers: one `Serialize` type per schema of `assets/openapi.json`. The API
+//! test suite validates every JSON response it receives against that file, so a field
+//! added here and not documented there (or the other way round) fails the tests.
+
+use multistreamer_core::destination::DestinationSnapshot;
+use multistreamer_core::hls::VariantSummary;
+use multistreamer_core::monitor::{DiskLoad, GpuLoad, NetworkLoad, SystemSample};
+use multistreamer_core::source::PullStatus;
+use multistreamer_core::transcode::RungSnapshot;
+use serde::Serialize;
+
+use crate::db::{DestinationRow, SessionRow};
+use crate::engine::RecordingStatus;
+
+/// `Stream`.
+#[derive(Debug, Serialize)]
+pub struct StreamView {
+    pub id: i64,
+    pub name: String,
+    pub key: String,
+    pub rtmp_url: String,
+    pub rtsp_url: Option<String>,
+    pub pull_url: String,
+    pub hls_url: String,
+    pub hls_play_path: String,
+    pub hls_variants: Vec<HlsVariantView>,
+    pub pull: Option<PullView>,
+    pub live: bool,
+    pub created_at: i64,
+    pub ladder: String,
+    pub rendition_names: Vec<String>,
+    pub renditions: Vec<RenditionView>,
+    pub skipped_renditions: Vec<String>,
+    pub ladder_error: Option<String>,
+    pub ladder_input_dropped: u64,
+    pub record_mode: String,
+    pub record_rendition: String,
+    pub recording: RecordingStatusView,
+    pub destinations: Vec<DestinationView>,
+    pub sessions: Vec<SessionView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HlsVariantView {
+    pub name: String,
+    pub codecs: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+    pub segments: usize,
+    pub ended: bool,
+}
+
+impl From<&VariantSummary> for HlsVariantView {
+    fn from(v: &VariantSummary) -> HlsVariantView {
+        HlsVariantView {
+            name: v.name.clone(),
+            codecs: v.codecs.clone(),
+            width: v.resolution.map(|r| r.0),
+            height: v.resolution.map(|r| r.1),
+            bandwidth: v.peak_bps,
+            average_bandwidth: v.average_bps,
+            segments: v.segments,
+            ended: v.ended,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PullView {
+    pub state: &'static str,
+    pub last_error: Option<String>,
+    pub reconnects: u64,
+    pub frames: u64,
+}
+
+impl From<&PullStatus> for PullView {
+    fn from(p: &PullStatus) -> PullView {
+        PullView { state: p.state, last_error: p.last_error.clone(), reconnects: p.reconnects, frames: p.frames }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RenditionView {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub bitrate_kbps: u32,
+    pub frames_encoded: u64,
+    pub frames_dropped: u64,
+    pub keyframes: u64,
+    pub bytes_out: u64,
+}
+
+impl From<&RungSnapshot> for RenditionView {
+    fn from(r: &RungSnapshot) -> RenditionView {
+        RenditionView {
+            name: r.name.clone(),
+            width: r.width,
+            height: r.height,
+            bitrate_kbps: r.bitrate_kbps,
+            frames_encoded: r.frames_encoded,
+            frames_dropped: r.frames_dropped,
+            keyframes: r.keyframes,
+            bytes_out: r.bytes_out,
+        }
+    }
+}
+
+/// The stream's recording now (`Stream.recording`).
+#[derive(Debug, Serialize)]
+pub struct RecordingStatusView {
+    pub active: bool,
+    pub kind: Option<String>,
+    /// The file name, without its directory.
+    pub file: Option<String>,
+    pub bytes_written: u64,
+    pub frames_dropped: u64,
+    pub error: Option<String>,
+}
+
+impl From<&RecordingStatus> for RecordingStatusView {
+    fn from(r: &RecordingStatus) -> RecordingStatusView {
+        let file = r
+            .file
+            .as_deref()
+            .and_then(|f| std::path::Path::new(f).file_name())
+            .map(|n| n.to_string_lossy().to_string());
+        RecordingStatusView {
+            active: r.active,
+            kind: r.kind.clone(),
+            file,
+            bytes_written: r.bytes_written,
+            frames_dropped: r.frames_dropped,
+            error: r.error.clone(),
+        }
+    }
+}
+
+/// One publishing session of a stream.
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub bytes_in: i64,
+}
+
+impl From<&SessionRow> for SessionView {
+    fn from(&(started_at, ended_at, bytes_in): &SessionRow) -> SessionView {
+        SessionView { started_at, ended_at, bytes_in }
+    }
+}
+
+/// `Destination`.
+#[derive(Debug, Serialize)]
+pub struct DestinationView {
+    pub id: i64,
+    pub name: String,
+    /// The URL with its key masked.
+    pub url: String,
+    pub enabled: bool,
+    pub rendition: String,
+    pub state: String,
+    pub bitrate_bps: u64,
+    pub bytes_sent: u64,
+    pub reconnects: u64,
+    pub failed_connects: u64,
+    pub dropped: u64,
+    pub last_error: Option<String>,
+}
+
+impl DestinationView {
+    pub fn new(d: &DestinationRow, stats: Option<&DestinationSnapshot>, masked_url: String) -> DestinationView {
+        let idle = if d.enabled { "idle" } else { "off" };
+        DestinationView {
+            id: d.id,
+            name: d.name.clone(),
+            url: masked_url,
+            enabled: d.enabled,
+            rendition: if d.rendition.is_empty() { "source".into() } else { d.rendition.clone() },
+            state: stats.map_or(idle, |s| s.state.as_str()).to_string(),
+            bitrate_bps: stats.map_or(0, |s| s.bitrate_bps),
+            bytes_sent: stats.map_or(0, |s| s.bytes_sent),
+            reconnects: stats.map_or(0, |s| s.reconnects),
+            failed_connects: stats.map_or(0, |s| s.failed_connects),
+            dropped: stats.map_or(0, |s| s.dropped),
+            last_error: stats.and_then(|s| s.last_error.clone()),
+        }
+    }
+}
+
+/// `Recording`.
+#[derive(Debug, Serialize)]
+pub struct RecordingView {
+    pub id: i64,
+    pub stream_id: Option<i64>,
+    pub stream: String,
+    pub kind: String,
+    pub file: Option<String>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub bytes: i64,
+    pub duration_ms: i64,
+    /// Still being written.
+    pub recording: bool,
+    pub download_url: String,
+}
+
+/// `Login` (also `GET /api/me`).
+#[derive(Debug, Serialize)]
+pub struct LoginView {
+    pub username: String,
+    pub csrf_token: String,
+}
+
+/// `SystemSample`.
+#[derive(Debug, Serialize)]
+pub struct SystemSampleView {
+    pub unix_ms: u64,
+    pub cpu: CpuView,
+    pub memory: MemoryView,
+    pub disks: Vec<DiskView>,
+    pub networks: Vec<NetworkView>,
+    pub gpus: Vec<GpuView>,
+    pub gpu_status: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CpuView {
+    pub total_percent: f32,
+    pub per_core_percent: Vec<f32>,
+    pub load_average_1m: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemoryView {
+    pub total_bytes: u64,
+    pub used_bytes: u64,
+    pub available_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DiskView {
+    pub name: String,
+    pub mount_point: String,
+    pub read_bytes_per_s: f64,
+    pub write_bytes_per_s: f64,
+    pub total_space_bytes: u64,
+    pub available_space_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NetworkView {
+    pub interface: String,
+    pub rx_bytes_per_s: f64,
+    pub tx_bytes_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GpuView {
+    pub index: u32,
+    pub name: String,
+    pub utilization_percent: u32,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    pub encoder_percent: Option<u32>,
+    pub decoder_percent: Option<u32>,
+}
+
+impl From<&SystemSample> for SystemSampleView {
+    fn from(s: &SystemSample) -> SystemSampleView {
+        let disk = |d: &DiskLoad| DiskView {
+            name: d.name.clone(),
+            mount_point: d.mount_point.clone(),
+            read_bytes_per_s: d.read_bytes_per_s,
+            write_bytes_per_s: d.write_bytes_per_s,
+            total_space_bytes: d.total_space_bytes,
+            available_space_bytes: d.available_space_bytes,
+        };
+        let network = |n: &NetworkLoad| NetworkView {
+            interface: n.interface.clone(),
+            rx_bytes_per_s: n.rx_bytes_per_s,
+            tx_bytes_per_s: n.tx_bytes_per_s,
+        };
+        let gpu = |g: &GpuLoad| GpuView {
+            index: g.index,
+            name: g.name.clone(),
+            utilization_percent: g.utilization_percent,
+            memory_used_bytes: g.memory_used_bytes,
+            memory_total_bytes: g.memory_total_bytes,
+            encoder_percent: g.encoder_percent,
+            decoder_percent: g.decoder_percent,
+        };
+        SystemSampleView {
+            unix_ms: s.unix_ms,
+            cpu: CpuView {
+                total_percent: s.cpu.total_percent,
+                per_core_percent: s.cpu.per_core_percent.clone(),
+                load_average_1m: s.cpu.load_average_1m,
+            },
+            memory: MemoryView {
+                total_bytes: s.memory.total_bytes,
+                used_bytes: s.memory.used_bytes,
+                available_bytes: s.memory.available_bytes,
+            },
+            disks: s.disks.iter().map(disk).collect(),
+            networks: s.networks.iter().map(network).collect(),
+            gpus: s.gpus.iter().map(gpu).collect(),
+            gpu_status: s.gpu_status.clone(),
+        }
+    }
+}
