@@ -49,12 +49,7 @@ use crate::error::AppError;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
-        .route(
-            "/app.js",
-            get(|| async {
-                ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../assets/app.js"))
-            }),
-        )
+        .route("/js/{file}", get(script))
         .route(
             "/app.css",
             get(|| async {
@@ -109,10 +104,58 @@ async fn index() -> Html<&'static str> {
     Html(include_str!("../../assets/index.html"))
 }
 
+/// The web UI's modules (`assets/js/`), embedded in the binary.
+const SCRIPTS: &[(&str, &str)] = &[
+    ("api.js", include_str!("../../assets/js/api.js")),
+    ("charts.js", include_str!("../../assets/js/charts.js")),
+    ("dashboard.js", include_str!("../../assets/js/dashboard.js")),
+    ("dom.js", include_str!("../../assets/js/dom.js")),
+    ("login.js", include_str!("../../assets/js/login.js")),
+    ("main.js", include_str!("../../assets/js/main.js")),
+    ("page.js", include_str!("../../assets/js/page.js")),
+    ("preview.js", include_str!("../../assets/js/preview.js")),
+    ("recordings.js", include_str!("../../assets/js/recordings.js")),
+    ("settings.js", include_str!("../../assets/js/settings.js")),
+    ("stream.js", include_str!("../../assets/js/stream.js")),
+];
+
+async fn script(axum::extract::Path(file): axum::extract::Path<String>) -> axum::response::Response {
+    match SCRIPTS.iter().find(|(name, _)| *name == file) {
+        Some((_, body)) => ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], *body).into_response(),
+        None => AppError::not_found("script").into_response(),
+    }
+}
+
 async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], include_str!("../../assets/openapi.json"))
 }
 
 pub(crate) fn header_value(s: &str) -> Result<HeaderValue, AppError> {
     HeaderValue::from_str(s).map_err(|e| AppError::internal(format!("header: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SCRIPTS;
+
+    /// Every module under `assets/js/` is served, and every module a module imports exists.
+    #[test]
+    fn every_ui_module_is_served_and_every_import_resolves() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/js");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .expect("assets/js")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".js"))
+            .collect();
+        on_disk.sort();
+        let served: Vec<&str> = SCRIPTS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(on_disk, served, "SCRIPTS lists the files of assets/js, sorted");
+        for (name, body) in SCRIPTS {
+            for line in body.lines().filter(|l| l.starts_with("import ")) {
+                let target = line.rsplit("from \"./").next().and_then(|r| r.strip_suffix("\";"));
+                let target = target.unwrap_or_else(|| panic!("{name}: unreadable import {line:?}"));
+                assert!(served.contains(&target), "{name} imports {target}, which is not served");
+            }
+        }
+    }
 }

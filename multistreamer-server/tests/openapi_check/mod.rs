@@ -152,5 +152,5 @@ fn the_checker_reports_drift_both_ways() {
     assert!(!check("GET", "/api/streams/7", 404, "application/json", wrong_type).is_empty());
     assert!(!check("GET", "/api/streams/7", 599, "application/json", good).is_empty(), "undocumented status");
     assert!(!check("GET", "/api/nowhere", 200, "application/json", "{}").is_empty(), "undocumented operation");
-    assert!(check("GET", "/app.js", 200, "text/javascript", "").is_empty(), "pages are not API");
+    assert!(check("GET", "/js/main.js", 200, "text/javascript", "").is_empty(), "pages are not API");
 }
