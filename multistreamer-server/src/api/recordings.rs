@@ -56,85 +56,34 @@ pub(super) async fn delete_recording(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `bytes=A-B`, `bytes=A-`, `bytes=-N` against a file of `len` bytes → (first, last).
-fn parse_range(header: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
-    let spec = header.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None; // several ranges: answer with the whole file
-    }
-    let (a, b) = spec.split_once('-')?;
-    let range = match (a.trim(), b.trim()) {
-        ("", n) => {
-            let n: u64 = n.parse().ok()?;
-            if n == 0 || len == 0 {
-                return Some(Err(()));
-            }
-            (len.saturating_sub(n), len - 1)
-        }
-        (a, "") => (a.parse().ok()?, len.saturating_sub(1)),
-        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(len.saturating_sub(1))),
-    };
-    if range.0 >= len || range.0 > range.1 { Some(Err(())) } else { Some(Ok(range)) }
-}
-
-/// The file, with HTTP range requests (players seek, downloads resume).
+/// The file, with HTTP range requests (players seek, downloads resume), `If-Range`,
+/// conditional GETs and `HEAD`, served by tower-http's `ServeFile`.
 pub(super) async fn download_recording(
     State(state): State<AppState>,
     _auth: Auth,
     ApiPath(id): ApiPath<i64>,
-    headers: HeaderMap,
+    request: axum::extract::Request,
 ) -> Result<Response, AppError> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    use tower::ServiceExt;
     let r = db::recording(&state.db, id).await?.ok_or_else(|| AppError::not_found("recording"))?;
-    let mut file = tokio::fs::File::open(&r.path).await.map_err(|_| AppError::not_found("recording file"))?;
-    let len = file.metadata().await.map_err(|e| AppError::internal(e.to_string()))?.len();
-    let name = std::path::Path::new(&r.path).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let content_type = if name.ends_with(".mp4") { "video/mp4" } else { "application/octet-stream" };
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(|h| parse_range(h, len));
-    let (status, first, last) = match range {
-        Some(Ok((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b),
-        Some(Err(())) => {
-            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{len}"))])
-                .into_response());
-        }
-        None => (StatusCode::OK, 0, len.saturating_sub(1)),
-    };
-    let count = if len == 0 { 0 } else { last - first + 1 };
-    file.seek(std::io::SeekFrom::Start(first)).await.map_err(|e| AppError::internal(e.to_string()))?;
-    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file.take(count)));
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
-    if status == StatusCode::PARTIAL_CONTENT
-        && let Ok(v) = HeaderValue::from_str(&format!("bytes {first}-{last}/{len}"))
-    {
-        h.insert(header::CONTENT_RANGE, v);
+    let path = std::path::Path::new(&r.path);
+    if !tokio::fs::try_exists(path).await.unwrap_or(false) {
+        return Err(AppError::not_found("recording file"));
     }
+    let mime = if r.path.ends_with(".mp4") { "video/mp4" } else { "application/octet-stream" };
+    let mime = mime.parse().map_err(|_| AppError::internal("content type"))?;
+    let served = tower_http::services::ServeFile::new_with_mime(path, &mime)
+        .oneshot(request)
+        .await
+        .map_err(|e| AppError::internal(format!("serving {}: {e}", r.path)))?;
+    if served.status() == StatusCode::NOT_FOUND {
+        return Err(AppError::not_found("recording file"));
+    }
+    let mut response = served.map(axum::body::Body::new);
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let disposition = format!("attachment; filename=\"{}\"", name.replace('"', "_"));
     if let Ok(v) = HeaderValue::from_str(&disposition) {
-        h.insert(header::CONTENT_DISPOSITION, v);
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_range;
-
-    #[test]
-    fn byte_ranges_are_parsed_against_the_file_length() {
-        assert_eq!(parse_range("bytes=0-99", 1000), Some(Ok((0, 99))));
-        assert_eq!(parse_range("bytes=900-", 1000), Some(Ok((900, 999))));
-        assert_eq!(parse_range("bytes=-100", 1000), Some(Ok((900, 999))));
-        assert_eq!(parse_range("bytes=990-2000", 1000), Some(Ok((990, 999))), "clamped to the end");
-        assert_eq!(parse_range("bytes=1000-", 1000), Some(Err(())), "starts past the end");
-        assert_eq!(parse_range("bytes=5-1", 1000), Some(Err(())));
-        assert_eq!(parse_range("bytes=-0", 1000), Some(Err(())));
-        assert_eq!(parse_range("bytes=0-1,5-6", 1000), None, "several ranges: the whole file");
-        assert_eq!(parse_range("items=0-1", 1000), None);
-        assert_eq!(parse_range("bytes=x-y", 1000), None);
-    }
 }
