@@ -10,7 +10,7 @@ use clap::Args;
 use multistreamer_core::hls::{HlsPullOptions, VariantChoice, VodMode};
 use multistreamer_core::hub::SlowSinkPolicy;
 use multistreamer_core::relay::{DestinationTemplate, Relay, RelayConfig};
-use multistreamer_core::rtmp::{RtmpScheme, RtmpUrl};
+use multistreamer_core::rtmp::{RtmpScheme, RtmpUrl, UrlError};
 use multistreamer_core::rtsp::PullTransport;
 use multistreamer_core::signal::shutdown_signal;
 use multistreamer_core::source::{InputUrl, PullHandle, PullOptions};
@@ -124,6 +124,21 @@ pub struct Ingest {
 }
 
 /// `rtsp://HOST[:PORT]/APP[/KEY]` read with the RTMP URL parser (same shape), port 8554 by default.
+/// A listen URL. Port 0 asks the system for a free port: the relay logs the address it got
+/// ("publish to rtmp://HOST:PORT/…"). Destination URLs never take port 0.
+fn parse_listen(url: &str) -> Result<RtmpUrl, String> {
+    let (scheme, rest) = url.split_once("://").ok_or("not a URL")?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    match authority.strip_suffix(":0") {
+        Some(host) => {
+            let mut u: RtmpUrl = format!("{scheme}://{host}:1/{path}").parse().map_err(|e: UrlError| e.to_string())?;
+            u.port = 0;
+            Ok(u)
+        }
+        None => url.parse().map_err(|e: UrlError| e.to_string()),
+    }
+}
+
 fn parse_rtsp_listen(url: &str) -> Result<RtmpUrl, String> {
     let rest = url.strip_prefix("rtsp://").ok_or("not an rtsp:// URL")?;
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -132,7 +147,7 @@ fn parse_rtsp_listen(url: &str) -> Result<RtmpUrl, String> {
     } else {
         format!("{authority}:8554")
     };
-    format!("rtmp://{authority}/{path}").parse::<RtmpUrl>().map_err(|e| e.to_string())
+    parse_listen(&format!("rtmp://{authority}/{path}"))
 }
 
 fn resolve(url: &RtmpUrl) -> Result<SocketAddr, String> {
@@ -150,7 +165,7 @@ pub fn ingest_config(args: &IngestArgs) -> Result<Ingest, String> {
         if l.starts_with("rtsp://") {
             rtsp_listen = Some(parse_rtsp_listen(l).map_err(|e| format!("--listen {l}: {e}"))?);
         } else {
-            let u: RtmpUrl = l.parse().map_err(|e| format!("--listen {l}: {e}"))?;
+            let u = parse_listen(l).map_err(|e| format!("--listen {l}: {e}"))?;
             if u.scheme != RtmpScheme::Rtmp {
                 return Err(
                     "--listen must be an rtmp:// or rtsp:// URL (terminate TLS in front of the relay for rtmps)".into(),
@@ -351,4 +366,20 @@ fn start_input(
     })?;
     info!(url = %input, key = %key, "pulling {}", if hls { "HLS" } else { "RTSP" });
     Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_listen, parse_rtsp_listen};
+
+    #[test]
+    fn listen_urls_may_ask_for_any_free_port() {
+        let any = parse_listen("rtmp://127.0.0.1:0/live").expect("port 0 listens anywhere");
+        assert_eq!((any.host.as_str(), any.port, any.app.as_str()), ("127.0.0.1", 0, "live"));
+        assert_eq!(parse_listen("rtmp://0.0.0.0:1935/live/key").expect("fixed").port, 1935);
+        assert_eq!(parse_rtsp_listen("rtsp://127.0.0.1:0/live").expect("rtsp, port 0").port, 0);
+        assert_eq!(parse_rtsp_listen("rtsp://127.0.0.1/live").expect("rtsp default").port, 8554);
+        assert!(parse_listen("rtmp://127.0.0.1:99999/live").is_err());
+        assert!(parse_listen("127.0.0.1:0").is_err());
+    }
 }

@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 
 mod openapi_check;
 
+static NEXT_SERVER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 struct Server {
     rtsp: u16,
     child: Child,
@@ -22,15 +24,16 @@ struct Server {
 }
 
 impl Server {
+    /// Starts the server on ports it picks itself (`:0`) and reads them back from the
+    /// addresses it prints, so no other process can take them in between.
     fn start(dir: &Path) -> Server {
-        let (http, rtmp, rtsp) = (free_port(), free_port(), free_port());
-        let out = dir.join(format!("server-{http}.out"));
-        let log = dir.join(format!("server-{http}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_multistreamer-server"))
+        let nonce = NEXT_SERVER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let out = dir.join(format!("server-{nonce}.out"));
+        let log = dir.join(format!("server-{nonce}.log"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_multistreamer-server"))
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--http", &format!("127.0.0.1:{http}"), "--rtmp", &format!("127.0.0.1:{rtmp}")])
-            .args(["--rtsp", &format!("127.0.0.1:{rtsp}")])
+            .args(["--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--rtsp", "127.0.0.1:0"])
             .env("MULTISTREAMER_ADMIN_PASSWORD", "first-password-1")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -38,6 +41,29 @@ impl Server {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
+        // "  Web UI and API: http://127.0.0.1:PORT/", "  RTMP ingest:    rtmp://127.0.0.1:PORT/…"
+        let port_after = |text: &str, scheme: &str| -> Option<u16> {
+            let at = text.find(&format!("{scheme}://127.0.0.1:"))? + scheme.len() + "://127.0.0.1:".len();
+            text[at..].split('/').next()?.parse().ok()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (http, rtmp, rtsp) = loop {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            if text.contains("  Data:") {
+                let ports = (port_after(&text, "http"), port_after(&text, "rtmp"), port_after(&text, "rtsp"));
+                if let (Some(h), Some(r), Some(t)) = ports {
+                    break (h, r, t);
+                }
+                panic!("the server printed no addresses: {text}");
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the server exited: {}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
         assert!(wait_for_port(http, Duration::from_secs(30)), "server did not start");
         Server { child, http, rtmp, rtsp, out, log }
     }

@@ -283,6 +283,9 @@ pub struct RelayProcess {
 }
 
 impl RelayProcess {
+    /// Starts `multistreamer relay ARGS`. With `port` 0 the relay's `--listen` URL asked for
+    /// port 0: the port it was given is read back from its log, so no other process can take
+    /// it between the choice and the bind.
     pub fn start(dir: &Path, port: u16, args: &[String]) -> RelayProcess {
         let log = dir.join("relay.log");
         let status = dir.join("relay.status");
@@ -296,8 +299,24 @@ impl RelayProcess {
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .expect("multistreamer binary");
-        assert!(wait_for_port(port, Duration::from_secs(15)), "relay did not listen on {port}");
-        RelayProcess { port, child: Some(child), log, status }
+        let mut relay = RelayProcess { port, child: Some(child), log, status };
+        if port == 0 {
+            relay.port = relay.bound_port("rtmp").expect("the relay logs the RTMP address it listens on");
+        }
+        assert!(wait_for_port(relay.port, Duration::from_secs(15)), "relay did not listen on {}", relay.port);
+        relay
+    }
+
+    /// The port of the relay's `scheme` listener, from its "publish to SCHEME://ADDR/…" line.
+    pub fn bound_port(&self, scheme: &str) -> Option<u16> {
+        let needle = format!("publish to {scheme}://");
+        if !self.wait_for_log(&needle, 1, Duration::from_secs(15)) {
+            return None;
+        }
+        let text = self.log_text();
+        let rest = &text[text.find(&needle)? + needle.len()..];
+        let addr = rest.split('/').next()?;
+        addr.rsplit(':').next()?.parse().ok()
     }
 
     pub fn log_text(&self) -> String {
@@ -388,7 +407,8 @@ impl Drop for DumpOnPanic {
 /// Starts the relay on a free port listening at `rtmp://127.0.0.1:PORT/{listen_path}`, with
 /// `--grace 0` and `extra` arguments; dumps its log if the test fails.
 pub fn start_relay(dir: &Path, listen_path: &str, extra: &[String]) -> (RelayProcess, DumpOnPanic) {
-    let port = free_port();
+    // Port 0: the relay binds a free port itself and logs it.
+    let port = 0;
     let mut args = vec!["--listen".to_string(), format!("rtmp://127.0.0.1:{port}/{listen_path}")];
     args.extend(extra.iter().cloned());
     if !extra.iter().any(|a| a == "--grace") {
@@ -468,18 +488,18 @@ pub fn decode_video(file: &Path) -> (Vec<String>, String) {
 /// The relay with an RTMP and an RTSP ingest on free ports (`--grace 0`); returns it and the
 /// RTSP port.
 pub fn start_rtsp_relay(dir: &Path, extra: &[String]) -> (RelayProcess, DumpOnPanic, u16) {
-    let rtmp_port = free_port();
-    let rtsp_port = free_port();
+    // Port 0 for both: the relay binds free ports itself and logs them.
     let mut args = vec![
         "--listen".to_string(),
-        format!("rtmp://127.0.0.1:{rtmp_port}/live"),
+        "rtmp://127.0.0.1:0/live".into(),
         "--listen".into(),
-        format!("rtsp://127.0.0.1:{rtsp_port}/live"),
+        "rtsp://127.0.0.1:0/live".into(),
         "--grace".into(),
         "0".into(),
     ];
     args.extend(extra.iter().cloned());
-    let relay = RelayProcess::start(dir, rtmp_port, &args);
+    let relay = RelayProcess::start(dir, 0, &args);
+    let rtsp_port = relay.bound_port("rtsp").expect("the relay logs the RTSP address it listens on");
     assert!(wait_for_port(rtsp_port, Duration::from_secs(10)), "no RTSP listener");
     let dump = DumpOnPanic(&relay);
     (relay, dump, rtsp_port)
