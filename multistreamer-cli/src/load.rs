@@ -27,7 +27,7 @@ fn interval(s: &str) -> Result<Duration, String> {
 }
 
 pub async fn load(args: LoadArgs) -> Result<(), CliError> {
-    let handle = spawn_monitor(args.interval, 2).map_err(CliError::Failed)?;
+    let handle = spawn_monitor(args.interval, 2).map_err(|e| CliError::Failed(e.to_string()))?;
     let mut rx = handle.subscribe();
     let mut printed = 0u64;
     let signal = shutdown_signal();

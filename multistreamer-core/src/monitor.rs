@@ -122,6 +122,18 @@ pub struct SystemSample {
     pub gpu_status: Option<String>,
 }
 
+/// Why the load cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MonitorError {
+    /// The operating system's counters could not be opened.
+    #[error("cannot read the {what}: {detail}")]
+    Counters { what: &'static str, detail: String },
+    /// The sampling thread could not be started.
+    #[error("cannot start the monitor thread: {0}")]
+    Thread(String),
+}
+
 /// Reads the machine's load. Blocking; call from a dedicated thread.
 pub struct SystemMonitor {
     started: Instant,
@@ -141,11 +153,12 @@ impl std::fmt::Debug for SystemMonitor {
 
 impl SystemMonitor {
     /// Opens the system counters and, if an NVIDIA driver is installed, NVML.
-    pub fn new() -> Result<SystemMonitor, String> {
-        let system = sysinfo::System::new().map_err(|e| format!("cannot read system counters: {e}"))?;
-        let disks = sysinfo::Disks::new_with_refreshed_list().map_err(|e| format!("cannot list disks: {e}"))?;
-        let networks =
-            sysinfo::Networks::new_with_refreshed_list().map_err(|e| format!("cannot list network interfaces: {e}"))?;
+    pub fn new() -> Result<SystemMonitor, MonitorError> {
+        let counters =
+            |what: &'static str| move |e: sysinfo::Error| MonitorError::Counters { what, detail: e.to_string() };
+        let system = sysinfo::System::new().map_err(counters("system counters"))?;
+        let disks = sysinfo::Disks::new_with_refreshed_list().map_err(counters("disks"))?;
+        let networks = sysinfo::Networks::new_with_refreshed_list().map_err(counters("network interfaces"))?;
         let nvml = nvml_wrapper::Nvml::init().map_err(|e| {
             debug!(error = %e, "NVML not available");
             "no GPU detected (no NVIDIA driver/NVML)".to_string()
@@ -276,7 +289,7 @@ impl MonitorHandle {
 
 /// Samples every `interval` on a dedicated thread, keeping `keep` samples of history.
 /// The thread ends when every [`MonitorHandle`] (and receiver) is dropped.
-pub fn spawn_monitor(interval: Duration, keep: usize) -> Result<MonitorHandle, String> {
+pub fn spawn_monitor(interval: Duration, keep: usize) -> Result<MonitorHandle, MonitorError> {
     let mut monitor = SystemMonitor::new()?;
     let first = Arc::new(monitor.sample());
     let (tx, rx) = watch::channel(first.clone());
@@ -300,7 +313,7 @@ pub fn spawn_monitor(interval: Duration, keep: usize) -> Result<MonitorHandle, S
                 }
             }
         })
-        .map_err(|e| format!("cannot start the monitor thread: {e}"))?;
+        .map_err(|e| MonitorError::Thread(e.to_string()))?;
     Ok(MonitorHandle { latest: rx, history })
 }
 

@@ -194,7 +194,7 @@ async fn run(args: Args) -> Result<(), AppError> {
         cancel.clone(),
     )
     .await?;
-    let monitor = spawn_monitor(Duration::from_secs(1), 300).map_err(AppError::internal)?;
+    let monitor = spawn_monitor(Duration::from_secs(1), 300).map_err(|e| AppError::internal(e.to_string()))?;
     let public_rtmp = args.public_rtmp_url.clone().unwrap_or_else(|| {
         let mut addr = engine.rtmp_addr;
         if addr.ip().is_unspecified() {
