@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use multistreamer_core::monitor::SystemMonitor;
 
-fn main() -> Result<(), String> {
+fn main() -> Result<(), multistreamer_core::monitor::MonitorError> {
     let mut monitor = SystemMonitor::new()?;
     let _ = monitor.sample();
     std::thread::sleep(Duration::from_secs(1));
