@@ -43,6 +43,7 @@ impl RateCounter {
 
 /// CPU load in percent (0–100).
 #[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CpuLoad {
     pub total_percent: f32,
     pub per_core_percent: Vec<f32>,
@@ -50,6 +51,7 @@ pub struct CpuLoad {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct MemoryLoad {
     pub total_bytes: u64,
     pub used_bytes: u64,
@@ -58,6 +60,7 @@ pub struct MemoryLoad {
 
 /// Throughput of one block device.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct DiskLoad {
     pub name: String,
     pub mount_point: String,
@@ -69,6 +72,7 @@ pub struct DiskLoad {
 
 /// Throughput of one network interface.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct NetworkLoad {
     pub interface: String,
     pub rx_bytes_per_s: f64,
@@ -77,6 +81,7 @@ pub struct NetworkLoad {
 
 /// One NVIDIA GPU.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct GpuLoad {
     pub index: u32,
     pub name: String,
@@ -109,6 +114,7 @@ impl std::fmt::Display for GpuLoad {
 
 /// One sample of the machine's load.
 #[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SystemSample {
     /// Wall-clock time of the sample, milliseconds since the Unix epoch.
     pub unix_ms: u64,

@@ -372,6 +372,7 @@ impl<S: Source> Stream for Paced<S> {
 
 /// The state of a pulled input (an RTSP camera, an HLS playlist).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PullStatus {
     /// `connecting`, `live`, `retrying` or `finished` (a VOD playlist played to its end).
     pub state: &'static str,

@@ -1,14 +1,18 @@
 //! Live system load (latest, history, server-sent events) and Prometheus metrics.
 
+use std::sync::Arc;
+
+use multistreamer_core::monitor::SystemSample;
+
 #[allow(unused_imports)]
 use super::prelude::*;
 
-pub(super) async fn system(State(state): State<AppState>, _auth: Auth) -> Json<SystemSampleView> {
-    Json(SystemSampleView::from(&*state.monitor.latest()))
+pub(super) async fn system(State(state): State<AppState>, _auth: Auth) -> Json<Arc<SystemSample>> {
+    Json(state.monitor.latest())
 }
 
-pub(super) async fn system_history(State(state): State<AppState>, _auth: Auth) -> Json<Vec<SystemSampleView>> {
-    Json(state.monitor.history().iter().map(|s| SystemSampleView::from(&**s)).collect())
+pub(super) async fn system_history(State(state): State<AppState>, _auth: Auth) -> Json<Vec<Arc<SystemSample>>> {
+    Json(state.monitor.history())
 }
 
 /// A live feed of load samples (one per second) as server-sent events.
@@ -21,7 +25,7 @@ pub(super) async fn system_live(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.changed().await.ok()?;
         let sample = rx.borrow_and_update().clone();
-        let ev = Event::default().event("sample").json_data(SystemSampleView::from(&*sample)).ok()?;
+        let ev = Event::default().event("sample").json_data(&*sample).ok()?;
         Some((Ok(ev), rx))
     })
     // The feed ends at shutdown, or the server would wait for every open dashboard.

@@ -1,10 +1,11 @@
-//! What the API answers: one `Serialize` type per schema of `assets/openapi.json`. The API
-//! test suite validates every JSON response it receives against that file, so a field
-//! added here and not documented there (or the other way round) fails the tests.
+//! What the API answers: one `Serialize` type per schema of `assets/openapi.json` (core's
+//! status types — load samples, rendition and pull status — serialize as they are, through
+//! its `serde` feature). The API test suite validates every JSON response it receives
+//! against that file, so a field added here or in those types and not documented there (or
+//! the other way round) fails the tests.
 
 use multistreamer_core::destination::DestinationSnapshot;
 use multistreamer_core::hls::VariantSummary;
-use multistreamer_core::monitor::{DiskLoad, GpuLoad, NetworkLoad, SystemSample};
 use multistreamer_core::source::PullStatus;
 use multistreamer_core::transcode::RungSnapshot;
 use serde::Serialize;
@@ -24,12 +25,12 @@ pub struct StreamView {
     pub hls_url: String,
     pub hls_play_path: String,
     pub hls_variants: Vec<HlsVariantView>,
-    pub pull: Option<PullView>,
+    pub pull: Option<PullStatus>,
     pub live: bool,
     pub created_at: i64,
     pub ladder: String,
     pub rendition_names: Vec<String>,
-    pub renditions: Vec<RenditionView>,
+    pub renditions: Vec<RungSnapshot>,
     pub skipped_renditions: Vec<String>,
     pub ladder_error: Option<String>,
     pub ladder_input_dropped: u64,
@@ -63,47 +64,6 @@ impl From<&VariantSummary> for HlsVariantView {
             average_bandwidth: v.average_bps,
             segments: v.segments,
             ended: v.ended,
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct PullView {
-    pub state: &'static str,
-    pub last_error: Option<String>,
-    pub reconnects: u64,
-    pub frames: u64,
-}
-
-impl From<&PullStatus> for PullView {
-    fn from(p: &PullStatus) -> PullView {
-        PullView { state: p.state, last_error: p.last_error.clone(), reconnects: p.reconnects, frames: p.frames }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct RenditionView {
-    pub name: String,
-    pub width: u32,
-    pub height: u32,
-    pub bitrate_kbps: u32,
-    pub frames_encoded: u64,
-    pub frames_dropped: u64,
-    pub keyframes: u64,
-    pub bytes_out: u64,
-}
-
-impl From<&RungSnapshot> for RenditionView {
-    fn from(r: &RungSnapshot) -> RenditionView {
-        RenditionView {
-            name: r.name.clone(),
-            width: r.width,
-            height: r.height,
-            bitrate_kbps: r.bitrate_kbps,
-            frames_encoded: r.frames_encoded,
-            frames_dropped: r.frames_dropped,
-            keyframes: r.keyframes,
-            bytes_out: r.bytes_out,
         }
     }
 }
@@ -212,102 +172,4 @@ pub struct RecordingView {
 pub struct LoginView {
     pub username: String,
     pub csrf_token: String,
-}
-
-/// `SystemSample`.
-#[derive(Debug, Serialize)]
-pub struct SystemSampleView {
-    pub unix_ms: u64,
-    pub cpu: CpuView,
-    pub memory: MemoryView,
-    pub disks: Vec<DiskView>,
-    pub networks: Vec<NetworkView>,
-    pub gpus: Vec<GpuView>,
-    pub gpu_status: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct CpuView {
-    pub total_percent: f32,
-    pub per_core_percent: Vec<f32>,
-    pub load_average_1m: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct MemoryView {
-    pub total_bytes: u64,
-    pub used_bytes: u64,
-    pub available_bytes: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct DiskView {
-    pub name: String,
-    pub mount_point: String,
-    pub read_bytes_per_s: f64,
-    pub write_bytes_per_s: f64,
-    pub total_space_bytes: u64,
-    pub available_space_bytes: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct NetworkView {
-    pub interface: String,
-    pub rx_bytes_per_s: f64,
-    pub tx_bytes_per_s: f64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct GpuView {
-    pub index: u32,
-    pub name: String,
-    pub utilization_percent: u32,
-    pub memory_used_bytes: u64,
-    pub memory_total_bytes: u64,
-    pub encoder_percent: Option<u32>,
-    pub decoder_percent: Option<u32>,
-}
-
-impl From<&SystemSample> for SystemSampleView {
-    fn from(s: &SystemSample) -> SystemSampleView {
-        let disk = |d: &DiskLoad| DiskView {
-            name: d.name.clone(),
-            mount_point: d.mount_point.clone(),
-            read_bytes_per_s: d.read_bytes_per_s,
-            write_bytes_per_s: d.write_bytes_per_s,
-            total_space_bytes: d.total_space_bytes,
-            available_space_bytes: d.available_space_bytes,
-        };
-        let network = |n: &NetworkLoad| NetworkView {
-            interface: n.interface.clone(),
-            rx_bytes_per_s: n.rx_bytes_per_s,
-            tx_bytes_per_s: n.tx_bytes_per_s,
-        };
-        let gpu = |g: &GpuLoad| GpuView {
-            index: g.index,
-            name: g.name.clone(),
-            utilization_percent: g.utilization_percent,
-            memory_used_bytes: g.memory_used_bytes,
-            memory_total_bytes: g.memory_total_bytes,
-            encoder_percent: g.encoder_percent,
-            decoder_percent: g.decoder_percent,
-        };
-        SystemSampleView {
-            unix_ms: s.unix_ms,
-            cpu: CpuView {
-                total_percent: s.cpu.total_percent,
-                per_core_percent: s.cpu.per_core_percent.clone(),
-                load_average_1m: s.cpu.load_average_1m,
-            },
-            memory: MemoryView {
-                total_bytes: s.memory.total_bytes,
-                used_bytes: s.memory.used_bytes,
-                available_bytes: s.memory.available_bytes,
-            },
-            disks: s.disks.iter().map(disk).collect(),
-            networks: s.networks.iter().map(network).collect(),
-            gpus: s.gpus.iter().map(gpu).collect(),
-            gpu_status: s.gpu_status.clone(),
-        }
-    }
 }
