@@ -6,17 +6,21 @@
 //! that stream; anything else is refused with an RTMP error status and a logged reason.
 
 use std::collections::{HashSet, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_core::Stream;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::RtmpError;
@@ -31,7 +35,7 @@ use crate::media::{
     Codec, MediaInfo, MediaItem, Packet, StreamMetadata, Timebase, Timestamp, Track, TrackId, TrackKind,
 };
 use crate::sink::BoxFuture;
-use crate::source::{ItemReader, from_reader, publish_source};
+use crate::source::publish_source;
 
 /// The track ids RTMP publishers get.
 pub const VIDEO_TRACK: TrackId = TrackId(0);
@@ -257,23 +261,30 @@ struct Connection {
 
 /// An ingest connection after the handshake: the socket and the protocol state. Until a
 /// publish is accepted, [`Connection::run`] drives it; then it is the publisher's
-/// [`crate::Source`] ([`ItemReader`]) and goes through [`publish_source`] like any input.
+/// [`crate::Source`] (a poll-driven `Stream`, no allocation per item) and goes through
+/// [`publish_source`] like any input.
 struct Session {
     socket: TcpStream,
     protocol: ServerProtocol,
     buf: Vec<u8>,
     /// Results of the session still to handle, in order.
     pending: VecDeque<ServerSessionResult>,
-    /// Bytes for the peer, written before the next read.
+    /// Bytes for the peer, written before the next read; `written` of them went out.
     out: Vec<u8>,
+    written: usize,
     idle_timeout: Duration,
-    cancel: CancellationToken,
+    /// One timer for the connection, pushed back after each read.
+    idle: Pin<Box<tokio::time::Sleep>>,
+    /// One cancellation waiter for the connection.
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Set once a publish was accepted.
     media: Option<FlvMedia>,
     /// Items mapped from the publisher's messages, not yet taken.
     items: VecDeque<MediaItem>,
     /// The publisher unpublished (`deleteStream`/`FCUnpublish`).
     finished: bool,
+    /// The stream ended (or failed): nothing more is read.
+    done: bool,
 }
 
 /// How one read went.
@@ -287,39 +298,62 @@ enum Read {
 impl Session {
     /// Writes what is queued for the peer.
     async fn flush(&mut self) -> Result<()> {
-        if !self.out.is_empty() {
-            self.socket.write_all(&self.out).await?;
-            self.out.clear();
+        std::future::poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        while self.written < self.out.len() {
+            match Pin::new(&mut self.socket).poll_write(cx, &self.out[self.written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(RtmpError::Closed("writing to the publisher").into())),
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                Poll::Pending => return Poll::Pending,
+            }
         }
-        Ok(())
+        self.out.clear();
+        self.written = 0;
+        Poll::Ready(Ok(()))
     }
 
     /// Lets the peer see a refusal before the connection closes (best effort, 1 s).
     async fn flush_before_close(&mut self) {
-        let socket = &mut self.socket;
-        let out = &self.out;
         let flush = async {
-            socket.write_all(out).await?;
-            socket.shutdown().await
+            self.flush().await?;
+            self.socket.shutdown().await.map_err(Error::from)
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
     }
 
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Read>> {
+        if self.cancelled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(Read::Cancelled));
+        }
+        let mut buf = ReadBuf::new(&mut self.buf);
+        match Pin::new(&mut self.socket).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len();
+                if n == 0 {
+                    return Poll::Ready(Ok(Read::Closed));
+                }
+                let deadline = tokio::time::Instant::now() + self.idle_timeout;
+                self.idle.as_mut().reset(deadline);
+                match self.protocol.handle_input(&self.buf[..n]) {
+                    Ok(results) => self.pending.extend(results),
+                    Err(e) => return Poll::Ready(Err(e.into())),
+                }
+                Poll::Ready(Ok(Read::Data))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
+            Poll::Pending => match self.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(RtmpError::Timeout("waiting for data from the publisher").into())),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
     /// Reads once from the peer and hands the bytes to the session.
     async fn read(&mut self) -> Result<Read> {
-        let n = tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => return Ok(Read::Cancelled),
-            r = tokio::time::timeout(self.idle_timeout, self.socket.read(&mut self.buf)) => match r {
-                Ok(r) => r?,
-                Err(_) => return Err(RtmpError::Timeout("waiting for data from the publisher").into()),
-            },
-        };
-        if n == 0 {
-            return Ok(Read::Closed);
-        }
-        self.pending.extend(self.protocol.handle_input(&self.buf[..n])?);
-        Ok(Read::Data)
+        std::future::poll_fn(|cx| self.poll_read(cx)).await
     }
 
     /// Handles an event once the publish was accepted.
@@ -366,41 +400,68 @@ impl Session {
         Error::new(ErrorKind::Rejected, "playback requested")
     }
 
-    async fn step(&mut self) -> Result<Option<MediaItem>> {
+    /// Handles every pending result of the session (answers queued, media mapped).
+    fn handle_pending(&mut self) -> Result<()> {
+        while let Some(r) = self.pending.pop_front() {
+            match r {
+                ServerSessionResult::OutboundResponse(p) => self.out.extend_from_slice(&p.bytes),
+                ServerSessionResult::RaisedEvent(ev) => self.on_media_event(ev)?,
+                ServerSessionResult::UnhandleableMessageReceived(m) => debug!(type_id = m.type_id, "ignored message"),
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<MediaItem>>> {
         loop {
             if let Some(item) = self.items.pop_front() {
-                return Ok(Some(item));
+                return Poll::Ready(Ok(Some(item)));
             }
-            if let Some(r) = self.pending.pop_front() {
-                match r {
-                    ServerSessionResult::OutboundResponse(p) => self.out.extend_from_slice(&p.bytes),
-                    ServerSessionResult::RaisedEvent(ev) => self.on_media_event(ev)?,
-                    ServerSessionResult::UnhandleableMessageReceived(m) => {
-                        debug!(type_id = m.type_id, "ignored message")
-                    }
-                }
+            self.handle_pending()?;
+            if !self.items.is_empty() {
                 continue;
             }
-            self.flush().await?;
-            if self.finished {
-                return Ok(None);
+            // answers (acknowledgements) go out before the next read
+            if self.poll_flush(cx)?.is_pending() {
+                return Poll::Pending;
             }
-            match self.read().await? {
-                Read::Data => {}
-                Read::Cancelled => return Ok(None),
-                Read::Closed => return Err(RtmpError::Closed("publishing").into()),
+            if self.finished {
+                return Poll::Ready(Ok(None));
+            }
+            match self.poll_read(cx)? {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Read::Data) => {}
+                Poll::Ready(Read::Cancelled) => return Poll::Ready(Ok(None)),
+                Poll::Ready(Read::Closed) => return Poll::Ready(Err(RtmpError::Closed("publishing").into())),
             }
         }
     }
 }
 
-impl ItemReader for Session {
-    async fn next_item(&mut self) -> Result<Option<MediaItem>> {
-        let step = self.step().await;
-        if step.is_err() {
-            self.flush_before_close().await;
+impl Stream for Session {
+    type Item = Result<MediaItem>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
         }
-        step
+        match this.poll_item(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(Some(item))) => Poll::Ready(Some(Ok(item))),
+            Poll::Ready(Ok(None)) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Err(e)) => {
+                this.done = true;
+                // A refusal queued for the peer goes out if the socket takes it now.
+                if this.written < this.out.len() {
+                    let _ = this.socket.try_write(&this.out[this.written..]);
+                }
+                Poll::Ready(Some(Err(e)))
+            }
+        }
     }
 }
 
@@ -443,11 +504,14 @@ impl Connection {
             buf,
             pending: initial.into(),
             out: Vec::new(),
+            written: 0,
             idle_timeout: self.options.idle_timeout,
-            cancel: self.cancel.clone(),
+            idle: Box::pin(tokio::time::sleep(self.options.idle_timeout)),
+            cancelled: Box::pin(self.cancel.clone().cancelled_owned()),
             media: None,
             items: VecDeque::new(),
             finished: false,
+            done: false,
         };
         if !remaining.is_empty() {
             session.pending.extend(session.protocol.handle_input(&remaining)?);
@@ -477,8 +541,7 @@ impl Connection {
             }
         };
         // From here on the connection is the publisher's source.
-        let mut source = from_reader(session);
-        publish_source(&mut source, &publisher).await
+        publish_source(&mut session, &publisher).await
     }
 
     /// Handles an event before a publish was accepted; returns the publisher once one is.

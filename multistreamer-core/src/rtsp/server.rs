@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use bytes::{Buf, BytesMut};
 use rtsp_types::{Message, Method, Response, StatusCode, Version, headers};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::depacketize::{
@@ -219,7 +220,9 @@ impl Connection {
     }
 
     async fn serve(self, socket: TcpStream, cancel: CancellationToken) -> Result<()> {
-        let mut session = Session { conn: self, socket, buf: BytesMut::with_capacity(64 * 1024), cancel };
+        let idle = Box::pin(tokio::time::sleep(self.options.idle_timeout));
+        let cancelled = Box::pin(cancel.cancelled_owned());
+        let mut session = Session { conn: self, socket, buf: BytesMut::with_capacity(64 * 1024), idle, cancelled };
         // OPTIONS, ANNOUNCE, SETUP … until RECORD is accepted
         let publisher = loop {
             if let Some(p) = session.conn.publisher.take() {
@@ -590,7 +593,10 @@ struct Session {
     conn: Connection,
     socket: TcpStream,
     buf: BytesMut,
-    cancel: CancellationToken,
+    /// One timer for the connection, pushed back after each read.
+    idle: Pin<Box<tokio::time::Sleep>>,
+    /// One cancellation waiter for the connection.
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl Session {
@@ -619,13 +625,12 @@ impl Session {
         }
         let idle = self.conn.options.idle_timeout;
         let n = tokio::select! {
-            _ = self.cancel.cancelled() => return Ok(false),
-            r = tokio::time::timeout(idle, self.socket.read_buf(&mut self.buf)) => match r {
-                Err(_) => return Err(RtspIngestError::Idle(idle)),
-                Ok(Err(e)) => return Err(RtspIngestError::Read(e.to_string())),
-                Ok(Ok(n)) => n,
-            },
+            biased;
+            _ = self.cancelled.as_mut() => return Ok(false),
+            r = self.socket.read_buf(&mut self.buf) => r.map_err(|e| RtspIngestError::Read(e.to_string()))?,
+            _ = self.idle.as_mut() => return Err(RtspIngestError::Idle(idle)),
         };
+        self.idle.as_mut().reset(tokio::time::Instant::now() + idle);
         if n == 0 {
             return if self.conn.recording { Err(RtspIngestError::Closed) } else { Ok(false) };
         }
