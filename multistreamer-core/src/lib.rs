@@ -27,6 +27,9 @@
 //!   protocols (sans-IO parsers, fuzzed).
 //! * `transcode`, `record` (feature `libav`): the ladder and the recorders, FFmpeg in-process.
 //! * `monitor` (feature `monitor`): live CPU / memory / disk / network / GPU load.
+//! * `platform` (feature `platforms`): Google OAuth 2.0 (device flow, code + PKCE) and
+//!   YouTube's Live Streaming API — create a broadcast, take its ingest address as a
+//!   destination, go live, read health and chat.
 //!
 //! The library never prints; it logs with `tracing`. See `docs/guide/library.md`.
 //!
@@ -74,6 +77,8 @@ pub mod media;
 #[cfg(feature = "monitor")]
 pub mod monitor;
 pub mod pipeline;
+#[cfg(feature = "platforms")]
+pub mod platform;
 #[cfg(feature = "libav")]
 pub mod record;
 pub mod relay;

@@ -553,3 +553,77 @@ pub fn make_hls_vod(clip: &Path, dir: &Path, extra: &[&str]) {
         .unwrap();
     assert!(st.success(), "ffmpeg could not write the HLS VOD");
 }
+
+/// `peers/fake_google.py`: Google OAuth and YouTube's Live Streaming API stood in locally.
+/// Its ingest addresses point at `ingest` (an nginx-rtmp application), and a stream is
+/// `active` while a recording under `record_dir` grows.
+pub struct FakeGoogle {
+    pub port: u16,
+    child: Child,
+}
+
+impl FakeGoogle {
+    pub const CLIENT_ID: &'static str = "test-client.apps.example";
+    pub const CLIENT_SECRET: &'static str = "test-secret";
+
+    pub fn start(ingest: &str, record_dir: &Path) -> FakeGoogle {
+        let port = free_port();
+        let child = Command::new("python3")
+            .arg(peer_script("fake_google.py"))
+            .arg(port.to_string())
+            .args(["--client-id", Self::CLIENT_ID, "--client-secret", Self::CLIENT_SECRET, "--ingest", ingest])
+            .arg("--record-dir")
+            .arg(record_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        assert!(wait_for_port(port, Duration::from_secs(10)), "the fake Google did not start");
+        FakeGoogle { port, child }
+    }
+
+    /// The OAuth base (`/token`, `/device/code`, `/revoke`).
+    pub fn oauth_base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The consent page of the authorization-code flow.
+    pub fn auth_url(&self) -> String {
+        format!("http://127.0.0.1:{}/o/oauth2/v2/auth", self.port)
+    }
+
+    /// The YouTube Data API base.
+    pub fn youtube_base(&self) -> String {
+        format!("http://127.0.0.1:{}/youtube/v3", self.port)
+    }
+
+    /// A control request (`approve`, `deny`, `expire_access`, `revoke_all`, `fail`, `chat`,
+    /// `state`, `log`) with a JSON body; returns the answer's body.
+    pub fn control(&self, what: &str, json: &str) -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let req = format!(
+            "POST /_control/{what} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+            json.len()
+        );
+        std::io::Write::write_all(&mut s, req.as_bytes()).unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    }
+
+    /// Makes the next `method path` request fail with Google's error envelope.
+    pub fn fail_next(&self, method: &str, path: &str, status: u16, reason: &str) {
+        self.control(
+            "fail",
+            &format!(r#"{{"method":"{method}","path":"{path}","status":{status},"reason":"{reason}","times":1}}"#),
+        );
+    }
+}
+
+impl Drop for FakeGoogle {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
