@@ -61,6 +61,8 @@ pub mod fuzz {
     pub use crate::hls::fmp4::{parse_init, parse_segment};
     #[cfg(feature = "hls")]
     pub use crate::hls::ts::TsDemuxer;
+    #[cfg(feature = "platforms")]
+    pub use crate::platform::fuzz_answer as fuzz_platform_answer;
     pub use crate::rtmp::ingest::fuzz_ingest;
     #[cfg(feature = "rtsp")]
     pub use crate::rtsp::depacketize::{

@@ -450,6 +450,18 @@ impl OAuthTokens {
     }
 }
 
+/// Every parser of an OAuth answer, on any bytes; the length of what they said.
+pub(super) fn fuzz_parsers(status: u16, body: &[u8]) -> usize {
+    let mut said = error_of(status, body).to_string().len();
+    if let Ok(t) = tokens_of(body, Some("kept")) {
+        said += t.scope.len();
+    }
+    if let Ok(d) = serde_json::from_slice::<DeviceAnswer>(body) {
+        said += d.user_code.len();
+    }
+    said
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,3 +21,36 @@ pub use self::youtube::{
     BroadcastPrivacy, IngestProtocol, LatencyPreference, LiveBroadcast, LiveStream, NewBroadcast, YouTubeClient,
     YouTubeError, YouTubeReason,
 };
+
+/// Runs an answer (the first two bytes are the HTTP status) through every parser the
+/// platform clients apply to what a platform sends; never panics. For the fuzz target
+/// `platform_answers`.
+#[doc(hidden)]
+pub fn fuzz_answer(data: &[u8]) -> usize {
+    let (status, body) = match data {
+        [a, b, rest @ ..] => (u16::from_be_bytes([*a, *b]), rest),
+        _ => return 0,
+    };
+    youtube::fuzz_parsers(status, body) + google::fuzz_parsers(status, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fuzz_answer;
+
+    #[test]
+    fn garbage_and_truncated_answers_are_errors_not_panics() {
+        let envelope =
+            br#"{"error":{"code":403,"message":"Stream is inactive","errors":[{"reason":"errorStreamInactive"}]}}"#;
+        let stream = br#"{"id":"s","cdn":{"ingestionInfo":{"streamName":"k","ingestionAddress":"rtmp://h/live2"}},"status":{"streamStatus":"active"}}"#;
+        for body in [&envelope[..], &stream[..], b"", b"\xff\xfe\x00", b"[]", b"null", b"{\"items\":[{\"id\":7}]}"] {
+            for cut in 0..=body.len() {
+                for status in [200u16, 401, 403, 500] {
+                    let mut data = status.to_be_bytes().to_vec();
+                    data.extend_from_slice(&body[..cut]);
+                    fuzz_answer(&data);
+                }
+            }
+        }
+    }
+}

@@ -908,6 +908,28 @@ impl ChatReader {
     }
 }
 
+/// Every parser of a YouTube answer, on any bytes; the length of what they said.
+pub(super) fn fuzz_parsers(status: u16, body: &[u8]) -> usize {
+    let mut said = error_of(status, body).to_string().len();
+    if let Ok(b) = parse::<WireBroadcast>(body) {
+        said += LiveBroadcast::from(b).watch_url().len();
+    }
+    if let Ok(s) = parse::<WireStream>(body) {
+        let s = LiveStream::from(s);
+        said += s.ingest_url(IngestProtocol::Rtmps, true).map_or(0, |u| u.len());
+    }
+    if let Ok(list) = parse::<WireList<WireBroadcast>>(body) {
+        said += list.items.len();
+    }
+    if let Ok(list) = parse::<WireList<WireStream>>(body) {
+        said += list.items.len();
+    }
+    if let Ok(chat) = parse::<WireChatList>(body) {
+        said += chat.items.len();
+    }
+    said
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
