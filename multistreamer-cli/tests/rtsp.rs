@@ -160,16 +160,7 @@ struct RtspServer(std::process::Child);
 
 impl RtspServer {
     fn start(port: u16) -> RtspServer {
-        let script = peer_script("rtsp_server.py");
-        let child = Command::new("/usr/bin/python3")
-            .arg(script)
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 with gst-rtsp-server (make deps-test)");
-        assert!(wait_for_port(port, Duration::from_secs(15)), "the RTSP test server did not start");
-        RtspServer(child)
+        RtspServer(python_peer("rtsp_server.py", port, &[]))
     }
 }
 

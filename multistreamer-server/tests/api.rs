@@ -695,10 +695,7 @@ fn a_stream_can_be_pushed_over_rtsp_or_pulled_from_a_camera() {
 
     // pull: a camera URL with credentials; the password never comes back
     let cam_port = free_port();
-    let script = peer_script("rtsp_server.py");
-    let mut cam =
-        Command::new("/usr/bin/python3").arg(script).arg(cam_port.to_string()).stdout(Stdio::null()).spawn().unwrap();
-    assert!(wait_for_port(cam_port, Duration::from_secs(15)));
+    let mut cam = python_peer("rtsp_server.py", cam_port, &[]);
     let cam_stream = admin.post("/api/streams", json!({"name": "lobby cam"})).json();
     let cid = cam_stream["id"].as_i64().unwrap();
     let bad = admin.request("PATCH", &format!("/api/streams/{cid}"), Some(&json!({"pull_url": "ftp://cam/x"})));

@@ -59,6 +59,22 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Starts `peers/SCRIPT PORT ARGS…` with Debian's python3 (where `make deps-test` installs
+/// the GStreamer bindings) and waits until it listens on `port`.
+pub fn python_peer(script: &str, port: u16, args: &[&std::ffi::OsStr]) -> Child {
+    let child = Command::new("/usr/bin/python3")
+        .arg(peer_script(script))
+        .arg(port.to_string())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 (make deps-test)");
+    assert!(wait_for_port(port, Duration::from_secs(15)), "{script} did not listen on {port}");
+    child
+}
+
 /// A script of `peers/` (the Python HTTP and RTSP servers).
 pub fn peer_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join(name)
@@ -514,17 +530,7 @@ pub struct HttpServer {
 impl HttpServer {
     pub fn start(root: &Path) -> HttpServer {
         let port = free_port();
-        let script = peer_script("http_server.py");
-        let child = Command::new("python3")
-            .arg(script)
-            .arg(port.to_string())
-            .arg(root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3");
-        assert!(wait_for_port(port, Duration::from_secs(10)), "HTTP server did not start");
+        let child = python_peer("http_server.py", port, &[root.as_os_str()]);
         HttpServer { port, child }
     }
 
@@ -568,18 +574,10 @@ impl FakeGoogle {
 
     pub fn start(ingest: &str, record_dir: &Path) -> FakeGoogle {
         let port = free_port();
-        let child = Command::new("python3")
-            .arg(peer_script("fake_google.py"))
-            .arg(port.to_string())
-            .args(["--client-id", Self::CLIENT_ID, "--client-secret", Self::CLIENT_SECRET, "--ingest", ingest])
-            .arg("--record-dir")
-            .arg(record_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3");
-        assert!(wait_for_port(port, Duration::from_secs(10)), "the fake Google did not start");
+        let args = ["--client-id", Self::CLIENT_ID, "--client-secret", Self::CLIENT_SECRET, "--ingest", ingest];
+        let mut args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        args.extend([std::ffi::OsStr::new("--record-dir"), record_dir.as_os_str()]);
+        let child = python_peer("fake_google.py", port, &args);
         FakeGoogle { port, child }
     }
 

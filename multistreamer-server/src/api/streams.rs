@@ -102,7 +102,7 @@ fn stream_value(
         ladder_input_dropped: st.ladder_input_dropped,
         record_mode: s.record_mode.clone(),
         record_rendition: if s.record_rendition.is_empty() { "source".into() } else { s.record_rendition.clone() },
-        recording: (&st.recording).into(),
+        recording: st.recording.clone(),
         destinations: dests.iter().map(|d| destination_view(d, st.destinations.get(&d.id))).collect(),
         sessions: history.iter().map(Into::into).collect(),
     }

@@ -36,7 +36,7 @@ pub struct StreamView {
     pub ladder_input_dropped: u64,
     pub record_mode: String,
     pub record_rendition: String,
-    pub recording: RecordingStatusView,
+    pub recording: RecordingStatus,
     pub destinations: Vec<DestinationView>,
     pub sessions: Vec<SessionView>,
 }
@@ -64,36 +64,6 @@ impl From<&VariantSummary> for HlsVariantView {
             average_bandwidth: v.average_bps,
             segments: v.segments,
             ended: v.ended,
-        }
-    }
-}
-
-/// The stream's recording now (`Stream.recording`).
-#[derive(Debug, Serialize)]
-pub struct RecordingStatusView {
-    pub active: bool,
-    pub kind: Option<String>,
-    /// The file name, without its directory.
-    pub file: Option<String>,
-    pub bytes_written: u64,
-    pub frames_dropped: u64,
-    pub error: Option<String>,
-}
-
-impl From<&RecordingStatus> for RecordingStatusView {
-    fn from(r: &RecordingStatus) -> RecordingStatusView {
-        let file = r
-            .file
-            .as_deref()
-            .and_then(|f| std::path::Path::new(f).file_name())
-            .map(|n| n.to_string_lossy().to_string());
-        RecordingStatusView {
-            active: r.active,
-            kind: r.kind.clone(),
-            file,
-            bytes_written: r.bytes_written,
-            frames_dropped: r.frames_dropped,
-            error: r.error.clone(),
         }
     }
 }

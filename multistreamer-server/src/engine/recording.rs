@@ -16,11 +16,12 @@ use tracing::warn;
 use crate::db::{self, Db};
 use crate::sync::lock;
 
-/// What the API shows of a stream's recording.
-#[derive(Clone, Debug, Default)]
+/// What the API shows of a stream's recording (`Stream.recording`).
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RecordingStatus {
     pub active: bool,
     pub kind: Option<String>,
+    /// The file's name, without its directory.
     pub file: Option<String>,
     pub bytes_written: u64,
     pub frames_dropped: u64,
@@ -59,7 +60,7 @@ impl RecordingJob {
             // Active once its file is in the catalogue: the list never lags the status.
             active: !self.handle.is_finished() && registered.is_some(),
             kind: Some(self.handle.kind.to_string()),
-            file: registered.map(|p| p.display().to_string()),
+            file: registered.and_then(|p| Some(p.file_name()?.to_string_lossy().into_owned())),
             bytes_written: stats.bytes_written.load(Relaxed),
             frames_dropped: stats.frames_dropped.load(Relaxed) + self.handle.input_dropped(),
             error: lock(&stats.error).clone(),
