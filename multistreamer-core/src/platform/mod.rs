@@ -9,14 +9,18 @@
 //!   (insert, list for health, delete), `liveChatMessages` (a chat reader); errors by
 //!   `errors[0].reason`, each with a sentence an operator understands.
 //!
+//! * [`secrets`]: tokens sealed at rest (ChaCha20-Poly1305) under a key in a 0600 file.
+//!
 //! Base URLs are configurable so tests (and other deployments) point them at local
 //! servers. Nothing here logs a token or a stream key.
 
 pub mod google;
 mod http;
+pub mod secrets;
 pub mod youtube;
 
 pub use self::google::{DeviceCode, DevicePoll, GoogleOAuth, OAuthError, OAuthTokens, Pkce, Tokens};
+pub use self::secrets::{SecretBox, SecretError};
 pub use self::youtube::{
     BroadcastPrivacy, IngestProtocol, LatencyPreference, LiveBroadcast, LiveStream, NewBroadcast, YouTubeClient,
     YouTubeError, YouTubeReason,
