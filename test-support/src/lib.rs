@@ -599,15 +599,7 @@ impl FakeGoogle {
     /// A control request (`approve`, `deny`, `expire_access`, `revoke_all`, `fail`, `chat`,
     /// `state`, `log`) with a JSON body; returns the answer's body.
     pub fn control(&self, what: &str, json: &str) -> String {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let req = format!(
-            "POST /_control/{what} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
-            json.len()
-        );
-        std::io::Write::write_all(&mut s, req.as_bytes()).unwrap();
-        let mut out = String::new();
-        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
-        out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+        control_request(self.port, what, json)
     }
 
     /// Makes the next `method path` request fail with Google's error envelope.
@@ -624,4 +616,50 @@ impl Drop for FakeGoogle {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `peers/fake_mtslink.py`: webinar.ru / MTS Link UserAPI v3 stood in locally.
+pub struct FakeMtsLink {
+    pub port: u16,
+    child: Child,
+}
+
+impl FakeMtsLink {
+    pub const TOKEN: &'static str = "test-api-token";
+
+    pub fn start() -> FakeMtsLink {
+        let port = free_port();
+        let child = python_peer("fake_mtslink.py", port, &[std::ffi::OsStr::new("--token"), Self::TOKEN.as_ref()]);
+        FakeMtsLink { port, child }
+    }
+
+    /// The API base (`…/v3`).
+    pub fn api_base(&self) -> String {
+        format!("http://127.0.0.1:{}/v3", self.port)
+    }
+
+    /// A control request (`chat`, `events`) with a JSON body; returns the answer's body.
+    pub fn control(&self, what: &str, json: &str) -> String {
+        control_request(self.port, what, json)
+    }
+}
+
+impl Drop for FakeMtsLink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// POSTs a JSON body to `/_control/WHAT` on a local fake and returns the answer's body.
+fn control_request(port: u16, what: &str, json: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let req = format!(
+        "POST /_control/{what} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+        json.len()
+    );
+    std::io::Write::write_all(&mut s, req.as_bytes()).unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
 }

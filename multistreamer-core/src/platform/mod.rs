@@ -1,6 +1,7 @@
 //! Platform clients (feature `platforms`): what Multistreamer needs from YouTube's Live
 //! Streaming API and Google OAuth 2.0 to create a broadcast, wire its ingest address to a
-//! destination, go live, watch its health and end it.
+//! destination, go live, watch its health and end it — and from MTS Link (webinar.ru) to
+//! create a webinar, start and stop it and read its chat.
 //!
 //! * [`google`]: OAuth 2.0 — the device flow (default for a LAN-only server), the
 //!   authorization-code flow with PKCE, refresh and revoke; [`google::OAuthTokens`] keeps an
@@ -9,6 +10,8 @@
 //!   (insert, list for health, delete), `liveChatMessages` (a chat reader); errors by
 //!   `errors[0].reason`, each with a sentence an operator understands.
 //!
+//! * [`mtslink`]: webinar.ru / MTS Link UserAPI v3 — an event and its session, start and
+//!   stop, status, chat.
 //! * [`secrets`]: tokens sealed at rest (ChaCha20-Poly1305) under a key in a 0600 file.
 //!
 //! Base URLs are configurable so tests (and other deployments) point them at local
@@ -16,10 +19,12 @@
 
 pub mod google;
 mod http;
+pub mod mtslink;
 pub mod secrets;
 pub mod youtube;
 
 pub use self::google::{DeviceCode, DevicePoll, GoogleOAuth, OAuthError, OAuthTokens, Pkce, Tokens};
+pub use self::mtslink::{EventAccess, MtsLinkClient, MtsLinkError, NewEvent};
 pub use self::secrets::{SecretBox, SecretError};
 pub use self::youtube::{
     BroadcastPrivacy, IngestProtocol, LatencyPreference, LiveBroadcast, LiveStream, NewBroadcast, YouTubeClient,
@@ -35,7 +40,7 @@ pub fn fuzz_answer(data: &[u8]) -> usize {
         [a, b, rest @ ..] => (u16::from_be_bytes([*a, *b]), rest),
         _ => return 0,
     };
-    youtube::fuzz_parsers(status, body) + google::fuzz_parsers(status, body)
+    youtube::fuzz_parsers(status, body) + google::fuzz_parsers(status, body) + mtslink::fuzz_parsers(status, body)
 }
 
 #[cfg(test)]

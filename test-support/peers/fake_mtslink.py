@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""A local stand-in for webinar.ru / MTS Link UserAPI v3, for tests.
+
+It follows the documented shapes: `x-auth-token` on every request (401 without a valid one),
+form-encoded bodies with PHP-style bracket keys, 201 with `{eventId, link}` /
+`{eventSessionId, link}` on creation, 204 on start/stop, sessions ACTIVE -> START -> STOP
+(403 with the error envelope otherwise), a chat returned as a bare array of the last
+`limit` messages. Control requests under /_control/.
+
+Usage: fake_mtslink.py PORT --token TOKEN
+"""
+import argparse
+import json
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LOCK = threading.Lock()
+STATE = {"events": {}, "sessions": {}, "chat": {}, "next": 1000, "next_msg": 5000}
+ARGS = None
+
+
+def error(status, message, fields=None):
+    body = {"error": {"code": status, "message": message}}
+    if fields:
+        body["error"]["fieldErrors"] = fields
+    return status, body
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def reply(self, status, obj):
+        data = b"" if obj is None else json.dumps(obj, ensure_ascii=False).encode()
+        self.send_response(status)
+        if obj is not None:
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def handle_any(self, method):
+        u = urllib.parse.urlsplit(self.path)
+        q = dict(urllib.parse.parse_qsl(u.query))
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n else b""
+        with LOCK:
+            if u.path.startswith("/_control/"):
+                return self.reply(*self.control(u.path[len("/_control/"):], raw))
+            if self.headers.get("x-auth-token") != ARGS.token:
+                return self.reply(*error(401, "Unauthorized"))
+            ctype = self.headers.get("Content-Type", "")
+            if raw and not ctype.startswith("application/x-www-form-urlencoded"):
+                return self.reply(*error(400, "Expected a form"))
+            form = dict(urllib.parse.parse_qsl(raw.decode(), keep_blank_values=True))
+            self.reply(*self.api(method, u.path, q, form))
+
+    def do_GET(self):
+        self.handle_any("GET")
+
+    def do_POST(self):
+        self.handle_any("POST")
+
+    def do_PUT(self):
+        self.handle_any("PUT")
+
+    def control(self, what, raw):
+        data = json.loads(raw) if raw else {}
+        if what == "chat":
+            STATE["next_msg"] += 1
+            msg = {"id": STATE["next_msg"], "authorId": 55, "authorName": data["author"], "text": data["text"],
+                   "isModerated": True, "sentByAdmin": False, "avatarUrl": "", "thumbnails": [],
+                   "createAt": time.strftime("%Y-%m-%dT%H:%M:%S+03:00", time.gmtime(time.time() + 3 * 3600)),
+                   "updateAt": None, "updateUserId": None, "additionalData": None, "attachments": []}
+            STATE["chat"].setdefault(int(data["session"]), []).append(msg)
+            return 200, msg
+        if what == "events":
+            return 200, STATE["events"]
+        return 404, None
+
+    def api(self, method, path, q, form):
+        parts = path.strip("/").split("/")
+        if parts[:1] != ["v3"]:
+            return error(404, "Not found")
+        parts = parts[1:]
+        if method == "GET" and parts == ["organization", "members"]:
+            return 200, [{"id": 1, "name": "Owner", "email": "owner@example.org", "role": "admin"}]
+        if method == "POST" and parts == ["events"]:
+            if not form.get("name"):
+                return error(400, "Validation failed", {"name": "This value should not be blank."})
+            for k in ("startsAt[date][year]", "startsAt[date][month]", "startsAt[date][day]",
+                      "startsAt[time][hour]", "startsAt[time][minute]"):
+                if k in form and not form[k].isdigit():
+                    return error(400, "Validation failed", {"startsAt": "invalid " + k})
+            STATE["next"] += 1
+            eid = STATE["next"]
+            STATE["events"][str(eid)] = form
+            return 201, {"eventId": eid, "link": "https://events.webinar.ru/org/%d" % eid}
+        if method == "POST" and len(parts) == 3 and parts[0] == "events" and parts[2] == "sessions":
+            if parts[1] not in STATE["events"]:
+                return error(404, "Event not found")
+            STATE["next"] += 1
+            sid = STATE["next"]
+            STATE["sessions"][sid] = {"id": sid, "name": form.get("name") or STATE["events"][parts[1]]["name"],
+                                      "status": "ACTIVE", "startType": form.get("startType", "manual")}
+            return 201, {"eventSessionId": sid, "link": "https://events.webinar.ru/org/%s/%d" % (parts[1], sid)}
+        if len(parts) >= 2 and parts[0] == "eventsessions" and parts[1].isdigit():
+            s = STATE["sessions"].get(int(parts[1]))
+            if s is None:
+                return error(404, "Event session not found")
+            if method == "GET" and len(parts) == 2:
+                return 200, s
+            if method == "PUT" and parts[2:] == ["start"]:
+                if s["status"] != "ACTIVE":
+                    return error(403, "The webinar cannot be started in status %s" % s["status"])
+                s["status"] = "START"
+                return 204, None
+            if method == "PUT" and parts[2:] == ["stop"]:
+                if s["status"] != "START":
+                    return error(403, "The webinar is not running")
+                s["status"] = "STOP"
+                return 204, None
+            if method == "GET" and parts[2:] == ["chat"]:
+                limit = int(q.get("limit") or 100)
+                return 200, STATE["chat"].get(s["id"], [])[-limit:]
+        return error(404, "Not found")
+
+
+def main():
+    global ARGS
+    p = argparse.ArgumentParser()
+    p.add_argument("port", type=int)
+    p.add_argument("--token", required=True)
+    ARGS = p.parse_args()
+    ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
