@@ -9,6 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
+use reqwest::Method;
 use serde::Deserialize;
 
 use super::http;
@@ -200,12 +201,6 @@ impl fmt::Debug for MtsLinkClient {
     }
 }
 
-enum Verb {
-    Get,
-    Post,
-    Put,
-}
-
 impl MtsLinkClient {
     /// `base`: [`DEFAULT_API_BASE`], the legacy `https://userapi.webinar.ru/v3`, or a stand-in.
     pub fn new(base: &str, token: &str) -> Result<MtsLinkClient, MtsLinkError> {
@@ -222,17 +217,13 @@ impl MtsLinkClient {
 
     async fn call(
         &self,
-        verb: Verb,
+        verb: Method,
         path: &str,
         query: &[(&str, &str)],
         form: Option<&[(String, String)]>,
     ) -> Result<Bytes, MtsLinkError> {
         let url = format!("{}{path}", self.base);
-        let req = match verb {
-            Verb::Get => self.http.get(url),
-            Verb::Post => self.http.post(url),
-            Verb::Put => self.http.put(url),
-        };
+        let req = self.http.request(verb, url);
         let mut req = req.query(query).header("x-auth-token", &self.token);
         req = match form {
             Some(f) => req.form(f),
@@ -245,12 +236,12 @@ impl MtsLinkClient {
 
     /// Checks the token with a cheap read (one member of the organisation).
     pub async fn check_token(&self) -> Result<(), MtsLinkError> {
-        self.call(Verb::Get, "/organization/members", &[("perPage", "1"), ("page", "1")], None).await.map(drop)
+        self.call(Method::GET, "/organization/members", &[("perPage", "1"), ("page", "1")], None).await.map(drop)
     }
 
     /// `POST /events`.
     pub async fn create_event(&self, e: &NewEvent) -> Result<Created, MtsLinkError> {
-        let body = self.call(Verb::Post, "/events", &[], Some(&e.form())).await?;
+        let body = self.call(Method::POST, "/events", &[], Some(&e.form())).await?;
         let c: CreatedEvent = parse(&body)?;
         Ok(Created { id: c.event_id, link: c.link })
     }
@@ -258,7 +249,7 @@ impl MtsLinkClient {
     /// `POST /events/{id}/sessions`, started by hand (`startType=manual`).
     pub async fn create_session(&self, event_id: u64, name: &str) -> Result<Created, MtsLinkError> {
         let form = vec![("name".to_string(), name.to_string()), ("startType".to_string(), "manual".to_string())];
-        let body = self.call(Verb::Post, &format!("/events/{event_id}/sessions"), &[], Some(&form)).await?;
+        let body = self.call(Method::POST, &format!("/events/{event_id}/sessions"), &[], Some(&form)).await?;
         let c: CreatedSession = parse(&body)?;
         Ok(Created { id: c.event_session_id, link: c.link })
     }
@@ -272,23 +263,23 @@ impl MtsLinkClient {
 
     /// `PUT /eventsessions/{id}/start` (204): participants are let in.
     pub async fn start(&self, session_id: u64) -> Result<(), MtsLinkError> {
-        self.call(Verb::Put, &format!("/eventsessions/{session_id}/start"), &[], None).await.map(drop)
+        self.call(Method::PUT, &format!("/eventsessions/{session_id}/start"), &[], None).await.map(drop)
     }
 
     /// `PUT /eventsessions/{id}/stop` (204).
     pub async fn stop(&self, session_id: u64) -> Result<(), MtsLinkError> {
-        self.call(Verb::Put, &format!("/eventsessions/{session_id}/stop"), &[], None).await.map(drop)
+        self.call(Method::PUT, &format!("/eventsessions/{session_id}/stop"), &[], None).await.map(drop)
     }
 
     /// `GET /eventsessions/{id}`.
     pub async fn session(&self, session_id: u64) -> Result<EventSession, MtsLinkError> {
-        parse(&self.call(Verb::Get, &format!("/eventsessions/{session_id}"), &[], None).await?)
+        parse(&self.call(Method::GET, &format!("/eventsessions/{session_id}"), &[], None).await?)
     }
 
     /// `GET /eventsessions/{id}/chat`: the last `limit` messages (no cursor in the API).
     pub async fn chat(&self, session_id: u64, limit: u32) -> Result<Vec<MtsChatMessage>, MtsLinkError> {
         let limit = limit.to_string();
-        parse(&self.call(Verb::Get, &format!("/eventsessions/{session_id}/chat"), &[("limit", &limit)], None).await?)
+        parse(&self.call(Method::GET, &format!("/eventsessions/{session_id}/chat"), &[("limit", &limit)], None).await?)
     }
 
     /// A reader of a session's chat that hands out each message once.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -531,12 +532,6 @@ impl fmt::Debug for YouTubeClient {
     }
 }
 
-enum Verb {
-    Get,
-    Post,
-    Delete,
-}
-
 impl YouTubeClient {
     /// `base`: [`DEFAULT_API_BASE`] or a stand-in (tests).
     pub fn new(base: &str, tokens: Arc<OAuthTokens>) -> Result<YouTubeClient, YouTubeError> {
@@ -554,18 +549,14 @@ impl YouTubeClient {
 
     async fn send(
         &self,
-        verb: &Verb,
+        verb: &Method,
         path: &str,
         query: &[(&str, &str)],
         body: Option<&Value>,
         token: &str,
     ) -> Result<(u16, Bytes), YouTubeError> {
         let url = format!("{}{path}", self.base);
-        let req = match verb {
-            Verb::Get => self.http.get(url),
-            Verb::Post => self.http.post(url),
-            Verb::Delete => self.http.delete(url),
-        };
+        let req = self.http.request(verb.clone(), url);
         let mut req = req.query(query).bearer_auth(token);
         req = match body {
             Some(b) => req.header("Content-Type", "application/json").body(b.to_string()),
@@ -578,7 +569,7 @@ impl YouTubeClient {
     /// One call; a 401 refreshes the token once and tries again.
     async fn call(
         &self,
-        verb: Verb,
+        verb: Method,
         path: &str,
         query: &[(&str, &str)],
         body: Option<Value>,
@@ -604,7 +595,7 @@ impl YouTubeClient {
             },
         });
         let bytes = self
-            .call(Verb::Post, "/liveBroadcasts", &[("part", "id,snippet,status,contentDetails")], Some(body))
+            .call(Method::POST, "/liveBroadcasts", &[("part", "id,snippet,status,contentDetails")], Some(body))
             .await?;
         Ok(parse::<WireBroadcast>(&bytes)?.into())
     }
@@ -617,7 +608,7 @@ impl YouTubeClient {
             "contentDetails": { "isReusable": false },
         });
         let bytes = self
-            .call(Verb::Post, "/liveStreams", &[("part", "id,snippet,cdn,contentDetails,status")], Some(body))
+            .call(Method::POST, "/liveStreams", &[("part", "id,snippet,cdn,contentDetails,status")], Some(body))
             .await?;
         Ok(parse::<WireStream>(&bytes)?.into())
     }
@@ -625,7 +616,7 @@ impl YouTubeClient {
     /// `liveBroadcasts.bind`.
     pub async fn bind(&self, broadcast_id: &str, stream_id: &str) -> Result<LiveBroadcast, YouTubeError> {
         let q = [("id", broadcast_id), ("streamId", stream_id), ("part", "id,snippet,status,contentDetails")];
-        let bytes = self.call(Verb::Post, "/liveBroadcasts/bind", &q, None).await?;
+        let bytes = self.call(Method::POST, "/liveBroadcasts/bind", &q, None).await?;
         Ok(parse::<WireBroadcast>(&bytes)?.into())
     }
 
@@ -670,7 +661,7 @@ impl YouTubeClient {
     /// (already there, or on its way) is a success: the broadcast is read back.
     pub async fn transition(&self, broadcast_id: &str, to: &str) -> Result<LiveBroadcast, YouTubeError> {
         let q = [("broadcastStatus", to), ("id", broadcast_id), ("part", "id,snippet,status,contentDetails")];
-        match self.call(Verb::Post, "/liveBroadcasts/transition", &q, None).await {
+        match self.call(Method::POST, "/liveBroadcasts/transition", &q, None).await {
             Ok(bytes) => Ok(parse::<WireBroadcast>(&bytes)?.into()),
             Err(YouTubeError::Api { reason: YouTubeReason::RedundantTransition, .. }) => {
                 self.broadcast(broadcast_id).await?.ok_or_else(|| YouTubeError::Api {
@@ -686,30 +677,30 @@ impl YouTubeClient {
     /// `liveBroadcasts.list?id=`.
     pub async fn broadcast(&self, id: &str) -> Result<Option<LiveBroadcast>, YouTubeError> {
         let q = [("id", id), ("part", "id,snippet,status,contentDetails")];
-        let bytes = self.call(Verb::Get, "/liveBroadcasts", &q, None).await?;
+        let bytes = self.call(Method::GET, "/liveBroadcasts", &q, None).await?;
         Ok(parse::<WireList<WireBroadcast>>(&bytes)?.items.into_iter().next().map(Into::into))
     }
 
     /// Upcoming broadcasts of the channel (to attach one that exists).
     pub async fn upcoming_broadcasts(&self) -> Result<Vec<LiveBroadcast>, YouTubeError> {
         let q = [("broadcastStatus", "upcoming"), ("part", "id,snippet,status,contentDetails"), ("maxResults", "50")];
-        let bytes = self.call(Verb::Get, "/liveBroadcasts", &q, None).await?;
+        let bytes = self.call(Method::GET, "/liveBroadcasts", &q, None).await?;
         Ok(parse::<WireList<WireBroadcast>>(&bytes)?.items.into_iter().map(Into::into).collect())
     }
 
     /// `liveStreams.list?id=`: the stream's status and health.
     pub async fn stream(&self, id: &str) -> Result<Option<LiveStream>, YouTubeError> {
         let q = [("id", id), ("part", "id,snippet,cdn,status")];
-        let bytes = self.call(Verb::Get, "/liveStreams", &q, None).await?;
+        let bytes = self.call(Method::GET, "/liveStreams", &q, None).await?;
         Ok(parse::<WireList<WireStream>>(&bytes)?.items.into_iter().next().map(Into::into))
     }
 
     pub async fn delete_broadcast(&self, id: &str) -> Result<(), YouTubeError> {
-        self.call(Verb::Delete, "/liveBroadcasts", &[("id", id)], None).await.map(drop)
+        self.call(Method::DELETE, "/liveBroadcasts", &[("id", id)], None).await.map(drop)
     }
 
     pub async fn delete_stream(&self, id: &str) -> Result<(), YouTubeError> {
-        self.call(Verb::Delete, "/liveStreams", &[("id", id)], None).await.map(drop)
+        self.call(Method::DELETE, "/liveStreams", &[("id", id)], None).await.map(drop)
     }
 
     /// Goes live: waits (polling every `every`, within `within`) until the bound stream is
@@ -867,7 +858,7 @@ impl ChatReader {
         if let Some(t) = &self.page_token {
             q.push(("pageToken", t.as_str()));
         }
-        let bytes = match self.client.call(Verb::Get, "/liveChat/messages", &q, None).await {
+        let bytes = match self.client.call(Method::GET, "/liveChat/messages", &q, None).await {
             Ok(b) => b,
             Err(YouTubeError::Api { reason: YouTubeReason::Other(r), .. }) if r == "liveChatEnded" => {
                 self.ended = true;
