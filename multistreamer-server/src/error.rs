@@ -23,6 +23,10 @@ pub enum ErrorKind {
     ResourceExhausted,
     /// The request conflicts with the current state (e.g. deleting a file being written).
     FailedPrecondition,
+    /// A platform (YouTube, MTS Link) refused the request; `platform_reason` says why.
+    PlatformRefused,
+    /// A platform failed or could not be reached.
+    PlatformUnavailable,
     Internal,
 }
 
@@ -31,15 +35,23 @@ pub struct AppError {
     pub kind: ErrorKind,
     pub message: String,
     pub field: Option<&'static str>,
+    /// The platform's own reason (YouTube's `errors[0].reason`, an OAuth `error`).
+    pub platform_reason: Option<String>,
 }
 
 impl AppError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> AppError {
-        AppError { kind, message: message.into(), field: None }
+        AppError { kind, message: message.into(), field: None, platform_reason: None }
     }
 
     pub fn invalid(field: &'static str, message: impl Into<String>) -> AppError {
-        AppError { kind: ErrorKind::InvalidArgument, message: message.into(), field: Some(field) }
+        AppError { field: Some(field), ..AppError::new(ErrorKind::InvalidArgument, message) }
+    }
+
+    /// A platform's answer: refused (422) or failed (502), with its reason.
+    pub fn platform(failed: bool, message: impl Into<String>, reason: Option<String>) -> AppError {
+        let kind = if failed { ErrorKind::PlatformUnavailable } else { ErrorKind::PlatformRefused };
+        AppError { platform_reason: reason, ..AppError::new(kind, message) }
     }
 
     pub fn not_found(what: &str) -> AppError {
@@ -73,6 +85,8 @@ fn status(kind: ErrorKind) -> (StatusCode, &'static str) {
         ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
         ErrorKind::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
         ErrorKind::FailedPrecondition => (StatusCode::CONFLICT, "failed_precondition"),
+        ErrorKind::PlatformRefused => (StatusCode::UNPROCESSABLE_ENTITY, "platform_refused"),
+        ErrorKind::PlatformUnavailable => (StatusCode::BAD_GATEWAY, "platform_unavailable"),
         ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -86,7 +100,9 @@ impl IntoResponse for AppError {
         } else {
             self.message
         };
-        let body = json!({ "error": { "code": name, "message": message, "field": self.field } });
+        let body = json!({
+            "error": { "code": name, "message": message, "field": self.field, "platform_reason": self.platform_reason }
+        });
         (code, Json(body)).into_response()
     }
 }

@@ -8,6 +8,7 @@ mod db;
 mod engine;
 mod error;
 mod metrics;
+mod platforms;
 mod sync;
 
 use std::net::SocketAddr;
@@ -25,8 +26,9 @@ use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 use crate::auth::LoginLimiter;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineConfig};
 use crate::error::AppError;
+use crate::platforms::{PlatformConfig, Platforms};
 
 /// Command line; each flag also reads an environment variable, and any flag not given falls
 /// back to the config file (`--config`), then to the default.
@@ -38,7 +40,8 @@ use crate::error::AppError;
 )]
 struct Cli {
     /// TOML file with any of: data_dir, http, rtmp, rtsp, app, public_rtmp_url, public_rtsp_url,
-    /// transcode_preset.
+    /// transcode_preset, public_url, youtube_client_id, youtube_client_secret,
+    /// youtube_api_base, google_oauth_base, google_auth_url, mtslink_api_base.
     #[arg(long, env = "MULTISTREAMER_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Directory for the database and other state [default: ./data].
@@ -67,6 +70,28 @@ struct Cli {
     /// Faster presets fit more renditions on a machine at some cost in quality per bit.
     #[arg(long, env = "MULTISTREAMER_TRANSCODE_PRESET")]
     transcode_preset: Option<String>,
+    /// The URL browsers reach this server at (https://…): enables connecting YouTube
+    /// accounts by redirect (authorization code + PKCE) besides the device flow.
+    #[arg(long, env = "MULTISTREAMER_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Google OAuth client id for YouTube accounts (else: Settings → Platforms in the UI).
+    #[arg(long, env = "MULTISTREAMER_YOUTUBE_CLIENT_ID")]
+    youtube_client_id: Option<String>,
+    /// Google OAuth client secret.
+    #[arg(long, env = "MULTISTREAMER_YOUTUBE_CLIENT_SECRET", hide_env_values = true)]
+    youtube_client_secret: Option<String>,
+    /// YouTube Data API base [default: https://www.googleapis.com/youtube/v3].
+    #[arg(long, env = "MULTISTREAMER_YOUTUBE_API_BASE")]
+    youtube_api_base: Option<String>,
+    /// Google OAuth base serving /token, /device/code, /revoke [default: https://oauth2.googleapis.com].
+    #[arg(long, env = "MULTISTREAMER_GOOGLE_OAUTH_BASE")]
+    google_oauth_base: Option<String>,
+    /// Google's consent page [default: https://accounts.google.com/o/oauth2/v2/auth].
+    #[arg(long, env = "MULTISTREAMER_GOOGLE_AUTH_URL")]
+    google_auth_url: Option<String>,
+    /// MTS Link (webinar.ru) UserAPI base [default: https://userapi.mts-link.ru/v3].
+    #[arg(long, env = "MULTISTREAMER_MTSLINK_API_BASE")]
+    mtslink_api_base: Option<String>,
 }
 
 /// The config file; unknown keys are an error, so typos do not pass silently.
@@ -81,6 +106,13 @@ struct FileConfig {
     rtsp: Option<SocketAddr>,
     public_rtsp_url: Option<String>,
     transcode_preset: Option<String>,
+    public_url: Option<String>,
+    youtube_client_id: Option<String>,
+    youtube_client_secret: Option<String>,
+    youtube_api_base: Option<String>,
+    google_oauth_base: Option<String>,
+    google_auth_url: Option<String>,
+    mtslink_api_base: Option<String>,
 }
 
 /// The settings in force.
@@ -94,6 +126,27 @@ struct Args {
     rtsp: SocketAddr,
     public_rtsp_url: Option<String>,
     transcode: TranscodeOptions,
+    platforms: PlatformConfig,
+}
+
+/// A base URL: http(s), no trailing slash.
+fn base_url(what: &str, value: String) -> Result<String, String> {
+    let u = url::Url::parse(&value).map_err(|e| format!("{what}: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!("{what}: expected an http(s) URL"));
+    }
+    Ok(value.trim_end_matches('/').to_string())
+}
+
+/// The public URL: https, or http on this machine (Google accepts loopback redirects).
+fn public_url(value: String) -> Result<String, String> {
+    let v = base_url("public_url", value)?;
+    let u = url::Url::parse(&v).map_err(|e| format!("public_url: {e}"))?;
+    let loopback = matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if u.scheme() != "https" && !loopback {
+        return Err("public_url: Google redirects only to https:// (or to this machine)".into());
+    }
+    Ok(v)
 }
 
 impl Cli {
@@ -121,6 +174,44 @@ impl Cli {
                 t.validate().map_err(|e| format!("transcode_preset: {e}"))?;
                 t
             },
+            platforms: {
+                let d = PlatformConfig::default();
+                let base = |what: &str, flag: Option<String>, file: Option<String>, default: String| {
+                    base_url(what, flag.or(file).unwrap_or(default))
+                };
+                PlatformConfig {
+                    youtube_client_id: self
+                        .youtube_client_id
+                        .or(file.youtube_client_id)
+                        .filter(|s| !s.trim().is_empty()),
+                    youtube_client_secret: self.youtube_client_secret.or(file.youtube_client_secret),
+                    youtube_api_base: base(
+                        "youtube_api_base",
+                        self.youtube_api_base,
+                        file.youtube_api_base,
+                        d.youtube_api_base,
+                    )?,
+                    google_oauth_base: base(
+                        "google_oauth_base",
+                        self.google_oauth_base,
+                        file.google_oauth_base,
+                        d.google_oauth_base,
+                    )?,
+                    google_auth_url: base(
+                        "google_auth_url",
+                        self.google_auth_url,
+                        file.google_auth_url,
+                        d.google_auth_url,
+                    )?,
+                    mtslink_api_base: base(
+                        "mtslink_api_base",
+                        self.mtslink_api_base,
+                        file.mtslink_api_base,
+                        d.mtslink_api_base,
+                    )?,
+                    public_url: self.public_url.or(file.public_url).map(public_url).transpose()?,
+                }
+            },
         })
     }
 }
@@ -139,6 +230,8 @@ pub struct AppState {
     pub public_rtmp: Arc<String>,
     /// `rtsp://HOST:PORT/APP`, when the RTSP ingest runs
     pub public_rtsp: Arc<Option<String>>,
+    /// Connected YouTube and MTS Link accounts.
+    pub platforms: Arc<Platforms>,
     /// Playback tokens of the streams (the `/play/…` links).
     pub tokens: Arc<api::TokenMap>,
     /// Fires when the server shuts down: long-lived responses (the live feeds) end then,
@@ -183,17 +276,16 @@ async fn run(args: Args) -> Result<(), AppError> {
     let db = db::open(&db_path).await?;
     let first_login = bootstrap_admin(&db).await?;
 
+    let platforms = Arc::new(Platforms::new(db.clone(), args.platforms.clone(), &args.data_dir)?);
     let cancel = CancellationToken::new();
-    let engine = Engine::start(
-        db.clone(),
-        args.rtmp,
-        &args.app,
-        args.transcode.clone(),
-        args.data_dir.join("recordings"),
-        Some(args.rtsp),
-        cancel.clone(),
-    )
-    .await?;
+    let config = EngineConfig {
+        rtmp: args.rtmp,
+        app: args.app.clone(),
+        transcode: args.transcode.clone(),
+        recordings_dir: args.data_dir.join("recordings"),
+        rtsp: Some(args.rtsp),
+    };
+    let engine = Engine::start(db.clone(), config, Arc::clone(&platforms), cancel.clone()).await?;
     let monitor = spawn_monitor(Duration::from_secs(1), 300).map_err(|e| AppError::internal(e.to_string()))?;
     let public_rtmp = args.public_rtmp_url.clone().unwrap_or_else(|| {
         let mut addr = engine.rtmp_addr;
@@ -205,6 +297,7 @@ async fn run(args: Args) -> Result<(), AppError> {
     let http_shutdown = CancellationToken::new();
     let state = AppState {
         shutdown: http_shutdown.clone(),
+        platforms,
         tokens: Arc::default(),
         db: db.clone(),
         engine: engine.clone(),

@@ -27,6 +27,11 @@ impl Server {
     /// Starts the server on ports it picks itself (`:0`) and reads them back from the
     /// addresses it prints, so no other process can take them in between.
     fn start(dir: &Path) -> Server {
+        Server::start_with(dir, &[])
+    }
+
+    /// Starts the server with more flags.
+    fn start_with(dir: &Path, extra: &[String]) -> Server {
         let nonce = NEXT_SERVER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let out = dir.join(format!("server-{nonce}.out"));
         let log = dir.join(format!("server-{nonce}.log"));
@@ -34,6 +39,7 @@ impl Server {
             .arg("--data-dir")
             .arg(dir.join("data"))
             .args(["--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--rtsp", "127.0.0.1:0"])
+            .args(extra)
             .env("MULTISTREAMER_ADMIN_PASSWORD", "first-password-1")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -813,6 +819,214 @@ fn a_stream_pulled_from_hls_is_served_as_hls_behind_the_session() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(!server.log().contains("tok3n"), "the token was logged");
+}
+
+/// Flags pointing the server at the local platform stand-ins.
+fn platform_flags(google: &FakeGoogle, mts: &FakeMtsLink) -> Vec<String> {
+    [
+        ("--youtube-api-base", google.youtube_base()),
+        ("--google-oauth-base", google.oauth_base()),
+        ("--google-auth-url", google.auth_url()),
+        ("--mtslink-api-base", mts.api_base()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_string(), v])
+    .collect()
+}
+
+/// Polls `GET path` until `done` holds for its JSON (or panics after `secs`).
+fn wait_json(client: &Client, path: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = client.get(path).json();
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting on {path}: {v}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Connects a YouTube account through the device flow, approving the code as the
+/// operator would on Google's page; returns the account's id.
+fn connect_youtube(admin: &Client, google: &FakeGoogle) -> i64 {
+    let r = admin.post("/api/platforms/youtube/device", json!({}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let flow = r.json();
+    assert_eq!(flow["verification_url"], json!("https://www.google.com/device"));
+    let path = format!("/api/platforms/youtube/device/{}", flow["flow_id"].as_str().unwrap());
+    assert_eq!(admin.get(&path).json()["state"], json!("pending"));
+    google.control("approve", &json!({"user_code": flow["user_code"]}).to_string());
+    let done = wait_json(admin, &path, 20, |v| v["state"] != json!("pending"));
+    assert_eq!(done["state"], json!("connected"), "{done}");
+    assert_eq!(done["account"]["name"], json!("Fake Channel"), "named after the channel");
+    done["account"]["id"].as_i64().unwrap()
+}
+
+/// The whole round trip with the platforms stood in: connect YouTube (device flow) and
+/// MTS Link (token), create a broadcast and a webinar from a stream, publish, go live on
+/// both, see YouTube's health, end both — with the failures an operator meets on the way
+/// (quota, a step failing midway, an expired access token, no data yet, a revoked grant).
+#[test]
+fn youtube_and_mtslink_broadcasts_from_connect_to_complete() {
+    let tmp = TempDir::new("server-platforms");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 40, "640x360");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "live2");
+    let google = FakeGoogle::start(&format!("rtmp://127.0.0.1:{}/live2", nginx.port), &nginx.dir.join("rec"));
+    let mts = FakeMtsLink::start();
+    assert!(wait_for_port(google.port, Duration::from_secs(10)) && wait_for_port(mts.port, Duration::from_secs(10)));
+    let server = Server::start_with(tmp.path(), &platform_flags(&google, &mts));
+    let admin = Client::login(server.http, "first-password-1");
+
+    // No OAuth client yet: a clear refusal, then the one from Settings.
+    let r = admin.post("/api/platforms/youtube/device", json!({}));
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("Settings"), "{}", r.body);
+    let r = admin.request(
+        "PUT",
+        "/api/platforms/youtube/client",
+        Some(&json!({"client_id": FakeGoogle::CLIENT_ID, "client_secret": FakeGoogle::CLIENT_SECRET})),
+    );
+    assert_eq!((r.status, &r.json()["configured"]), (200, &json!(true)), "{}", r.body);
+    assert!(!r.body.contains(FakeGoogle::CLIENT_SECRET), "the secret is never returned");
+    let yt = connect_youtube(&admin, &google);
+
+    // MTS Link: a wrong token is refused on its field, the right one connects.
+    let r = admin.post("/api/platforms/mtslink", json!({"name": "Room A", "token": "wrong"}));
+    assert_eq!((r.status, &r.json()["error"]["field"]), (422, &json!("token")), "{}", r.body);
+    assert_eq!(r.json()["error"]["platform_reason"], json!("unauthorized"));
+    let r = admin.post("/api/platforms/mtslink", json!({"name": "Room A", "token": FakeMtsLink::TOKEN}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let ml = r.json()["id"].as_i64().unwrap();
+    let list = admin.get("/api/platforms");
+    assert_eq!(list.json().as_array().unwrap().len(), 2);
+    assert!(list.json().as_array().unwrap().iter().all(|p| p["state"] == json!("connected")), "{}", list.body);
+    for secret in ["ya29.", "1//", FakeMtsLink::TOKEN] {
+        assert!(!list.body.contains(secret), "a credential in the API: {secret}");
+    }
+    let db = std::fs::read(tmp.join("data/multistreamer.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains(FakeMtsLink::TOKEN), "tokens are sealed in the database");
+
+    let stream = admin.post("/api/streams", json!({"name": "Conference"})).json();
+    let sid = stream["id"].as_i64().unwrap();
+    let bpath = format!("/api/streams/{sid}/broadcasts");
+
+    // quotaExceeded on the first call: the operator reads why, nothing is left anywhere.
+    google.fail_next("POST", "/youtube/v3/liveBroadcasts", 403, "quotaExceeded");
+    let r = admin.post(&bpath, json!({"platform_id": yt, "title": "Keynote"}));
+    assert_eq!((r.status, &r.json()["error"]["platform_reason"]), (422, &json!("quotaExceeded")), "{}", r.body);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("quota"), "{}", r.body);
+    // A failure midway (the stream insert): the broadcast already made is deleted again.
+    google.fail_next("POST", "/youtube/v3/liveStreams", 500, "backendError");
+    let r = admin.post(&bpath, json!({"platform_id": yt, "title": "Keynote"}));
+    assert_eq!(r.status, 502, "{}", r.body);
+    let fake_state: Value = serde_json::from_str(&google.control("state", "{}")).unwrap();
+    assert_eq!((&fake_state["broadcasts"], &fake_state["streams"]), (&json!([]), &json!([])), "orphans: {fake_state}");
+    assert_eq!(admin.get(&bpath).json(), json!([]));
+    assert_eq!(admin.get(&format!("/api/streams/{sid}")).json()["destinations"], json!([]));
+
+    // A broadcast: created, bound, and a destination from its ingestion info.
+    let r = admin.post(&bpath, json!({"platform_id": yt, "title": "Keynote", "privacy": "unlisted", "latency": "low"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let b = r.json();
+    let (bid, remote) = (b["id"].as_i64().unwrap(), b["remote_id"].as_str().unwrap().to_string());
+    assert_eq!((&b["platform"], &b["state"]), (&json!("youtube"), &json!("ready")), "{b}");
+    assert_eq!(b["watch_url"], json!(format!("https://www.youtube.com/watch?v={remote}")));
+    let s = admin.get(&format!("/api/streams/{sid}")).json();
+    let dest = &s["destinations"][0];
+    assert_eq!(dest["id"], b["destination_id"]);
+    assert!(dest["url"].as_str().unwrap().starts_with(&format!("rtmp://127.0.0.1:{}/live2/", nginx.port)), "{dest}");
+
+    // Before any data: YouTube's errorStreamInactive, explained. The access token expired
+    // meanwhile: refreshed once, transparently.
+    google.control("expire_access", "{}");
+    let r = admin.post(&format!("/api/broadcasts/{bid}/transition"), json!({"to": "live"}));
+    assert_eq!((r.status, &r.json()["error"]["platform_reason"]), (422, &json!("errorStreamInactive")), "{}", r.body);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("no data"), "{}", r.body);
+    let log: Value = serde_json::from_str(&google.control("log", "{}")).unwrap();
+    assert!(log.as_array().unwrap().iter().any(|e| e["path"] == json!("/token")), "a refresh happened");
+    assert_eq!(admin.get("/api/platforms").json()[0]["state"], json!("connected"));
+
+    // MTS Link: a webinar with its room's RTMP ingest.
+    let room_url = format!("rtmp://127.0.0.1:{}/live2/room-key", nginx.port);
+    let r = admin.post(
+        &bpath,
+        json!({"platform_id": ml, "title": "Webinar", "starts_at": "2026-12-24T15:30", "timezone": "5",
+               "access": "password", "password": "pw", "ingest_url": room_url}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let w = r.json();
+    let wid = w["id"].as_i64().unwrap();
+    assert_eq!((&w["platform"], &w["state"]), (&json!("mtslink"), &json!("ready")), "{w}");
+    let events: Value = serde_json::from_str(&mts.control("events", "{}")).unwrap();
+    let form = events.as_object().unwrap().values().next().unwrap();
+    for (k, v) in [
+        ("name", "Webinar"),
+        ("startsAt[date][year]", "2026"),
+        ("startsAt[date][month]", "12"),
+        ("startsAt[date][day]", "24"),
+        ("startsAt[time][hour]", "15"),
+        ("startsAt[time][minute]", "30"),
+        ("timezone", "5"),
+        ("accessSettings[isPasswordRequired]", "1"),
+        ("password", "pw"),
+    ] {
+        assert_eq!(form[k], json!(v), "{k} in {form}");
+    }
+
+    // Publish: both destinations go live, YouTube sees the data, the broadcast goes live.
+    let mut ff = publish(&clip, stream["rtmp_url"].as_str().unwrap());
+    wait_json(&admin, &format!("/api/streams/{sid}"), 20, |s| {
+        s["destinations"].as_array().is_some_and(|d| d.len() == 2 && d.iter().all(|d| d["state"] == json!("live")))
+    });
+    let r = admin.post(&format!("/api/broadcasts/{bid}/transition"), json!({"to": "live"}));
+    assert_eq!((r.status, &r.json()["state"]), (200, &json!("live")), "{}", r.body);
+    let r = admin.post(&format!("/api/broadcasts/{wid}/transition"), json!({"to": "live"}));
+    assert_eq!((r.status, &r.json()["state"]), (200, &json!("live")), "{}", r.body);
+    // The monitor reports YouTube's own verdict on the stream.
+    let all = wait_json(&admin, &bpath, 30, |v| v[0]["health"]["stream_status"] == json!("active"));
+    let health = &all[0]["health"];
+    assert_eq!(health["status"], json!("good"), "{health}");
+    assert_eq!(health["issues"][0]["type"], json!("gopSizeLong"), "{health}");
+
+    // End both: the platform says complete, the destinations stop.
+    let r = admin.post(&format!("/api/broadcasts/{wid}/transition"), json!({"to": "complete"}));
+    assert_eq!((r.status, &r.json()["state"]), (200, &json!("complete")), "{}", r.body);
+    let r = admin.post(&format!("/api/broadcasts/{bid}/transition"), json!({"to": "complete"}));
+    assert_eq!((r.status, &r.json()["state"]), (200, &json!("complete")), "{}", r.body);
+    let s = admin.get(&format!("/api/streams/{sid}")).json();
+    assert!(s["destinations"].as_array().unwrap().iter().all(|d| d["state"] == json!("off")), "{s}");
+    std::thread::sleep(Duration::from_secs(1));
+    let yt_key = nginx.recordings().into_iter().find(|p| !p.to_string_lossy().contains("room-key")).unwrap();
+    let size = std::fs::metadata(&yt_key).unwrap().len();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(std::fs::metadata(&yt_key).unwrap().len(), size, "YouTube's ingest kept receiving after the end");
+    let got = packet_hashes(&yt_key, "v");
+    assert!(got.len() >= 60, "{} packets reached YouTube's ingest", got.len());
+    assert!(find_run(&packet_hashes(&clip, "v"), &got).is_some(), "YouTube's ingest got the stream bit-exact");
+    let room = nginx.recordings_of("room-key");
+    assert_eq!(room.len(), 1, "{:?}", nginx.recordings());
+    assert!(find_run(&packet_hashes(&clip, "v"), &packet_hashes(&room[0], "v")).is_some());
+    let _ = ff.kill();
+    let _ = ff.wait();
+
+    // A broadcast that aired stays on the channel (its recording); here it is forgotten
+    // with its destination.
+    assert_eq!(admin.request("DELETE", &format!("/api/broadcasts/{bid}"), None).status, 204);
+    let fake_state: Value = serde_json::from_str(&google.control("state", "{}")).unwrap();
+    assert_eq!(fake_state["broadcasts"], json!([remote]), "{fake_state}");
+    assert_eq!(admin.get(&format!("/api/streams/{sid}")).json()["destinations"].as_array().unwrap().len(), 1);
+
+    // The grant is revoked on Google's side: the account says "reconnect needed".
+    google.control("revoke_all", "{}");
+    let r = admin.get(&format!("/api/platforms/{yt}/upcoming"));
+    assert_eq!((r.status, &r.json()["error"]["platform_reason"]), (422, &json!("invalid_grant")), "{}", r.body);
+    let p = admin.get("/api/platforms").json();
+    assert_eq!((&p[0]["state"], &p[1]["state"]), (&json!("reconnect_needed"), &json!("connected")), "{p}");
+    assert_eq!(admin.request("DELETE", &format!("/api/platforms/{yt}"), None).status, 204);
+    assert_eq!(admin.get("/api/platforms").json().as_array().unwrap().len(), 1);
+    assert!(!server.log().contains(FakeMtsLink::TOKEN), "a token in the log");
 }
 
 mod ui {

@@ -393,6 +393,14 @@ class Handler(BaseHTTPRequestHandler):
             return 200, {"kind": "youtube#liveBroadcastListResponse", "etag": "l",
                          "pageInfo": {"totalResults": len(items), "resultsPerPage": len(items)},
                          "items": [only_parts(b, parts) for b in items]}, None
+        if path == "/channels" and method == "GET":
+            if q.get("mine") != "true":
+                return google_error(400, "missingRequiredParameter", "No filter selected.", "youtube.parameter") \
+                    + (None,)
+            ch = {"kind": "youtube#channel", "etag": "c", "id": "UCfake",
+                  "snippet": {"title": ARGS.channel_title, "description": "", "customUrl": "@fake"}}
+            return 200, {"kind": "youtube#channelListResponse", "etag": "l",
+                         "pageInfo": {"totalResults": 1, "resultsPerPage": 5}, "items": [only_parts(ch, parts)]}, None
         if path == "/liveStreams" and method == "GET":
             items = [STATE["streams"][i] for i in q.get("id", "").split(",") if i in STATE["streams"]]
             for s in items:
@@ -431,6 +439,7 @@ def main():
     p.add_argument("--ingest", required=True)
     p.add_argument("--rtmps-ingest", default="")
     p.add_argument("--record-dir", required=True)
+    p.add_argument("--channel-title", default="Fake Channel")
     ARGS = p.parse_args()
     ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler).serve_forever()
 

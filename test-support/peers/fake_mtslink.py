@@ -68,6 +68,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_PUT(self):
         self.handle_any("PUT")
 
+    def do_DELETE(self):
+        self.handle_any("DELETE")
+
     def control(self, what, raw):
         data = json.loads(raw) if raw else {}
         if what == "chat":
@@ -114,6 +117,9 @@ class Handler(BaseHTTPRequestHandler):
                 return error(404, "Event session not found")
             if method == "GET" and len(parts) == 2:
                 return 200, s
+            if method == "DELETE" and len(parts) == 2:
+                del STATE["sessions"][s["id"]]
+                return 204, None
             if method == "PUT" and parts[2:] == ["start"]:
                 if s["status"] != "ACTIVE":
                     return error(403, "The webinar cannot be started in status %s" % s["status"])

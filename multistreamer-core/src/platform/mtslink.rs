@@ -271,6 +271,13 @@ impl MtsLinkClient {
         self.call(Method::PUT, &format!("/eventsessions/{session_id}/stop"), &[], None).await.map(drop)
     }
 
+    /// `DELETE /eventsessions/{id}` (204): the session, its statistics and chat are gone,
+    /// with no email to the participants.
+    pub async fn delete_session(&self, session_id: u64) -> Result<(), MtsLinkError> {
+        let path = format!("/eventsessions/{session_id}");
+        self.call(Method::DELETE, &path, &[("sendEmail", "false")], None).await.map(drop)
+    }
+
     /// `GET /eventsessions/{id}`.
     pub async fn session(&self, session_id: u64) -> Result<EventSession, MtsLinkError> {
         parse(&self.call(Method::GET, &format!("/eventsessions/{session_id}"), &[], None).await?)

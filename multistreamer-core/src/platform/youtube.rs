@@ -286,6 +286,13 @@ impl NewStream {
     }
 }
 
+/// A YouTube channel (the account a broadcast is created on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    pub id: String,
+    pub title: String,
+}
+
 /// A broadcast as YouTube reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveBroadcast {
@@ -442,6 +449,13 @@ struct WireStream {
 #[serde(rename_all = "camelCase", default)]
 struct WireCdn {
     ingestion_info: IngestionInfo,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireChannel {
+    id: String,
+    snippet: WireSnippet,
 }
 
 #[derive(Deserialize)]
@@ -686,6 +700,14 @@ impl YouTubeClient {
         let q = [("broadcastStatus", "upcoming"), ("part", "id,snippet,status,contentDetails"), ("maxResults", "50")];
         let bytes = self.call(Method::GET, "/liveBroadcasts", &q, None).await?;
         Ok(parse::<WireList<WireBroadcast>>(&bytes)?.items.into_iter().map(Into::into).collect())
+    }
+
+    /// The connected account's channel (`channels.list?mine=true`, 1 unit): its id and
+    /// title, to name the account.
+    pub async fn channel(&self) -> Result<Option<Channel>, YouTubeError> {
+        let bytes = self.call(Method::GET, "/channels", &[("part", "snippet"), ("mine", "true")], None).await?;
+        let list = parse::<WireList<WireChannel>>(&bytes)?;
+        Ok(list.items.into_iter().next().map(|c| Channel { id: c.id, title: c.snippet.title }))
     }
 
     /// `liveStreams.list?id=`: the stream's status and health.

@@ -2,6 +2,7 @@
 
 mod extract;
 mod hls;
+mod platforms;
 mod recordings;
 mod session;
 mod streams;
@@ -91,6 +92,21 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/streams/{id}/recording", post(streams::set_recording))
         .route("/api/streams/{id}/live", get(streams::stream_live))
+        .route("/api/platforms", get(platforms::list_platforms))
+        .route("/api/platforms/mtslink", post(platforms::connect_mtslink))
+        .route("/api/platforms/youtube/client", get(platforms::get_oauth_client).put(platforms::set_oauth_client))
+        .route("/api/platforms/youtube/device", post(platforms::start_device_flow))
+        .route("/api/platforms/youtube/device/{flow_id}", get(platforms::device_flow_state))
+        .route("/api/platforms/youtube/authorize", get(platforms::authorize))
+        .route("/oauth/youtube/callback", get(platforms::oauth_callback))
+        .route("/api/platforms/{id}", axum::routing::delete(platforms::disconnect))
+        .route("/api/platforms/{id}/upcoming", get(platforms::upcoming))
+        .route("/api/streams/{id}/broadcasts", get(platforms::list_broadcasts).post(platforms::create_broadcast))
+        .route(
+            "/api/broadcasts/{id}",
+            get(platforms::get_broadcast).patch(platforms::update_broadcast).delete(platforms::delete_broadcast),
+        )
+        .route("/api/broadcasts/{id}/transition", post(platforms::transition))
         .route("/api/recordings", get(recordings::list_recordings))
         .route("/api/recordings/{id}", axum::routing::delete(recordings::delete_recording))
         .route("/api/recordings/{id}/file", get(recordings::download_recording))

@@ -143,3 +143,48 @@ pub struct LoginView {
     pub username: String,
     pub csrf_token: String,
 }
+
+/// `Platform`: a connected account (its credentials never leave the server).
+#[derive(Debug, Serialize)]
+pub struct PlatformView {
+    pub id: i64,
+    /// `youtube` or `mtslink`.
+    pub kind: String,
+    pub name: String,
+    /// `connected`, `reconnect_needed` or `error`.
+    pub state: String,
+    pub last_error: Option<String>,
+}
+
+impl From<&crate::db::PlatformRow> for PlatformView {
+    fn from(p: &crate::db::PlatformRow) -> PlatformView {
+        PlatformView {
+            id: p.id,
+            kind: p.kind.clone(),
+            name: p.name.clone(),
+            state: p.state.clone(),
+            last_error: p.last_error.clone(),
+        }
+    }
+}
+
+/// `Broadcast`: a YouTube broadcast or an MTS Link webinar session fed by a stream.
+#[derive(Debug, Serialize)]
+pub struct BroadcastView {
+    pub id: i64,
+    pub stream_id: i64,
+    pub platform_id: i64,
+    /// `youtube` or `mtslink`.
+    pub platform: String,
+    pub platform_name: String,
+    pub remote_id: String,
+    pub title: String,
+    pub state: String,
+    pub watch_url: String,
+    pub destination_id: Option<i64>,
+    pub backup_destination_id: Option<i64>,
+    pub auto_live: bool,
+    pub last_error: Option<String>,
+    pub health: Option<crate::platforms::Health>,
+    pub created_at: i64,
+}

@@ -11,9 +11,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::error::AppError;
 
+mod platforms;
 mod recordings;
 mod streams;
 
+pub use self::platforms::*;
 pub use self::recordings::*;
 pub use self::streams::*;
 
@@ -22,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/0002_ladder.sql")),
     (3, include_str!("../../migrations/0003_recordings.sql")),
     (4, include_str!("../../migrations/0004_pull.sql")),
+    (5, include_str!("../../migrations/0005_platforms.sql")),
 ];
 
 pub type Db = SqlitePool;

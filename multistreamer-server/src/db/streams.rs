@@ -170,8 +170,8 @@ pub async fn destination(db: &Db, stream_id: i64, id: i64) -> Result<Option<Dest
     Ok(row.as_ref().map(dest_row).transpose()?)
 }
 
-pub async fn create_destination(
-    db: &Db,
+pub async fn create_destination<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
     stream_id: i64,
     name: &str,
     url: &str,

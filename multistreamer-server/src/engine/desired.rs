@@ -10,7 +10,8 @@ use multistreamer_core::source::InputUrl;
 use multistreamer_core::transcode::hub::rendition_stream;
 use tracing::warn;
 
-use crate::db::{DestinationRow, StreamRow};
+use crate::db::{BroadcastRow, DestinationRow, StreamRow};
+use crate::platforms::monitor::MonitorSpec;
 
 /// The hub name of a stream row.
 pub fn hub_name(stream_id: i64) -> String {
@@ -63,6 +64,33 @@ pub struct StreamConfig {
     pub record_rendition: Option<String>,
     pub pull: Option<InputUrl>,
     pub destinations: Vec<DestinationConfig>,
+    pub broadcasts: Vec<BroadcastConfig>,
+}
+
+/// A broadcast on a platform, as the monitor rule sees it.
+#[derive(Clone, Debug)]
+pub struct BroadcastConfig {
+    pub id: i64,
+    /// The state the platform last reported.
+    pub state: String,
+    pub monitor: MonitorSpec,
+}
+
+impl BroadcastConfig {
+    pub fn from_row(b: &BroadcastRow) -> BroadcastConfig {
+        BroadcastConfig {
+            id: b.id,
+            state: b.state.clone(),
+            monitor: MonitorSpec {
+                platform_id: b.platform_id,
+                stream_id: b.stream_id,
+                remote_id: b.remote_id.clone(),
+                remote_stream_id: b.remote_stream_id.clone(),
+                auto_live: b.auto_live,
+                destinations: b.destination_id.into_iter().chain(b.backup_destination_id).collect(),
+            },
+        }
+    }
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -72,7 +100,7 @@ fn non_empty(s: &str) -> Option<String> {
 impl StreamConfig {
     /// Parses a stream's rows. A stored value that no longer parses (the API validates
     /// them, so only a hand-edited database has one) is logged and left out.
-    pub fn from_rows(s: &StreamRow, dests: &[DestinationRow]) -> StreamConfig {
+    pub fn from_rows(s: &StreamRow, dests: &[DestinationRow], broadcasts: &[BroadcastRow]) -> StreamConfig {
         let ladder = match s.ladder.as_str() {
             "" => None,
             spec => spec.parse().map_err(|e| warn!(stream_id = s.id, error = %e, "stored ladder is invalid")).ok(),
@@ -109,6 +137,7 @@ impl StreamConfig {
             record_rendition: non_empty(&s.record_rendition),
             pull,
             destinations,
+            broadcasts: broadcasts.iter().map(BroadcastConfig::from_row).collect(),
         }
     }
 }
@@ -149,6 +178,8 @@ pub struct Desired {
     pub ladders: BTreeMap<i64, LadderSpec>,
     pub recordings: BTreeMap<i64, RecordingSpec>,
     pub destinations: BTreeMap<i64, DestinationSpec>,
+    /// Broadcast monitors, by broadcast id.
+    pub monitors: BTreeMap<i64, MonitorSpec>,
 }
 
 /// The rules:
@@ -157,7 +188,9 @@ pub struct Desired {
 /// * a stream records while its mode is not off or "record now" is on, while the hub
 ///   stream it records (the source or a rendition) exists;
 /// * an enabled destination sends while the hub stream it sends exists (a rendition
-///   outlives its source while the ladder drains).
+///   outlives its source while the ladder drains);
+/// * a broadcast that has not ended is monitored while its stream is live or while it is
+///   on air on the platform (the platform's verdict matters after the stream stops too).
 pub fn desired(streams: &[StreamConfig], live: &LiveState) -> Desired {
     let mut d = Desired::default();
     for s in streams {
@@ -187,6 +220,14 @@ pub fn desired(streams: &[StreamConfig], live: &LiveState) -> Desired {
                 d.destinations.insert(dest.id, DestinationSpec { target, url: dest.url.clone() });
             }
         }
+        let live = live.hub_streams.contains(&source);
+        for b in &s.broadcasts {
+            let ended = matches!(b.state.as_str(), "complete" | "revoked");
+            let on_air = matches!(b.state.as_str(), "testStarting" | "testing" | "liveStarting" | "live");
+            if !ended && (live || on_air) {
+                d.monitors.insert(b.id, b.monitor.clone());
+            }
+        }
     }
     d
 }
@@ -204,6 +245,7 @@ mod tests {
             record_rendition: None,
             pull: None,
             destinations: Vec::new(),
+            broadcasts: Vec::new(),
         }
     }
 
@@ -263,6 +305,28 @@ mod tests {
         state.hub_streams.insert("stream-1@480p".into());
         let d = desired(&[s], &state);
         assert_eq!(d.recordings[&1], RecordingSpec { target: "stream-1@480p".into(), kind: RecordingKind::Raw });
+    }
+
+    #[test]
+    fn broadcasts_are_monitored_while_live_or_on_air_until_they_end() {
+        let mut s = stream(1);
+        let b = |id: i64, state: &str| BroadcastConfig {
+            id,
+            state: state.into(),
+            monitor: MonitorSpec {
+                platform_id: 1,
+                stream_id: 1,
+                remote_id: format!("b{id}"),
+                remote_stream_id: format!("s{id}"),
+                auto_live: false,
+                destinations: vec![],
+            },
+        };
+        s.broadcasts = vec![b(1, "ready"), b(2, "live"), b(3, "complete")];
+        let offline = desired(std::slice::from_ref(&s), &LiveState::default());
+        assert_eq!(offline.monitors.keys().collect::<Vec<_>>(), [&2], "an idle stream: only what is on air");
+        let live = desired(&[s], &live(&["stream-1"]));
+        assert_eq!(live.monitors.keys().collect::<Vec<_>>(), [&1, &2], "an ended broadcast is never polled");
     }
 
     #[test]

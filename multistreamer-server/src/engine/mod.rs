@@ -45,6 +45,8 @@ pub use self::recording::RecordingStatus;
 use self::runner::Runner;
 use crate::db::{self, Db};
 use crate::error::AppError;
+use crate::platforms::Platforms;
+use crate::platforms::monitor::{self, MonitorJob, MonitorSpec};
 
 /// The stream row of a hub name, whether it names the source or one of its renditions.
 fn stream_id_of(name: &str) -> Option<i64> {
@@ -126,16 +128,27 @@ pub struct Engine {
     changes: tokio::sync::watch::Receiver<u64>,
 }
 
+/// Where the engine listens and writes, and how it transcodes.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub rtmp: SocketAddr,
+    /// The RTMP (and RTSP) application publishers use.
+    pub app: String,
+    pub transcode: TranscodeOptions,
+    pub recordings_dir: PathBuf,
+    /// The RTSP push ingest, when it runs.
+    pub rtsp: Option<SocketAddr>,
+}
+
 impl Engine {
     pub async fn start(
         db: Db,
-        rtmp: SocketAddr,
-        app: &str,
-        transcode: TranscodeOptions,
-        recordings_dir: PathBuf,
-        rtsp: Option<SocketAddr>,
+        config: EngineConfig,
+        platforms: Arc<Platforms>,
         cancel: CancellationToken,
     ) -> Result<Arc<Engine>, AppError> {
+        let EngineConfig { rtmp, app, transcode, recordings_dir, rtsp } = config;
+        let app = app.as_str();
         db::close_stale_recordings(&db).await?;
         let hub = Hub::new(HubOptions::default());
         let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string() });
@@ -169,7 +182,11 @@ impl Engine {
         let (changed, changes) = tokio::sync::watch::channel(0u64);
         let (commands, rx) = mpsc::unbounded_channel();
         let wake = commands.clone();
+        let wake_monitors = commands.clone();
         let runner = Runner {
+            platforms,
+            monitors: JobSet::new(),
+            wake: Arc::new(move || _ = wake_monitors.send(Command::Sync(None))),
             changed,
             hub: hub.clone(),
             db,

@@ -22,6 +22,10 @@ pub(super) struct Runner {
     pub(super) ladders: JobSet<i64, LadderSpec, LadderHandle>,
     pub(super) recordings: JobSet<i64, RecordingSpec, RecordingJob>,
     pub(super) destinations: JobSet<i64, DestinationSpec, DestinationHandle>,
+    pub(super) platforms: Arc<Platforms>,
+    pub(super) monitors: JobSet<i64, MonitorSpec, MonitorJob>,
+    /// Asks this task to sync (a monitor switched a broadcast's destinations off).
+    pub(super) wake: Arc<dyn Fn() + Send + Sync>,
 }
 
 fn log_changes<K: std::fmt::Debug>(what: &str, c: &Changes<K>) {
@@ -161,8 +165,17 @@ impl Runner {
     async fn sync(&mut self) -> Result<(), AppError> {
         let streams = db::list_streams(&self.db).await?;
         let dests = db::destinations_by_stream(&self.db).await?;
-        let configs: Vec<StreamConfig> =
-            streams.iter().map(|s| StreamConfig::from_rows(s, dests.get(&s.id).map_or(&[], Vec::as_slice))).collect();
+        let mut broadcasts: HashMap<i64, Vec<db::BroadcastRow>> = HashMap::new();
+        for b in db::all_broadcasts(&self.db).await? {
+            broadcasts.entry(b.stream_id).or_default().push(b);
+        }
+        let configs: Vec<StreamConfig> = streams
+            .iter()
+            .map(|s| {
+                let d = dests.get(&s.id).map_or(&[][..], Vec::as_slice);
+                StreamConfig::from_rows(s, d, broadcasts.get(&s.id).map_or(&[][..], Vec::as_slice))
+            })
+            .collect();
         self.live.hub_streams = self.hub.stream_names().into_iter().collect();
         let want = desired::desired(&configs, &self.live);
         let names: HashMap<i64, String> = configs.iter().map(|s| (s.id, s.name.clone())).collect();
@@ -205,12 +218,18 @@ impl Runner {
             ))
         });
         log_changes("destination", &c);
+        let (platforms, wake) = (&self.platforms, &self.wake);
+        let c = self.monitors.reconcile(&want.monitors, |id, spec| {
+            Ok(monitor::spawn(Arc::clone(platforms), *id, spec.clone(), Arc::clone(wake), cancel.child_token()))
+        });
+        log_changes("broadcast monitor", &c);
         self.changed.send_modify(|n| *n += 1);
         Ok(())
     }
 
     async fn shutdown(&mut self) {
         self.ingest_cancel.cancel();
+        self.monitors.stop_all().await;
         self.pulls.stop_all().await;
         self.hub.close();
         let live: Vec<i64> = self.sessions.keys().copied().collect();

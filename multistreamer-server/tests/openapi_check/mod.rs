@@ -2,7 +2,7 @@
 //! cannot drift apart: every JSON body the API tests receive goes through [`check`].
 //!
 //! The subset of OpenAPI 3.0 the document uses: `$ref` to `#/components/schemas/…`,
-//! `type`, `properties`, `required`, `items`, `enum`, `nullable`. An object schema with
+//! `type`, `properties`, `required`, `items`, `enum`, `nullable`, `allOf`. An object schema with
 //! `properties` is closed: a field it does not list is reported (an undocumented field).
 
 use std::sync::OnceLock;
@@ -115,6 +115,9 @@ fn walk(schema: &Value, value: &Value, at: &str, out: &mut Vec<String>) {
         out.push(format!("{at}: {value} is not of type {}", schema["type"]));
         return;
     }
+    for part in schema.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+        walk(part, value, at, out);
+    }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
         && !allowed.contains(value)
     {
@@ -144,11 +147,11 @@ fn walk(schema: &Value, value: &Value, at: &str, out: &mut Vec<String>) {
 
 #[test]
 fn the_checker_reports_drift_both_ways() {
-    let good = r#"{"error":{"code":"not_found","message":"no such stream","field":null}}"#;
+    let good = r#"{"error":{"code":"not_found","message":"no such stream","field":null,"platform_reason":null}}"#;
     assert!(check("GET", "/api/streams/7", 404, "application/json", good).is_empty());
-    let extra = r#"{"error":{"code":"x","message":"y","field":null,"hint":"z"}}"#;
+    let extra = r#"{"error":{"code":"x","message":"y","field":null,"platform_reason":null,"hint":"z"}}"#;
     assert!(check("GET", "/api/streams/7", 404, "application/json", extra)[0].contains("hint: an undocumented field"));
-    let wrong_type = r#"{"error":{"code":3,"message":"y","field":null}}"#;
+    let wrong_type = r#"{"error":{"code":3,"message":"y","field":null,"platform_reason":null}}"#;
     assert!(!check("GET", "/api/streams/7", 404, "application/json", wrong_type).is_empty());
     assert!(!check("GET", "/api/streams/7", 599, "application/json", good).is_empty(), "undocumented status");
     assert!(!check("GET", "/api/nowhere", 200, "application/json", "{}").is_empty(), "undocumented operation");
