@@ -1029,6 +1029,52 @@ fn youtube_and_mtslink_broadcasts_from_connect_to_complete() {
     assert!(!server.log().contains(FakeMtsLink::TOKEN), "a token in the log");
 }
 
+/// With a public URL, an account also connects by redirect: the consent page (PKCE S256,
+/// offline access, a single-use state) sends the browser back to the server, which
+/// exchanges the code. A replayed or forged state is refused.
+#[test]
+fn youtube_connects_by_redirect_with_pkce_and_a_single_use_state() {
+    let tmp = TempDir::new("server-oauth-code");
+    let google = FakeGoogle::start("rtmp://127.0.0.1:1/live2", &tmp.join("rec"));
+    let mts = FakeMtsLink::start();
+    assert!(wait_for_port(google.port, Duration::from_secs(10)));
+    let mut flags = platform_flags(&google, &mts);
+    flags.extend(["--public-url", "https://ms.example.org/"].map(String::from));
+    flags.extend(
+        ["--youtube-client-id", FakeGoogle::CLIENT_ID, "--youtube-client-secret", FakeGoogle::CLIENT_SECRET]
+            .map(String::from),
+    );
+    let server = Server::start_with(tmp.path(), &flags);
+    let admin = Client::login(server.http, "first-password-1");
+    let client = admin.get("/api/platforms/youtube/client").json();
+    assert_eq!((&client["from_config"], &client["redirect_flow"]), (&json!(true), &json!(true)), "{client}");
+    let r = admin.request("PUT", "/api/platforms/youtube/client", Some(&json!({"client_id": "other"})));
+    assert_eq!(r.status, 409, "the configured client is not overridden from the UI");
+
+    let url = admin.get("/api/platforms/youtube/authorize").json()["url"].as_str().unwrap().to_string();
+    for part in ["code_challenge_method=S256", "access_type=offline", "prompt=consent", "state="] {
+        assert!(url.contains(part), "{part} missing in {url}");
+    }
+    assert!(url.contains("redirect_uri=https%3A%2F%2Fms.example.org%2Foauth%2Fyoutube%2Fcallback"), "{url}");
+    // The browser at Google's page: approved, redirected back with a code.
+    let consent = Client { port: google.port, ..Default::default() }.get(&url[url.find("/o/oauth2").unwrap()..]);
+    assert_eq!(consent.status, 302, "{}", consent.body);
+    let location = consent.headers.lines().find_map(|l| l.strip_prefix("Location: ")).unwrap().trim().to_string();
+    let back = &location[location.find("/oauth/").unwrap()..];
+    let anon = Client { port: server.http, ..Default::default() };
+    let r = anon.get(back);
+    assert_eq!(r.status, 303);
+    assert!(r.headers.contains("location: /#/settings?connected=youtube"), "{}", r.headers);
+    let p = admin.get("/api/platforms").json();
+    assert_eq!((&p[0]["kind"], &p[0]["state"]), (&json!("youtube"), &json!("connected")), "{p}");
+    // The same redirect again (a replay): refused, no second account.
+    let r = anon.get(back);
+    assert!(r.headers.contains("location: /#/settings?error="), "{}", r.headers);
+    let r = anon.get("/oauth/youtube/callback?code=x&state=forged");
+    assert!(r.headers.contains("location: /#/settings?error="), "{}", r.headers);
+    assert_eq!(admin.get("/api/platforms").json().as_array().unwrap().len(), 1);
+}
+
 mod ui {
     //! The web UI in Debian's chromium, driven by headless_chrome.
     use std::ffi::OsStr;
