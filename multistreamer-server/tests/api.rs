@@ -1121,13 +1121,8 @@ mod ui {
         e.type_into(text).unwrap();
     }
 
-    #[test]
-    fn web_ui_end_to_end_in_chromium() {
-        let tmp = TempDir::new("server-ui");
-        let clip = tmp.join("in.mp4");
-        make_clip(&clip, 16, "640x360");
-        let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
-        let server = Server::start(tmp.path());
+    /// Debian's chromium, headless, on the server's web UI, signed in as admin.
+    fn signed_in(server: &Server) -> (Browser, Arc<Tab>, ScreenshotOnFailure) {
         let args: Vec<&OsStr> = [
             "--disable-gpu",
             "--no-first-run",
@@ -1150,17 +1145,107 @@ mod ui {
             .unwrap();
         let browser = Browser::new(options).expect("chromium must be installed (make deps-test)");
         let tab = browser.new_tab().unwrap();
-        let _shot = ScreenshotOnFailure(tab.clone());
+        let shot = ScreenshotOnFailure(tab.clone());
         tab.set_default_timeout(Duration::from_secs(20));
         tab.navigate_to(&format!("http://127.0.0.1:{}/", server.http)).unwrap().wait_until_navigated().unwrap();
-
-        // sign in
         fill(&tab, "#login-username", "admin");
         fill(&tab, "#login-password", "first-password-1");
         tab.wait_for_element("#login-submit").unwrap().click().unwrap();
+        tab.wait_for_element("#chart-cpu").unwrap();
+        (browser, tab, shot)
+    }
+
+    fn screenshot(tab: &Tab, name: &str) {
+        let png = tab.capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true).unwrap();
+        let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join(name), png);
+    }
+
+    /// Settings → Platforms connects YouTube with the device flow; the stream page creates a
+    /// broadcast that goes live by itself once YouTube receives the stream, shows YouTube's
+    /// verdict on it, and ends it.
+    #[test]
+    fn youtube_from_connect_to_live_in_chromium() {
+        let tmp = TempDir::new("server-ui-platforms");
+        let clip = tmp.join("in.mp4");
+        make_clip(&clip, 40, "640x360");
+        let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "live2");
+        let google = FakeGoogle::start(&format!("rtmp://127.0.0.1:{}/live2", nginx.port), &nginx.dir.join("rec"));
+        let mts = FakeMtsLink::start();
+        assert!(wait_for_port(google.port, Duration::from_secs(10)));
+        let mut flags = platform_flags(&google, &mts);
+        flags.extend(
+            ["--youtube-client-id", FakeGoogle::CLIENT_ID, "--youtube-client-secret", FakeGoogle::CLIENT_SECRET]
+                .map(String::from),
+        );
+        let server = Server::start_with(tmp.path(), &flags);
+        let (_browser, tab, _shot) = signed_in(&server);
+        // confirmation dialogs are answered "yes"
+        let yes = "window.confirm = () => true; true";
+
+        tab.navigate_to(&format!("http://127.0.0.1:{}/#/settings", server.http)).unwrap();
+        tab.wait_for_element("#connect-youtube").unwrap().click().unwrap();
+        let code = tab.wait_for_element("#device-code").unwrap().get_inner_text().unwrap();
+        assert_eq!(js(&tab, "document.querySelector('#device-url').href"), json!("https://www.google.com/device"));
+        google.control("approve", &json!({ "user_code": code }).to_string());
+        wait_js(
+            &tab,
+            "document.querySelector('#device-state').textContent.includes('Connected: Fake Channel') && \
+             document.querySelector('tr[data-platform-id] .platform-state').textContent === 'connected'",
+            Duration::from_secs(20),
+        );
+        screenshot(&tab, "ui-platforms.png");
+
+        let admin = Client::login(server.http, "first-password-1");
+        let stream = admin.post("/api/streams", json!({"name": "UI conference"})).json();
+        let sid = stream["id"].as_i64().unwrap();
+        tab.navigate_to(&format!("http://127.0.0.1:{}/#/streams/{sid}", server.http)).unwrap();
+        fill(&tab, "#bc-title", "UI keynote");
+        tab.wait_for_element("#bc-auto-live").unwrap().click().unwrap();
+        tab.wait_for_element("#bc-submit").unwrap().click().unwrap();
+        wait_js(
+            &tab,
+            "document.querySelector('#broadcast-list tr[data-broadcast-id] .bc-state')?.textContent === 'ready' && \
+             !!document.querySelector('tr[data-dest-id]')",
+            Duration::from_secs(20),
+        );
+
+        // data flows: YouTube sees it, the broadcast goes live by itself, its health shows
+        let mut ff = publish(&clip, stream["rtmp_url"].as_str().unwrap());
+        wait_js(
+            &tab,
+            "document.querySelector('#broadcast-list .bc-state').textContent === 'live' && \
+             document.querySelector('#broadcast-list .bc-health-status')?.textContent === 'good'",
+            Duration::from_secs(60),
+        );
+        let issue = js(&tab, "document.querySelector('#broadcast-list .bc-issue').textContent");
+        assert!(issue.as_str().is_some_and(|t| t.contains("keyframe")), "{issue}");
+        js(&tab, "document.querySelector('#broadcasts').scrollIntoView()");
+        screenshot(&tab, "ui-broadcast-live.png");
+
+        js(&tab, yes);
+        tab.wait_for_element("#broadcast-list .bc-end").unwrap().click().unwrap();
+        wait_js(
+            &tab,
+            "document.querySelector('#broadcast-list .bc-state').textContent === 'complete' && \
+             document.querySelector('tr[data-dest-id] .dest-state').textContent === 'off'",
+            Duration::from_secs(20),
+        );
+        let _ = ff.kill();
+        let _ = ff.wait();
+        let got = packet_hashes(&nginx.recordings()[0], "v");
+        assert!(find_run(&packet_hashes(&clip, "v"), &got).is_some(), "YouTube's ingest got the stream bit-exact");
+    }
+
+    #[test]
+    fn web_ui_end_to_end_in_chromium() {
+        let tmp = TempDir::new("server-ui");
+        let clip = tmp.join("in.mp4");
+        make_clip(&clip, 16, "640x360");
+        let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+        let server = Server::start(tmp.path());
+        let (_browser, tab, _shot) = signed_in(&server);
 
         // the dashboard's load charts receive live samples
-        tab.wait_for_element("#chart-cpu").unwrap();
         let samples =
             || js(&tab, "Number(document.querySelector('#chart-cpu').dataset.samples)").as_f64().unwrap_or(0.0);
         let before = samples();

@@ -20,7 +20,7 @@ async function route() {
   const m = h.match(/^#\/streams\/(\d+)/);
   try {
     if (m) await showStream(m[1]);
-    else if (h.startsWith("#/settings")) showSettings();
+    else if (h.startsWith("#/settings")) await showSettings();
     else if (h.startsWith("#/recordings")) await showRecordings();
     else await showDashboard();
   } catch (e) {

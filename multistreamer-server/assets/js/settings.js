@@ -1,8 +1,9 @@
-// Settings: the password.
+// Settings: connected platforms and the password.
 import { api } from "./api.js";
 import { app, el, field, fieldError } from "./dom.js";
+import { platformsSection } from "./platforms.js";
 
-export function showSettings() {
+export async function showSettings() {
   const form = el("form", { class: "inline", id: "password-form" },
     field("Current password", el("input", { id: "pw-current", name: "current", type: "password", autocomplete: "current-password" }), "current"),
     field("New password (10+ characters)", el("input", { id: "pw-new", name: "new", type: "password", autocomplete: "new-password" }), "new"),
@@ -13,5 +14,5 @@ export function showSettings() {
     try { await api("POST", "/api/password", { current: form.current.value, new: form.new.value }); form.reset(); fieldError(form, { message: "Password changed." }); }
     catch (e) { fieldError(form, e); }
   });
-  app.replaceChildren(el("h1", {}, "Settings"), el("section", {}, el("h2", {}, "Password"), form));
+  app.replaceChildren(el("h1", {}, "Settings"), await platformsSection(), el("section", {}, el("h2", {}, "Password"), form));
 }

@@ -123,12 +123,14 @@ async fn index() -> Html<&'static str> {
 /// The web UI's modules (`assets/js/`), embedded in the binary.
 const SCRIPTS: &[(&str, &str)] = &[
     ("api.js", include_str!("../../assets/js/api.js")),
+    ("broadcasts.js", include_str!("../../assets/js/broadcasts.js")),
     ("charts.js", include_str!("../../assets/js/charts.js")),
     ("dashboard.js", include_str!("../../assets/js/dashboard.js")),
     ("dom.js", include_str!("../../assets/js/dom.js")),
     ("login.js", include_str!("../../assets/js/login.js")),
     ("main.js", include_str!("../../assets/js/main.js")),
     ("page.js", include_str!("../../assets/js/page.js")),
+    ("platforms.js", include_str!("../../assets/js/platforms.js")),
     ("preview.js", include_str!("../../assets/js/preview.js")),
     ("recordings.js", include_str!("../../assets/js/recordings.js")),
     ("settings.js", include_str!("../../assets/js/settings.js")),
