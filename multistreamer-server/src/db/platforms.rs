@@ -49,40 +49,49 @@ pub async fn platform(db: &Db, id: i64) -> Result<Option<PlatformRow>, AppError>
 }
 
 /// Adds an account, or replaces the credentials of the same account connected again
-/// (same kind and remote id, when there is one); returns its id.
-pub async fn upsert_platform(db: &Db, kind: &str, name: &str, remote_id: &str, sealed: &str) -> Result<i64, AppError> {
-    if !remote_id.is_empty() {
-        let existing: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM platform_accounts WHERE kind = ? AND remote_id = ?")
-                .bind(kind)
-                .bind(remote_id)
-                .fetch_optional(db)
-                .await?;
-        if let Some(id) = existing {
-            sqlx::query(
-                "UPDATE platform_accounts SET name = ?, sealed_secret = ?, state = 'connected', last_error = NULL \
-                 WHERE id = ?",
-            )
-            .bind(name)
-            .bind(sealed)
-            .bind(id)
-            .execute(db)
-            .await?;
-            return Ok(id);
-        }
-    }
-    let r = sqlx::query(
-        "INSERT INTO platform_accounts (kind, name, remote_id, sealed_secret, state, created_at) \
-         VALUES (?, ?, ?, ?, 'connected', ?)",
+/// (same kind and remote id, when there is one); returns its id. `seal` seals the
+/// credentials for the row's id (they are bound to it), inside the same transaction.
+pub async fn upsert_platform(
+    db: &Db,
+    kind: &str,
+    name: &str,
+    remote_id: &str,
+    seal: impl Fn(i64) -> Result<String, AppError>,
+) -> Result<i64, AppError> {
+    let mut tx = db.begin().await?;
+    let existing: Option<i64> = if remote_id.is_empty() {
+        None
+    } else {
+        sqlx::query_scalar("SELECT id FROM platform_accounts WHERE kind = ? AND remote_id = ?")
+            .bind(kind)
+            .bind(remote_id)
+            .fetch_optional(&mut *tx)
+            .await?
+    };
+    let id = match existing {
+        Some(id) => id,
+        None => sqlx::query(
+            "INSERT INTO platform_accounts (kind, name, remote_id, sealed_secret, state, created_at) \
+             VALUES (?, ?, ?, '', 'connected', ?)",
+        )
+        .bind(kind)
+        .bind(name)
+        .bind(remote_id)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid(),
+    };
+    sqlx::query(
+        "UPDATE platform_accounts SET name = ?, sealed_secret = ?, state = 'connected', last_error = NULL WHERE id = ?",
     )
-    .bind(kind)
     .bind(name)
-    .bind(remote_id)
-    .bind(sealed)
-    .bind(now())
-    .execute(db)
+    .bind(seal(id)?)
+    .bind(id)
+    .execute(&mut *tx)
     .await?;
-    Ok(r.last_insert_rowid())
+    tx.commit().await?;
+    Ok(id)
 }
 
 pub async fn set_platform_secret(db: &Db, id: i64, sealed: &str) -> Result<(), AppError> {

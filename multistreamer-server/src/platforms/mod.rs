@@ -90,8 +90,11 @@ impl From<StoredTokens> for Tokens {
     }
 }
 
-const YOUTUBE_SECRET: &str = "platform-account:youtube";
-const MTSLINK_SECRET: &str = "platform-account:mtslink";
+/// What an account's sealed credentials are bound to: they open only for that row.
+fn account_context(id: i64, kind: &str) -> String {
+    format!("platform-account:{id}:{kind}")
+}
+
 const CLIENT_SECRET: &str = "setting:youtube_client_secret";
 
 /// A device flow the operator is going through.
@@ -287,7 +290,7 @@ impl Platforms {
             let (db, secrets) = (self.db.clone(), Arc::clone(&self.secrets));
             t = t.on_refresh(move |fresh| {
                 let Ok(json) = serde_json::to_vec(&StoredTokens::from(fresh)) else { return };
-                match secrets.seal(YOUTUBE_SECRET, &json) {
+                match secrets.seal(&account_context(id, "youtube"), &json) {
                     Ok(sealed) => {
                         let db = db.clone();
                         tokio::spawn(async move {
@@ -311,12 +314,13 @@ impl Platforms {
         }
         let account = match row.kind.as_str() {
             "youtube" => {
-                let stored: StoredTokens = serde_json::from_slice(&self.open(YOUTUBE_SECRET, &row.sealed_secret)?)
+                let plain = self.open(&account_context(id, "youtube"), &row.sealed_secret)?;
+                let stored: StoredTokens = serde_json::from_slice(&plain)
                     .map_err(|e| AppError::internal(format!("stored tokens: {e}")))?;
                 Account::YouTube(self.youtube_client(self.google().await?, stored.into(), Some(id))?)
             }
             "mtslink" => {
-                let token = self.open(MTSLINK_SECRET, &row.sealed_secret)?;
+                let token = self.open(&account_context(id, "mtslink"), &row.sealed_secret)?;
                 let token = String::from_utf8_lossy(&token);
                 Account::MtsLink(
                     MtsLinkClient::new(&self.config.mtslink_api_base, &token).map_err(|e| mtslink_error(&e))?,
@@ -401,8 +405,9 @@ impl Platforms {
             }
             Err(e) => return Err(mtslink_error(&e)),
         }
-        let sealed = self.seal(MTSLINK_SECRET, token.trim().as_bytes())?;
-        let id = db::upsert_platform(&self.db, "mtslink", name, "", &sealed).await?;
+        let token = token.trim().as_bytes();
+        let seal = |id| self.seal(&account_context(id, "mtslink"), token);
+        let id = db::upsert_platform(&self.db, "mtslink", name, "", seal).await?;
         lock(&self.clients).insert(id, Account::MtsLink(client));
         info!(account = id, "MTS Link account connected");
         Ok(id)
@@ -418,7 +423,8 @@ impl Platforms {
         };
         let current = client.tokens().current().await;
         let json = serde_json::to_vec(&StoredTokens::from(&current)).map_err(|e| AppError::internal(e.to_string()))?;
-        let id = db::upsert_platform(&self.db, "youtube", &name, &remote, &self.seal(YOUTUBE_SECRET, &json)?).await?;
+        let seal = |id| self.seal(&account_context(id, "youtube"), &json);
+        let id = db::upsert_platform(&self.db, "youtube", &name, &remote, seal).await?;
         // the cached client stores its refreshed tokens from now on
         let client = self.youtube_client(oauth, current, Some(id))?;
         lock(&self.clients).insert(id, Account::YouTube(client));
@@ -501,7 +507,7 @@ impl Platforms {
     pub async fn disconnect(&self, id: i64) -> Result<(), AppError> {
         let row = db::platform(&self.db, id).await?.ok_or_else(|| AppError::not_found("platform account"))?;
         if row.kind == "youtube"
-            && let Ok(plain) = self.open(YOUTUBE_SECRET, &row.sealed_secret)
+            && let Ok(plain) = self.open(&account_context(id, "youtube"), &row.sealed_secret)
             && let Ok(stored) = serde_json::from_slice::<StoredTokens>(&plain)
             && let Ok(oauth) = self.google().await
         {
