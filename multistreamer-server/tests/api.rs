@@ -1073,6 +1073,39 @@ fn youtube_connects_by_redirect_with_pkce_and_a_single_use_state() {
     let r = anon.get("/oauth/youtube/callback?code=x&state=forged");
     assert!(r.headers.contains("location: /#/settings?error="), "{}", r.headers);
     assert_eq!(admin.get("/api/platforms").json().as_array().unwrap().len(), 1);
+    let yt = p[0]["id"].as_i64().unwrap();
+
+    // A device flow the operator denies on Google's page ends as "denied".
+    let flow = admin.post("/api/platforms/youtube/device", json!({})).json();
+    google.control("deny", "{}");
+    let path = format!("/api/platforms/youtube/device/{}", flow["flow_id"].as_str().unwrap());
+    let denied = wait_json(&admin, &path, 20, |v| v["state"] != json!("pending"));
+    assert_eq!(denied["state"], json!("denied"), "{denied}");
+
+    // A broadcast with the backup ingest as a second destination; then the same (still
+    // upcoming) broadcast attached to another stream reuses its bound ingest stream.
+    let one = admin.post("/api/streams", json!({"name": "Hall A", "ladder": "480p"})).json()["id"].as_i64().unwrap();
+    let r = admin.post(
+        &format!("/api/streams/{one}/broadcasts"),
+        json!({"platform_id": yt, "title": "Hall A", "backup": true, "rendition": "480p", "ingest": "rtmp"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let b = r.json();
+    assert!(b["backup_destination_id"].is_i64(), "{b}");
+    let dests = admin.get(&format!("/api/streams/{one}")).json()["destinations"].clone();
+    assert_eq!(dests.as_array().unwrap().len(), 2, "{dests}");
+    assert!(dests[1]["url"].as_str().unwrap().contains("backup=1"), "{dests}");
+    assert_eq!(dests[0]["rendition"], json!("480p"), "the chosen rendition feeds the destination");
+    let upcoming = admin.get(&format!("/api/platforms/{yt}/upcoming")).json();
+    assert_eq!(upcoming[0]["remote_id"], b["remote_id"], "{upcoming}");
+    let two = admin.post("/api/streams", json!({"name": "Hall B"})).json()["id"].as_i64().unwrap();
+    let r = admin.post(&format!("/api/streams/{two}/broadcasts"), json!({"platform_id": yt, "attach": "nope"}));
+    assert_eq!((r.status, &r.json()["error"]["field"]), (422, &json!("attach")), "{}", r.body);
+    let r = admin.post(&format!("/api/streams/{two}/broadcasts"), json!({"platform_id": yt, "attach": b["remote_id"]}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!((&r.json()["remote_id"], &r.json()["title"]), (&b["remote_id"], &json!("Hall A")));
+    let url_of = |id: i64| admin.get(&format!("/api/streams/{id}")).json()["destinations"][0]["url"].clone();
+    assert_eq!(url_of(one), url_of(two), "the same ingest");
 }
 
 mod ui {

@@ -540,6 +540,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn youtube_is_told_the_picture_of_the_rendition_sent() {
+        let stream = StreamRow {
+            id: 1,
+            name: "s".into(),
+            ingest_key: "k".into(),
+            created_at: 0,
+            ladder: "1280x720@60:4500k,480p".into(),
+            record_mode: "off".into(),
+            record_rendition: String::new(),
+            pull_url: String::new(),
+        };
+        let cdn = |r: &str| {
+            let (h, fps) = picture_of(&stream, r);
+            let s = NewStream::for_picture("t", h, fps);
+            (s.resolution, s.frame_rate)
+        };
+        assert_eq!(cdn("1280x720p60"), ("720p".to_string(), "60fps".to_string()));
+        assert_eq!(cdn("480p"), ("480p".to_string(), "variable".to_string()));
+        assert_eq!(cdn(""), ("variable".to_string(), "variable".to_string()), "the source: as published");
+    }
+
+    #[test]
     fn dates_are_read_as_written_and_now_is_rfc3339() {
         assert_eq!(parse_local("2026-12-02T10:05"), Some((2026, 12, 2, 10, 5)));
         assert_eq!(parse_local("2026-12-02T10:05:30.250+03:00"), Some((2026, 12, 2, 10, 5)));

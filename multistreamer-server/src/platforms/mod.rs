@@ -315,8 +315,8 @@ impl Platforms {
         let account = match row.kind.as_str() {
             "youtube" => {
                 let plain = self.open(&account_context(id, "youtube"), &row.sealed_secret)?;
-                let stored: StoredTokens = serde_json::from_slice(&plain)
-                    .map_err(|e| AppError::internal(format!("stored tokens: {e}")))?;
+                let stored: StoredTokens =
+                    serde_json::from_slice(&plain).map_err(|e| AppError::internal(format!("stored tokens: {e}")))?;
                 Account::YouTube(self.youtube_client(self.google().await?, stored.into(), Some(id))?)
             }
             "mtslink" => {
