@@ -1027,6 +1027,10 @@ fn youtube_and_mtslink_broadcasts_from_connect_to_complete() {
     assert_eq!(admin.request("DELETE", &format!("/api/platforms/{yt}"), None).status, 204);
     assert_eq!(admin.get("/api/platforms").json().as_array().unwrap().len(), 1);
     assert!(!server.log().contains(FakeMtsLink::TOKEN), "a token in the log");
+    // YouTube's stream key (the nginx recording is named after it) is in no log line.
+    let file = yt_key.file_name().unwrap().to_string_lossy().to_string();
+    let key = &file[..24];
+    assert!(key.split('-').count() == 5 && !server.log().contains(key), "the stream key {key} in the log");
 }
 
 /// With a public URL, an account also connects by redirect: the consent page (PKCE S256,
