@@ -46,6 +46,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod clock;
 pub mod codec;
 pub mod destination;
 pub mod engine;

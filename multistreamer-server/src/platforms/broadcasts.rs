@@ -57,25 +57,9 @@ pub struct NewBroadcastBody {
     pub ingest_url: Option<String>,
 }
 
-/// Civil date from days since 1970-01-01 (proleptic Gregorian).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// Now, as RFC 3339 UTC.
 pub fn now_rfc3339() -> String {
-    let secs = db::now();
-    let (y, m, d) = civil(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", t / 3600, t / 60 % 60, t % 60)
+    multistreamer_core::clock::rfc3339(std::time::SystemTime::now())
 }
 
 /// The date and time written in an RFC 3339 value (`2026-12-02T10:00`, seconds and an
@@ -569,9 +553,6 @@ mod tests {
         assert_eq!(parse_local("2026-13-02T10:05"), None);
         assert_eq!(parse_local("tomorrow"), None);
         assert_eq!(parse_local("2026-12-02T10:05 and more"), None);
-        assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(20_789), (2026, 12, 2));
-        assert_eq!(civil(11_016), (2000, 2, 29));
         let now = now_rfc3339();
         assert!(parse_local(&now).is_some() && now.ends_with('Z'), "{now}");
         assert_eq!(youtube_time("2026-12-02T10:05"), "2026-12-02T10:05:00Z");
