@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a CLI talks to its user
 
 mod args;
+mod capture;
 mod load;
 mod record;
 mod relay;
@@ -59,6 +60,14 @@ enum Command {
     Record(record::RecordCmdArgs),
     /// Show the machine's load (CPU, memory, disks, network, GPUs) every second.
     Load(load::LoadArgs),
+    /// Capture a webinar page: its chat as metadata (chat.jsonl) and the presenter window as
+    /// video (presenter.mp4), until Ctrl-C or --duration.
+    #[command(after_help = "EXAMPLES:\n  \
+        multistreamer capture --url https://example.org/room --out talk/ --duration 2h \\\n      \
+        --chat-selector '#chat' --chat-author-selector .author --chat-text-selector .text \\\n      \
+        --presenter-selector '#speaker video'\n  \
+        multistreamer capture --url 'https://www.youtube.com/watch?v=ID' --profile youtube --out yt/")]
+    Capture(capture::CaptureArgs),
 }
 
 /// Why a command failed: its arguments (exit code 2, like clap's own errors) or at run
@@ -95,6 +104,7 @@ fn main() -> ExitCode {
         Command::Transcode(_) => 0,
         Command::Relay(args) => args.threads,
         Command::Record(_) | Command::Load(_) => 1,
+        Command::Capture(_) => 2,
     };
     let command = match command {
         Command::Transcode(args) => {
@@ -120,6 +130,7 @@ fn main() -> ExitCode {
             Command::Relay(args) => relay::relay(*args).await,
             Command::Record(args) => record::record(args).await,
             Command::Load(args) => load::load(args).await,
+            Command::Capture(args) => capture::capture(args).await,
             Command::Transcode(_) => Ok(()),
         }
     });

@@ -43,6 +43,58 @@ fn stamp(t: SystemTime) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", r / 3600, r / 60 % 60, r % 60)
 }
 
+/// Days from 1970-01-01 to a UTC civil date (the inverse of [`civil_from_days`]).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses RFC 3339 (`2026-10-30T19:05:12+03:00`, `…T16:05:12.250Z`) to milliseconds since
+/// the Unix epoch.
+pub fn parse_rfc3339_millis(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+    };
+    let (y, mo, d, h, mi, sec) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 || b[16] != b':' {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut millis = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let ms: String = frac[..digits].chars().chain("000".chars()).take(3).collect();
+        millis = ms.parse().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset_min = match rest.as_bytes() {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let hh: i64 = rest[1..3].parse().ok()?;
+            let mm: i64 = rest[4..6].parse().ok()?;
+            let v = hh * 60 + mm;
+            if *sign == b'-' { -v } else { v }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
+    Some(secs * 1000 + millis)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -58,5 +110,12 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_millis(1_796_205_900_250);
         assert_eq!(rfc3339_millis(t), "2026-12-02T10:05:00.250Z");
         assert_eq!(rfc3339(t), "2026-12-02T10:05:00Z");
+        assert_eq!(days_from_civil(2026, 12, 2), 20_789);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+        assert_eq!(parse_rfc3339_millis("2026-12-02T10:05:00.250Z"), Some(1_796_205_900_250));
+        assert_eq!(parse_rfc3339_millis("2026-12-02T13:05:00+03:00"), Some(1_796_205_900_000));
+        assert_eq!(parse_rfc3339_millis("2026-12-02T05:05:00.25-05:00"), Some(1_796_205_900_250));
+        assert_eq!(parse_rfc3339_millis("2026-12-02T10:05:00"), None, "an offset is required");
+        assert_eq!(parse_rfc3339_millis("garbage-in-here-yes!"), None);
     }
 }

@@ -46,6 +46,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "capture")]
+pub mod capture;
 pub mod clock;
 pub mod codec;
 pub mod destination;

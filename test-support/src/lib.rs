@@ -663,3 +663,89 @@ fn control_request(port: u16, what: &str, json: &str) -> String {
     std::io::Read::read_to_string(&mut s, &mut out).unwrap();
     out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
 }
+
+/// `peers/fake_room.py`: a webinar room page for the capture tests — a presenter canvas
+/// whose colour changes every animation frame, a chat list the test fills, reload and
+/// layout-change commands, and the times the page inserted each message.
+pub struct FakeRoom {
+    pub port: u16,
+    child: Child,
+}
+
+impl FakeRoom {
+    pub fn start() -> FakeRoom {
+        let port = free_port();
+        let child = python_peer("fake_room.py", port, &[]);
+        assert!(wait_for_port(port, Duration::from_secs(10)), "the fake room did not start");
+        FakeRoom { port, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/room", self.port)
+    }
+
+    /// Adds messages (`[(author, text)]`) in one go: the page inserts them in one poll.
+    pub fn say(&self, messages: &[(&str, &str)]) {
+        let items: Vec<String> =
+            messages.iter().map(|(a, t)| format!(r#"{{"author":{},"text":{}}}"#, json_str(a), json_str(t))).collect();
+        control_request(self.port, "say", &format!("[{}]", items.join(",")));
+    }
+
+    /// `reload` or `move`.
+    pub fn command(&self, what: &str) {
+        control_request(self.port, what, "{}");
+    }
+
+    /// `GET /_control/state`: `{"loads", "inserted": {id: page ms}, "messages"}` as JSON text.
+    pub fn state(&self) -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let req = "GET /_control/state HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+        std::io::Write::write_all(&mut s, req.as_bytes()).unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    }
+}
+
+impl Drop for FakeRoom {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `s` as a JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The pids of the processes whose parent is `parent`.
+pub fn child_pids(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // "pid (comm) state ppid …": the command may hold spaces, so read after the last ')'
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// The command name (`/proc/PID/comm`).
+pub fn process_name(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
+}

@@ -74,3 +74,28 @@ pub(crate) fn frame_is_writable(frame: &ffmpeg_next::util::frame::Video) -> bool
     // its buffer references' counts.
     unsafe { ffi::av_frame_is_writable(frame.as_ptr() as *mut ffi::AVFrame) > 0 }
 }
+
+/// Crops `frame` in place to `width`×`height` at (`left`, `top`) by moving its data
+/// pointers (no copy); false when the rectangle does not fit.
+pub(crate) fn crop(frame: &mut ffmpeg_next::util::frame::Video, left: u32, top: u32, width: u32, height: u32) -> bool {
+    let (fw, fh) = (frame.width(), frame.height());
+    if width == 0 || height == 0 || left.saturating_add(width) > fw || top.saturating_add(height) > fh {
+        return false;
+    }
+    // SAFETY: a valid AVFrame owned by `frame`; av_frame_apply_cropping only adjusts its
+    // data pointers and dimensions within the buffers it already references.
+    unsafe {
+        let f = frame.as_mut_ptr();
+        (*f).crop_left = left as usize;
+        (*f).crop_top = top as usize;
+        (*f).crop_right = (fw - left - width) as usize;
+        (*f).crop_bottom = (fh - top - height) as usize;
+        ffi::av_frame_apply_cropping(f, ffi::AV_FRAME_CROP_UNALIGNED as i32) >= 0
+    }
+}
+
+/// Clears the codec tag of copied stream parameters (the muxer chooses its own).
+pub(crate) fn clear_codec_tag(params: &mut codec::Parameters) {
+    // SAFETY: a valid AVCodecParameters owned by `params`; only its tag field is written.
+    unsafe { (*params.as_mut_ptr()).codec_tag = 0 };
+}

@@ -23,11 +23,12 @@
 
 mod audio;
 mod error;
-mod ffi;
+pub(crate) mod ffi;
 pub mod file;
 pub mod hub;
 pub use self::error::TranscodeError;
 mod rung;
+pub mod writer;
 
 use std::fmt;
 use std::str::FromStr;
