@@ -22,6 +22,10 @@ use serde_json::Value;
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn capture_cmd(room: &FakeRoom, out: &Path, extra: &[&str]) -> Child {
+    capture_cmd_env(room, out, extra, &[])
+}
+
+fn capture_cmd_env(room: &FakeRoom, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Child {
     Command::new(workspace_bin("multistreamer"))
         .args(["capture", "--url", &room.url(), "--out"])
         .arg(out)
@@ -30,6 +34,7 @@ fn capture_cmd(room: &FakeRoom, out: &Path, extra: &[&str]) -> Child {
         .args(["--window", "1280x720", "--fps", "30"])
         .args(extra)
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(out.with_extension("out")).unwrap())
         .stderr(std::fs::File::create(out.with_extension("log")).unwrap())
@@ -216,4 +221,72 @@ fn a_killed_capture_leaves_readable_files_up_to_about_a_second_before() {
     let kill_ms = (killed_at - started) as f64;
     assert!(frames > 30, "{frames} frames readable");
     assert!(first + last_ms >= kill_ms - 2000.0, "video readable to {:.0} ms of {kill_ms:.0} ms", first + last_ms);
+}
+
+/// The page's chat and MTS Link's API chat together: each message once — the API's line
+/// where both saw it (with the page's more precise time), the page's where only it did.
+#[test]
+fn the_api_chat_wins_over_the_page_and_the_page_fills_its_gaps() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = TempDir::new("capture-api");
+    let room = FakeRoom::start();
+    let mts = FakeMtsLink::start();
+    assert!(wait_for_port(mts.port, Duration::from_secs(10)));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = multistreamer_core::platform::MtsLinkClient::new(&mts.api_base(), FakeMtsLink::TOKEN).unwrap();
+    let event = multistreamer_core::platform::NewEvent {
+        name: "Lecture".into(),
+        description: String::new(),
+        starts_at: (2026, 12, 2, 10, 0),
+        timezone: None,
+        access: multistreamer_core::platform::EventAccess::Free,
+        kind: "webinar".into(),
+    };
+    let (_, session) = rt.block_on(client.create_webinar(&event)).unwrap();
+    let out = tmp.join("cap");
+    let sid = session.id.to_string();
+    let base = mts.api_base();
+    let mut child = capture_cmd_env(
+        &room,
+        &out,
+        &["--no-presenter", "--duration", "14", "--mtslink-session", &sid, "--mtslink-api-base", &base],
+        &[("MULTISTREAMER_MTSLINK_TOKEN", FakeMtsLink::TOKEN)],
+    );
+    wait_for("the page", Duration::from_secs(30), || manifest(&out).is_some_and(|m| m.counters.page_loads >= 1));
+    let api = |author: &str, text: &str| {
+        let body = format!(r#"{{"session":{sid},"author":{},"text":{}}}"#, json_str(author), json_str(text));
+        mts.control("chat", &body);
+    };
+    for (a, t) in [("Анна", "и там, и тут"), ("Bob", "both places 👍"), ("Анна", "ещё одно")] {
+        room.say(&[(a, t)]);
+        api(a, t);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    api("Carl", "only through the API");
+    room.say(&[("Dana", "only on the page")]);
+    let status = wait_child(&mut child, Duration::from_secs(60)).expect("the capture ends after --duration");
+    assert!(status.success(), "{}", std::fs::read_to_string(out.with_extension("log")).unwrap_or_default());
+
+    let chat = read_chat(&out.join("chat.jsonl")).unwrap();
+    let mut got: Vec<(ChatSource, &str)> = chat.iter().map(|l| (l.source, l.text.as_str())).collect();
+    got.sort();
+    let mut want = vec![
+        (ChatSource::Mtslink, "и там, и тут"),
+        (ChatSource::Mtslink, "both places 👍"),
+        (ChatSource::Mtslink, "ещё одно"),
+        (ChatSource::Mtslink, "only through the API"),
+        (ChatSource::Page, "only on the page"),
+    ];
+    want.sort();
+    assert_eq!(got, want, "each message once");
+    let m = Manifest::load(&out).unwrap();
+    assert_eq!(m.chat_sources, [format!("mtslink:{sid}")]);
+    let started = parse_rfc3339_millis(&m.started_at).unwrap();
+    let state = room_state(&room);
+    for line in chat.iter().filter(|l| l.source == ChatSource::Mtslink && l.author != "Carl") {
+        let shown = state["messages"].as_array().unwrap().iter().find(|s| s["text"] == line.text.as_str()).unwrap();
+        let shown = state["inserted"][&shown["id"].to_string()].as_i64().unwrap() - started;
+        assert!((line.t_ms as i64 - shown).abs() <= 500, "{} at {} ms, shown at {shown}", line.text, line.t_ms);
+        assert!(line.src_time.as_deref().is_some_and(|t| t.ends_with("+03:00")), "{line:?}");
+    }
 }

@@ -5,8 +5,9 @@
 //! Messages come from the page (a `MutationObserver` in the room) and from the platforms'
 //! APIs. Each is written once per `(source, id)`. With an API source, the API wins: a
 //! message seen on the page is held a few seconds and dropped when the API delivers the same
-//! author and text (the page only fills what the API missed); an API message that matches a
-//! page message keeps the page's more precise time.
+//! author and text (the page only fills what the API missed). An API message is held a
+//! moment too, so that when the page shows the same one it takes the page's time (the
+//! platforms' timestamps have a one-second precision).
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 /// Where a message was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChatSource {
     /// The page's DOM.
@@ -50,6 +51,8 @@ pub struct ChatLine {
 
 /// How long a page message waits for the API to deliver the same one.
 pub const HOLD: Duration = Duration::from_secs(8);
+/// How long an API message waits for the page to show the same one (its time is better).
+pub const API_HOLD: Duration = Duration::from_secs(2);
 /// How long an API message stays matchable against a later page message.
 const API_MEMORY: Duration = Duration::from_secs(60);
 
@@ -59,6 +62,9 @@ pub struct ChatLog {
     seen: HashSet<(ChatSource, String)>,
     /// Page messages waiting for the hold (only with an API source).
     held: VecDeque<(Instant, ChatLine)>,
+    /// API messages waiting for the page's time (only when the page's chat is read too).
+    held_api: VecDeque<(Instant, ChatLine)>,
+    page_active: bool,
     /// (when, author, text) of recent API messages.
     api_recent: VecDeque<(Instant, String, String)>,
     api_active: bool,
@@ -78,7 +84,8 @@ impl std::fmt::Debug for ChatLog {
 impl ChatLog {
     /// Opens `path` for appending; the ids already in it are not written again (a capture
     /// that continues after a restart).
-    pub fn open(path: &Path, api_active: bool) -> io::Result<ChatLog> {
+    /// `api_active`: an API source is read; `page_active`: the page's chat is read.
+    pub fn open(path: &Path, api_active: bool, page_active: bool) -> io::Result<ChatLog> {
         let mut seen = HashSet::new();
         let mut written = 0;
         if let Ok(f) = File::open(path) {
@@ -102,6 +109,8 @@ impl ChatLog {
             file,
             seen,
             held: VecDeque::new(),
+            held_api: VecDeque::new(),
+            page_active,
             api_recent: VecDeque::new(),
             api_active,
             written,
@@ -131,8 +140,14 @@ impl ChatLog {
         }
         match line.source {
             ChatSource::Page if self.api_active => {
-                let dup = self.api_recent.iter().any(|(_, a, t)| *a == line.author && *t == line.text);
-                if dup {
+                let same = |a: &str, t: &str| a == line.author && t == line.text;
+                // the API has it, waiting: it takes the page's time
+                if let Some((_, api)) = self.held_api.iter_mut().find(|(_, h)| same(&h.author, &h.text)) {
+                    api.t_ms = line.t_ms;
+                    api.at = line.at;
+                    return Ok(false);
+                }
+                if self.api_recent.iter().any(|(_, a, t)| same(a, t)) {
                     return Ok(false);
                 }
                 self.held.push_back((now, line));
@@ -144,10 +159,18 @@ impl ChatLog {
                 if let Some(i) = self.held.iter().position(|(_, h)| h.author == line.author && h.text == line.text)
                     && let Some((_, held)) = self.held.remove(i)
                 {
-                    line.t_ms = line.t_ms.min(held.t_ms);
+                    line.t_ms = held.t_ms;
+                    line.at = held.at;
+                    self.api_recent.push_back((now, line.author.clone(), line.text.clone()));
+                    return self.write(&line).map(|()| true);
                 }
                 self.api_recent.push_back((now, line.author.clone(), line.text.clone()));
-                self.write(&line).map(|()| true)
+                if self.page_active {
+                    self.held_api.push_back((now, line));
+                    Ok(true)
+                } else {
+                    self.write(&line).map(|()| true)
+                }
             }
         }
     }
@@ -155,6 +178,13 @@ impl ChatLog {
     /// Writes the page messages whose hold is over and forgets old API messages. Call it
     /// regularly.
     pub fn tick(&mut self, now: Instant) -> io::Result<()> {
+        while let Some((at, _)) = self.held_api.front()
+            && now.duration_since(*at) >= API_HOLD
+        {
+            if let Some((_, line)) = self.held_api.pop_front() {
+                self.write(&line)?;
+            }
+        }
         while let Some((at, _)) = self.held.front()
             && now.duration_since(*at) >= HOLD
         {
@@ -170,6 +200,9 @@ impl ChatLog {
 
     /// Writes everything still held and syncs (the capture ends).
     pub fn finish(&mut self) -> io::Result<()> {
+        while let Some((_, line)) = self.held_api.pop_front() {
+            self.write(&line)?;
+        }
         while let Some((_, line)) = self.held.pop_front() {
             self.write(&line)?;
         }
@@ -232,12 +265,12 @@ mod tests {
     fn each_message_once_and_a_restart_continues_the_file() {
         let path = tmp("once");
         let now = Instant::now();
-        let mut log = ChatLog::open(&path, false).unwrap();
+        let mut log = ChatLog::open(&path, false, true).unwrap();
         assert!(log.push(line(ChatSource::Page, "1", "Анна", "Привет 👋 <b>x</b>", 10), now).unwrap());
         assert!(!log.push(line(ChatSource::Page, "1", "Анна", "Привет 👋 <b>x</b>", 20), now).unwrap());
         assert!(log.push(line(ChatSource::Page, "2", "Bob", "hi", 30), now).unwrap());
         drop(log);
-        let mut again = ChatLog::open(&path, false).unwrap();
+        let mut again = ChatLog::open(&path, false, true).unwrap();
         assert!(!again.push(line(ChatSource::Page, "2", "Bob", "hi", 40), now).unwrap(), "seen before the restart");
         let got = read_chat(&path).unwrap();
         assert_eq!(got.len(), 2);
@@ -249,19 +282,29 @@ mod tests {
     fn the_api_wins_and_the_page_fills_gaps() {
         let path = tmp("api");
         let t0 = Instant::now();
-        let mut log = ChatLog::open(&path, true).unwrap();
+        let mut log = ChatLog::open(&path, true, true).unwrap();
         log.push(line(ChatSource::Page, "p1", "Ann", "first", 1000), t0).unwrap();
         log.push(line(ChatSource::Page, "p2", "Bob", "only on the page", 1200), t0).unwrap();
         // the API delivers "first" 2 s later: one line, the page's time
         log.push(line(ChatSource::Mtslink, "77", "Ann", "first", 2000), t0 + Duration::from_secs(2)).unwrap();
         // a page message the API already had is dropped at once
         log.push(line(ChatSource::Page, "p3", "Ann", "first", 2100), t0 + Duration::from_secs(3)).unwrap();
+        // the API first, the page a moment later: the API's line, the page's time
+        log.push(line(ChatSource::Mtslink, "78", "Cy", "second", 3000), t0 + Duration::from_secs(3)).unwrap();
+        log.push(line(ChatSource::Page, "p4", "Cy", "second", 3700), t0 + Duration::from_millis(3500)).unwrap();
         log.tick(t0 + Duration::from_secs(4)).unwrap();
         assert_eq!(read_chat(&path).unwrap().len(), 1, "the page's own message is still held");
         log.tick(t0 + HOLD + Duration::from_secs(1)).unwrap();
         let got = read_chat(&path).unwrap();
         let summary: Vec<(ChatSource, &str, u64)> = got.iter().map(|l| (l.source, l.text.as_str(), l.t_ms)).collect();
-        assert_eq!(summary, [(ChatSource::Mtslink, "first", 1000), (ChatSource::Page, "only on the page", 1200)]);
+        assert_eq!(
+            summary,
+            [
+                (ChatSource::Mtslink, "first", 1000),
+                (ChatSource::Mtslink, "second", 3700),
+                (ChatSource::Page, "only on the page", 1200)
+            ]
+        );
         let _ = std::fs::remove_file(&path);
     }
 }

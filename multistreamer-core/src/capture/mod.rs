@@ -426,7 +426,8 @@ impl Control {
         *lock(&self.stats.started) = Some(self.t0);
         let dir = self.o.out_dir.clone();
         self.manifest.save(&dir)?;
-        let mut chat = ChatLog::open(&dir.join("chat.jsonl"), !self.o.api_chat.is_empty())?;
+        let page_chat = !self.o.selectors.chat_container.is_empty();
+        let mut chat = ChatLog::open(&dir.join("chat.jsonl"), !self.o.api_chat.is_empty(), page_chat)?;
         let (tx, rx) = mpsc::channel::<Msg>();
         let mut display =
             if self.o.presenter { Some(Xvfb::start(self.o.viewport.0, self.o.viewport.1)?) } else { None };
