@@ -10,6 +10,7 @@ mod capture;
 mod load;
 mod record;
 mod relay;
+mod render;
 mod status;
 mod transcode;
 
@@ -68,6 +69,12 @@ enum Command {
         --presenter-selector '#speaker video'\n  \
         multistreamer capture --url 'https://www.youtube.com/watch?v=ID' --profile youtube --out yt/")]
     Capture(capture::CaptureArgs),
+    /// Render a capture with its source video into one MP4: the video with its audio, the
+    /// presenter window and the chat as it scrolled, in sync.
+    #[command(after_help = "EXAMPLES:\n  \
+        multistreamer render --capture talk/ --video recordings/talk.mp4 --out talk.mp4\n  \
+        multistreamer render --capture talk/ --video talk.mp4 --layout overlay --size 1280x720 --offset -1.5")]
+    Render(render::RenderArgs),
 }
 
 /// Why a command failed: its arguments (exit code 2, like clap's own errors) or at run
@@ -101,7 +108,7 @@ fn main() -> ExitCode {
     let command = Cli::parse().command;
     let threads = match &command {
         // Blocking libav work: no async runtime needed.
-        Command::Transcode(_) => 0,
+        Command::Transcode(_) | Command::Render(_) => 0,
         Command::Relay(args) => args.threads,
         Command::Record(_) | Command::Load(_) => 1,
         Command::Capture(_) => 2,
@@ -110,6 +117,7 @@ fn main() -> ExitCode {
         Command::Transcode(args) => {
             return transcode::transcode(args).map_or_else(CliError::exit, |()| ExitCode::SUCCESS);
         }
+        Command::Render(args) => return render::render(args).map_or_else(CliError::exit, |()| ExitCode::SUCCESS),
         other => other,
     };
     let mut builder = if threads == 1 {
@@ -131,7 +139,7 @@ fn main() -> ExitCode {
             Command::Record(args) => record::record(args).await,
             Command::Load(args) => load::load(args).await,
             Command::Capture(args) => capture::capture(args).await,
-            Command::Transcode(_) => Ok(()),
+            Command::Transcode(_) | Command::Render(_) => Ok(()),
         }
     });
     result.map_or_else(CliError::exit, |()| ExitCode::SUCCESS)

@@ -46,7 +46,7 @@
 //! # Ok(()) }
 //! ```
 
-#[cfg(feature = "capture")]
+#[cfg(any(feature = "capture", feature = "render"))]
 pub mod capture;
 pub mod clock;
 pub mod codec;
@@ -87,6 +87,8 @@ pub mod platform;
 #[cfg(feature = "libav")]
 pub mod record;
 pub mod relay;
+#[cfg(feature = "render")]
+pub mod render;
 pub mod rtmp;
 #[cfg(feature = "rtsp")]
 pub mod rtsp;

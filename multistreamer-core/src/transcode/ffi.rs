@@ -75,6 +75,7 @@ pub(crate) fn frame_is_writable(frame: &ffmpeg_next::util::frame::Video) -> bool
     unsafe { ffi::av_frame_is_writable(frame.as_ptr() as *mut ffi::AVFrame) > 0 }
 }
 
+#[cfg_attr(not(feature = "capture"), allow(dead_code))]
 /// Crops `frame` in place to `width`×`height` at (`left`, `top`) by moving its data
 /// pointers (no copy); false when the rectangle does not fit.
 pub(crate) fn crop(frame: &mut ffmpeg_next::util::frame::Video, left: u32, top: u32, width: u32, height: u32) -> bool {
