@@ -50,6 +50,7 @@ fn wait_for_file(dir: &Path, ext: &str, timeout: Duration) -> PathBuf {
 
 #[test]
 fn records_20_s_bit_identical_while_a_destination_fails_and_reconnects() {
+    let before = std::time::SystemTime::now();
     let tmp = TempDir::new("record-relay");
     let clip = tmp.join("in.mp4");
     make_clip(&clip, 20, "640x360");
@@ -73,6 +74,11 @@ fn records_20_s_bit_identical_while_a_destination_fails_and_reconnects() {
     let dur: f64 = probe_value(rec, "v:0", "stream=duration").parse().unwrap();
     let src: f64 = probe_value(&clip, "v:0", "stream=duration").parse().unwrap();
     assert!((dur - src).abs() <= 1.0 / 30.0 + 1e-6, "{dur} s recorded for {src} s published");
+    // The wall time of the first packet is in the file (a webinar capture pairs with it).
+    let start = probe_value(rec, "v:0", "format_tags=multistreamer_start");
+    let start_ms = multistreamer_core::clock::parse_rfc3339_millis(&start).unwrap_or(0);
+    let before_ms = before.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!(start_ms >= before_ms && start_ms < before_ms + 60_000, "start {start:?}");
     // The failing destination was retrying the whole time, and the good one got everything.
     assert!(relay.log_text().contains("retrying") || relay.status_text().contains("retrying"));
     assert_same_packets(&only_recording(&good, "show"), &clip);

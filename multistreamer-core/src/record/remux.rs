@@ -14,9 +14,17 @@ use crate::media::{MediaInfo, MediaItem, Packet, Timestamp, TrackKind};
 use crate::transcode::file::FileWriter;
 
 /// Muxer settings that make the MP4 readable at any moment: an empty `moov` up front, a
-/// `moof`+`mdat` fragment at least every second (and at keyframes), every write flushed.
-const FRAGMENTED_MP4: [(&str, &str); 3] =
-    [("movflags", "frag_keyframe+empty_moov+default_base_moof"), ("frag_duration", "1000000"), ("flush_packets", "1")];
+/// `moof`+`mdat` fragment at least every second (and at keyframes), every write flushed;
+/// the metadata below kept in the `moov`.
+const FRAGMENTED_MP4: [(&str, &str); 3] = [
+    ("movflags", "frag_keyframe+empty_moov+default_base_moof+use_metadata_tags"),
+    ("frag_duration", "1000000"),
+    ("flush_packets", "1"),
+];
+
+/// The metadata key holding the wall time of a recording's first packet (RFC 3339 UTC with
+/// milliseconds): what pairs a recording with a webinar capture of the same time.
+pub const START_TAG: &str = "multistreamer_start";
 
 struct OpenFile {
     writer: FileWriter,
@@ -62,8 +70,12 @@ impl RemuxRecorder {
     fn open(&mut self) -> Result<()> {
         let Some(info) = self.info.clone() else { return Ok(()) };
         self.n += 1;
-        let path = self.options.path_for(&self.stream, SystemTime::now(), self.n, "mp4");
+        // a file opens on the packet it starts with: now is that packet's wall time
+        let start = SystemTime::now();
+        let path = self.options.path_for(&self.stream, start, self.n, "mp4");
         let mut writer = FileWriter::create_with(&path, &FRAGMENTED_MP4)?;
+        writer.set_metadata(START_TAG, &crate::clock::rfc3339_millis(start));
+        writer.set_metadata("creation_time", &crate::clock::rfc3339_millis(start));
         writer.write_info(&info)?;
         info!(path = %path.display(), "recording to a new file");
         self.stats.file_opened(path.clone());

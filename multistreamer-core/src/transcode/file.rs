@@ -284,6 +284,13 @@ impl FileWriter {
         Ok(w)
     }
 
+    /// Sets a container metadata entry (before the header is written).
+    pub fn set_metadata(&mut self, key: &str, value: &str) {
+        let mut dict = self.output.metadata().to_owned();
+        dict.set(key, value);
+        self.output.set_metadata(dict);
+    }
+
     /// Bytes written so far.
     pub fn bytes_written(&self) -> u64 {
         std::fs::metadata(&self.path).map_or(0, |m| m.len())
