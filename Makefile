@@ -11,7 +11,7 @@ RTSP ?= 0.0.0.0:8554
 LISTEN ?= rtmp://0.0.0.0:1935/live
 TO ?=
 
-.PHONY: run relay test deps deps-test build lint fmt bench-relay bench-transcode bench-hls fuzz clean
+.PHONY: run relay test deps deps-test build lint fmt bench-relay bench-transcode bench-hls bench-render bench-capture fuzz clean
 
 deps:
 	@scripts/deps.sh run
@@ -54,6 +54,14 @@ bench-transcode: deps-test
 bench-hls: deps-test
 	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches
 	./target/release/bench-hls $(BENCH_ARGS)
+
+bench-render: deps-test
+	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches
+	./target/release/bench-render $(BENCH_ARGS)
+
+bench-capture: deps-test
+	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches
+	./target/release/bench-capture $(BENCH_ARGS)
 
 # Requires a nightly toolchain and cargo-fuzz (cargo install cargo-fuzz).
 fuzz:

@@ -8,7 +8,9 @@ set -euo pipefail
 
 profile="${1:-run}"
 
-# FFmpeg's libraries (in-process transcoding through ffmpeg-next) and clang for its bindings.
+# FFmpeg's libraries (in-process transcoding through ffmpeg-next) and clang for its bindings;
+# for webinar capture and render: chromium on a virtual screen (xvfb, read through
+# libavdevice) and the fonts of the rendered chat (Cyrillic, colour emoji).
 run_pkgs=(ca-certificates pkg-config gcc libc6-dev clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev libavdevice-dev
   xvfb chromium fonts-dejavu-core fonts-noto-color-emoji)

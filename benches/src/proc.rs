@@ -87,3 +87,22 @@ pub fn start_nginx(dir: &std::path::Path, port: u16, app: &str) -> std::process:
     wait_port(port);
     child
 }
+
+/// CPU clock ticks (own and waited-for children) of each live process in process group
+/// `pgid`, by pid: sample it while the group runs and keep each pid's largest value.
+pub fn group_cpu_ticks(pgid: u32) -> Vec<(u32, u64)> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // after the command name: pgrp is field 5 (1-based) -> 2; utime..cstime 14..17 -> 11..14
+        if f.get(2).and_then(|v| v.parse::<u32>().ok()) != Some(pgid) {
+            continue;
+        }
+        let ticks: u64 = (11..=14).filter_map(|i| f.get(i)?.parse::<u64>().ok()).sum();
+        out.push((pid, ticks));
+    }
+    out
+}

@@ -34,6 +34,9 @@ pub struct RenderArgs {
     /// The wall time of the video's first frame (RFC 3339), when its metadata lacks it.
     #[arg(long, value_name = "TIME")]
     source_start: Option<String>,
+    /// Also export the chat as ASS subtitles timed for the output (soft subtitles).
+    #[arg(long, value_name = "FILE")]
+    ass: Option<PathBuf>,
 }
 
 pub fn render(a: RenderArgs) -> Result<(), CliError> {
@@ -46,6 +49,7 @@ pub fn render(a: RenderArgs) -> Result<(), CliError> {
     }
     o.offset_ms = (a.offset * 1000.0).round() as i64;
     o.preset = a.preset;
+    o.ass = a.ass;
     if let Some(t) = &a.source_start {
         o.source_start_ms = Some(
             parse_rfc3339_millis(t).ok_or_else(|| CliError::Usage(format!("--source-start: {t:?} is not RFC 3339")))?,

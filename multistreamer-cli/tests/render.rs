@@ -115,12 +115,16 @@ fn a_capture_renders_with_its_source_in_sync() {
         .arg(&src)
         .arg("--out")
         .arg(&out)
-        .args(["--size", "1280x720", "--preset", "ultrafast"])
+        .args(["--size", "1280x720", "--preset", "ultrafast", "--ass"])
+        .arg(tmp.join("chat.ass"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
     assert!(stdout.contains("source start from metadata"), "{stdout}");
+    // the ASS export: message 1 at 2.5 s of the output
+    let ass = std::fs::read_to_string(tmp.join("chat.ass")).unwrap();
+    assert!(ass.contains("Dialogue: 1,0:00:02.50,") && ass.contains("Привет всем! 🎉👍"), "{ass}");
 
     // the source's length (every frame), its audio packet for packet, the chosen size
     let frames = |f: &Path| probe_value(f, "v", "stream=nb_frames");

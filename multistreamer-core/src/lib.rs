@@ -46,7 +46,7 @@
 //! # Ok(()) }
 //! ```
 
-#[cfg(any(feature = "capture", feature = "render"))]
+#[cfg(feature = "capture-format")]
 pub mod capture;
 pub mod clock;
 pub mod codec;
@@ -64,6 +64,8 @@ pub mod fuzz {
     pub use crate::hls::fmp4::{parse_init, parse_segment};
     #[cfg(feature = "hls")]
     pub use crate::hls::ts::TsDemuxer;
+    #[cfg(feature = "capture-format")]
+    pub use crate::capture::fuzz_capture_input;
     #[cfg(feature = "platforms")]
     pub use crate::platform::fuzz_answer as fuzz_platform_answer;
     pub use crate::rtmp::ingest::fuzz_ingest;

@@ -25,6 +25,7 @@
 //! ```
 
 pub mod chat;
+pub mod events;
 pub mod manifest;
 #[cfg(feature = "capture")]
 pub mod page;
@@ -37,3 +38,18 @@ mod xvfb;
 
 #[cfg(feature = "capture")]
 pub use self::run::*;
+
+/// Runs untrusted bytes through the capture's readers (the page's binding payloads, chat
+/// lines, manifests, URL masking); never panics. For the fuzz target `capture_input`.
+#[doc(hidden)]
+pub fn fuzz_capture_input(data: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(data);
+    let mut said = usize::from(events::parse_payload(&text).is_some());
+    if let Ok(line) = serde_json::from_str::<chat::ChatLine>(&text) {
+        said += line.text.len();
+    }
+    if let Ok(m) = serde_json::from_slice::<manifest::Manifest>(data) {
+        said += m.gaps.len();
+    }
+    said + manifest::mask_url(&text).len()
+}

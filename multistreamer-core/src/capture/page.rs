@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use headless_chrome::protocol::cdp::Page;
 use headless_chrome::{Browser, LaunchOptions, Tab};
-use serde::Deserialize;
 
 use super::CaptureError;
+use super::events::{PageEvent, parse_payload};
 use super::manifest::Selectors;
 
 /// The binding the script calls.
-const BINDING: &str = "__multistreamerCapture";
+pub(super) const BINDING: &str = "__multistreamerCapture";
 
 /// The capture script: `CONFIG` is replaced by its JSON. It reports each chat item once (its
 /// text as text, never as markup), the presenter's rectangle when it changes, a `hello` on
@@ -94,54 +94,14 @@ const SCRIPT: &str = r#"(() => {
   if (isTop) {
     send({ type: "hello", href: location.href, at: Date.now() });
     addEventListener("pagehide", () => send({ type: "bye", at: Date.now() }));
-    // a heartbeat: the capture knows when it last heard from the page
-    setInterval(() => send({ type: "beat", at: Date.now() }), 500);
+    // a heartbeat: the capture knows when it last heard from the page. Every 50 ms, because
+    // the DevTools connection's reader sleeps 100 ms after a read that found nothing: a steady
+    // trickle keeps it reading, so a chat item reaches the capture in milliseconds.
+    setInterval(() => send({ type: "beat", at: Date.now() }), 50);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", tick); else tick();
   setInterval(tick, 200);
 })();"#;
-
-/// What the script reported.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum PageEvent {
-    Hello {
-        href: String,
-        at: i64,
-    },
-    Bye {
-        at: i64,
-    },
-    Beat {
-        at: i64,
-    },
-    Chat {
-        id: String,
-        author: String,
-        text: String,
-        /// The page's clock (ms since the epoch) when the item was seen.
-        at: i64,
-    },
-    Rect {
-        x: i32,
-        y: i32,
-        w: u32,
-        h: u32,
-        found: bool,
-        at: i64,
-    },
-}
-
-/// A binding payload: the script's JSON as it sent it, or wrapped by headless_chrome's
-/// `expose_function` shim (`{"name", "seq", "args": [JSON]}`).
-fn parse_payload(text: &str) -> Option<PageEvent> {
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    let inner = match v.get("args").and_then(|a| a.get(0)).and_then(|a| a.as_str()) {
-        Some(arg) => serde_json::from_str(arg).ok()?,
-        None => v,
-    };
-    serde_json::from_value(inner).ok()
-}
 
 /// What the page needs to know.
 #[derive(Debug, Clone)]
@@ -260,13 +220,16 @@ impl PageSession {
         let pid = self.browser.get_process_id();
         std::thread::spawn(move || {
             use std::sync::atomic::Ordering::Relaxed;
+            let mut n = 0u32;
             while !until.load(Relaxed) {
                 std::thread::sleep(Duration::from_secs(1));
                 if until.load(Relaxed) {
                     return;
                 }
+                n += 1;
                 let pid_alive = pid.is_none_or(|pid| Path::new(&format!("/proc/{pid}")).exists());
-                if !pid_alive || tab.evaluate("1", false).is_err() {
+                // the process every second; a round trip (a hung renderer) every 10 s
+                if !pid_alive || (n % 10 == 0 && tab.evaluate("1", false).is_err()) {
                     if !until.load(Relaxed) {
                         dead();
                     }
@@ -274,22 +237,5 @@ impl PageSession {
                 }
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payloads_are_read_plain_or_wrapped_and_garbage_is_dropped() {
-        let plain = r#"{"type":"chat","id":"7","author":"Анна","text":"<img src=x>","at":5}"#;
-        let want = PageEvent::Chat { id: "7".into(), author: "Анна".into(), text: "<img src=x>".into(), at: 5 };
-        assert_eq!(parse_payload(plain), Some(want.clone()));
-        let wrapped = serde_json::json!({"name": BINDING, "seq": 1, "args": [plain]}).to_string();
-        assert_eq!(parse_payload(&wrapped), Some(want));
-        for bad in ["", "{", r#"{"type":"chat"}"#, r#"{"type":"nope","at":1}"#, "[1,2]"] {
-            assert_eq!(parse_payload(bad), None, "{bad}");
-        }
     }
 }

@@ -123,6 +123,7 @@ fn record(o: &PresenterOptions, shared: &PresenterShared) -> Result<(), CaptureE
     h264.preset = o.preset.clone();
     h264.fragmented = true;
     h264.tune = Some("zerolatency".into());
+    h264.threads = Some(1);
     let mut writer = H264Writer::create(&o.path, &h264, None).map_err(|e| CaptureError::Presenter(e.to_string()))?;
     let start_us = o.started.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
     let mut decoded = frame::Video::empty();

@@ -11,7 +11,8 @@ use tracing::{info, warn};
 
 use super::chat::{ChatLine, ChatLog, ChatSource};
 use super::manifest::{self, Counters, Files, Gap, Manifest, RectAt, Selectors};
-use super::page::{self, PageConfig, PageEvent, PageSession};
+use super::events::PageEvent;
+use super::page::{self, PageConfig, PageSession};
 use super::presenter::{self, PresenterOptions, PresenterShared, Rect};
 use super::xvfb::Xvfb;
 use crate::clock;

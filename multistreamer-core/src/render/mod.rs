@@ -8,6 +8,7 @@
 //! `w − (wall time of the source's first frame) + offset`. The source's start is read from
 //! its metadata (Multistreamer's recordings store it), or given.
 
+pub mod ass;
 pub mod panel;
 pub mod timeline;
 
@@ -127,6 +128,8 @@ pub struct RenderOptions {
     /// The wall time (ms since the epoch) of the source's first frame, when its metadata
     /// does not say (or says wrong).
     pub source_start_ms: Option<i64>,
+    /// Also write the chat as ASS subtitles (timed for the output) here.
+    pub ass: Option<PathBuf>,
 }
 
 impl RenderOptions {
@@ -141,6 +144,7 @@ impl RenderOptions {
             preset: "veryfast".into(),
             crf: 21,
             source_start_ms: None,
+            ass: None,
         }
     }
 }
@@ -287,6 +291,7 @@ pub fn render(o: &RenderOptions, mut progress: impl FnMut(&Progress)) -> Result<
     let capture_start = clock::parse_rfc3339_millis(&manifest.started_at)
         .ok_or_else(|| err(format!("capture.json: bad started_at {:?}", manifest.started_at)))?;
     let chat = read_chat(&o.capture_dir.join(&manifest.files.chat)).unwrap_or_default();
+    let chat_for_ass = o.ass.as_ref().map(|_| chat.clone());
     let mut timeline = Timeline::new(chat);
 
     let mut source = VideoReader::open(&o.video)?;
@@ -321,6 +326,11 @@ pub fn render(o: &RenderOptions, mut progress: impl FnMut(&Progress)) -> Result<
     let presenter_dims = presenter.as_ref().map(|p| (p.dec.width(), p.dec.height()));
     let g = geometry(o.layout, o.size, source_dims, presenter_dims);
     info!(?g, source_start_ms, from, "rendering");
+    if let (Some(path), Some(lines)) = (&o.ass, &chat_for_ass) {
+        let shift = capture_start - source_start_ms + o.offset_ms;
+        let text = ass::chat_to_ass(lines, o.size, (g.chat.x, g.chat.y, g.chat.w, g.chat.h), shift);
+        std::fs::write(path, text).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    }
 
     let mut h264 = H264Options::new(o.size.0, o.size.1, fps);
     h264.preset = o.preset.clone();
