@@ -58,14 +58,14 @@ pub mod flv;
 /// modules are private), may change at any time.
 #[doc(hidden)]
 pub mod fuzz {
+    #[cfg(feature = "capture-format")]
+    pub use crate::capture::fuzz_capture_input;
     #[cfg(feature = "hls")]
     pub use crate::hls::demux::SegmentDemuxer;
     #[cfg(feature = "hls")]
     pub use crate::hls::fmp4::{parse_init, parse_segment};
     #[cfg(feature = "hls")]
     pub use crate::hls::ts::TsDemuxer;
-    #[cfg(feature = "capture-format")]
-    pub use crate::capture::fuzz_capture_input;
     #[cfg(feature = "platforms")]
     pub use crate::platform::fuzz_answer as fuzz_platform_answer;
     pub use crate::rtmp::ingest::fuzz_ingest;

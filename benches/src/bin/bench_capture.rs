@@ -35,7 +35,8 @@ fn say(port: u16, i: u32) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let seconds: u64 = args.iter().position(|a| a == "--seconds").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(60);
+    let seconds: u64 =
+        args.iter().position(|a| a == "--seconds").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(60);
     let bin = std::env::current_exe().unwrap().with_file_name("multistreamer");
     let dir = std::env::temp_dir().join("ms-bench-capture");
     let _ = std::fs::remove_dir_all(&dir);
@@ -83,7 +84,10 @@ fn main() {
     let c = &m.counters;
     println!("capture of {seconds} s at 1280x720, 30 fps target, chat at 5 msg/s, 2 cores");
     println!("presenter: {} frames, {:.1} fps (goal >= 25)", c.presenter_frames, c.presenter_fps);
-    println!("CPU: {cpu:.1} s over {wall:.1} s = {:.1} CPU-s per captured minute (capture + chromium + Xvfb)", cpu / wall * 60.0);
+    println!(
+        "CPU: {cpu:.1} s over {wall:.1} s = {:.1} CPU-s per captured minute (capture + chromium + Xvfb)",
+        cpu / wall * 60.0
+    );
     println!(
         "chat: {} messages, latency page -> chat.jsonl p50 {} ms, p95 {} ms (goal p95 <= 50)",
         c.chat_messages,

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{info, warn};
 
 use super::chat::{ChatLine, ChatLog, ChatSource};
-use super::manifest::{self, Counters, Files, Gap, Manifest, RectAt, Selectors};
 use super::events::PageEvent;
+use super::manifest::{self, Counters, Files, Gap, Manifest, RectAt, Selectors};
 use super::page::{self, PageConfig, PageSession};
 use super::presenter::{self, PresenterOptions, PresenterShared, Rect};
 use super::xvfb::Xvfb;
