@@ -229,7 +229,7 @@ impl PageSession {
                 n += 1;
                 let pid_alive = pid.is_none_or(|pid| Path::new(&format!("/proc/{pid}")).exists());
                 // the process every second; a round trip (a hung renderer) every 10 s
-                if !pid_alive || (n % 10 == 0 && tab.evaluate("1", false).is_err()) {
+                if !pid_alive || (n.is_multiple_of(10) && tab.evaluate("1", false).is_err()) {
                     if !until.load(Relaxed) {
                         dead();
                     }

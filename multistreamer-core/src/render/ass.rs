@@ -74,7 +74,7 @@ mod tests {
             src_time: None,
         };
         let ass = chat_to_ass(
-            &[line(1500, "{\\b1}hi\nthere 🎉"), line(3723_450, "x")],
+            &[line(1500, "{\\b1}hi\nthere 🎉"), line(3_723_450, "x")],
             (1920, 1080),
             (1344, 324, 576, 756),
             500,
