@@ -283,6 +283,7 @@ async fn run(args: Args) -> Result<(), AppError> {
         app: args.app.clone(),
         transcode: args.transcode.clone(),
         recordings_dir: args.data_dir.join("recordings"),
+        captures_dir: args.data_dir.join("captures"),
         rtsp: Some(args.rtsp),
     };
     let engine = Engine::start(db.clone(), config, Arc::clone(&platforms), cancel.clone()).await?;

@@ -1112,6 +1112,78 @@ fn youtube_connects_by_redirect_with_pkce_and_a_single_use_state() {
     assert_eq!(url_of(one), url_of(two), "the same ingest");
 }
 
+/// A webinar capture started from the API: a local room page in chromium, the chat and the
+/// presenter window written while it runs (counters move), stopped, its files downloaded,
+/// deleted. The room's guest token never shows.
+#[test]
+fn a_webinar_capture_runs_from_the_api_and_its_files_are_served() {
+    let tmp = TempDir::new("server-capture");
+    let room = FakeRoom::start();
+    let server = Server::start(tmp.path());
+    let admin = Client::login(server.http, "first-password-1");
+    let sid = admin.post("/api/streams", json!({"name": "Lecture"})).json()["id"].as_i64().unwrap();
+    let path = format!("/api/streams/{sid}/captures");
+    let r = admin.post(&path, json!({"url": "ftp://nope"}));
+    assert_eq!((r.status, &r.json()["error"]["field"]), (422, &json!("url")), "{}", r.body);
+    let url = format!("{}?token=guest-secret-123", room.url());
+    let r = admin.post(
+        &path,
+        json!({"url": url, "name": "Lecture 1", "chat_selector": "#chat", "chat_author_selector": ".author",
+               "chat_text_selector": ".text", "chat_id_attribute": "data-id", "presenter_selector": "#presenter",
+               "window": "1280x720", "fps": 30}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let c = r.json();
+    let cid = c["id"].as_i64().unwrap();
+    assert_eq!((&c["state"], &c["name"]), (&json!("running"), &json!("Lecture 1")));
+    assert!(c["url"].as_str().unwrap().ends_with("?token=****"), "{c}");
+    let cpath = format!("/api/captures/{cid}");
+    wait_json(&admin, &cpath, 40, |v| {
+        v["files"].as_array().is_some_and(|f| f.iter().any(|f| f["name"] == "chat.jsonl"))
+    });
+    // the page is up once its first load is counted by the room
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !room.state().contains("\"loads\": 1") && !room.state().contains("\"loads\":1") {
+        assert!(Instant::now() < deadline, "the room was never opened");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    room.say(&[("Анна", "Привет из комнаты 👋"), ("Bob", "<b>hi</b>")]);
+    let running = wait_json(&admin, &cpath, 30, |v| v["chat_messages"].as_u64() >= Some(2));
+    assert!(running["presenter_frames"].as_u64().unwrap_or(0) > 0 || running["state"] == json!("running"), "{running}");
+    assert_eq!(admin.request("DELETE", &cpath, None).status, 409, "not while it runs");
+    let stopped = admin.post(&format!("{cpath}/stop"), json!({}));
+    assert_eq!(stopped.status, 200, "{}", stopped.body);
+    assert_eq!(stopped.json()["state"], json!("stopping"));
+    let done = wait_json(&admin, &cpath, 40, |v| !matches!(v["state"].as_str(), Some("running" | "stopping")));
+    assert_eq!(done["state"], json!("finished"), "{done}");
+    assert!(done["ended_at"].is_i64(), "{done}");
+    let done = wait_json(&admin, &cpath, 20, |v| {
+        v["files"].as_array().is_some_and(|f| f.len() == 3) && v["chat_messages"].as_u64() >= Some(2)
+    });
+    let (status, _, chat) = admin.download(&format!("{cpath}/files/chat.jsonl"), None);
+    assert_eq!(status, 200);
+    let chat = String::from_utf8(chat).unwrap();
+    assert!(chat.contains("Привет из комнаты 👋") && chat.contains("<b>hi</b>"), "{chat}");
+    let (status, _, manifest) = admin.download(&format!("{cpath}/files/capture.json"), None);
+    assert_eq!(status, 200);
+    let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(manifest["name"], json!("Lecture 1"));
+    assert!(manifest["ended_at"].is_string(), "{manifest}");
+    let (status, _, video) = admin.download(&format!("{cpath}/files/presenter.mp4"), Some("bytes=0-7"));
+    assert_eq!((status, &video[4..8]), (206, &b"ftyp"[..]));
+    assert_eq!(admin.get(&format!("{cpath}/files/secrets.txt")).status, 404);
+    assert_eq!(admin.get(&path).json()[0]["id"], json!(cid));
+    for text in [admin.get(&path).body, server.log()] {
+        assert!(!text.contains("guest-secret-123"), "the guest token leaked");
+    }
+    let db = std::fs::read(tmp.join("data/multistreamer.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains("guest-secret-123"), "the guest token is sealed in the database");
+    assert_eq!(admin.request("DELETE", &cpath, None).status, 204);
+    assert_eq!(admin.get(&cpath).status, 404);
+    assert!(!tmp.join(&format!("data/captures/capture-{cid}")).exists(), "its files are gone");
+    let _ = done;
+}
+
 mod ui {
     //! The web UI in Debian's chromium, driven by headless_chrome.
     use std::ffi::OsStr;

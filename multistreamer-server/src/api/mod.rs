@@ -1,5 +1,6 @@
 //! The HTTP API under `/api/`, plus `/healthz` and `/metrics`: one module per resource.
 
+mod captures;
 mod extract;
 mod hls;
 mod platforms;
@@ -107,6 +108,10 @@ pub fn router(state: AppState) -> Router {
             get(platforms::get_broadcast).patch(platforms::update_broadcast).delete(platforms::delete_broadcast),
         )
         .route("/api/broadcasts/{id}/transition", post(platforms::transition))
+        .route("/api/streams/{id}/captures", get(captures::list_captures).post(captures::start_capture))
+        .route("/api/captures/{id}", get(captures::get_capture).delete(captures::delete_capture))
+        .route("/api/captures/{id}/stop", post(captures::stop_capture))
+        .route("/api/captures/{id}/files/{name}", get(captures::capture_file))
         .route("/api/recordings", get(recordings::list_recordings))
         .route("/api/recordings/{id}", axum::routing::delete(recordings::delete_recording))
         .route("/api/recordings/{id}/file", get(recordings::download_recording))

@@ -144,6 +144,36 @@ pub struct LoginView {
     pub csrf_token: String,
 }
 
+/// `Capture`: a webinar capture of a stream.
+#[derive(Debug, Serialize)]
+pub struct CaptureView {
+    pub id: i64,
+    pub stream_id: i64,
+    pub name: String,
+    /// The page, its query's values masked.
+    pub url: String,
+    pub profile: String,
+    /// `running`, `stopping` (closing its files), `finished` or `failed`.
+    pub state: String,
+    pub error: Option<String>,
+    /// While running: the last problem met (a page that did not open, …).
+    pub last_error: Option<String>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub chat_messages: u64,
+    pub presenter_frames: u64,
+    pub presenter_fps: f64,
+    pub duration_ms: u64,
+    pub files: Vec<CaptureFileView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CaptureFileView {
+    pub name: String,
+    pub bytes: u64,
+    pub url: String,
+}
+
 /// `Platform`: a connected account (its credentials never leave the server).
 #[derive(Debug, Serialize)]
 pub struct PlatformView {

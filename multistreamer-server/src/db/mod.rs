@@ -11,10 +11,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::error::AppError;
 
+mod captures;
 mod platforms;
 mod recordings;
 mod streams;
 
+pub use self::captures::*;
 pub use self::platforms::*;
 pub use self::recordings::*;
 pub use self::streams::*;
@@ -25,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/0003_recordings.sql")),
     (4, include_str!("../../migrations/0004_pull.sql")),
     (5, include_str!("../../migrations/0005_platforms.sql")),
+    (6, include_str!("../../migrations/0006_captures.sql")),
 ];
 
 pub type Db = SqlitePool;

@@ -7,6 +7,7 @@
 //! match the database again; stops run in the background, so no request waits on an
 //! encoder drain or a destination's graceful close.
 
+mod capture;
 mod desired;
 mod recording;
 mod runner;
@@ -38,6 +39,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use self::capture::CaptureSettings;
+use self::capture::{CaptureJob, CaptureSpec, LiveCaptures};
 use self::desired::{DestinationSpec, LadderSpec, LiveState, RecordingSpec, StreamConfig};
 pub use self::desired::{RecordMode, hub_name};
 use self::recording::RecordingJob;
@@ -121,6 +124,8 @@ pub struct Engine {
     pub rtmp_addr: SocketAddr,
     pub rtsp_addr: Option<SocketAddr>,
     recordings_dir: PathBuf,
+    captures_dir: PathBuf,
+    live_captures: LiveCaptures,
     commands: mpsc::UnboundedSender<Command>,
     /// Counters over every destination the engine ever ran (for `/metrics`).
     totals: Arc<DestinationTotals>,
@@ -136,6 +141,8 @@ pub struct EngineConfig {
     pub app: String,
     pub transcode: TranscodeOptions,
     pub recordings_dir: PathBuf,
+    /// Where webinar captures are written (a directory each).
+    pub captures_dir: PathBuf,
     /// The RTSP push ingest, when it runs.
     pub rtsp: Option<SocketAddr>,
 }
@@ -147,9 +154,11 @@ impl Engine {
         platforms: Arc<Platforms>,
         cancel: CancellationToken,
     ) -> Result<Arc<Engine>, AppError> {
-        let EngineConfig { rtmp, app, transcode, recordings_dir, rtsp } = config;
+        let EngineConfig { rtmp, app, transcode, recordings_dir, captures_dir, rtsp } = config;
         let app = app.as_str();
         db::close_stale_recordings(&db).await?;
+        // a capture cannot continue across a restart (its video would start over): it ended
+        db::close_stale_captures(&db).await?;
         let hub = Hub::new(HubOptions::default());
         let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string() });
         let ingest = RtmpIngest::bind(rtmp, hub.clone(), auth, RtmpIngestOptions::default())
@@ -183,7 +192,10 @@ impl Engine {
         let (commands, rx) = mpsc::unbounded_channel();
         let wake = commands.clone();
         let wake_monitors = commands.clone();
+        let live_captures = LiveCaptures::default();
         let runner = Runner {
+            captures: JobSet::new(),
+            live_captures: Arc::clone(&live_captures),
             platforms,
             monitors: JobSet::new(),
             wake: Arc::new(move || _ = wake_monitors.send(Command::Sync(None))),
@@ -205,7 +217,18 @@ impl Engine {
             destinations: JobSet::new(),
         };
         tokio::spawn(runner.run(rx));
-        let engine = Arc::new(Engine { hub, hls, rtmp_addr, rtsp_addr, recordings_dir, commands, totals, changes });
+        let engine = Arc::new(Engine {
+            hub,
+            hls,
+            rtmp_addr,
+            rtsp_addr,
+            recordings_dir,
+            captures_dir,
+            live_captures,
+            commands,
+            totals,
+            changes,
+        });
         // Pulls start at once; the first sync answers when they run.
         engine.sync_stream(0).await?;
         Ok(engine)
@@ -257,6 +280,16 @@ impl Engine {
     /// Every running destination's stats.
     pub async fn all_destination_stats(&self) -> Vec<DestinationSnapshot> {
         self.ask(Command::Destinations).await.unwrap_or_default()
+    }
+
+    /// Where captures are written.
+    pub fn captures_dir(&self) -> &Path {
+        &self.captures_dir
+    }
+
+    /// The live counters of a running capture.
+    pub fn capture_stats(&self, id: i64) -> Option<multistreamer_core::capture::CaptureSnapshot> {
+        crate::sync::lock(&self.live_captures).get(&id).map(|s| s.snapshot())
     }
 
     /// The directory recordings are written to.

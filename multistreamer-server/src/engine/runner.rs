@@ -23,6 +23,8 @@ pub(super) struct Runner {
     pub(super) recordings: JobSet<i64, RecordingSpec, RecordingJob>,
     pub(super) destinations: JobSet<i64, DestinationSpec, DestinationHandle>,
     pub(super) platforms: Arc<Platforms>,
+    pub(super) captures: JobSet<i64, CaptureSpec, CaptureJob>,
+    pub(super) live_captures: LiveCaptures,
     pub(super) monitors: JobSet<i64, MonitorSpec, MonitorJob>,
     /// Asks this task to sync (a monitor switched a broadcast's destinations off).
     pub(super) wake: Arc<dyn Fn() + Send + Sync>,
@@ -223,6 +225,38 @@ impl Runner {
             Ok(monitor::spawn(Arc::clone(platforms), *id, spec.clone(), Arc::clone(wake), cancel.child_token()))
         });
         log_changes("broadcast monitor", &c);
+        // every capture asked for (running) runs, live stream or not
+        let mut want_captures = std::collections::BTreeMap::new();
+        for row in db::all_captures(&self.db).await?.into_iter().filter(|c| c.state == "running") {
+            let settings: CaptureSettings = serde_json::from_str(&row.options).unwrap_or_default();
+            match self.platforms.open_capture_url(row.id, &row.sealed_url) {
+                Ok(url) => {
+                    let spec = CaptureSpec {
+                        id: row.id,
+                        name: row.name.clone(),
+                        url,
+                        profile: row.profile.clone(),
+                        settings,
+                        dir: PathBuf::from(&row.dir),
+                        broadcast_id: row.broadcast_id,
+                    };
+                    want_captures.insert(row.id, spec);
+                }
+                Err(e) => warn!(capture = row.id, error = %e, "cannot open the capture's URL"),
+            }
+        }
+        let (db, live) = (&self.db, &self.live_captures);
+        let c = self.captures.reconcile(&want_captures, |_, spec| {
+            Ok(capture::spawn(
+                spec.clone(),
+                db.clone(),
+                Arc::clone(platforms),
+                Arc::clone(live),
+                Arc::clone(wake),
+                cancel.child_token(),
+            ))
+        });
+        log_changes("capture", &c);
         self.changed.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -230,6 +264,7 @@ impl Runner {
     async fn shutdown(&mut self) {
         self.ingest_cancel.cancel();
         self.monitors.stop_all().await;
+        self.captures.stop_all().await;
         self.pulls.stop_all().await;
         self.hub.close();
         let live: Vec<i64> = self.sessions.keys().copied().collect();

@@ -522,6 +522,15 @@ impl Platforms {
         Ok(())
     }
 
+    /// A capture's page URL sealed for its row (guest links carry tokens).
+    pub fn seal_capture_url(&self, id: i64, url: &str) -> Result<String, AppError> {
+        self.seal(&format!("capture-url:{id}"), url.as_bytes())
+    }
+
+    pub fn open_capture_url(&self, id: i64, sealed: &str) -> Result<String, AppError> {
+        Ok(String::from_utf8_lossy(&self.open(&format!("capture-url:{id}"), sealed)?).into_owned())
+    }
+
     pub fn health(&self, broadcast_id: i64) -> Option<Health> {
         lock(&self.health).get(&broadcast_id).cloned()
     }

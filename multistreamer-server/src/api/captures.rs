@@ -1,0 +1,241 @@
+//! Webinar captures of a stream: start (a room's URL and selectors, optionally a broadcast
+//! whose platform chat is read too), live counters, stop, files, delete.
+
+#[allow(unused_imports)]
+use super::prelude::*;
+use crate::db::CaptureRow;
+use crate::engine::CaptureSettings;
+
+/// The files of a capture a client may fetch.
+const FILES: [(&str, &str); 3] =
+    [("capture.json", "application/json"), ("chat.jsonl", "application/x-ndjson"), ("presenter.mp4", "video/mp4")];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewCapture {
+    url: Option<String>,
+    name: Option<String>,
+    /// `generic`, `mtslink`, `youtube`.
+    profile: Option<String>,
+    chat_selector: Option<String>,
+    chat_item_selector: Option<String>,
+    chat_author_selector: Option<String>,
+    chat_text_selector: Option<String>,
+    chat_id_attribute: Option<String>,
+    presenter_selector: Option<String>,
+    /// Record the presenter window (default true).
+    presenter: Option<bool>,
+    fps: Option<u32>,
+    /// `WIDTHxHEIGHT` (default 1920x1080).
+    window: Option<String>,
+    guest_name: Option<String>,
+    /// A broadcast of this stream whose platform chat is read too.
+    broadcast_id: Option<i64>,
+}
+
+fn parse_window(s: &str) -> Option<(u32, u32)> {
+    let (w, h) = s.split_once(['x', 'X'])?;
+    Some((w.trim().parse().ok()?, h.trim().parse().ok()?))
+}
+
+pub(super) async fn capture_view(state: &AppState, c: &CaptureRow) -> CaptureView {
+    let live = state.engine.capture_stats(c.id);
+    let dir = std::path::Path::new(&c.dir);
+    let mut files = Vec::new();
+    for (name, _) in FILES {
+        if let Ok(m) = tokio::fs::metadata(dir.join(name)).await {
+            files.push(CaptureFileView {
+                name: name.to_string(),
+                bytes: m.len(),
+                url: format!("/api/captures/{}/files/{name}", c.id),
+            });
+        }
+    }
+    let (chat, frames) = live
+        .as_ref()
+        .map_or((c.chat_messages as u64, c.presenter_frames as u64), |s| (s.chat_messages, s.presenter_frames));
+    CaptureView {
+        id: c.id,
+        stream_id: c.stream_id,
+        name: c.name.clone(),
+        url: c.url_masked.clone(),
+        profile: c.profile.clone(),
+        state: c.state.clone(),
+        error: c.error.clone(),
+        last_error: live.as_ref().and_then(|s| s.last_error.clone()),
+        started_at: c.started_at,
+        ended_at: c.ended_at,
+        chat_messages: chat,
+        presenter_frames: frames,
+        presenter_fps: live.as_ref().map_or(0.0, |s| s.presenter_fps),
+        duration_ms: live.as_ref().map_or_else(
+            || (c.ended_at.unwrap_or(c.started_at) - c.started_at).max(0) as u64 * 1000,
+            |s| s.duration_ms,
+        ),
+        files,
+    }
+}
+
+async fn load(state: &AppState, id: i64) -> Result<CaptureRow, AppError> {
+    db::capture(&state.db, id).await?.ok_or_else(|| AppError::not_found("capture"))
+}
+
+pub(super) async fn list_captures(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Vec<CaptureView>>, AppError> {
+    super::streams::load_stream(&state, id).await?;
+    let mut out = Vec::new();
+    for c in db::captures_of(&state.db, id).await? {
+        out.push(capture_view(&state, &c).await);
+    }
+    Ok(Json(out))
+}
+
+pub(super) async fn start_capture(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<NewCapture>,
+) -> Result<(StatusCode, Json<CaptureView>), AppError> {
+    let stream = super::streams::load_stream(&state, id).await?;
+    let url = body.url.as_deref().map(str::trim).unwrap_or_default().to_string();
+    match url::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        _ => return Err(AppError::invalid("url", "the page's http(s) address")),
+    }
+    let profile: multistreamer_core::capture::Profile =
+        body.profile.as_deref().unwrap_or("generic").parse().map_err(|e: String| AppError::invalid("profile", e))?;
+    let mut selectors = profile.selectors();
+    for (value, field) in [
+        (&body.chat_selector, &mut selectors.chat_container),
+        (&body.chat_item_selector, &mut selectors.chat_item),
+        (&body.chat_author_selector, &mut selectors.chat_author),
+        (&body.chat_text_selector, &mut selectors.chat_text),
+        (&body.chat_id_attribute, &mut selectors.chat_id_attribute),
+        (&body.presenter_selector, &mut selectors.presenter),
+    ] {
+        if let Some(v) = value {
+            *field = v.trim().to_string();
+        }
+    }
+    let presenter = body.presenter.unwrap_or(true);
+    if selectors.chat_container.is_empty() && body.broadcast_id.is_none() && !presenter {
+        return Err(AppError::invalid("chat_selector", "nothing to capture: give the chat's selector"));
+    }
+    let fps = body.fps.unwrap_or(30);
+    if !(1..=60).contains(&fps) {
+        return Err(AppError::invalid("fps", "1 to 60"));
+    }
+    let window = match body.window.as_deref() {
+        None | Some("") => (1920, 1080),
+        Some(w) => parse_window(w)
+            .filter(|(w, h)| (320..=3840).contains(w) && (240..=2160).contains(h))
+            .ok_or_else(|| AppError::invalid("window", "WIDTHxHEIGHT, from 320x240 to 3840x2160"))?,
+    };
+    if let Some(b) = body.broadcast_id
+        && db::broadcast(&state.db, b).await?.is_none_or(|b| b.stream_id != stream.id)
+    {
+        return Err(AppError::invalid("broadcast_id", "not a broadcast of this stream"));
+    }
+    let settings = CaptureSettings { selectors, presenter, fps, window, guest_name: body.guest_name.clone() };
+    let name = body.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(&stream.name).to_string();
+    let row = CaptureRow {
+        id: 0,
+        stream_id: stream.id,
+        name,
+        url_masked: multistreamer_core::capture::manifest::mask_url(&url),
+        sealed_url: String::new(),
+        profile: profile.as_str().into(),
+        options: serde_json::to_string(&settings).map_err(|e| AppError::internal(e.to_string()))?,
+        broadcast_id: body.broadcast_id,
+        dir: String::new(),
+        state: "running".into(),
+        error: None,
+        chat_messages: 0,
+        presenter_frames: 0,
+        started_at: 0,
+        ended_at: None,
+    };
+    let dirs = state.engine.captures_dir().to_path_buf();
+    let cid = db::insert_capture(
+        &state.db,
+        &row,
+        |id| state.platforms.seal_capture_url(id, &url),
+        |id| dirs.join(format!("capture-{id}")).display().to_string(),
+    )
+    .await?;
+    state.engine.sync_stream(stream.id).await?;
+    let c = load(&state, cid).await?;
+    Ok((StatusCode::CREATED, Json(capture_view(&state, &c).await)))
+}
+
+pub(super) async fn get_capture(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<CaptureView>, AppError> {
+    let c = load(&state, id).await?;
+    Ok(Json(capture_view(&state, &c).await))
+}
+
+pub(super) async fn stop_capture(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<CaptureView>, AppError> {
+    let c = load(&state, id).await?;
+    db::stop_capture(&state.db, id).await?;
+    // returns once the job is stopping; its files close in the background
+    state.engine.sync_stream(c.stream_id).await?;
+    let c = load(&state, id).await?;
+    Ok(Json(capture_view(&state, &c).await))
+}
+
+pub(super) async fn delete_capture(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, AppError> {
+    let c = load(&state, id).await?;
+    if matches!(c.state.as_str(), "running" | "stopping") || state.engine.capture_stats(id).is_some() {
+        return Err(AppError::new(ErrorKind::FailedPrecondition, "the capture is running; stop it first"));
+    }
+    match tokio::fs::remove_dir_all(&c.dir).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(AppError::internal(format!("cannot delete {}: {e}", c.dir))),
+    }
+    db::delete_capture(&state.db, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One of the capture's files, with ranges (ServeFile).
+pub(super) async fn capture_file(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath((id, name)): ApiPath<(i64, String)>,
+    request: axum::extract::Request,
+) -> Result<Response, AppError> {
+    use tower::ServiceExt;
+    let c = load(&state, id).await?;
+    let Some((file, mime)) = FILES.iter().find(|(f, _)| *f == name) else {
+        return Err(AppError::not_found("capture file"));
+    };
+    let path = std::path::Path::new(&c.dir).join(file);
+    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        return Err(AppError::not_found("capture file"));
+    }
+    let mime = mime.parse().map_err(|_| AppError::internal("content type"))?;
+    let served = tower_http::services::ServeFile::new_with_mime(&path, &mime)
+        .oneshot(request)
+        .await
+        .map_err(|e| AppError::internal(format!("serving {}: {e}", path.display())))?;
+    let mut response = served.map(axum::body::Body::new);
+    let disposition = format!("attachment; filename=\"capture-{id}-{file}\"");
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
