@@ -232,6 +232,8 @@ pub struct AppState {
     pub public_rtsp: Arc<Option<String>>,
     /// Connected YouTube and MTS Link accounts.
     pub platforms: Arc<Platforms>,
+    /// Renders of captures (progress, result).
+    pub renders: Arc<api::Renders>,
     /// Playback tokens of the streams (the `/play/…` links).
     pub tokens: Arc<api::TokenMap>,
     /// Fires when the server shuts down: long-lived responses (the live feeds) end then,
@@ -299,6 +301,7 @@ async fn run(args: Args) -> Result<(), AppError> {
     let state = AppState {
         shutdown: http_shutdown.clone(),
         platforms,
+        renders: Arc::default(),
         tokens: Arc::default(),
         db: db.clone(),
         engine: engine.clone(),

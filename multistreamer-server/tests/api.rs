@@ -1121,7 +1121,13 @@ fn a_webinar_capture_runs_from_the_api_and_its_files_are_served() {
     let room = FakeRoom::start();
     let server = Server::start(tmp.path());
     let admin = Client::login(server.http, "first-password-1");
-    let sid = admin.post("/api/streams", json!({"name": "Lecture"})).json()["id"].as_i64().unwrap();
+    let stream = admin.post("/api/streams", json!({"name": "Lecture"})).json();
+    let sid = stream["id"].as_i64().unwrap();
+    // the lecture is recorded while the room is captured: the render pairs them
+    let r = admin.request("PATCH", &format!("/api/streams/{sid}"), Some(&json!({"record_mode": "original"})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let clip = tmp.join("lecture.mp4");
+    make_clip(&clip, 14, "640x360");
     let path = format!("/api/streams/{sid}/captures");
     let r = admin.post(&path, json!({"url": "ftp://nope"}));
     assert_eq!((r.status, &r.json()["error"]["field"]), (422, &json!("url")), "{}", r.body);
@@ -1147,10 +1153,13 @@ fn a_webinar_capture_runs_from_the_api_and_its_files_are_served() {
         assert!(Instant::now() < deadline, "the room was never opened");
         std::thread::sleep(Duration::from_millis(200));
     }
+    let mut ff = publish(&clip, stream["rtmp_url"].as_str().unwrap());
     room.say(&[("Анна", "Привет из комнаты 👋"), ("Bob", "<b>hi</b>")]);
     let running = wait_json(&admin, &cpath, 30, |v| v["chat_messages"].as_u64() >= Some(2));
     assert!(running["presenter_frames"].as_u64().unwrap_or(0) > 0 || running["state"] == json!("running"), "{running}");
     assert_eq!(admin.request("DELETE", &cpath, None).status, 409, "not while it runs");
+    assert_eq!(admin.post(&format!("{cpath}/render"), json!({})).status, 409, "not while it runs");
+    std::thread::sleep(Duration::from_secs(4));
     let stopped = admin.post(&format!("{cpath}/stop"), json!({}));
     assert_eq!(stopped.status, 200, "{}", stopped.body);
     assert_eq!(stopped.json()["state"], json!("stopping"));
@@ -1178,6 +1187,25 @@ fn a_webinar_capture_runs_from_the_api_and_its_files_are_served() {
     }
     let db = std::fs::read(tmp.join("data/multistreamer.db")).unwrap();
     assert!(!String::from_utf8_lossy(&db).contains("guest-secret-123"), "the guest token is sealed in the database");
+    // render it with the stream's recording of the same time
+    let _ = wait_child(&mut ff, Duration::from_secs(60));
+    wait_json(&admin, "/api/recordings", 30, |v| {
+        v.as_array().is_some_and(|l| l.iter().any(|r| r["kind"] == json!("original") && r["recording"] == json!(false)))
+    });
+    let r = admin.post(&format!("{cpath}/render"), json!({"size": "640x360", "layout": "side"}));
+    assert_eq!(r.status, 202, "{}", r.body);
+    let rendered = wait_json(&admin, &cpath, 120, |v| v["render"]["state"] != json!("running"));
+    assert_eq!(rendered["render"]["state"], json!("finished"), "{rendered}");
+    let rid = rendered["render"]["recording_id"].as_i64().unwrap();
+    let list = admin.get("/api/recordings").json();
+    let rec = list.as_array().unwrap().iter().find(|r| r["id"] == json!(rid)).unwrap().clone();
+    assert_eq!(rec["kind"], json!("rendered"), "{rec}");
+    let (status, _, body) = admin.download(rec["download_url"].as_str().unwrap(), None);
+    assert_eq!(status, 200);
+    let file = tmp.join("rendered.mp4");
+    std::fs::write(&file, body).unwrap();
+    assert_eq!(probe_value(&file, "v", "stream=width"), "640");
+    assert_eq!(probe_value(&file, "a", "stream=codec_name"), "aac", "the lecture's audio");
     assert_eq!(admin.request("DELETE", &cpath, None).status, 204);
     assert_eq!(admin.get(&cpath).status, 404);
     assert!(!tmp.join(&format!("data/captures/capture-{cid}")).exists(), "its files are gone");

@@ -68,6 +68,7 @@ pub(super) async fn capture_view(state: &AppState, c: &CaptureRow) -> CaptureVie
         chat_messages: chat,
         presenter_frames: frames,
         presenter_fps: live.as_ref().map_or(0.0, |s| s.presenter_fps),
+        render: crate::sync::lock(&state.renders).get(&c.id).cloned(),
         duration_ms: live.as_ref().map_or_else(
             || (c.ended_at.unwrap_or(c.started_at) - c.started_at).max(0) as u64 * 1000,
             |s| s.duration_ms,
@@ -238,4 +239,150 @@ pub(super) async fn capture_file(
         response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
+}
+
+/// How a render of a capture is doing.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RenderStatus {
+    /// `running`, `finished` or `failed`.
+    pub state: String,
+    pub percent: f64,
+    pub fps: f64,
+    pub speed: f64,
+    pub eta_s: u64,
+    pub error: Option<String>,
+    /// The recording rendered with the capture.
+    pub source_recording_id: i64,
+    /// The result, among the recordings (kind `rendered`).
+    pub recording_id: Option<i64>,
+}
+
+/// Renders in progress and done, by capture id (while the server runs).
+pub type Renders = std::sync::Mutex<std::collections::HashMap<i64, RenderStatus>>;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RenderBody {
+    /// `side` (default) or `overlay`.
+    layout: Option<String>,
+    /// `WIDTHxHEIGHT` (default 1920x1080).
+    size: Option<String>,
+    /// Seconds added to the chat's and the presenter's times.
+    offset: Option<f64>,
+    /// The recording to render with (default: the stream's original recording that
+    /// overlaps the capture most).
+    recording_id: Option<i64>,
+}
+
+fn overlap(a: (i64, i64), b: (i64, i64)) -> i64 {
+    (a.1.min(b.1) - a.0.max(b.0)).max(0)
+}
+
+/// Renders a finished capture with the stream's recording of the same time, in the
+/// background; the result joins the recordings.
+pub(super) async fn render_capture(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<RenderBody>,
+) -> Result<(StatusCode, Json<CaptureView>), AppError> {
+    use multistreamer_core::render::{LayoutKind, RenderOptions, render};
+    let c = load(&state, id).await?;
+    if matches!(c.state.as_str(), "running" | "stopping") {
+        return Err(AppError::new(ErrorKind::FailedPrecondition, "the capture is still running; stop it first"));
+    }
+    if crate::sync::lock(&state.renders).get(&id).is_some_and(|r| r.state == "running") {
+        return Err(AppError::new(ErrorKind::FailedPrecondition, "a render of this capture is running"));
+    }
+    let layout: LayoutKind =
+        body.layout.as_deref().unwrap_or("side").parse().map_err(|e: String| AppError::invalid("layout", e))?;
+    let size = match body.size.as_deref() {
+        None | Some("") => (1920, 1080),
+        Some(s) => parse_window(s)
+            .filter(|(w, h)| (320..=3840).contains(w) && (240..=2160).contains(h) && w % 2 == 0 && h % 2 == 0)
+            .ok_or_else(|| AppError::invalid("size", "WIDTHxHEIGHT, even, from 320x240 to 3840x2160"))?,
+    };
+    let offset = body.offset.unwrap_or(0.0);
+    if !offset.is_finite() || offset.abs() > 3600.0 {
+        return Err(AppError::invalid("offset", "seconds, within an hour"));
+    }
+    let recordings = db::list_recordings(&state.db).await?;
+    let span = (c.started_at, c.ended_at.unwrap_or(c.started_at));
+    let source = match body.recording_id {
+        Some(rid) => recordings
+            .into_iter()
+            .find(|r| r.id == rid && r.stream_id == Some(c.stream_id))
+            .ok_or_else(|| AppError::invalid("recording_id", "not a recording of this stream"))?,
+        None => recordings
+            .into_iter()
+            .filter(|r| r.stream_id == Some(c.stream_id) && r.kind == "original" && r.ended_at.is_some())
+            .max_by_key(|r| overlap(span, (r.started_at, r.ended_at.unwrap_or(r.started_at))))
+            .filter(|r| overlap(span, (r.started_at, r.ended_at.unwrap_or(r.started_at))) > 0)
+            .ok_or_else(|| {
+                AppError::invalid(
+                    "recording_id",
+                    "no recording of this stream overlaps the capture (record the stream while capturing)",
+                )
+            })?,
+    };
+    let stem =
+        std::path::Path::new(&source.path).file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let out = state.engine.recordings_dir().join(format!("{stem}-capture-{id}-rendered.mp4"));
+    let mut o = RenderOptions::new(&c.dir, &source.path, &out);
+    o.layout = layout;
+    o.size = size;
+    o.offset_ms = (offset * 1000.0).round() as i64;
+    let status = RenderStatus {
+        state: "running".into(),
+        percent: 0.0,
+        fps: 0.0,
+        speed: 0.0,
+        eta_s: 0,
+        error: None,
+        source_recording_id: source.id,
+        recording_id: None,
+    };
+    crate::sync::lock(&state.renders).insert(id, status);
+    let (st, stream_id, stream_name) = (state.clone(), c.stream_id, source.stream_name.clone());
+    tokio::spawn(async move {
+        let progress_state = st.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            render(&o, |p| {
+                if let Some(r) = crate::sync::lock(&progress_state.renders).get_mut(&id) {
+                    (r.percent, r.fps, r.speed, r.eta_s) = (p.percent, p.fps, p.speed, p.eta.as_secs());
+                }
+            })
+        })
+        .await;
+        let outcome = match result {
+            Ok(Ok(report)) => {
+                let path = out.display().to_string();
+                let bytes = tokio::fs::metadata(&out).await.map_or(0, |m| m.len());
+                let row = db::recording_started(&st.db, stream_id, &stream_name, "rendered", &path).await;
+                let ms = report.duration.as_millis() as u64;
+                match row {
+                    Ok(rid) => db::recording_progress(&st.db, &path, bytes, ms, true).await.map(|()| rid),
+                    Err(e) => Err(e),
+                }
+                .map_err(|e| e.to_string())
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Some(r) = crate::sync::lock(&st.renders).get_mut(&id) {
+            match outcome {
+                Ok(rid) => {
+                    r.state = "finished".into();
+                    r.percent = 100.0;
+                    r.recording_id = Some(rid);
+                }
+                Err(e) => {
+                    tracing::warn!(capture = id, error = %e, "render failed");
+                    r.state = "failed".into();
+                    r.error = Some(e);
+                }
+            }
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(capture_view(&state, &c).await)))
 }

@@ -10,6 +10,7 @@ mod streams;
 mod system;
 mod views;
 
+pub use self::captures::Renders;
 pub use self::hls::TokenMap;
 
 /// What every resource module uses.
@@ -111,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/streams/{id}/captures", get(captures::list_captures).post(captures::start_capture))
         .route("/api/captures/{id}", get(captures::get_capture).delete(captures::delete_capture))
         .route("/api/captures/{id}/stop", post(captures::stop_capture))
+        .route("/api/captures/{id}/render", post(captures::render_capture))
         .route("/api/captures/{id}/files/{name}", get(captures::capture_file))
         .route("/api/recordings", get(recordings::list_recordings))
         .route("/api/recordings/{id}", axum::routing::delete(recordings::delete_recording))

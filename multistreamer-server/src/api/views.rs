@@ -165,6 +165,8 @@ pub struct CaptureView {
     pub presenter_fps: f64,
     pub duration_ms: u64,
     pub files: Vec<CaptureFileView>,
+    /// The last render of this capture since the server started.
+    pub render: Option<super::captures::RenderStatus>,
 }
 
 #[derive(Debug, Serialize)]
