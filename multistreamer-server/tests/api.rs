@@ -1373,6 +1373,73 @@ mod ui {
         assert!(find_run(&packet_hashes(&clip, "v"), &got).is_some(), "YouTube's ingest got the stream bit-exact");
     }
 
+    /// The stream page starts a capture of a room, shows its counters move, stops it,
+    /// renders it with the stream's recording and links the result.
+    #[test]
+    fn capture_and_render_from_the_stream_page_in_chromium() {
+        let tmp = TempDir::new("server-ui-capture");
+        let room = FakeRoom::start();
+        let clip = tmp.join("lecture.mp4");
+        make_clip(&clip, 14, "640x360");
+        let server = Server::start(tmp.path());
+        let (_browser, tab, _shot) = signed_in(&server);
+        let admin = Client::login(server.http, "first-password-1");
+        let stream = admin.post("/api/streams", json!({"name": "UI lecture"})).json();
+        let sid = stream["id"].as_i64().unwrap();
+        admin.request("PATCH", &format!("/api/streams/{sid}"), Some(&json!({"record_mode": "original"})));
+        tab.navigate_to(&format!("http://127.0.0.1:{}/#/streams/{sid}", server.http)).unwrap();
+        fill(&tab, "#cap-url", &room.url());
+        fill(&tab, "#cap-chat", "#chat");
+        fill(&tab, "#cap-author", ".author");
+        fill(&tab, "#cap-text", ".text");
+        fill(&tab, "#cap-id-attr", "data-id");
+        fill(&tab, "#cap-presenter", "#presenter");
+        tab.wait_for_element("#cap-submit").unwrap().click().unwrap();
+        tab.wait_for_element("#capture-list tr[data-capture-id] .cap-stop").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !room.state().replace(' ', "").contains("\"loads\":1") {
+            assert!(Instant::now() < deadline, "the room was never opened");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let mut ff = publish(&clip, stream["rtmp_url"].as_str().unwrap());
+        room.say(&[("Анна", "вопрос из зала 🙋"), ("Bob", "great")]);
+        wait_js(
+            &tab,
+            "Number(document.querySelector('#capture-list .cap-chat')?.textContent || 0) >= 2 && \
+             Number(document.querySelector('#capture-list .cap-frames')?.textContent || 0) > 0",
+            Duration::from_secs(30),
+        );
+        screenshot(&tab, "ui-capture-running.png");
+        std::thread::sleep(Duration::from_secs(3));
+        tab.wait_for_element("#capture-list .cap-stop").unwrap().click().unwrap();
+        wait_js(
+            &tab,
+            "document.querySelector('#capture-list .cap-state')?.textContent.startsWith('finished') && \
+             !!document.querySelector('#capture-list .cap-render')",
+            Duration::from_secs(40),
+        );
+        let _ = wait_child(&mut ff, Duration::from_secs(60));
+        // the recording of the stream is closed once the publisher is gone
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !admin.get("/api/recordings").body.contains("\"recording\":false") {
+            assert!(Instant::now() < deadline, "the recording never closed");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        js(&tab, "document.querySelector('#capture-list .cap-size').value = '1280x720'");
+        tab.wait_for_element("#capture-list .cap-render").unwrap().click().unwrap();
+        wait_js(&tab, "!!document.querySelector('#capture-list a.cap-result')", Duration::from_secs(120));
+        screenshot(&tab, "ui-capture-rendered.png");
+        let href = js(&tab, "document.querySelector('#capture-list a.cap-result').getAttribute('href')");
+        let (status, _, body) = admin.download(href.as_str().unwrap(), None);
+        assert_eq!(status, 200);
+        let file = tmp.join("rendered.mp4");
+        std::fs::write(&file, body).unwrap();
+        assert_eq!(probe_value(&file, "v", "stream=width"), "1280", "rendered at the size chosen");
+        let files =
+            js(&tab, "[...document.querySelectorAll('#capture-list a.cap-file')].map(a => a.textContent).join(' ')");
+        assert!(files.as_str().is_some_and(|f| f.contains("chat.jsonl") && f.contains("presenter.mp4")), "{files}");
+    }
+
     #[test]
     fn web_ui_end_to_end_in_chromium() {
         let tmp = TempDir::new("server-ui");

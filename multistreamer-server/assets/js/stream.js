@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { app, badge, copyRow, el, field, fieldError, fmtBytes, fmtRate, fmtReconnects } from "./dom.js";
 import { feed, onLeave, rerender } from "./page.js";
 import { broadcastsSection } from "./broadcasts.js";
+import { capturesSection } from "./captures.js";
 import { PreviewPlayer } from "./preview.js";
 
 const PRESETS = {
@@ -176,6 +177,7 @@ export async function showStream(id) {
     try { await api("PATCH", `/api/streams/${id}`, { regenerate_key: true }); rerender(); } catch (e) { alert(e.message); }
   });
   const broadcasts = await broadcastsSection(s);
+  const captures = await capturesSection(s);
   const delStream = el("button", { class: "small", type: "button" }, "Delete stream");
   delStream.addEventListener("click", async () => { if (confirm(`Delete stream "${s.name}"? Its publisher is disconnected.`)) { await api("DELETE", `/api/streams/${id}`); location.hash = "#/"; } });
   app.replaceChildren(
@@ -192,6 +194,7 @@ export async function showStream(id) {
     el("section", {}, el("h2", {}, "Destinations"),
       el("div", { class: "table-wrap" }, el("table", { class: "destinations" }, el("thead", {}, el("tr", {}, ["On", "Name", "URL", "Sends", "State", "Bitrate", "Reconnects", "Drops", "Last error", ""].map((h) => el("th", {}, h)))), rows)), form),
     broadcasts,
+    captures,
     el("section", {}, el("h2", {}, "Recording"), recForm, el("div", { class: "copy-row" }, recNow, recStatus),
       el("p", { class: "muted" }, "Files are listed under ", el("a", { href: "#/recordings" }, "Recordings"), ".")),
     el("section", {}, el("h2", {}, "Transcoding"),

@@ -131,6 +131,7 @@ async fn index() -> Html<&'static str> {
 const SCRIPTS: &[(&str, &str)] = &[
     ("api.js", include_str!("../../assets/js/api.js")),
     ("broadcasts.js", include_str!("../../assets/js/broadcasts.js")),
+    ("captures.js", include_str!("../../assets/js/captures.js")),
     ("charts.js", include_str!("../../assets/js/charts.js")),
     ("dashboard.js", include_str!("../../assets/js/dashboard.js")),
     ("dom.js", include_str!("../../assets/js/dom.js")),
