@@ -14,8 +14,12 @@ use crate::CliError;
 #[derive(Args, Debug)]
 pub struct CaptureArgs {
     /// The page: a webinar room (an MTS Link guest link), a YouTube watch page, any page.
-    #[arg(long)]
-    url: String,
+    #[arg(long, required_unless_present = "from_mtslink_session")]
+    url: Option<String>,
+    /// After the webinar: build the capture from this MTS Link session's chat (read whole
+    /// through the API, with --mtslink-token) instead of watching a page. No presenter video.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["url", "mtslink_session"])]
+    from_mtslink_session: Option<u64>,
     /// Directory for capture.json, chat.jsonl and presenter.mp4.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -100,7 +104,27 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 }
 
 pub async fn capture(a: CaptureArgs) -> Result<(), CliError> {
-    let mut o = CaptureOptions::new(&a.url, &a.out, a.profile);
+    if let Some(session) = a.from_mtslink_session {
+        let token =
+            a.mtslink_token.ok_or_else(|| CliError::Usage("--from-mtslink-session needs --mtslink-token".into()))?;
+        let client = MtsLinkClient::new(&a.mtslink_api_base, &token).map_err(|e| CliError::Usage(e.to_string()))?;
+        let m = multistreamer_core::capture::after::from_mtslink_session(
+            &client,
+            session,
+            &a.out,
+            &a.name.unwrap_or_default(),
+        )
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+        println!(
+            "done: {} chat messages of session {session}; {}",
+            m.counters.chat_messages,
+            a.out.join("capture.json").display()
+        );
+        return Ok(());
+    }
+    let url = a.url.clone().unwrap_or_default();
+    let mut o = CaptureOptions::new(&url, &a.out, a.profile);
     let sel = &mut o.selectors;
     for (value, field) in [
         (a.chat_selector, &mut sel.chat_container),
@@ -131,7 +155,7 @@ pub async fn capture(a: CaptureArgs) -> Result<(), CliError> {
         multistreamer_core::error::ErrorKind::Config => CliError::Usage(e.to_string()),
         _ => CliError::Failed(e.to_string()),
     })?;
-    println!("capturing {} into {}", a.url, out.display());
+    println!("capturing {url} into {}", out.display());
     let stats = std::sync::Arc::clone(&capture.stats);
     let signal = shutdown_signal();
     tokio::pin!(signal);

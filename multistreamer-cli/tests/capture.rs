@@ -298,3 +298,45 @@ fn the_api_chat_wins_over_the_page_and_the_page_fills_its_gaps() {
         assert!(line.src_time.as_deref().is_some_and(|t| t.ends_with("+03:00")), "{line:?}");
     }
 }
+
+/// After the webinar: the capture built from an MTS Link session's chat alone, read whole
+/// through the API (the stand-in's `createAt` has whole seconds, with an offset).
+#[test]
+fn a_capture_is_rebuilt_after_the_fact_from_an_mtslink_session() {
+    let tmp = TempDir::new("capture-after");
+    let mts = FakeMtsLink::start();
+    assert!(wait_for_port(mts.port, Duration::from_secs(10)));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = multistreamer_core::platform::MtsLinkClient::new(&mts.api_base(), FakeMtsLink::TOKEN).unwrap();
+    let event = multistreamer_core::platform::NewEvent {
+        name: "Lecture".into(),
+        description: String::new(),
+        starts_at: (2026, 12, 2, 10, 0),
+        timezone: None,
+        access: multistreamer_core::platform::EventAccess::Free,
+        kind: "webinar".into(),
+    };
+    let (_, session) = rt.block_on(client.create_webinar(&event)).unwrap();
+    let sid = session.id;
+    for (a, t) in [("Анна", "первый 👋"), ("Bob", "second"), ("Анна", "<i>третий</i>")] {
+        mts.control("chat", &format!(r#"{{"session":{sid},"author":{},"text":{}}}"#, json_str(a), json_str(t)));
+    }
+    let out = tmp.join("after");
+    let run = Command::new(workspace_bin("multistreamer"))
+        .args(["capture", "--from-mtslink-session", &sid.to_string(), "--out"])
+        .arg(&out)
+        .args(["--mtslink-api-base", &mts.api_base(), "--name", "Lecture (after)"])
+        .env("MULTISTREAMER_MTSLINK_TOKEN", FakeMtsLink::TOKEN)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let chat = read_chat(&out.join("chat.jsonl")).unwrap();
+    let texts: Vec<&str> = chat.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(texts, ["первый 👋", "second", "<i>третий</i>"]);
+    assert!(chat.iter().all(|l| l.source == ChatSource::Mtslink && l.src_time.is_some()));
+    assert_eq!(chat[0].t_ms, 0, "the capture starts at the first message");
+    let m = Manifest::load(&out).unwrap();
+    assert_eq!((m.files.presenter.as_deref(), m.counters.chat_messages), (None, 3));
+    assert_eq!(m.chat_sources, [format!("mtslink:{sid}")]);
+    assert_eq!(m.name, "Lecture (after)");
+}

@@ -1011,6 +1011,21 @@ fn youtube_and_mtslink_broadcasts_from_connect_to_complete() {
     let _ = ff.kill();
     let _ = ff.wait();
 
+    // After the webinar: its whole chat through the API, as a capture; YouTube's only live.
+    let session = w["remote_id"].as_str().unwrap();
+    for t in ["спасибо за лекцию 🎉", "see you"] {
+        mts.control(
+            "chat",
+            &json!({"session": session.parse::<u64>().unwrap(), "author": "Анна", "text": t}).to_string(),
+        );
+    }
+    let r = admin.post(&format!("/api/broadcasts/{wid}/chat-capture"), json!({}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!((&r.json()["state"], &r.json()["chat_messages"]), (&json!("finished"), &json!(2)), "{}", r.body);
+    let r = admin.post(&format!("/api/broadcasts/{bid}/chat-capture"), json!({}));
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("live"), "{}", r.body);
+
     // A broadcast that aired stays on the channel (its recording); here it is forgotten
     // with its destination.
     assert_eq!(admin.request("DELETE", &format!("/api/broadcasts/{bid}"), None).status, 204);

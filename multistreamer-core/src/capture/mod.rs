@@ -24,6 +24,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "capture")]
+pub mod after;
 pub mod chat;
 pub mod events;
 pub mod manifest;

@@ -43,6 +43,9 @@ export async function broadcastsSection(stream) {
       const auto = el("input", { type: "checkbox", class: "bc-auto", checked: b.auto_live, title: "Go live by itself when the platform receives the stream" });
       auto.addEventListener("change", async () => { try { await api("PATCH", `/api/broadcasts/${b.id}`, { auto_live: auto.checked }); } catch (e) { alert(e.message); } await refresh(); });
       const ingest = el("button", { class: "small bc-ingest", type: "button", hidden: b.platform !== "mtslink" }, b.destination_id ? "Room RTMP URL…" : "Set room RTMP URL…");
+      // after the webinar: its whole chat through the API, as a capture (YouTube's only live)
+      const chatAfter = el("button", { class: "small bc-chat-capture", type: "button", hidden: b.platform !== "mtslink", title: "Read the session's whole chat through the API into a capture (Webinar capture card)" }, "Chat → capture");
+      busy(chatAfter, "Reading…", () => api("POST", `/api/broadcasts/${b.id}/chat-capture`, {}));
       ingest.addEventListener("click", async () => {
         const url = prompt(ROOM_HELP, "");
         if (url) { try { await api("PATCH", `/api/broadcasts/${b.id}`, { ingest_url: url }); } catch (e) { alert(e.message); } await refresh(); }
@@ -54,7 +57,7 @@ export async function broadcastsSection(stream) {
         el("td", { class: "bc-health" }, healthCell(b)),
         el("td", {}, el("label", {}, auto, " auto")),
         el("td", { class: "muted bc-error" }, b.last_error || (b.platform === "mtslink" && !b.destination_id ? "No room RTMP URL yet." : "")),
-        el("td", {}, goLive, " ", end, " ", ingest, " ", del));
+        el("td", {}, goLive, " ", end, " ", ingest, " ", chatAfter, " ", del));
     }));
     if (!list.length) rows.replaceChildren(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No broadcast yet.")));
   };

@@ -86,7 +86,7 @@ export async function capturesSection(stream) {
   await refresh();
   every(2000, () => refresh().catch(() => {}));
   return el("section", { id: "captures" }, el("h2", {}, "Webinar capture"),
-    el("p", { class: "muted" }, "Opens the room in a browser on this server and keeps its chat (as text, with times) and the presenter window (as video). Afterwards, Render puts them beside the stream's recording of the same time, in one MP4 — record the stream while capturing. The chat can also be read through a broadcast's platform API."),
+    el("p", { class: "muted" }, "Opens the room in a browser on this server and keeps its chat (as text, with times) and the presenter window (as video). Afterwards, Render puts them beside the stream's recording of the same time, in one MP4 — record the stream while capturing. The chat can also be read through a broadcast's platform API; after a webinar.ru session, its whole chat can be fetched from the broadcast's row (Chat → capture). YouTube's chat is only complete when read live."),
     el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, el("tr", {}, ["Capture", "State", "So far", "Files", ""].map((h) => el("th", {}, h)))), rows)),
     form);
 }

@@ -241,6 +241,67 @@ pub(super) async fn capture_file(
     Ok(response)
 }
 
+/// After the webinar: a capture of an MTS Link broadcast's chat, read whole through the API
+/// (YouTube's chat can only be captured live).
+pub(super) async fn capture_chat_after(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath(bid): ApiPath<i64>,
+) -> Result<(StatusCode, Json<CaptureView>), AppError> {
+    let b = db::broadcast(&state.db, bid).await?.ok_or_else(|| AppError::not_found("broadcast"))?;
+    let (_, account) = state.platforms.account(b.platform_id).await?;
+    let crate::platforms::Account::MtsLink(client) = account else {
+        return Err(AppError::new(
+            ErrorKind::FailedPrecondition,
+            "YouTube's chat is only complete when read live: capture it while the broadcast runs",
+        ));
+    };
+    let session: u64 = b.remote_id.parse().map_err(|_| AppError::internal("stored session id"))?;
+    let row = CaptureRow {
+        id: 0,
+        stream_id: b.stream_id,
+        name: format!("{} (chat after the webinar)", b.title),
+        url_masked: format!("mtslink:session/{session}"),
+        sealed_url: String::new(),
+        profile: "mtslink".into(),
+        options: "{}".into(),
+        broadcast_id: Some(b.id),
+        dir: String::new(),
+        state: "finished".into(),
+        error: None,
+        chat_messages: 0,
+        presenter_frames: 0,
+        started_at: 0,
+        ended_at: None,
+    };
+    let dirs = state.engine.captures_dir().to_path_buf();
+    let url = row.url_masked.clone();
+    let cid = db::insert_capture(
+        &state.db,
+        &row,
+        |id| state.platforms.seal_capture_url(id, &url),
+        |id| dirs.join(format!("capture-{id}")).display().to_string(),
+    )
+    .await?;
+    let c = load(&state, cid).await?;
+    let built = multistreamer_core::capture::after::from_mtslink_session(
+        &client,
+        session,
+        std::path::Path::new(&c.dir),
+        &c.name,
+    )
+    .await;
+    match built {
+        Ok(m) => db::finish_capture(&state.db, cid, "finished", None, m.counters.chat_messages, 0).await?,
+        Err(e) => {
+            db::finish_capture(&state.db, cid, "failed", Some(&e.to_string()), 0, 0).await?;
+            return Err(AppError::platform(true, e.to_string(), None));
+        }
+    }
+    let c = load(&state, cid).await?;
+    Ok((StatusCode::CREATED, Json(capture_view(&state, &c).await)))
+}
+
 /// How a render of a capture is doing.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RenderStatus {

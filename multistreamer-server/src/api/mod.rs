@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router {
             get(platforms::get_broadcast).patch(platforms::update_broadcast).delete(platforms::delete_broadcast),
         )
         .route("/api/broadcasts/{id}/transition", post(platforms::transition))
+        .route("/api/broadcasts/{id}/chat-capture", post(captures::capture_chat_after))
         .route("/api/streams/{id}/captures", get(captures::list_captures).post(captures::start_capture))
         .route("/api/captures/{id}", get(captures::get_capture).delete(captures::delete_capture))
         .route("/api/captures/{id}/stop", post(captures::stop_capture))

@@ -73,7 +73,8 @@ pub async fn capture(db: &Db, id: i64) -> Result<Option<CaptureRow>, AppError> {
     Ok(row.as_ref().map(capture_row).transpose()?)
 }
 
-/// Adds a capture (running); `seal` seals its URL for the row's id, in the same transaction.
+/// Adds a capture in state `c.state`; `seal` seals its URL for the row's id, in the same
+/// transaction.
 pub async fn insert_capture(
     db: &Db,
     c: &CaptureRow,
@@ -83,7 +84,7 @@ pub async fn insert_capture(
     let mut tx = db.begin().await?;
     let id = sqlx::query(
         "INSERT INTO captures (stream_id, name, url_masked, sealed_url, profile, options, broadcast_id, dir, state, \
-         started_at) VALUES (?, ?, ?, '', ?, ?, ?, '', 'running', ?)",
+         started_at) VALUES (?, ?, ?, '', ?, ?, ?, '', ?, ?)",
     )
     .bind(c.stream_id)
     .bind(&c.name)
@@ -91,6 +92,7 @@ pub async fn insert_capture(
     .bind(&c.profile)
     .bind(&c.options)
     .bind(c.broadcast_id)
+    .bind(&c.state)
     .bind(now())
     .execute(&mut *tx)
     .await?
