@@ -174,3 +174,35 @@ fn a_capture_renders_with_its_source_in_sync() {
         .unwrap_or_else(|| panic!("no PSNR in: {log}"));
     assert!(average > 30.0, "presenter tile PSNR {average:.1} dB");
 }
+
+/// A stopped render (the server shutting down) ends at once and leaves no partial file.
+#[test]
+fn a_stopped_render_leaves_no_partial_output() {
+    let tmp = TempDir::new("render-stop");
+    let src = tmp.join("source.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=gray:s=320x240:r=30:d=2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        src.to_str().unwrap(),
+    ]);
+    let cap = tmp.join("cap");
+    std::fs::create_dir_all(&cap).unwrap();
+    std::fs::write(
+        cap.join("capture.json"),
+        r#"{"version":1,"url":"http://x/","profile":"generic","selectors":{"chat_container":"","chat_item":"","chat_author":"","chat_text":"","presenter":""},"started_at":"2026-12-02T10:00:00.000Z","viewport":[320,240],"files":{"chat":"chat.jsonl"},"counters":{"chat_messages":0,"presenter_frames":0,"presenter_fps":0.0,"page_loads":1,"browser_restarts":0,"duration_ms":0}}"#,
+    )
+    .unwrap();
+    let out = tmp.join("out.mp4");
+    let mut o = multistreamer_core::render::RenderOptions::new(&cap, &src, &out);
+    o.size = (320, 240);
+    o.cancel = Some(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)));
+    let r = multistreamer_core::render::render(&o, |_| {});
+    assert!(r.is_err_and(|e| e.kind() == multistreamer_core::error::ErrorKind::Shutdown));
+    assert!(!out.exists(), "no partial output");
+}

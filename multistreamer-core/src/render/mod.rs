@@ -130,6 +130,8 @@ pub struct RenderOptions {
     pub source_start_ms: Option<i64>,
     /// Also write the chat as ASS subtitles (timed for the output) here.
     pub ass: Option<PathBuf>,
+    /// Set to stop the render early (the output is removed, the render returns an error).
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl RenderOptions {
@@ -145,6 +147,7 @@ impl RenderOptions {
             crf: 21,
             source_start_ms: None,
             ass: None,
+            cancel: None,
         }
     }
 }
@@ -388,6 +391,11 @@ pub fn render(o: &RenderOptions, mut progress: impl FnMut(&Progress)) -> Result<
             }
         };
         let Some(pts_ms) = ts else { break };
+        if o.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+            drop(writer);
+            let _ = std::fs::remove_file(&o.out);
+            return Err(Error::new(ErrorKind::Shutdown, "the render was stopped"));
+        }
         let first = *first_pts.get_or_insert(pts_ms);
         // the capture's clock at this frame
         let c_ms = source_start_ms + (pts_ms - first) - o.offset_ms - capture_start;

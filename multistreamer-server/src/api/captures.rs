@@ -393,6 +393,14 @@ pub(super) async fn render_capture(
     o.layout = layout;
     o.size = size;
     o.offset_ms = (offset * 1000.0).round() as i64;
+    // a server that shuts down stops the render (and removes its partial output)
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    o.cancel = Some(std::sync::Arc::clone(&stop));
+    let shutdown = state.shutdown.clone();
+    let on_shutdown = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
     let status = RenderStatus {
         state: "running".into(),
         percent: 0.0,
@@ -415,6 +423,7 @@ pub(super) async fn render_capture(
             })
         })
         .await;
+        on_shutdown.abort();
         let outcome = match result {
             Ok(Ok(report)) => {
                 let path = out.display().to_string();
