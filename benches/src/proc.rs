@@ -106,3 +106,24 @@ pub fn group_cpu_ticks(pgid: u32) -> Vec<(u32, u64)> {
     }
     out
 }
+
+/// Runs `cmd` to its end (stdout discarded, stderr shown on failure): (wall seconds,
+/// CPU-seconds of the children it left).
+pub fn timed(mut cmd: Command) -> (f64, f64) {
+    let cpu0 = children_cpu_s();
+    let t0 = std::time::Instant::now();
+    let out = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).output().expect("spawn");
+    let wall = t0.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    (wall, children_cpu_s() - cpu0)
+}
+
+/// The number of video frames of a file, as its container says.
+pub fn count_frames(file: &std::path::Path) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=nb_frames", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}

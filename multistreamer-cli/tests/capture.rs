@@ -44,6 +44,21 @@ fn capture_cmd_env(room: &FakeRoom, out: &Path, extra: &[&str], env: &[(&str, &s
         .unwrap()
 }
 
+/// A webinar (an event and its session) created on the MTS Link stand-in: the session's id.
+fn webinar_session(mts: &FakeMtsLink) -> u64 {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = multistreamer_core::platform::MtsLinkClient::new(&mts.api_base(), FakeMtsLink::TOKEN).unwrap();
+    let event = multistreamer_core::platform::NewEvent {
+        name: "Lecture".into(),
+        description: String::new(),
+        starts_at: (2026, 12, 2, 10, 0),
+        timezone: None,
+        access: multistreamer_core::platform::EventAccess::Free,
+        kind: "webinar".into(),
+    };
+    rt.block_on(client.create_webinar(&event)).unwrap().1.id
+}
+
 fn manifest(out: &Path) -> Option<Manifest> {
     Manifest::load(out).ok()
 }
@@ -240,19 +255,8 @@ fn the_api_chat_wins_over_the_page_and_the_page_fills_its_gaps() {
     let room = FakeRoom::start();
     let mts = FakeMtsLink::start();
     assert!(wait_for_port(mts.port, Duration::from_secs(10)));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let client = multistreamer_core::platform::MtsLinkClient::new(&mts.api_base(), FakeMtsLink::TOKEN).unwrap();
-    let event = multistreamer_core::platform::NewEvent {
-        name: "Lecture".into(),
-        description: String::new(),
-        starts_at: (2026, 12, 2, 10, 0),
-        timezone: None,
-        access: multistreamer_core::platform::EventAccess::Free,
-        kind: "webinar".into(),
-    };
-    let (_, session) = rt.block_on(client.create_webinar(&event)).unwrap();
     let out = tmp.join("cap");
-    let sid = session.id.to_string();
+    let sid = webinar_session(&mts).to_string();
     let base = mts.api_base();
     let mut child = capture_cmd_env(
         &room,
@@ -306,18 +310,7 @@ fn a_capture_is_rebuilt_after_the_fact_from_an_mtslink_session() {
     let tmp = TempDir::new("capture-after");
     let mts = FakeMtsLink::start();
     assert!(wait_for_port(mts.port, Duration::from_secs(10)));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let client = multistreamer_core::platform::MtsLinkClient::new(&mts.api_base(), FakeMtsLink::TOKEN).unwrap();
-    let event = multistreamer_core::platform::NewEvent {
-        name: "Lecture".into(),
-        description: String::new(),
-        starts_at: (2026, 12, 2, 10, 0),
-        timezone: None,
-        access: multistreamer_core::platform::EventAccess::Free,
-        kind: "webinar".into(),
-    };
-    let (_, session) = rt.block_on(client.create_webinar(&event)).unwrap();
-    let sid = session.id;
+    let sid = webinar_session(&mts);
     for (a, t) in [("Анна", "первый 👋"), ("Bob", "second"), ("Анна", "<i>третий</i>")] {
         mts.control("chat", &format!(r#"{{"session":{sid},"author":{},"text":{}}}"#, json_str(a), json_str(t)));
     }

@@ -10,7 +10,7 @@
 
 #[path = "../proc.rs"]
 mod proc;
-use proc::children_cpu_s;
+use proc::{count_frames, timed};
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,24 +22,6 @@ use multistreamer_core::render::{LayoutKind, geometry};
 fn ffmpeg(args: &[&str]) {
     let st = Command::new("ffmpeg").args(["-loglevel", "error", "-y"]).args(args).status().expect("ffmpeg");
     assert!(st.success(), "ffmpeg {args:?}");
-}
-
-fn timed(mut cmd: Command) -> (f64, f64) {
-    let cpu0 = children_cpu_s();
-    let t0 = Instant::now();
-    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().expect("spawn");
-    let wall = t0.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    (wall, children_cpu_s() - cpu0)
-}
-
-fn frames(file: &Path) -> u64 {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=nb_frames", "-of", "csv=p=0"])
-        .arg(file)
-        .output()
-        .expect("ffprobe");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
 }
 
 /// Source, presenter and chat of `seconds`, in `dir` (made once).
@@ -153,7 +135,7 @@ fn main() {
     cmd.args(["-crf", "21", "-g", "60", "-c:a", "copy", "-movflags", "+faststart"]).arg(&theirs);
     let (ff_wall, ff_cpu) = timed(cmd);
 
-    let (fo, ft) = (frames(&ours), frames(&theirs));
+    let (fo, ft) = (count_frames(&ours), count_frames(&theirs));
     let secs = f64::from(seconds);
     println!("render of {seconds} s: 1080p30 source + 720p presenter + chat at 5 msg/s → 1920x1080 veryfast, 2 cores");
     println!("{:<26} {:>8} {:>10} {:>8} {:>8}", "", "wall s", "× realtime", "fps", "CPU-s");

@@ -8,7 +8,7 @@
 
 #[path = "../proc.rs"]
 mod proc;
-use proc::children_cpu_s;
+use proc::{count_frames, timed};
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -41,24 +41,6 @@ struct Run {
     wall_s: f64,
     cpu_s: f64,
     frames: u64,
-}
-
-fn timed(mut cmd: Command) -> (f64, f64) {
-    let cpu0 = children_cpu_s();
-    let t0 = Instant::now();
-    let st = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().expect("spawn");
-    let wall = t0.elapsed().as_secs_f64();
-    assert!(st.status.success(), "{:?} failed: {}", cmd, String::from_utf8_lossy(&st.stderr));
-    (wall, children_cpu_s() - cpu0)
-}
-
-fn count_frames(file: &Path) -> u64 {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=nb_frames", "-of", "csv=p=0"])
-        .arg(file)
-        .output()
-        .expect("ffprobe");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
 }
 
 fn run_ffmpeg(clip: &Path, out: &Path, ladder: &Ladder, preset: &str) -> Run {
