@@ -9,13 +9,11 @@ use std::time::Duration;
 
 use multistreamer_core::capture::manifest::Selectors;
 use multistreamer_core::capture::{ApiChat, Capture, CaptureOptions, CaptureStats, Profile};
-use multistreamer_core::engine::Job;
-use multistreamer_core::sink::BoxFuture;
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::task_job::TaskJob;
 use crate::db::{self, Db};
 use crate::platforms::{Account, Platforms};
 use crate::sync::lock;
@@ -46,35 +44,6 @@ pub struct CaptureSpec {
 /// The live counters of the running captures, by id.
 pub type LiveCaptures = Arc<Mutex<HashMap<i64, Arc<CaptureStats>>>>;
 
-pub struct CaptureJob {
-    task: JoinHandle<()>,
-    cancel: CancellationToken,
-}
-
-impl Job for CaptureJob {
-    fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
-
-    /// A capture that ended is recorded as such: it never starts again by itself.
-    fn restart_when_finished(&self) -> bool {
-        false
-    }
-
-    fn stop(self) -> BoxFuture<'static, ()> {
-        self.cancel.cancel();
-        Box::pin(async move {
-            let _ = self.task.await;
-        })
-    }
-
-    fn join(self) -> BoxFuture<'static, ()> {
-        Box::pin(async move {
-            let _ = self.task.await;
-        })
-    }
-}
-
 /// The platform chat of a broadcast, when it has one.
 async fn api_chat(platforms: &Platforms, broadcast_id: i64) -> Option<ApiChat> {
     let b = db::broadcast(platforms.db(), broadcast_id).await.ok()??;
@@ -94,7 +63,7 @@ pub fn spawn(
     live: LiveCaptures,
     wake: Arc<dyn Fn() + Send + Sync>,
     cancel: CancellationToken,
-) -> CaptureJob {
+) -> TaskJob {
     let c = cancel.clone();
     let task = tokio::spawn(async move {
         let mut o = CaptureOptions::new(&spec.url, &spec.dir, spec.profile.parse().unwrap_or(Profile::Generic));
@@ -150,5 +119,6 @@ pub fn spawn(
         }
         wake();
     });
-    CaptureJob { task, cancel }
+    // a capture that ended is recorded as such: it never starts again by itself
+    TaskJob::new(task, cancel, Arc::default(), false)
 }

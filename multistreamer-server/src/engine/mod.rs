@@ -11,6 +11,7 @@ mod capture;
 mod desired;
 mod recording;
 mod runner;
+mod task_job;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,16 +41,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use self::capture::CaptureSettings;
-use self::capture::{CaptureJob, CaptureSpec, LiveCaptures};
+use self::capture::{CaptureSpec, LiveCaptures};
 use self::desired::{DestinationSpec, LadderSpec, LiveState, RecordingSpec, StreamConfig};
 pub use self::desired::{RecordMode, hub_name};
 use self::recording::RecordingJob;
 pub use self::recording::RecordingStatus;
 use self::runner::Runner;
+pub use self::task_job::TaskJob;
 use crate::db::{self, Db};
 use crate::error::AppError;
 use crate::platforms::Platforms;
-use crate::platforms::monitor::{self, MonitorJob, MonitorSpec};
+use crate::platforms::monitor::{self, MonitorSpec};
 
 /// The stream row of a hub name, whether it names the source or one of its renditions.
 fn stream_id_of(name: &str) -> Option<i64> {

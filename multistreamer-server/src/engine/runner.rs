@@ -23,9 +23,9 @@ pub(super) struct Runner {
     pub(super) recordings: JobSet<i64, RecordingSpec, RecordingJob>,
     pub(super) destinations: JobSet<i64, DestinationSpec, DestinationHandle>,
     pub(super) platforms: Arc<Platforms>,
-    pub(super) captures: JobSet<i64, CaptureSpec, CaptureJob>,
+    pub(super) captures: JobSet<i64, CaptureSpec, TaskJob>,
     pub(super) live_captures: LiveCaptures,
-    pub(super) monitors: JobSet<i64, MonitorSpec, MonitorJob>,
+    pub(super) monitors: JobSet<i64, MonitorSpec, TaskJob>,
     /// Asks this task to sync (a monitor switched a broadcast's destinations off).
     pub(super) wake: Arc<dyn Fn() + Send + Sync>,
 }

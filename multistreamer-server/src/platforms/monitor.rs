@@ -11,15 +11,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use multistreamer_core::engine::Job;
 use multistreamer_core::platform::{MtsLinkError, YouTubeClient, YouTubeError, YouTubeReason};
-use multistreamer_core::sink::BoxFuture;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{Account, Platforms, mtslink_health, mtslink_state, youtube_health};
 use crate::db;
+use crate::engine::TaskJob;
 use crate::sync::lock;
 
 /// What a monitor watches.
@@ -37,35 +35,6 @@ pub struct MonitorSpec {
 /// The poll interval of a live broadcast.
 pub const EVERY: Duration = Duration::from_secs(20);
 
-pub struct MonitorJob {
-    task: JoinHandle<()>,
-    cancel: CancellationToken,
-    error: Arc<Mutex<Option<String>>>,
-}
-
-impl Job for MonitorJob {
-    fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
-
-    fn error(&self) -> Option<String> {
-        lock(&self.error).clone()
-    }
-
-    fn stop(self) -> BoxFuture<'static, ()> {
-        self.cancel.cancel();
-        Box::pin(async move {
-            let _ = self.task.await;
-        })
-    }
-
-    fn join(self) -> BoxFuture<'static, ()> {
-        Box::pin(async move {
-            let _ = self.task.await;
-        })
-    }
-}
-
 /// Starts the monitor of broadcast `id`; `wake` asks the engine to sync (its destinations
 /// were switched off).
 pub fn spawn(
@@ -74,7 +43,7 @@ pub fn spawn(
     spec: MonitorSpec,
     wake: Arc<dyn Fn() + Send + Sync>,
     cancel: CancellationToken,
-) -> MonitorJob {
+) -> TaskJob {
     let error: Arc<Mutex<Option<String>>> = Arc::default();
     let m = Monitor { platforms, id, spec, wake, error: Arc::clone(&error), shown_error: false };
     let c = cancel.clone();
@@ -84,7 +53,7 @@ pub fn spawn(
             () = c.cancelled() => {}
         }
     });
-    MonitorJob { task, cancel, error }
+    TaskJob::new(task, cancel, error, true)
 }
 
 struct Monitor {
