@@ -12,8 +12,7 @@ use proc::{count_frames, timed};
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
 use multistreamer_core::ladder::Ladder;
 
