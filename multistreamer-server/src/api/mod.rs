@@ -12,6 +12,7 @@ mod views;
 
 pub use self::captures::Renders;
 pub use self::hls::TokenMap;
+pub(crate) use self::streams::validate_rendition;
 
 /// What every resource module uses.
 pub(crate) mod prelude {

@@ -29,7 +29,7 @@ fn validate_ladder(spec: &str) -> Result<String, AppError> {
 }
 
 /// "" for the source, or a rung of `stream`'s ladder.
-fn validate_rendition(stream: &StreamRow, rendition: &str) -> Result<String, AppError> {
+pub(crate) fn validate_rendition(stream: &StreamRow, rendition: &str) -> Result<String, AppError> {
     let r = rendition.trim();
     if r.is_empty() || r == "source" {
         return Ok(String::new());

@@ -160,18 +160,6 @@ async fn add_named(
     }
 }
 
-fn check_rendition(stream: &StreamRow, rendition: &str) -> Result<String, AppError> {
-    let r = rendition.trim();
-    if r.is_empty() || r == "source" {
-        return Ok(String::new());
-    }
-    let ladder: Ladder = stream.ladder.parse().unwrap_or_default();
-    if ladder.get(r).is_none() {
-        return Err(AppError::invalid("rendition", format!("{r:?} is not a rendition of this stream")));
-    }
-    Ok(r.to_string())
-}
-
 /// Creates (or attaches) a broadcast on the account and the destination(s) that feed it.
 /// A failure after the platform created something deletes it again.
 pub async fn create(state: &AppState, stream: &StreamRow, body: NewBroadcastBody) -> Result<i64, AppError> {
@@ -185,7 +173,7 @@ pub async fn create(state: &AppState, stream: &StreamRow, body: NewBroadcastBody
     if account_row.state == "reconnect_needed" {
         return Err(AppError::invalid("platform_id", "this account must be connected again (Settings → Platforms)"));
     }
-    let rendition = check_rendition(stream, body.rendition.as_deref().unwrap_or(""))?;
+    let rendition = crate::api::validate_rendition(stream, body.rendition.as_deref().unwrap_or(""))?;
     let title = body.title.as_deref().unwrap_or("").trim().to_string();
     if body.attach.is_none() && title.is_empty() {
         return Err(AppError::invalid("title", "a title is required"));
