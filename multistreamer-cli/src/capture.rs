@@ -16,8 +16,9 @@ pub struct CaptureArgs {
     /// The page: a webinar room (an MTS Link guest link), a YouTube watch page, any page.
     #[arg(long, required_unless_present = "from_mtslink_session")]
     url: Option<String>,
-    /// After the webinar: build the capture from this MTS Link session's chat (read whole
-    /// through the API, with --mtslink-token) instead of watching a page. No presenter video.
+    /// After the webinar: build the capture from this MTS Link session (with --mtslink-token)
+    /// instead of watching a page: its whole chat, and the presenter's video converted by
+    /// MTS Link from the session's recording (unless --no-presenter).
     #[arg(long, value_name = "ID", conflicts_with_all = ["url", "mtslink_session"])]
     from_mtslink_session: Option<u64>,
     /// Directory for capture.json, chat.jsonl and presenter.mp4.
@@ -44,9 +45,20 @@ pub struct CaptureArgs {
     /// CSS selector of the presenter's window [default: the profile's, else the viewport].
     #[arg(long, value_name = "CSS")]
     presenter_selector: Option<String>,
-    /// Capture the chat only (no presenter video, no virtual display).
+    /// Capture the chat only (no presenter video, no virtual display; after the fact: no
+    /// conversion ordered).
     #[arg(long)]
     no_presenter: bool,
+    /// After the fact: the quality of the presenter video MTS Link converts (720, 1080).
+    #[arg(long, default_value = "720")]
+    presenter_quality: String,
+    /// After the fact: how often the conversion is checked (seconds, or 30s, 1m).
+    #[arg(long, value_parser = duration, default_value = "10")]
+    conversion_poll: Duration,
+    /// After the fact: how long to wait for MTS Link's conversion (the account converts one
+    /// record at a time; another one may run first).
+    #[arg(long, value_parser = duration, default_value = "4h")]
+    conversion_timeout: Duration,
     /// Presenter frames per second.
     #[arg(long, default_value_t = 30)]
     fps: u32,
@@ -105,23 +117,7 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 
 pub async fn capture(a: CaptureArgs) -> Result<(), CliError> {
     if let Some(session) = a.from_mtslink_session {
-        let token =
-            a.mtslink_token.ok_or_else(|| CliError::Usage("--from-mtslink-session needs --mtslink-token".into()))?;
-        let client = MtsLinkClient::new(&a.mtslink_api_base, &token).map_err(|e| CliError::Usage(e.to_string()))?;
-        let m = multistreamer_core::capture::after::from_mtslink_session(
-            &client,
-            session,
-            &a.out,
-            &a.name.unwrap_or_default(),
-        )
-        .await
-        .map_err(|e| CliError::Failed(e.to_string()))?;
-        println!(
-            "done: {} chat messages of session {session}; {}",
-            m.counters.chat_messages,
-            a.out.join("capture.json").display()
-        );
-        return Ok(());
+        return after_the_fact(session, a).await;
     }
     let url = a.url.clone().unwrap_or_default();
     let mut o = CaptureOptions::new(&url, &a.out, a.profile);
@@ -195,6 +191,68 @@ pub async fn capture(a: CaptureArgs) -> Result<(), CliError> {
         manifest.gaps.len(),
         out.join("capture.json").display()
     );
+    Ok(())
+}
+
+/// `--from-mtslink-session`: the chat at once, then the presenter video when MTS Link has
+/// converted it (Ctrl-C stops waiting; the chat is kept).
+async fn after_the_fact(session: u64, a: CaptureArgs) -> Result<(), CliError> {
+    use multistreamer_core::capture::after::{self, AfterOptions, FetchProgress};
+    let token =
+        a.mtslink_token.ok_or_else(|| CliError::Usage("--from-mtslink-session needs --mtslink-token".into()))?;
+    let client = MtsLinkClient::new(&a.mtslink_api_base, &token).map_err(|e| CliError::Usage(e.to_string()))?;
+    let o = AfterOptions {
+        name: a.name.unwrap_or_default(),
+        presenter: !a.no_presenter,
+        quality: a.presenter_quality,
+        poll: a.conversion_poll,
+        timeout: a.conversion_timeout,
+    };
+    let mut built =
+        after::from_mtslink_session(&client, session, &a.out, &o).await.map_err(|e| CliError::Failed(e.to_string()))?;
+    println!("chat: {} messages of session {session}", built.manifest.counters.chat_messages);
+    for note in &built.notes {
+        eprintln!("note: {note}");
+    }
+    if let Some(record) = built.record.clone() {
+        println!("presenter: ordering the video of recording {} from MTS Link (view \"none\")…", record.id);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let on_signal = cancel.clone();
+        let signal = tokio::spawn(async move {
+            shutdown_signal().await;
+            on_signal.cancel();
+        });
+        let mut shown = String::new();
+        let fetched = built
+            .fetch_presenter(&client, &o, &cancel, |p| {
+                let line = match p {
+                    FetchProgress::WaitingForAccount { current } => format!(
+                        "presenter: the account is converting another record{}: waiting",
+                        current.map(|c| format!(" ({c})")).unwrap_or_default()
+                    ),
+                    FetchProgress::Converting { id, state, percent } => format!(
+                        "presenter: conversion {id} {state}{}",
+                        percent.map(|p| format!(" {p:.0} %")).unwrap_or_default()
+                    ),
+                    FetchProgress::Downloading { .. } => "presenter: downloading".into(),
+                };
+                if line != shown {
+                    println!("{line}");
+                    shown = line;
+                }
+            })
+            .await;
+        signal.abort();
+        if let Err(e) = fetched {
+            return Err(CliError::Failed(format!(
+                "the chat is saved in {}; the presenter video: {e}",
+                a.out.display()
+            )));
+        }
+        let c = &built.manifest.counters;
+        println!("presenter: {} frames ({:.1} fps)", c.presenter_frames, c.presenter_fps);
+    }
+    println!("done: {}", a.out.join("capture.json").display());
     Ok(())
 }
 

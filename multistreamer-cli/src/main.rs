@@ -67,8 +67,9 @@ enum Command {
         multistreamer capture --url https://example.org/room --out talk/ --duration 2h \\\n      \
         --chat-selector '#chat' --chat-author-selector .author --chat-text-selector .text \\\n      \
         --presenter-selector '#speaker video'\n  \
-        multistreamer capture --url 'https://www.youtube.com/watch?v=ID' --profile youtube --out yt/")]
-    Capture(capture::CaptureArgs),
+        multistreamer capture --url 'https://www.youtube.com/watch?v=ID' --profile youtube --out yt/\n  \
+        multistreamer capture --from-mtslink-session 7654321 --mtslink-token KEY --out lecture/")]
+    Capture(Box<capture::CaptureArgs>),
     /// Render a capture with its source video into one MP4: the video with its audio, the
     /// presenter window and the chat as it scrolled, in sync.
     #[command(after_help = "EXAMPLES:\n  \
@@ -138,7 +139,7 @@ fn main() -> ExitCode {
             Command::Relay(args) => relay::relay(*args).await,
             Command::Record(args) => record::record(args).await,
             Command::Load(args) => load::load(args).await,
-            Command::Capture(args) => capture::capture(args).await,
+            Command::Capture(args) => capture::capture(*args).await,
             Command::Transcode(_) | Command::Render(_) => Ok(()),
         }
     });

@@ -303,33 +303,96 @@ fn the_api_chat_wins_over_the_page_and_the_page_fills_its_gaps() {
     }
 }
 
-/// After the webinar: the capture built from an MTS Link session's chat alone, read whole
-/// through the API (the stand-in's `createAt` has whole seconds, with an offset).
+/// A time as MTS Link writes it: whole seconds, `+03:00`.
+fn msk(unix_ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis((unix_ms + 3 * 3_600_000) as u64);
+    multistreamer_core::clock::rfc3339(t).replace('Z', "+03:00")
+}
+
+fn capture_after(mts: &FakeMtsLink, sid: u64, out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(workspace_bin("multistreamer"))
+        .args(["capture", "--from-mtslink-session", &sid.to_string(), "--out"])
+        .arg(out)
+        .args(["--mtslink-api-base", &mts.api_base(), "--conversion-poll", "0.1"])
+        .args(extra)
+        .env("MULTISTREAMER_MTSLINK_TOKEN", FakeMtsLink::TOKEN)
+        .output()
+        .unwrap()
+}
+
+/// After the webinar: the capture built from an MTS Link session through the API — its
+/// whole chat, and the presenter's video that MTS Link converts from the session's
+/// recording (`view: "none"`), ordered once the account's other conversion has ended and
+/// downloaded from a storage link that is never sent the API key. The stand-in's
+/// `createAt` has whole seconds, with an offset.
 #[test]
 fn a_capture_is_rebuilt_after_the_fact_from_an_mtslink_session() {
     let tmp = TempDir::new("capture-after");
     let mts = FakeMtsLink::start();
     assert!(wait_for_port(mts.port, Duration::from_secs(10)));
     let sid = webinar_session(&mts);
-    for (a, t) in [("Анна", "первый 👋"), ("Bob", "second"), ("Анна", "<i>третий</i>")] {
-        mts.control("chat", &format!(r#"{{"session":{sid},"author":{},"text":{}}}"#, json_str(a), json_str(t)));
+    let clip = tmp.join("converted.mp4");
+    make_clip(&clip, 4, "640x360");
+    // the recording started a minute ago, two seconds before the first message
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let t0 = (now_s - 60) * 1000;
+    let rec = serde_json::json!({"session": sid, "file": clip, "createAt": msk(t0)}).to_string();
+    mts.control("record", &rec);
+    for (s, a, t) in [(2, "Анна", "первый 👋"), (5, "Bob", "second"), (9, "Анна", "<i>третий</i>")]
+    {
+        let m = serde_json::json!({"session": sid, "author": a, "text": t, "createAt": msk(t0 + s * 1000)});
+        mts.control("chat", &m.to_string());
     }
+    // another employee's conversion holds the account for two more reads
+    mts.control("busy", r#"{"polls":2}"#);
     let out = tmp.join("after");
-    let run = Command::new(workspace_bin("multistreamer"))
-        .args(["capture", "--from-mtslink-session", &sid.to_string(), "--out"])
-        .arg(&out)
-        .args(["--mtslink-api-base", &mts.api_base(), "--name", "Lecture (after)"])
-        .env("MULTISTREAMER_MTSLINK_TOKEN", FakeMtsLink::TOKEN)
-        .output()
-        .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let run = capture_after(&mts, sid, &out, &["--name", "Lecture (after)"]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains("converting another record"), "{stdout}");
     let chat = read_chat(&out.join("chat.jsonl")).unwrap();
     let texts: Vec<&str> = chat.iter().map(|l| l.text.as_str()).collect();
     assert_eq!(texts, ["первый 👋", "second", "<i>третий</i>"]);
     assert!(chat.iter().all(|l| l.source == ChatSource::Mtslink && l.src_time.is_some()));
-    assert_eq!(chat[0].t_ms, 0, "the capture starts at the first message");
+    let times: Vec<u64> = chat.iter().map(|l| l.t_ms).collect();
+    assert_eq!(times, [2000, 5000, 9000], "the capture starts with the recording");
     let m = Manifest::load(&out).unwrap();
-    assert_eq!((m.files.presenter.as_deref(), m.counters.chat_messages), (None, 3));
+    assert_eq!(m.files.presenter.as_deref(), Some("presenter.mp4"));
+    assert_eq!((m.presenter_start_ms, parse_rfc3339_millis(&m.started_at)), (Some(0), Some(t0)));
+    assert_eq!(parse_rfc3339_millis(m.ended_at.as_deref().unwrap()), Some(t0 + 9000));
+    assert_eq!(m.counters.chat_messages, 3);
+    assert_eq!(m.counters.presenter_frames, 120, "4 s at 30 fps");
     assert_eq!(m.chat_sources, [format!("mtslink:{sid}")]);
     assert_eq!(m.name, "Lecture (after)");
+    // the platform's file, intact; nothing half-written left
+    assert_eq!(std::fs::read(out.join("presenter.mp4")).unwrap(), std::fs::read(&clip).unwrap());
+    assert!(!out.join("presenter.part").exists());
+    let (frames, _) = decode_video(&out.join("presenter.mp4"));
+    assert_eq!(frames.len(), 120);
+    let orders: Value = serde_json::from_str(&mts.control("orders", "{}")).unwrap();
+    let orders = orders.as_array().unwrap();
+    assert_eq!(orders.len(), 2, "refused while busy, then accepted: {orders:?}");
+    assert!(orders.iter().all(|o| o["body"] == serde_json::json!({"quality": "720", "view": "none"})), "{orders:?}");
+
+    // A conversion that fails keeps the chat and says why.
+    mts.control("fail_next_conversion", "{}");
+    let out = tmp.join("after-failed");
+    let run = capture_after(&mts, sid, &out, &[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the chat is saved") && stderr.contains("failed"), "{stderr}");
+    assert_eq!(read_chat(&out.join("chat.jsonl")).unwrap().len(), 3);
+    let m = Manifest::load(&out).unwrap();
+    assert_eq!((m.files.presenter, m.counters.chat_messages), (None, 3));
+    assert!(!out.join("presenter.mp4").exists() && !out.join("presenter.part").exists());
+
+    // --no-presenter orders nothing; a session without a recording says so.
+    let run = capture_after(&mts, sid, &tmp.join("chat-only"), &["--no-presenter"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let bare = webinar_session(&mts);
+    let run = capture_after(&mts, bare, &tmp.join("no-record"), &[]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("no recording of the session"));
+    let orders: Value = serde_json::from_str(&mts.control("orders", "{}")).unwrap();
+    assert_eq!(orders.as_array().unwrap().len(), 3, "only the failed attempt was added");
 }

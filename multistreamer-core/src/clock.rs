@@ -17,6 +17,14 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// Milliseconds since the Unix epoch (negative before it).
+pub fn unix_millis(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
 /// `t` as RFC 3339 in UTC, to the second (`2026-12-02T10:05:00Z`).
 pub fn rfc3339(t: SystemTime) -> String {
     let s = stamp(t);

@@ -234,6 +234,8 @@ pub struct AppState {
     pub platforms: Arc<Platforms>,
     /// Renders of captures (progress, result).
     pub renders: Arc<api::Renders>,
+    /// Presenter videos fetched from a platform after the fact.
+    pub fetches: Arc<api::Fetches>,
     /// Playback tokens of the streams (the `/play/…` links).
     pub tokens: Arc<api::TokenMap>,
     /// Fires when the server shuts down: long-lived responses (the live feeds) end then,
@@ -302,6 +304,7 @@ async fn run(args: Args) -> Result<(), AppError> {
         shutdown: http_shutdown.clone(),
         platforms,
         renders: Arc::default(),
+        fetches: Arc::default(),
         tokens: Arc::default(),
         db: db.clone(),
         engine: engine.clone(),

@@ -1011,17 +1011,30 @@ fn youtube_and_mtslink_broadcasts_from_connect_to_complete() {
     let _ = ff.kill();
     let _ = ff.wait();
 
-    // After the webinar: its whole chat through the API, as a capture; YouTube's only live.
-    let session = w["remote_id"].as_str().unwrap();
+    // After the webinar: its whole chat through the API, as a capture, and the presenter's
+    // video that MTS Link converts from the session's recording; YouTube's chat only live.
+    let session: u64 = w["remote_id"].as_str().unwrap().parse().unwrap();
     for t in ["спасибо за лекцию 🎉", "see you"] {
-        mts.control(
-            "chat",
-            &json!({"session": session.parse::<u64>().unwrap(), "author": "Анна", "text": t}).to_string(),
-        );
+        mts.control("chat", &json!({"session": session, "author": "Анна", "text": t}).to_string());
     }
+    let r = admin.post(&format!("/api/broadcasts/{wid}/chat-capture"), json!({"quality": "4k"}));
+    assert_eq!((r.status, &r.json()["error"]["field"]), (422, &json!("quality")), "{}", r.body);
     let r = admin.post(&format!("/api/broadcasts/{wid}/chat-capture"), json!({}));
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!((&r.json()["state"], &r.json()["chat_messages"]), (&json!("finished"), &json!(2)), "{}", r.body);
+    assert!(r.json()["error"].as_str().unwrap().contains("no recording of the session"), "{}", r.body);
+    mts.control("record", &json!({"session": session, "file": clip}).to_string());
+    let r = admin.post(&format!("/api/broadcasts/{wid}/chat-capture"), json!({}));
+    assert_eq!((r.status, &r.json()["state"]), (201, &json!("converting")), "{}", r.body);
+    let cap = format!("/api/captures/{}", r.json()["id"]);
+    let done = wait_json(&admin, &cap, 60, |v| v["state"] != json!("converting"));
+    assert_eq!((&done["state"], &done["error"], &done["fetch"]), (&json!("finished"), &Value::Null, &Value::Null));
+    let frames = probe_value(&clip, "v:0", "stream=nb_frames");
+    assert_eq!(done["presenter_frames"].to_string(), frames, "{done}");
+    let files = done["files"].as_array().unwrap();
+    let presenter = files.iter().find(|f| f["name"] == json!("presenter.mp4")).unwrap_or_else(|| panic!("{done}"));
+    assert_eq!(presenter["bytes"], json!(std::fs::metadata(&clip).unwrap().len()), "the platform's file, intact");
+    assert!(done["started_at"].as_i64().unwrap() <= done["ended_at"].as_i64().unwrap(), "{done}");
     let r = admin.post(&format!("/api/broadcasts/{bid}/chat-capture"), json!({}));
     assert_eq!(r.status, 409, "{}", r.body);
     assert!(r.json()["error"]["message"].as_str().unwrap().contains("live"), "{}", r.body);

@@ -5,7 +5,11 @@ It follows the documented shapes: `x-auth-token` on every request (401 without a
 form-encoded bodies with PHP-style bracket keys, 201 with `{eventId, link}` /
 `{eventSessionId, link}` on creation, 204 on start/stop, sessions ACTIVE -> START -> STOP
 (403 with the error envelope otherwise), a chat returned as a bare array of the last
-`limit` messages. Control requests under /_control/.
+`limit` messages. After a webinar: `GET /records` (a bare array of file objects, `from`/`to`
+dates, `offset`/`limit`), `POST /records/{id}/conversions` (a JSON body; one conversion at a
+time per account: 403 with `fieldErrors.currentConversionID` otherwise), `GET
+/records/conversions/{id}` (waiting -> processing -> completed with a `downloadUrl` on a
+"CDN" path that refuses requests carrying the API key). Control requests under /_control/.
 
 Usage: fake_mtslink.py PORT --token TOKEN
 """
@@ -17,7 +21,13 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
-STATE = {"events": {}, "sessions": {}, "chat": {}, "next": 1000, "next_msg": 5000}
+STATE = {"events": {}, "sessions": {}, "chat": {}, "next": 1000, "next_msg": 5000,
+         "records": [], "files": {}, "conversions": {}, "orders": [], "fail_next_conversion": False}
+
+
+def msk(t):
+    """A time as the API writes it: whole seconds, +03:00."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S+03:00", time.gmtime(t + 3 * 3600))
 ARGS = None
 
 
@@ -51,12 +61,19 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             if u.path.startswith("/_control/"):
                 return self.reply(*self.control(u.path[len("/_control/"):], raw))
+            if u.path.startswith("/cdn/"):
+                return self.cdn(u.path[len("/cdn/"):])
             if self.headers.get("x-auth-token") != ARGS.token:
                 return self.reply(*error(401, "Unauthorized"))
             ctype = self.headers.get("Content-Type", "")
-            if raw and not ctype.startswith("application/x-www-form-urlencoded"):
+            if u.path.endswith("/conversions") and method == "POST":
+                if not ctype.startswith("application/json"):
+                    return self.reply(*error(400, "Expected JSON"))
+                form = json.loads(raw or b"{}")
+            elif raw and not ctype.startswith("application/x-www-form-urlencoded"):
                 return self.reply(*error(400, "Expected a form"))
-            form = dict(urllib.parse.parse_qsl(raw.decode(), keep_blank_values=True))
+            else:
+                form = dict(urllib.parse.parse_qsl(raw.decode(), keep_blank_values=True))
             self.reply(*self.api(method, u.path, q, form))
 
     def do_GET(self):
@@ -71,13 +88,61 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self):
         self.handle_any("DELETE")
 
+    def cdn(self, name):
+        # a storage link: public, and never to be sent the API key
+        if self.headers.get("x-auth-token"):
+            return self.reply(403, {"error": "the API key was sent to the storage host"})
+        path = STATE["files"].get(name)
+        if path is None:
+            return self.reply(404, {"error": "expired"})
+        with open(path, "rb") as f:
+            data = f.read()
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def conversion_view(self, c):
+        body = {"id": c["id"], "state": c["state"], "progress": c["progress"], "recordFile": {"id": c["record"]}}
+        if c["state"] == "completed":
+            name = "%d-%d.mp4" % (c["id"], int(time.time() * 1000))
+            STATE["files"][name] = c["file"]
+            body["downloadUrl"] = "http://127.0.0.1:%d/cdn/%s" % (ARGS.port, name)
+        return body
+
     def control(self, what, raw):
         data = json.loads(raw) if raw else {}
+        if what == "record":
+            # an online recording of a session; `file` is what its conversion will produce
+            STATE["next"] += 1
+            rid = STATE["next"]
+            at = data.get("createAt") or msk(time.time())
+            STATE["records"].append({"id": rid, "name": "Record %d" % rid, "createAt": at, "typeFile": "record",
+                                     "duration": "PT0H1M0S", "url": "", "downloadUrl": None, "password": None,
+                                     "isViewable": True, "cuts": [], "state": "ready", "link": "",
+                                     "eventSession": {"id": int(data["session"])}, "_file": data["file"]})
+            # a finished conversion of it sits beside it in the listing, as on the platform
+            STATE["records"].append({"id": rid + 100000, "name": "Converted %d" % rid, "createAt": at,
+                                     "typeFile": "ConvertedRecord", "eventSession": {"id": int(data["session"])}})
+            return 200, {"id": rid}
+        if what == "busy":
+            # another employee's conversion holds the account for `polls` more reads
+            STATE["next"] += 1
+            cid = STATE["next"]
+            STATE["conversions"][cid] = {"id": cid, "record": 1, "state": "processing", "progress": "10%",
+                                         "polls": int(data.get("polls", 2)), "file": "/dev/null", "view": "none"}
+            return 200, {"id": cid}
+        if what == "fail_next_conversion":
+            STATE["fail_next_conversion"] = True
+            return 200, {}
+        if what == "orders":
+            return 200, STATE["orders"]
         if what == "chat":
             STATE["next_msg"] += 1
             msg = {"id": STATE["next_msg"], "authorId": 55, "authorName": data["author"], "text": data["text"],
                    "isModerated": True, "sentByAdmin": False, "avatarUrl": "", "thumbnails": [],
-                   "createAt": time.strftime("%Y-%m-%dT%H:%M:%S+03:00", time.gmtime(time.time() + 3 * 3600)),
+                   "createAt": data.get("createAt") or msk(time.time()),
                    "updateAt": None, "updateUserId": None, "additionalData": None, "attachments": []}
             STATE["chat"].setdefault(int(data["session"]), []).append(msg)
             return 200, msg
@@ -133,6 +198,45 @@ class Handler(BaseHTTPRequestHandler):
             if method == "GET" and parts[2:] == ["chat"]:
                 limit = int(q.get("limit") or 100)
                 return 200, STATE["chat"].get(s["id"], [])[-limit:]
+        if method == "GET" and parts == ["records"]:
+            lo, hi = q.get("from", "0000-00-00"), q.get("to", "9999-99-99")
+            offset, limit = int(q.get("offset") or 0), int(q.get("limit") or 10)
+            # the dates of createAt are local (+03:00) dates
+            listed = [{k: v for k, v in r.items() if not k.startswith("_")} for r in STATE["records"]
+                      if lo <= r["createAt"][:10] <= hi]
+            return 200, listed[offset:offset + limit]
+        if method == "POST" and len(parts) == 3 and parts[0] == "records" and parts[2] == "conversions":
+            rec = next((r for r in STATE["records"] if str(r["id"]) == parts[1] and r["typeFile"] == "record"), None)
+            if rec is None:
+                return error(404, "Record not found")
+            STATE["orders"].append({"record": rec["id"], "body": form})
+            if form.get("view") is None or form.get("quality") is None:
+                return error(400, "Validation failed", {"view": "This value should not be blank."})
+            running = [c for c in STATE["conversions"].values() if c["state"] in ("waiting", "processing")]
+            if running:
+                return 403, {"error": {"code": 403, "message": "Only one simultaneous conversion is allowed",
+                                       "fieldErrors": {"currentConversionID": running[0]["id"],
+                                                       "recordFileId": running[0]["record"]}}}
+            STATE["next"] += 1
+            cid = STATE["next"]
+            c = {"id": cid, "record": rec["id"], "state": "waiting", "progress": 0, "polls": 2,
+                 "file": rec["_file"], "view": form["view"], "fail": STATE["fail_next_conversion"]}
+            STATE["fail_next_conversion"] = False
+            STATE["conversions"][cid] = c
+            return 201, {"data": self.conversion_view(c)}
+        if method == "GET" and len(parts) == 3 and parts[:2] == ["records", "conversions"] and parts[2].isdigit():
+            c = STATE["conversions"].get(int(parts[2]))
+            if c is None:
+                return error(404, "Conversion not found")
+            if c["state"] in ("waiting", "processing"):
+                c["polls"] -= 1
+                if c["polls"] > 0:
+                    c["state"], c["progress"] = "processing", "%d%%" % (100 // (c["polls"] + 1))
+                elif c.get("fail"):
+                    c["state"] = "failed"
+                else:
+                    c["state"], c["progress"] = "completed", 100
+            return 200, self.conversion_view(c)
         return error(404, "Not found")
 
 

@@ -37,6 +37,11 @@ pub enum CaptureError {
     Presenter(String),
     #[error("{0}")]
     Io(String),
+    #[error("MTS Link: {0}")]
+    MtsLink(crate::platform::mtslink::MtsLinkError),
+    /// Stopped before it was done.
+    #[error("stopped")]
+    Stopped,
 }
 
 impl CaptureError {
@@ -46,6 +51,8 @@ impl CaptureError {
             CaptureError::Display(_) | CaptureError::Browser(_) | CaptureError::Io(_) => ErrorKind::Io,
             CaptureError::Page(_) => ErrorKind::Disconnected,
             CaptureError::Presenter(_) => ErrorKind::Media,
+            CaptureError::MtsLink(e) => e.kind(),
+            CaptureError::Stopped => ErrorKind::Shutdown,
         }
     }
 }

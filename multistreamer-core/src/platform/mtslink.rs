@@ -1,8 +1,9 @@
 //! webinar.ru / MTS Link UserAPI v3: check a token, create an event and its session, start
-//! and stop it, read its status and its chat. Requests are form-encoded with PHP-style
-//! bracket keys (`startsAt[date][year]=2026`), the key travels in `x-auth-token`; updates
-//! answer 204, creations 201. The RTMP ingest of a room is not in the API: the operator
-//! pastes it (the room's "stream via RTMP" settings).
+//! and stop it, read its status and its chat; after it, find its recording, order an MP4
+//! conversion of it and download the result. Requests are form-encoded with PHP-style
+//! bracket keys (`startsAt[date][year]=2026`) except the conversion order (JSON), the key
+//! travels in `x-auth-token`; updates answer 204, creations 201. The RTMP ingest of a room
+//! is not in the API: the operator pastes it (the room's "stream via RTMP" settings).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -35,13 +36,23 @@ pub enum MtsLinkError {
     Malformed(String),
     #[error("MTS Link configuration: {0}")]
     Config(String),
+    /// 403 on a conversion order: the account converts one record at a time.
+    #[error("MTS Link is converting another record (conversion {current:?}); one at a time per account")]
+    ConversionBusy { current: Option<u64> },
+    /// The platform ended a conversion without a file.
+    #[error("MTS Link conversion {id} ended as {state:?}")]
+    ConversionFailed { id: u64, state: String },
 }
 
 impl MtsLinkError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            MtsLinkError::TokenRejected | MtsLinkError::Refused { .. } => ErrorKind::Rejected,
-            MtsLinkError::Api { .. } | MtsLinkError::Malformed(_) => ErrorKind::Protocol,
+            MtsLinkError::TokenRejected | MtsLinkError::Refused { .. } | MtsLinkError::ConversionBusy { .. } => {
+                ErrorKind::Rejected
+            }
+            MtsLinkError::Api { .. } | MtsLinkError::Malformed(_) | MtsLinkError::ConversionFailed { .. } => {
+                ErrorKind::Protocol
+            }
             MtsLinkError::Transport(_) => ErrorKind::Disconnected,
             MtsLinkError::Config(_) => ErrorKind::Config,
         }
@@ -125,6 +136,95 @@ pub struct EventSession {
     pub name: String,
     /// `ACTIVE` (scheduled), `START` (running), `STOP` (finished).
     pub status: String,
+    /// The scheduled start, ISO 8601 with an offset.
+    #[serde(default, rename = "startsAt")]
+    pub starts_at: Option<String>,
+}
+
+/// A file of the account's file system as `GET /records` lists it: an online recording
+/// (`typeFile` `record`) or a conversion of one (`ConvertedRecord`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordFile {
+    #[serde(deserialize_with = "id_number")]
+    pub id: u64,
+    #[serde(default)]
+    pub name: String,
+    /// ISO 8601 with an offset: taken as the start of the recording.
+    #[serde(default)]
+    pub create_at: String,
+    #[serde(default)]
+    pub type_file: String,
+    #[serde(default)]
+    pub event_session: Option<SessionRef>,
+}
+
+/// The session a record belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SessionRef {
+    #[serde(deserialize_with = "id_number")]
+    pub id: u64,
+}
+
+/// An id the API writes as a number or as a string of digits.
+fn id_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n.as_u64().ok_or_else(|| serde::de::Error::custom("not an id")),
+        serde_json::Value::String(s) => s.trim().parse().map_err(|_| serde::de::Error::custom("not an id")),
+        _ => Err(serde::de::Error::custom("not an id")),
+    }
+}
+
+/// Where a conversion job stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversion {
+    pub id: u64,
+    /// `waiting`, `processing`, `loaded`, `completed`, `failed`, `canceled`.
+    pub state: String,
+    /// Percent, when the platform says.
+    pub progress: Option<f64>,
+    pub record_id: Option<u64>,
+    /// Only once the job is finished; it expires, so read the job again before downloading.
+    pub download_url: Option<String>,
+}
+
+impl Conversion {
+    /// Finished with a file to download.
+    pub fn is_done(&self) -> bool {
+        self.download_url.is_some() && !self.has_failed()
+    }
+
+    /// Ended without a file.
+    pub fn has_failed(&self) -> bool {
+        matches!(self.state.as_str(), "failed" | "canceled" | "cancelled" | "error")
+    }
+
+    /// From the job object, optionally wrapped in `data`; `state` or `status`; `progress`
+    /// a number or a string with `%`; the record as `recordFile.id` or `recordFileId`.
+    fn parse(body: &[u8]) -> Result<Conversion, MtsLinkError> {
+        let v: serde_json::Value = parse(body)?;
+        let job = v.get("data").filter(|d| d.is_object()).unwrap_or(&v);
+        let number = |v: Option<&serde_json::Value>| -> Option<u64> {
+            match v? {
+                serde_json::Value::Number(n) => n.as_u64(),
+                serde_json::Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            }
+        };
+        let id = number(job.get("id")).ok_or_else(|| MtsLinkError::Malformed("a conversion without an id".into()))?;
+        let text = |k: &str| job.get(k).and_then(|s| s.as_str()).map(str::to_string);
+        let state = text("state").or_else(|| text("status")).unwrap_or_default().to_ascii_lowercase();
+        let progress = match job.get("progress") {
+            Some(serde_json::Value::Number(n)) => n.as_f64(),
+            Some(serde_json::Value::String(s)) => s.trim().trim_end_matches('%').trim().parse().ok(),
+            _ => None,
+        }
+        .filter(|p: &f64| p.is_finite());
+        let record_id =
+            number(job.get("recordFile").and_then(|r| r.get("id"))).or_else(|| number(job.get("recordFileId")));
+        let download_url = text("downloadUrl").filter(|u| !u.is_empty());
+        Ok(Conversion { id, state, progress, record_id, download_url })
+    }
 }
 
 /// One chat message.
@@ -187,6 +287,12 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, MtsLinkError>
     serde_json::from_slice(body).map_err(|e| MtsLinkError::Malformed(e.to_string()))
 }
 
+enum Body<'a> {
+    Empty,
+    Form(&'a [(String, String)]),
+    Json(&'a serde_json::Value),
+}
+
 /// A UserAPI client for one API token. `Debug` hides the token.
 #[derive(Clone)]
 pub struct MtsLinkClient {
@@ -222,12 +328,23 @@ impl MtsLinkClient {
         query: &[(&str, &str)],
         form: Option<&[(String, String)]>,
     ) -> Result<Bytes, MtsLinkError> {
+        self.call_with(verb, path, query, form.map_or(Body::Empty, Body::Form)).await
+    }
+
+    async fn call_with(
+        &self,
+        verb: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> Result<Bytes, MtsLinkError> {
         let url = format!("{}{path}", self.base);
         let req = self.http.request(verb, url);
         let mut req = req.query(query).header("x-auth-token", &self.token);
-        req = match form {
-            Some(f) => req.form(f),
-            None => req.header("Content-Length", "0"),
+        req = match body {
+            Body::Form(f) => req.form(f),
+            Body::Json(j) => req.header(reqwest::header::CONTENT_TYPE, "application/json").body(j.to_string()),
+            Body::Empty => req.header("Content-Length", "0"),
         };
         let resp = req.send().await.map_err(|e| MtsLinkError::Transport(e.without_url().to_string()))?;
         let (status, body) = http::read(resp).await.map_err(MtsLinkError::Transport)?;
@@ -289,6 +406,129 @@ impl MtsLinkClient {
         parse(&self.call(Method::GET, &format!("/eventsessions/{session_id}/chat"), &[("limit", &limit)], None).await?)
     }
 
+    /// `GET /records` between two dates (`YYYY-MM-DD`), every page.
+    pub async fn records(&self, from: &str, to: &str) -> Result<Vec<RecordFile>, MtsLinkError> {
+        const PAGE: usize = 100;
+        let mut all = Vec::new();
+        // bounded: 50 pages of 100 files
+        for page in 0..50 {
+            let offset = (page * PAGE).to_string();
+            let limit = PAGE.to_string();
+            let query = [("from", from), ("to", to), ("offset", offset.as_str()), ("limit", limit.as_str())];
+            let body = self.call(Method::GET, "/records", &query, None).await?;
+            let batch: Vec<RecordFile> = parse(&body)?;
+            let n = batch.len();
+            all.extend(batch);
+            if n < PAGE {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    /// The online recordings of a session, oldest first. The search runs from the day
+    /// before the session's scheduled start (or 90 days back) to tomorrow.
+    pub async fn session_records(&self, session: &EventSession) -> Result<Vec<RecordFile>, MtsLinkError> {
+        let today = crate::clock::unix_millis(std::time::SystemTime::now()).div_euclid(86_400_000);
+        let start = session
+            .starts_at
+            .as_deref()
+            .and_then(crate::clock::parse_rfc3339_millis)
+            .map_or(today - 90, |ms| ms.div_euclid(86_400_000).min(today));
+        let day = |d: i64| {
+            let (y, m, d) = crate::clock::civil_from_days(d);
+            format!("{y:04}-{m:02}-{d:02}")
+        };
+        let mut records: Vec<RecordFile> = self
+            .records(&day(start - 1), &day(today + 1))
+            .await?
+            .into_iter()
+            .filter(|r| r.type_file.eq_ignore_ascii_case("record"))
+            .filter(|r| r.event_session.as_ref().is_some_and(|s| s.id == session.id))
+            .collect();
+        records.sort_by_key(|r| (crate::clock::parse_rfc3339_millis(&r.create_at).unwrap_or(i64::MAX), r.id));
+        Ok(records)
+    }
+
+    /// `POST /records/{id}/conversions` with `{"quality", "view"}` (`view: "none"`: the
+    /// presenter's video only). One conversion at a time per account:
+    /// [`MtsLinkError::ConversionBusy`] names the one running.
+    pub async fn order_conversion(
+        &self,
+        record_id: u64,
+        quality: &str,
+        view: &str,
+    ) -> Result<Conversion, MtsLinkError> {
+        let body = serde_json::json!({ "quality": quality, "view": view });
+        let path = format!("/records/{record_id}/conversions");
+        match self.call_with(Method::POST, &path, &[], Body::Json(&body)).await {
+            Ok(b) => Conversion::parse(&b),
+            Err(MtsLinkError::Refused { message, field_errors }) => {
+                let current = field_errors.iter().find(|(k, _)| k.eq_ignore_ascii_case("currentConversionID"));
+                if current.is_some() || message.to_ascii_lowercase().contains("simultaneous") {
+                    Err(MtsLinkError::ConversionBusy {
+                        current: current.and_then(|(_, v)| v.trim_matches('"').parse().ok()),
+                    })
+                } else {
+                    Err(MtsLinkError::Refused { message, field_errors })
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /records/conversions/{id}`.
+    pub async fn conversion(&self, id: u64) -> Result<Conversion, MtsLinkError> {
+        Conversion::parse(&self.call(Method::GET, &format!("/records/conversions/{id}"), &[], None).await?)
+    }
+
+    /// Downloads a finished conversion to `path` (written to `path.part`, then renamed).
+    /// The API key goes with the request only when the link is under the API's own base (a
+    /// storage or CDN link is never given the key). `progress` gets the bytes written so far.
+    pub async fn download(
+        &self,
+        url: &str,
+        path: &std::path::Path,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, MtsLinkError> {
+        use tokio::io::AsyncWriteExt;
+        let target = url::Url::parse(url).map_err(|e| MtsLinkError::Malformed(format!("download link: {e}")))?;
+        if !matches!(target.scheme(), "http" | "https") {
+            return Err(MtsLinkError::Malformed("download link: not an http(s) URL".into()));
+        }
+        let base = url::Url::parse(&self.base).map_err(|e| MtsLinkError::Config(e.to_string()))?;
+        // no overall timeout: a long webinar is gigabytes; the read timeout guards stalls
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(20))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("multistreamer/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| MtsLinkError::Config(e.to_string()))?;
+        let mut req = client.get(target.clone());
+        if target.origin() == base.origin() && target.path().starts_with(base.path()) {
+            req = req.header("x-auth-token", &self.token);
+        }
+        let mut resp = req.send().await.map_err(|e| MtsLinkError::Transport(e.without_url().to_string()))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let (_, body) = http::read(resp).await.map_err(MtsLinkError::Transport)?;
+            return Err(MtsLinkError::Api { status, message: http::excerpt(&body), field_errors: Vec::new() });
+        }
+        let part = path.with_extension("part");
+        let io = |e: std::io::Error| MtsLinkError::Transport(format!("{}: {e}", part.display()));
+        let mut file = tokio::fs::File::create(&part).await.map_err(io)?;
+        let mut written = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| MtsLinkError::Transport(e.without_url().to_string()))? {
+            file.write_all(&chunk).await.map_err(io)?;
+            written += chunk.len() as u64;
+            progress(written);
+        }
+        file.sync_all().await.map_err(io)?;
+        drop(file);
+        tokio::fs::rename(&part, path).await.map_err(io)?;
+        Ok(written)
+    }
+
     /// A reader of a session's chat that hands out each message once.
     pub fn chat_reader(&self, session_id: u64) -> MtsChatReader {
         MtsChatReader { client: self.clone(), session_id, seen: HashSet::new() }
@@ -319,10 +559,13 @@ pub(super) fn fuzz_parsers(status: u16, body: &[u8]) -> usize {
     said += parse::<Vec<MtsChatMessage>>(body).map_or(0, |m| m.len());
     said += parse::<EventSession>(body).map_or(0, |s| s.status.len());
     said += parse::<CreatedEvent>(body).map_or(0, |c| c.link.len());
+    said += parse::<Vec<RecordFile>>(body).map_or(0, |r| r.len());
+    said += Conversion::parse(body).map_or(0, |c| c.state.len());
     said
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -356,5 +599,32 @@ mod tests {
         let top = error_of(400, br#"{"error":{"code":400,"message":"Bad"},"fieldErrors":{"startsAt":"invalid"}}"#);
         assert!(matches!(&top, MtsLinkError::Api { field_errors, .. } if field_errors[0].0 == "startsAt"));
         assert!(matches!(error_of(502, b"<html>"), MtsLinkError::Malformed(_)));
+    }
+
+    #[test]
+    fn conversion_jobs_are_read_in_every_documented_shape() {
+        let wrapped =
+            Conversion::parse(br#"{"data":{"id":"77","state":"processing","progress":"40%","recordFile":{"id":9}}}"#)
+                .unwrap();
+        assert_eq!(
+            (wrapped.id, wrapped.state.as_str(), wrapped.progress, wrapped.record_id),
+            (77, "processing", Some(40.0), Some(9))
+        );
+        assert!(!wrapped.is_done() && !wrapped.has_failed());
+        let bare = Conversion::parse(
+            br#"{"id":78,"status":"COMPLETED","progress":100,"recordFileId":9,"downloadUrl":"https://cdn/x.mp4"}"#,
+        )
+        .unwrap();
+        assert_eq!((bare.state.as_str(), bare.record_id), ("completed", Some(9)));
+        assert!(bare.is_done());
+        assert!(Conversion::parse(br#"{"id":79,"state":"canceled"}"#).unwrap().has_failed());
+        assert!(matches!(Conversion::parse(br#"{"state":"waiting"}"#), Err(MtsLinkError::Malformed(_))));
+        let records: Vec<RecordFile> = serde_json::from_slice(
+            br#"[{"id":"5","name":"r","createAt":"2026-10-30T19:00:00+03:00","typeFile":"record","eventSession":{"id":1200}},
+                 {"id":6,"typeFile":"ConvertedRecord","eventSession":null}]"#,
+        )
+        .unwrap();
+        assert_eq!((records[0].id, records[0].event_session.as_ref().map(|s| s.id)), (5, Some(1200)));
+        assert_eq!(records[1].event_session, None);
     }
 }

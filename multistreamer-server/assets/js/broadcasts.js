@@ -44,8 +44,8 @@ export async function broadcastsSection(stream) {
       auto.addEventListener("change", async () => { try { await api("PATCH", `/api/broadcasts/${b.id}`, { auto_live: auto.checked }); } catch (e) { alert(e.message); } await refresh(); });
       const ingest = el("button", { class: "small bc-ingest", type: "button", hidden: b.platform !== "mtslink" }, b.destination_id ? "Room RTMP URL…" : "Set room RTMP URL…");
       // after the webinar: its whole chat through the API, as a capture (YouTube's only live)
-      const chatAfter = el("button", { class: "small bc-chat-capture", type: "button", hidden: b.platform !== "mtslink", title: "Read the session's whole chat through the API into a capture (Webinar capture card)" }, "Chat → capture");
-      busy(chatAfter, "Reading…", () => api("POST", `/api/broadcasts/${b.id}/chat-capture`, {}));
+      const chatAfter = el("button", { class: "small bc-chat-capture", type: "button", hidden: b.platform !== "mtslink", title: "Build a capture from the session through the API: its whole chat, and the presenter's video that webinar.ru converts from the session's recording (Webinar capture card)" }, "After the webinar → capture");
+      busy(chatAfter, "Fetching…", () => api("POST", `/api/broadcasts/${b.id}/chat-capture`, {}));
       ingest.addEventListener("click", async () => {
         const url = prompt(ROOM_HELP, "");
         if (url) { try { await api("PATCH", `/api/broadcasts/${b.id}`, { ingest_url: url }); } catch (e) { alert(e.message); } await refresh(); }

@@ -12,7 +12,11 @@ export async function capturesSection(stream) {
   const rows = el("tbody", { id: "capture-list" });
   const broadcasts = await api("GET", `/api/streams/${id}/broadcasts`).catch(() => []);
   let last = null;
-  const extra = (c) => (c.state === "running" || c.state === "stopping") ? ` · ${c.presenter_fps.toFixed(1)} fps · ${fmtDuration(c.duration_ms)}` : "";
+  const fetchInfo = (f) => f.state === "waiting_for_account" ? " · webinar.ru is converting another record of the account: waiting"
+    : f.state === "downloading" ? ` · downloading the presenter video (${fmtBytes(f.bytes)})`
+    : ` · webinar.ru is converting the presenter video${f.percent != null ? ` (${f.percent.toFixed(0)} %)` : ""}`;
+  const extra = (c) => c.fetch ? fetchInfo(c.fetch)
+    : (c.state === "running" || c.state === "stopping") ? ` · ${c.presenter_fps.toFixed(1)} fps · ${fmtDuration(c.duration_ms)}` : "";
   const renderInfo = (r) => !r ? "" : r.state === "running" ? `rendering ${r.percent.toFixed(0)} % · ${r.speed.toFixed(2)}× · ETA ${r.eta_s} s`
     : r.state === "failed" ? `render failed: ${r.error}` : "";
   const refresh = async () => {
@@ -20,6 +24,7 @@ export async function capturesSection(stream) {
     // rows are rebuilt only when their shape changes; counters are updated in place, so a
     // button is never replaced under the pointer
     const shape = JSON.stringify(list.map((c) => [c.id, c.state, c.error, c.files.map((f) => f.name), c.render && [c.render.state, c.render.recording_id]]));
+    // (a capture converting after the fact changes shape when it ends: its state changes)
     if (shape === last) {
       for (const c of list) {
         const tr = rows.querySelector(`tr[data-capture-id="${c.id}"]`);
@@ -38,7 +43,7 @@ export async function capturesSection(stream) {
         b.addEventListener("click", async () => { b.disabled = true; try { await fn(); } catch (e) { alert(e.message); } b.disabled = false; last = null; await refresh(); });
         return b;
       };
-      const running = c.state === "running" || c.state === "stopping";
+      const running = c.state === "running" || c.state === "stopping" || c.state === "converting";
       const layout = el("select", { class: "cap-layout" }, el("option", { value: "side" }, "side"), el("option", { value: "overlay" }, "overlay"));
       const size = el("select", { class: "cap-size" }, ["1920x1080", "1280x720", "854x480"].map((v) => el("option", { value: v }, v)));
       const r = c.render;
@@ -49,7 +54,7 @@ export async function capturesSection(stream) {
           el("span", { class: "cap-extra" }, extra(c))),
         el("td", {}, ...c.files.map((f) => el("a", { class: "cap-file", href: f.url, download: "" }, `${f.name} (${fmtBytes(f.bytes)})`)).flatMap((a) => [a, " "])),
         el("td", {},
-          running ? act("Stop", "cap-stop", () => api("POST", `/api/captures/${c.id}/stop`, {})) : "",
+          running ? act(c.state === "converting" ? "Stop waiting" : "Stop", "cap-stop", () => api("POST", `/api/captures/${c.id}/stop`, {})) : "",
           !running ? layout : "", !running ? size : "",
           !running ? act("Render", "cap-render", () => api("POST", `/api/captures/${c.id}/render`, { layout: layout.value, size: size.value })) : "",
           el("span", { class: "muted cap-render-status" }, renderInfo(r)),
@@ -86,7 +91,7 @@ export async function capturesSection(stream) {
   await refresh();
   every(2000, () => refresh().catch(() => {}));
   return el("section", { id: "captures" }, el("h2", {}, "Webinar capture"),
-    el("p", { class: "muted" }, "Opens the room in a browser on this server and keeps its chat (as text, with times) and the presenter window (as video). Afterwards, Render puts them beside the stream's recording of the same time, in one MP4 — record the stream while capturing. The chat can also be read through a broadcast's platform API; after a webinar.ru session, its whole chat can be fetched from the broadcast's row (Chat → capture). YouTube's chat is only complete when read live."),
+    el("p", { class: "muted" }, "Opens the room in a browser on this server and keeps its chat (as text, with times) and the presenter window (as video). Afterwards, Render puts them beside the stream's recording of the same time, in one MP4 — record the stream while capturing. The chat can also be read through a broadcast's platform API; after a webinar.ru session, its whole chat and the presenter's video (converted by webinar.ru from the session's recording) can be fetched from the broadcast's row (After the webinar → capture). YouTube's chat is only complete when read live."),
     el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, el("tr", {}, ["Capture", "State", "So far", "Files", ""].map((h) => el("th", {}, h)))), rows)),
     form);
 }

@@ -69,6 +69,7 @@ pub(super) async fn capture_view(state: &AppState, c: &CaptureRow) -> CaptureVie
         presenter_frames: frames,
         presenter_fps: live.as_ref().map_or(0.0, |s| s.presenter_fps),
         render: crate::sync::lock(&state.renders).get(&c.id).cloned(),
+        fetch: crate::sync::lock(&state.fetches).get(&c.id).map(|f| f.status.clone()),
         duration_ms: live.as_ref().map_or_else(
             || (c.ended_at.unwrap_or(c.started_at) - c.started_at).max(0) as u64 * 1000,
             |s| s.duration_ms,
@@ -187,6 +188,12 @@ pub(super) async fn stop_capture(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<CaptureView>, AppError> {
     let c = load(&state, id).await?;
+    let fetching = crate::sync::lock(&state.fetches).get(&id).map(|f| f.cancel.clone());
+    if let Some(cancel) = fetching {
+        // after the fact: stop waiting for the platform's video (the chat is kept)
+        cancel.cancel();
+        return Ok(Json(capture_view(&state, &c).await));
+    }
     db::stop_capture(&state.db, id).await?;
     // returns once the job is stopping; its files close in the background
     state.engine.sync_stream(c.stream_id).await?;
@@ -200,7 +207,7 @@ pub(super) async fn delete_capture(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, AppError> {
     let c = load(&state, id).await?;
-    if matches!(c.state.as_str(), "running" | "stopping") || state.engine.capture_stats(id).is_some() {
+    if matches!(c.state.as_str(), "running" | "stopping" | "converting") || state.engine.capture_stats(id).is_some() {
         return Err(AppError::new(ErrorKind::FailedPrecondition, "the capture is running; stop it first"));
     }
     match tokio::fs::remove_dir_all(&c.dir).await {
@@ -241,13 +248,63 @@ pub(super) async fn capture_file(
     Ok(response)
 }
 
-/// After the webinar: a capture of an MTS Link broadcast's chat, read whole through the API
-/// (YouTube's chat can only be captured live).
+/// Where fetching an after-the-fact capture's presenter video from the platform stands.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FetchStatus {
+    /// `waiting_for_account` (the account converts another record), `converting`,
+    /// `downloading`.
+    pub state: String,
+    pub conversion_id: Option<u64>,
+    pub percent: Option<f64>,
+    pub bytes: u64,
+}
+
+/// A presenter video being fetched from the platform, and how to stop waiting for it.
+#[derive(Debug)]
+pub struct Fetch {
+    pub status: FetchStatus,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+/// Presenter videos being fetched, by capture id.
+pub type Fetches = std::sync::Mutex<std::collections::HashMap<i64, Fetch>>;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct AfterBody {
+    /// Order the presenter's video from the session's recording (default true).
+    presenter: Option<bool>,
+    /// Its quality: `720` (default) or `1080`.
+    quality: Option<String>,
+}
+
+/// The capture's span in the database: the webinar's, from the manifest (seconds).
+async fn store_span(state: &AppState, id: i64, m: &multistreamer_core::capture::manifest::Manifest) {
+    use multistreamer_core::clock::parse_rfc3339_millis;
+    let Some(started) = parse_rfc3339_millis(&m.started_at) else { return };
+    let ended = m.ended_at.as_deref().and_then(parse_rfc3339_millis).unwrap_or(started);
+    let span = (started.div_euclid(1000), (ended + 999).div_euclid(1000));
+    if let Err(e) = db::set_capture_span(&state.db, id, span.0, span.1).await {
+        tracing::warn!(capture = id, error = %e, "storing the capture's span");
+    }
+}
+
+/// After the webinar: a capture of an MTS Link broadcast built through the API — its whole
+/// chat at once, then (unless `presenter: false`) the presenter's video, converted by the
+/// platform from the session's recording, in the background (state `converting`).
+/// YouTube's chat can only be captured live.
 pub(super) async fn capture_chat_after(
     State(state): State<AppState>,
     _auth: Auth,
     ApiPath(bid): ApiPath<i64>,
+    ApiJson(body): ApiJson<AfterBody>,
 ) -> Result<(StatusCode, Json<CaptureView>), AppError> {
+    use multistreamer_core::capture::CaptureError;
+    use multistreamer_core::capture::after::{AfterOptions, FetchProgress, from_mtslink_session};
+    let quality = body.quality.as_deref().unwrap_or("720").trim().to_string();
+    if !["360", "480", "720", "1080"].contains(&quality.as_str()) {
+        return Err(AppError::invalid("quality", "360, 480, 720 or 1080"));
+    }
     let b = db::broadcast(&state.db, bid).await?.ok_or_else(|| AppError::not_found("broadcast"))?;
     let (_, account) = state.platforms.account(b.platform_id).await?;
     let crate::platforms::Account::MtsLink(client) = account else {
@@ -260,14 +317,14 @@ pub(super) async fn capture_chat_after(
     let row = CaptureRow {
         id: 0,
         stream_id: b.stream_id,
-        name: format!("{} (chat after the webinar)", b.title),
+        name: format!("{} (after the webinar)", b.title),
         url_masked: format!("mtslink:session/{session}"),
         sealed_url: String::new(),
         profile: "mtslink".into(),
         options: "{}".into(),
         broadcast_id: Some(b.id),
         dir: String::new(),
-        state: "finished".into(),
+        state: "converting".into(),
         error: None,
         chat_messages: 0,
         presenter_frames: 0,
@@ -284,20 +341,86 @@ pub(super) async fn capture_chat_after(
     )
     .await?;
     let c = load(&state, cid).await?;
-    let built = multistreamer_core::capture::after::from_mtslink_session(
-        &client,
-        session,
-        std::path::Path::new(&c.dir),
-        &c.name,
-    )
-    .await;
-    match built {
-        Ok(m) => db::finish_capture(&state.db, cid, "finished", None, m.counters.chat_messages, 0).await?,
+    let o = AfterOptions {
+        name: c.name.clone(),
+        presenter: body.presenter.unwrap_or(true),
+        quality,
+        ..AfterOptions::default()
+    };
+    let mut built = match from_mtslink_session(&client, session, std::path::Path::new(&c.dir), &o).await {
+        Ok(built) => built,
         Err(e) => {
             db::finish_capture(&state.db, cid, "failed", Some(&e.to_string()), 0, 0).await?;
-            return Err(AppError::platform(true, e.to_string(), None));
+            let refused =
+                matches!(&e, CaptureError::MtsLink(m) if m.kind() == multistreamer_core::error::ErrorKind::Rejected);
+            return Err(AppError::platform(!refused, e.to_string(), None));
         }
+    };
+    store_span(&state, cid, &built.manifest).await;
+    let chat = built.manifest.counters.chat_messages;
+    let notes = |extra: Option<String>| {
+        let all: Vec<String> = built.notes.iter().cloned().chain(extra).collect();
+        (!all.is_empty()).then(|| all.join("; "))
+    };
+    if built.record.is_none() {
+        db::finish_capture(&state.db, cid, "finished", notes(None).as_deref(), chat, 0).await?;
+        let c = load(&state, cid).await?;
+        return Ok((StatusCode::CREATED, Json(capture_view(&state, &c).await)));
     }
+    db::finish_capture(&state.db, cid, "converting", notes(None).as_deref(), chat, 0).await?;
+    // a server that shuts down stops waiting (the capture is closed at the next start)
+    let cancel = state.shutdown.child_token();
+    let status = FetchStatus { state: "converting".into(), conversion_id: None, percent: None, bytes: 0 };
+    crate::sync::lock(&state.fetches).insert(cid, Fetch { status, cancel: cancel.clone() });
+    let st = state.clone();
+    tokio::spawn(async move {
+        let fetched = built
+            .fetch_presenter(&client, &o, &cancel, |p| {
+                if let Some(f) = crate::sync::lock(&st.fetches).get_mut(&cid) {
+                    f.status = match p {
+                        FetchProgress::WaitingForAccount { current } => FetchStatus {
+                            state: "waiting_for_account".into(),
+                            conversion_id: *current,
+                            percent: None,
+                            bytes: 0,
+                        },
+                        FetchProgress::Converting { id, percent, .. } => FetchStatus {
+                            state: "converting".into(),
+                            conversion_id: Some(*id),
+                            percent: *percent,
+                            bytes: 0,
+                        },
+                        FetchProgress::Downloading { bytes } => {
+                            FetchStatus { state: "downloading".into(), bytes: *bytes, ..f.status.clone() }
+                        }
+                    };
+                }
+            })
+            .await;
+        crate::sync::lock(&st.fetches).remove(&cid);
+        if st.shutdown.is_cancelled() {
+            return;
+        }
+        let chat = built.manifest.counters.chat_messages;
+        let (frames, note) = match fetched {
+            Ok(()) => {
+                store_span(&st, cid, &built.manifest).await;
+                (built.manifest.counters.presenter_frames, None)
+            }
+            Err(CaptureError::Stopped) => {
+                (0, Some("no presenter video: stopped before the platform had it ready".into()))
+            }
+            Err(e) => {
+                tracing::warn!(capture = cid, error = %e, "presenter video from the platform");
+                (0, Some(format!("no presenter video: {e}")))
+            }
+        };
+        let all: Vec<String> = built.notes.iter().cloned().chain(note).collect();
+        let error = (!all.is_empty()).then(|| all.join("; "));
+        if let Err(e) = db::finish_capture(&st.db, cid, "finished", error.as_deref(), chat, frames).await {
+            tracing::warn!(capture = cid, error = %e, "closing the capture");
+        }
+    });
     let c = load(&state, cid).await?;
     Ok((StatusCode::CREATED, Json(capture_view(&state, &c).await)))
 }
@@ -349,7 +472,7 @@ pub(super) async fn render_capture(
 ) -> Result<(StatusCode, Json<CaptureView>), AppError> {
     use multistreamer_core::render::{LayoutKind, RenderOptions, render};
     let c = load(&state, id).await?;
-    if matches!(c.state.as_str(), "running" | "stopping") {
+    if matches!(c.state.as_str(), "running" | "stopping" | "converting") {
         return Err(AppError::new(ErrorKind::FailedPrecondition, "the capture is still running; stop it first"));
     }
     if crate::sync::lock(&state.renders).get(&id).is_some_and(|r| r.state == "running") {

@@ -10,7 +10,7 @@ mod streams;
 mod system;
 mod views;
 
-pub use self::captures::Renders;
+pub use self::captures::{Fetches, Renders};
 pub use self::hls::TokenMap;
 pub(crate) use self::streams::validate_rendition;
 

@@ -153,7 +153,8 @@ pub struct CaptureView {
     /// The page, its query's values masked.
     pub url: String,
     pub profile: String,
-    /// `running`, `stopping` (closing its files), `finished` or `failed`.
+    /// `running`, `stopping` (closing its files), `converting` (after the fact: the
+    /// platform prepares the presenter video), `finished` or `failed`.
     pub state: String,
     pub error: Option<String>,
     /// While running: the last problem met (a page that did not open, …).
@@ -167,6 +168,8 @@ pub struct CaptureView {
     pub files: Vec<CaptureFileView>,
     /// The last render of this capture since the server started.
     pub render: Option<super::captures::RenderStatus>,
+    /// After the fact, while `converting`: the platform's progress.
+    pub fetch: Option<super::captures::FetchStatus>,
 }
 
 #[derive(Debug, Serialize)]

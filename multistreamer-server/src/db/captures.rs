@@ -17,7 +17,7 @@ pub struct CaptureRow {
     pub options: String,
     pub broadcast_id: Option<i64>,
     pub dir: String,
-    /// `running`, `stopping`, `finished` or `failed`.
+    /// `running`, `stopping`, `converting` (after the fact), `finished` or `failed`.
     pub state: String,
     pub error: Option<String>,
     pub chat_messages: i64,
@@ -145,12 +145,35 @@ pub async fn delete_capture(db: &Db, id: i64) -> Result<bool, AppError> {
     Ok(sqlx::query("DELETE FROM captures WHERE id = ?").bind(id).execute(db).await?.rows_affected() > 0)
 }
 
-/// Captures left `running` by a server that stopped: they ended then.
+/// Captures left `running` by a server that stopped: they ended then. One that waited for
+/// a platform's presenter video keeps its chat and says the video did not come.
 pub async fn close_stale_captures(db: &Db) -> Result<(), AppError> {
     sqlx::query(
         "UPDATE captures SET state = 'finished', ended_at = COALESCE(ended_at, ?) WHERE state IN ('running', 'stopping')",
     )
-        .bind(now())
+    .bind(now())
+    .execute(db)
+    .await?;
+    let note = "no presenter video: the server stopped before the platform had it ready (fetch again)";
+    sqlx::query(
+        "UPDATE captures SET state = 'finished', ended_at = COALESCE(ended_at, ?), \
+         error = CASE WHEN error IS NULL THEN ? ELSE error || '; ' || ? END WHERE state = 'converting'",
+    )
+    .bind(now())
+    .bind(note)
+    .bind(note)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The capture's span (seconds): an after-the-fact capture covers the webinar, not the
+/// moment it was built.
+pub async fn set_capture_span(db: &Db, id: i64, started_at: i64, ended_at: i64) -> Result<(), AppError> {
+    sqlx::query("UPDATE captures SET started_at = ?, ended_at = ? WHERE id = ?")
+        .bind(started_at)
+        .bind(ended_at)
+        .bind(id)
         .execute(db)
         .await?;
     Ok(())
