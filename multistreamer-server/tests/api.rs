@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use multistreamer_test_support::*;
 use serde_json::{Value, json};
 
+mod faults;
 mod openapi_check;
 
 static NEXT_SERVER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

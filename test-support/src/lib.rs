@@ -3,6 +3,9 @@
 //! server, and the `multistreamer` binary itself.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_debug_implementations)]
 
+mod faulty_rtmp;
+pub use faulty_rtmp::{Fault, FaultyRtmp};
+
 use std::fs;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};

@@ -190,6 +190,14 @@ impl RtmpSink {
                         ClientSessionEvent::UnhandleableOnStatusCode { code } if is_error_status(&code) => {
                             return Err(RtmpError::Rejected { code, description: String::new() }.into());
                         }
+                        // `_error` to `publish` (sent without a transaction to track): some
+                        // servers refuse a key this way instead of an onStatus
+                        ClientSessionEvent::UnknownTransactionResultReceived { additional_values, .. } => {
+                            if let Some((code, description)) = error_status(&additional_values) {
+                                return Err(RtmpError::Rejected { code, description }.into());
+                            }
+                            debug!("ignored result of an unknown transaction during setup");
+                        }
                         other => debug!(?other, "ignored event during setup"),
                     }
                 }
@@ -261,6 +269,21 @@ fn handshake_err(e: RtmpError) -> Error {
 
 fn is_error_status(code: &str) -> bool {
     ["Failed", "BadName", "Rejected", "Error", "Unauthorized", "Denied"].iter().any(|w| code.contains(w))
+}
+
+/// The code and description of a status object that reports an error (`level` `error`,
+/// or an error code), among a command's arguments.
+fn error_status(values: &[Amf0Value]) -> Option<(String, String)> {
+    values.iter().find_map(|v| {
+        let Amf0Value::Object(props) = v else { return None };
+        let text = |k: &str| match props.get(k) {
+            Some(Amf0Value::Utf8String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let (level, code) = (text("level"), text("code"));
+        let failed = matches!(level.as_str(), "error" | "_error") || (!code.is_empty() && is_error_status(&code));
+        failed.then(|| (if code.is_empty() { "_error".into() } else { code }, text("description")))
+    })
 }
 
 /// Splits session results into bytes to send and events.

@@ -1,0 +1,80 @@
+//! Faults the server must contain: destinations that misbehave in every way a remote
+//! ingest can.
+
+use super::*;
+
+/// A stream relayed to nginx-rtmp and to four destinations that misbehave: one accepts TCP
+/// and never answers the handshake, one refuses the publish, one resets the connection
+/// after 200 KB, one reads at 1 kbit/s. Each shows its own reason in the API and keeps
+/// retrying; the good destination gets the stream bit-exact from the first keyframe to the
+/// end, and the publisher is never disturbed.
+#[test]
+fn misbehaving_destinations_are_isolated_and_each_shows_its_reason() {
+    let tmp = TempDir::new("server-faulty-destinations");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 60, "640x360");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    let faults = [
+        ("silent", FaultyRtmp::start(Fault::SilentHandshake)),
+        ("refusing", FaultyRtmp::start(Fault::RefusePublish)),
+        ("resetting", FaultyRtmp::start(Fault::ResetAfter(200_000))),
+        ("trickle", FaultyRtmp::start(Fault::Slow(125))),
+    ];
+    let server = Server::start(tmp.path());
+    let admin = Client::login(server.http, "first-password-1");
+    let stream = admin.post("/api/streams", json!({"name": "faults"})).json();
+    let id = stream["id"].as_i64().unwrap();
+    let good = format!("rtmp://127.0.0.1:{}/app/good", nginx.port);
+    let mut dests = vec![("good".to_string(), good)];
+    dests.extend(faults.iter().map(|(name, f)| (name.to_string(), f.url(name))));
+    for (name, url) in &dests {
+        let r = admin.post(&format!("/api/streams/{id}/destinations"), json!({"name": name, "url": url}));
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let mut ff = publish(&clip, stream["rtmp_url"].as_str().unwrap());
+
+    // every destination's reason, while the stream runs
+    let want: [(&str, &[&str]); 4] = [
+        ("silent", &["timed out", "timeout"]),
+        ("refusing", &["BadName", "refused"]),
+        ("resetting", &["reset", "closed", "broken pipe"]),
+        ("trickle", &["stalled", "keep up"]),
+    ];
+    let mut seen: std::collections::BTreeMap<String, String> = Default::default();
+    let deadline = Instant::now() + Duration::from_secs(58);
+    while seen.len() < want.len() {
+        let s = admin.get(&format!("/api/streams/{id}")).json();
+        for d in s["destinations"].as_array().unwrap() {
+            let name = d["name"].as_str().unwrap();
+            let err = d["last_error"].as_str().unwrap_or("").to_string();
+            if let Some((_, words)) = want.iter().find(|(n, _)| *n == name)
+                && words.iter().any(|w| err.to_lowercase().contains(&w.to_lowercase()))
+            {
+                seen.insert(name.to_string(), err);
+            }
+            if name == "good" {
+                assert_eq!(d["last_error"], Value::Null, "the good destination met an error: {d}");
+            }
+        }
+        assert!(Instant::now() < deadline, "reasons seen so far: {seen:?}; the stream: {s}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eprintln!("reasons: {seen:#?}");
+    assert!(faults.iter().all(|(_, f)| f.connections.load(std::sync::atomic::Ordering::Relaxed) >= 1));
+    assert!(
+        faults[2].1.connections.load(std::sync::atomic::Ordering::Relaxed) >= 2,
+        "the resetting destination is retried"
+    );
+
+    let st = wait_child(&mut ff, Duration::from_secs(90)).expect("the publisher finished");
+    assert!(st.success(), "the publisher was disturbed");
+    // the good destination: the whole stream, bit-exact
+    std::thread::sleep(Duration::from_secs(2));
+    let rec = nginx.recordings_of("good");
+    assert_eq!(rec.len(), 1, "one uninterrupted publish: {rec:?}");
+    let (sent, got) = (packet_hashes(&clip, "v"), packet_hashes(&rec[0], "v"));
+    assert!(find_run(&sent, &got).is_some(), "the good destination got a clean run");
+    assert!(got.len() + 30 >= sent.len(), "{} of {} video packets reached the good destination", got.len(), sent.len());
+    assert_eq!(packet_hashes(&rec[0], "a").len(), packet_hashes(&clip, "a").len(), "all the audio");
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
