@@ -33,10 +33,16 @@ impl Server {
 
     /// Starts the server with more flags.
     fn start_with(dir: &Path, extra: &[String]) -> Server {
+        Server::start_in(dir, extra, Command::new(env!("CARGO_BIN_EXE_multistreamer-server")))
+    }
+
+    /// Starts the server through `command` (the binary itself, or a wrapper that ends by
+    /// running it with the arguments it is given).
+    fn start_in(dir: &Path, extra: &[String], mut command: Command) -> Server {
         let nonce = NEXT_SERVER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let out = dir.join(format!("server-{nonce}.out"));
         let log = dir.join(format!("server-{nonce}.log"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_multistreamer-server"))
+        let mut child = command
             .arg("--data-dir")
             .arg(dir.join("data"))
             .args(["--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--rtsp", "127.0.0.1:0"])

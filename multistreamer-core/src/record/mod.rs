@@ -17,6 +17,7 @@
 mod error;
 mod raw;
 mod remux;
+pub mod trim;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{RecordOptions, RecordedFile, Recorder, RecordingStats, apply_retention, tracks_changed};
 use crate::error::Result;
@@ -32,6 +32,8 @@ struct OpenFile {
     first: Option<Timestamp>,
     last: Option<Timestamp>,
     video_frames: u64,
+    /// A write failed: the file may end inside a fragment.
+    failed: bool,
 }
 
 /// Writes the stream's packets unchanged; see the module documentation.
@@ -80,7 +82,7 @@ impl RemuxRecorder {
         info!(path = %path.display(), "recording to a new file");
         self.stats.file_opened(path.clone());
         apply_retention(&self.options, "mp4", Some(&path));
-        self.file = Some(OpenFile { writer, path, first: None, last: None, video_frames: 0 });
+        self.file = Some(OpenFile { writer, path, first: None, last: None, video_frames: 0, failed: false });
         Ok(())
     }
 
@@ -91,8 +93,19 @@ impl RemuxRecorder {
             (Some(a), Some(b)) => Duration::from_millis((b.as_millis() - a.as_millis()).max(0) as u64),
             _ => Duration::ZERO,
         };
-        let done =
-            RecordedFile { bytes: f.writer.bytes_written(), path: f.path, duration, video_frames: f.video_frames };
+        let mut bytes = f.writer.bytes_written();
+        if result.is_err() || f.failed {
+            // a write failed midway (a full disk): end the file on its last whole fragment
+            match super::trim::trim_incomplete_tail(&f.path) {
+                Ok(Some(len)) => {
+                    warn!(path = %f.path.display(), bytes = len, "cut back to the last complete fragment");
+                    bytes = len;
+                }
+                Ok(None) => {}
+                Err(e) => warn!(path = %f.path.display(), error = %e, "cannot check the file's last fragment"),
+            }
+        }
+        let done = RecordedFile { bytes, path: f.path, duration, video_frames: f.video_frames };
         self.stats.file_done(done.clone());
         self.files.push(done);
         result
@@ -130,7 +143,10 @@ impl RemuxRecorder {
     fn write_packet(&mut self, p: &Packet) -> Result<()> {
         let Some(f) = self.file.as_mut() else { return Ok(()) };
         let before = f.writer.bytes_written();
-        f.writer.write_packet(p)?;
+        if let Err(e) = f.writer.write_packet(p) {
+            f.failed = true;
+            return Err(e);
+        }
         f.first.get_or_insert(p.dts);
         f.last = Some(f.last.map_or(p.dts, |l| l.max(p.dts)));
         if p.kind == TrackKind::Video {

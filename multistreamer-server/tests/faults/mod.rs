@@ -78,3 +78,71 @@ fn misbehaving_destinations_are_isolated_and_each_shows_its_reason() {
     assert_eq!(packet_hashes(&rec[0], "a").len(), packet_hashes(&clip, "a").len(), "all the audio");
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+/// The server in its own mount namespace, its recordings directory a tmpfs of `mb` MB.
+fn server_with_small_disk(dir: &Path, mb: u32) -> Server {
+    let recordings = dir.join("data").join("recordings");
+    std::fs::create_dir_all(&recordings).unwrap();
+    let mut wrapper = Command::new("unshare");
+    wrapper.args(["--mount", "--propagation", "private", "sh", "-c"]);
+    wrapper.arg(format!("mount -t tmpfs -o size={mb}m tmpfs \"$0\" && exec \"$@\""));
+    wrapper.arg(&recordings).arg(env!("CARGO_BIN_EXE_multistreamer-server"));
+    Server::start_in(dir, &[], wrapper)
+}
+
+/// The disk fills up while the original is recorded: the recording stops with a clear
+/// error in the API, what it wrote is playable (cut back to its last whole fragment, no
+/// damaged frame at the end), and the relay carries on to the end.
+#[test]
+fn a_full_disk_stops_the_recording_with_a_clear_error_and_the_relay_carries_on() {
+    let tmp = TempDir::new("server-disk-full");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 20, "640x360");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    let server = server_with_small_disk(tmp.path(), 2);
+    let admin = Client::login(server.http, "first-password-1");
+    let stream = admin.post("/api/streams", json!({"name": "full"})).json();
+    let id = stream["id"].as_i64().unwrap();
+    let url = format!("rtmp://127.0.0.1:{}/app/full", nginx.port);
+    assert_eq!(admin.post(&format!("/api/streams/{id}/destinations"), json!({"name": "n", "url": url})).status, 201);
+    let r = admin.request("PATCH", &format!("/api/streams/{id}"), Some(&json!({"record_mode": "original"})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut ff = publish(&clip, stream["rtmp_url"].as_str().unwrap());
+
+    // the clip is ~2.2 Mb/s: 2 MB fill in a few seconds
+    let failed = wait_json(&admin, &format!("/api/streams/{id}"), 30, |s| !s["recording"]["error"].is_null());
+    let error = failed["recording"]["error"].as_str().unwrap().to_string();
+    eprintln!("recording error: {error}");
+    assert!(error.to_lowercase().contains("no space"), "{failed}");
+    assert_eq!(failed["recording"]["active"], json!(false), "{failed}");
+    assert_eq!(failed["destinations"][0]["state"], json!("live"), "{failed}");
+    let list = admin.get("/api/recordings").json();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["recording"], json!(false), "closed: {list}");
+
+    assert!(wait_child(&mut ff, Duration::from_secs(60)).is_some_and(|s| s.success()), "the publisher was disturbed");
+    std::thread::sleep(Duration::from_secs(2));
+    // the relay: the whole stream, bit-exact
+    let rec = nginx.recordings_of("full");
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    let (sent, got) = (packet_hashes(&clip, "v"), packet_hashes(&rec[0], "v"));
+    assert!(find_run(&sent, &got).is_some() && got.len() + 30 >= sent.len(), "{} of {}", got.len(), sent.len());
+    // the recording: what fitted, playable, the clip's own packets
+    let path = std::path::PathBuf::from(list[0]["path"].as_str().unwrap_or_default());
+    let (status, _, file) = admin.download(list[0]["download_url"].as_str().unwrap(), None);
+    assert_eq!(status, 200);
+    let local = tmp.join("partial.mp4");
+    std::fs::write(&local, &file).unwrap();
+    let (frames, errors) = decode_video(&local);
+    assert!(
+        frames.len() >= 60,
+        "{} frames decoded from {} ({} bytes): {errors}",
+        frames.len(),
+        path.display(),
+        file.len()
+    );
+    let kept = packet_hashes(&local, "v");
+    assert!(find_run(&sent, &kept).is_some(), "the recording holds the clip's packets, the last one whole");
+    assert!(errors.trim().is_empty(), "decoding the recording: {errors}");
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
