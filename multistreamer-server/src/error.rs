@@ -27,6 +27,9 @@ pub enum ErrorKind {
     PlatformRefused,
     /// A platform failed or could not be reached.
     PlatformUnavailable,
+    /// The database is busy (locked by another process) or cannot be written (a read-only
+    /// or full data directory); the live engine carries on. Try again.
+    Unavailable,
     Internal,
 }
 
@@ -71,7 +74,30 @@ impl std::fmt::Display for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> AppError {
-        AppError::internal(format!("database: {e}"))
+        // SQLite's primary result code (the low byte of an extended one)
+        let code = e.as_database_error().and_then(|d| d.code()).and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
+        let unavailable = |message: String| {
+            tracing::warn!(error = %e, "database");
+            AppError::new(ErrorKind::Unavailable, message)
+        };
+        match (code, &e) {
+            // SQLITE_BUSY, SQLITE_LOCKED
+            (Some(5 | 6), _) | (_, sqlx::Error::PoolTimedOut) => {
+                unavailable("the database is busy (another process holds a lock on it); try again".into())
+            }
+            // SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_READONLY
+            (Some(code @ (8 | 10 | 13 | 14)), _) => {
+                let why = match code {
+                    8 => "it is read-only",
+                    13 => "its disk is full",
+                    _ => "a disk error",
+                };
+                unavailable(format!(
+                    "the database cannot be written ({why}): check the data directory; streams keep running"
+                ))
+            }
+            _ => AppError::internal(format!("database: {e}")),
+        }
     }
 }
 
@@ -87,6 +113,7 @@ fn status(kind: ErrorKind) -> (StatusCode, &'static str) {
         ErrorKind::FailedPrecondition => (StatusCode::CONFLICT, "failed_precondition"),
         ErrorKind::PlatformRefused => (StatusCode::UNPROCESSABLE_ENTITY, "platform_refused"),
         ErrorKind::PlatformUnavailable => (StatusCode::BAD_GATEWAY, "platform_unavailable"),
+        ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -103,6 +130,10 @@ impl IntoResponse for AppError {
         let body = json!({
             "error": { "code": name, "message": message, "field": self.field, "platform_reason": self.platform_reason }
         });
-        (code, Json(body)).into_response()
+        let mut response = (code, Json(body)).into_response();
+        if self.kind == ErrorKind::Unavailable {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+        }
+        response
     }
 }

@@ -276,6 +276,12 @@ async fn run(args: Args) -> Result<(), AppError> {
     tokio::fs::create_dir_all(&args.data_dir)
         .await
         .map_err(|e| AppError::internal(format!("cannot create data directory {}: {e}", args.data_dir.display())))?;
+    // a data directory that cannot be written is said plainly, before SQLite's own words
+    let probe = args.data_dir.join(".write-test");
+    tokio::fs::write(&probe, b"").await.map_err(|e| {
+        AppError::internal(format!("the data directory {} cannot be written: {e}", args.data_dir.display()))
+    })?;
+    let _ = tokio::fs::remove_file(&probe).await;
     let db_path = args.data_dir.join("multistreamer.db");
     let db = db::open(&db_path).await?;
     let first_login = bootstrap_admin(&db).await?;

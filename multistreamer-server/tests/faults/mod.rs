@@ -146,3 +146,116 @@ fn a_full_disk_stops_the_recording_with_a_clear_error_and_the_relay_carries_on()
     assert!(errors.trim().is_empty(), "decoding the recording: {errors}");
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+/// Holds an exclusive lock on the SQLite database at `db`, in the mount namespace of
+/// process `pid`, until killed.
+fn lock_database(pid: u32, db: &Path) -> Child {
+    let mut child = Command::new("nsenter")
+        .args(["--target", &pid.to_string(), "--mount", "/usr/bin/python3"])
+        .args([
+            "-c",
+            "import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],isolation_level=None,timeout=30)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\ntime.sleep(600)",
+        ])
+        .arg(db)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = [0u8; 6];
+    child.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
+    assert_eq!(&line, b"locked");
+    child
+}
+
+/// A live stream keeps relaying while its database misbehaves: locked by another process,
+/// then on a full disk. API writes answer 503 with the reason (and
+/// Retry-After) instead of an internal error; reads and the relay carry on; writes work
+/// again once the database does.
+#[test]
+fn a_locked_or_full_database_answers_503_and_the_relay_carries_on() {
+    let tmp = TempDir::new("server-db-faults");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 40, "640x360");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    // the data directory on its own file system, to make it read-only later
+    let data = tmp.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut wrapper = Command::new("unshare");
+    wrapper.args(["--mount", "--propagation", "private", "sh", "-c"]);
+    wrapper.arg("mount -t tmpfs -o size=64m tmpfs \"$0\" && exec \"$@\"");
+    wrapper.arg(&data).arg(env!("CARGO_BIN_EXE_multistreamer-server"));
+    let server = Server::start_in(tmp.path(), &[], wrapper);
+    let admin = Client::login(server.http, "first-password-1");
+    let stream = admin.post("/api/streams", json!({"name": "db"})).json();
+    let id = stream["id"].as_i64().unwrap();
+    let url = format!("rtmp://127.0.0.1:{}/app/db", nginx.port);
+    assert_eq!(admin.post(&format!("/api/streams/{id}/destinations"), json!({"name": "n", "url": url})).status, 201);
+    let mut ff = publish(&clip, stream["rtmp_url"].as_str().unwrap());
+    wait_json(&admin, &format!("/api/streams/{id}"), 20, |s| s["destinations"][0]["state"] == json!("live"));
+    let path = format!("/api/streams/{id}");
+
+    // 1. another process holds the database's write lock
+    let mut lock = lock_database(server.child.id(), &data.join("multistreamer.db"));
+    let r = admin.request("PATCH", &path, Some(&json!({"name": "renamed"})));
+    assert_eq!((r.status, &r.json()["error"]["code"]), (503, &json!("unavailable")), "{}", r.body);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("busy"), "{}", r.body);
+    assert!(r.headers.to_ascii_lowercase().contains("retry-after: 5"), "{}", r.headers);
+    let s = admin.get(&path).json();
+    assert_eq!((&s["name"], &s["destinations"][0]["state"]), (&json!("db"), &json!("live")), "{s}");
+    let _ = lock.kill();
+    let _ = lock.wait();
+    let r = admin.request("PATCH", &path, Some(&json!({"name": "renamed"})));
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // 2. the data directory's disk fills up under the running server
+    let pid = server.child.id().to_string();
+    let in_namespace = |script: &str| {
+        let st = Command::new("nsenter").args(["--target", &pid, "--mount", "sh", "-c", script]).arg(&data).status();
+        assert!(st.unwrap().success(), "{script}");
+    };
+    in_namespace("cat /dev/zero > \"$0/filler\" 2>/dev/null; test -s \"$0/filler\"");
+    let r = admin.request("PATCH", &path, Some(&json!({"name": "full"})));
+    assert_eq!((r.status, &r.json()["error"]["code"]), (503, &json!("unavailable")), "{}", r.body);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("cannot be written"), "{}", r.body);
+    let s = admin.get(&path).json();
+    assert_eq!((&s["name"], &s["destinations"][0]["state"]), (&json!("renamed"), &json!("live")), "{s}");
+    in_namespace("rm \"$0/filler\"");
+    let r = admin.request("PATCH", &path, Some(&json!({"name": "room again"})));
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // the relay never noticed
+    assert!(wait_child(&mut ff, Duration::from_secs(60)).is_some_and(|s| s.success()), "the publisher was disturbed");
+    std::thread::sleep(Duration::from_secs(2));
+    let rec = nginx.recordings_of("db");
+    assert_eq!(rec.len(), 1, "one uninterrupted publish: {rec:?}");
+    let (sent, got) = (packet_hashes(&clip, "v"), packet_hashes(&rec[0], "v"));
+    assert!(find_run(&sent, &got).is_some() && got.len() + 30 >= sent.len(), "{} of {}", got.len(), sent.len());
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+/// A data directory the server cannot write: it says so and exits, without a panic.
+#[test]
+fn a_read_only_data_directory_is_a_clear_error_at_start() {
+    let tmp = TempDir::new("server-db-read-only");
+    let data = tmp.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let log = tmp.join("server.log");
+    let st = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs -o size=8m,ro tmpfs \"$0\" && exec \"$@\"")
+        .arg(&data)
+        .arg(env!("CARGO_BIN_EXE_multistreamer-server"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--rtsp", "127.0.0.1:0"])
+        .env("MULTISTREAMER_ADMIN_PASSWORD", "first-password-1")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!st.success(), "{text}");
+    assert!(text.to_lowercase().contains("read-only"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
