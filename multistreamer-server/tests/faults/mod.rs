@@ -259,3 +259,120 @@ fn a_read_only_data_directory_is_a_clear_error_at_start() {
     assert!(text.to_lowercase().contains("read-only"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
 }
+
+/// A GET as written (no normalisation, no check against the API description): status and
+/// body.
+fn raw_get(port: u16, path: &str, cookie: Option<&str>) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{cookie}\r\n").unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = raw.windows(4).position(|w| w == b"\r\n\r\n").map_or(Vec::new(), |i| raw[i + 4..].to_vec());
+    (status, body)
+}
+
+/// Every (method, path) the router serves, read from the router's source, so a route added
+/// later is covered without editing this test.
+fn routes() -> Vec<(String, String)> {
+    let src = include_str!("../../src/api/mod.rs");
+    let mut out = Vec::new();
+    for chunk in src.split(".route(").skip(1) {
+        let Some(path) = chunk.split('"').nth(1) else { continue };
+        // the handlers, up to the next route
+        for m in ["get", "post", "put", "patch", "delete"] {
+            if chunk.contains(&format!("{m}(")) && !chunk.contains(&format!("_{m}("))
+                || chunk.contains(&format!("routing::{m}("))
+            {
+                out.push((m.to_uppercase(), path.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Hostile requests: every state-changing route refuses a request without the CSRF token
+/// (routes enumerated from the router), and paths that try to leave the served directories
+/// (`..`, encoded, absolute, NUL) get 400/404 and never a file's content.
+#[test]
+fn missing_csrf_and_path_traversal_are_refused_on_every_route() {
+    let tmp = TempDir::new("server-hostile");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 12, "640x360");
+    let server = Server::start(tmp.path());
+    let admin = Client::login(server.http, "first-password-1");
+    let stream = admin.post("/api/streams", json!({"name": "hostile"})).json();
+    let id = stream["id"].as_i64().unwrap();
+
+    let routes = routes();
+    let documented: Value = serde_json::from_str(include_str!("../../assets/openapi.json")).unwrap();
+    let changing: Vec<&(String, String)> = routes.iter().filter(|(m, _)| m != "GET").collect();
+    eprintln!("state-changing routes: {changing:?}");
+    assert!(changing.len() >= 20, "{routes:?}");
+    for (method, path) in &changing {
+        let op = &documented["paths"][path.as_str()][method.to_lowercase()];
+        assert!(op.is_object(), "{method} {path} is served but not documented");
+        if path == "/api/login" {
+            continue; // signs in: no session, no token yet
+        }
+        let concrete = path.replace("{id}", &id.to_string()).replace("{did}", "1").replace("{name}", "capture.json");
+        let no_csrf = Client { csrf: None, ..admin.clone() };
+        let r = no_csrf.request(method, &concrete, Some(&json!({})));
+        assert_eq!(r.status, 403, "{method} {concrete} without the CSRF token: {}", r.body);
+    }
+    assert_eq!(admin.get(&format!("/api/streams/{id}")).json()["name"], json!("hostile"), "nothing changed");
+
+    // a live stream, so that its HLS directory exists
+    let mut ff = publish(&clip, stream["rtmp_url"].as_str().unwrap());
+    let s = wait_json(&admin, &format!("/api/streams/{id}"), 20, |s| {
+        s["hls_variants"][0]["segments"].as_u64().unwrap_or(0) > 0
+    });
+    let play = s["hls_play_path"].as_str().unwrap().trim_end_matches("/index.m3u8").to_string();
+    let cookie = admin.cookie.clone();
+    let (status, body) = raw_get(server.http, &format!("/hls/{id}/source/index.m3u8"), cookie.as_deref());
+    assert_eq!(status, 200, "the real playlist: {}", String::from_utf8_lossy(&body));
+    let secrets: [&[u8]; 4] = [b"root:", b"SQLite format", b"[package]", b"multistreamer_start"];
+    let attempts = [
+        format!("/hls/{id}/source/..%2f..%2f..%2f..%2f..%2fetc%2fpasswd"),
+        format!("/hls/{id}/..%2f..%2f..%2f..%2fetc/passwd"),
+        format!("/hls/{id}/%2e%2e/%2e%2e"),
+        format!("/hls/{id}/source/%2fetc%2fpasswd"),
+        format!("/hls/{id}/source/..%2F..%2F..%2Fmultistreamer.db"),
+        format!("/hls/{id}/source/index.m3u8%00.ts"),
+        format!("/hls/..%2f..%2f{id}/source/index.m3u8"),
+        format!("/hls/{id}/source/....%2f%2f....%2f%2fetc%2fpasswd"),
+        format!("{play}/source/..%2f..%2f..%2fmultistreamer.db"),
+        format!("{play}/..%2f..%2f/etc%2fpasswd"),
+        format!("{play}/source/%2e%2e%2f%2e%2e%2fsecret.key"),
+        "/play/..%2f..%2f..%2fetc/source/passwd".to_string(),
+        "/api/recordings/..%2f..%2fetc%2fpasswd/file".to_string(),
+        "/api/recordings/1%00/file".to_string(),
+        format!("/api/captures/{id}/files/..%2f..%2fmultistreamer.db"),
+        format!("/api/captures/{id}/files/%2fetc%2fpasswd"),
+        "/js/..%2f..%2f..%2fCargo.toml".to_string(),
+        "/js/%2e%2e%2fapp.css".to_string(),
+        "/js/%2fetc%2fpasswd".to_string(),
+        "/../../../../etc/passwd".to_string(),
+        "/%2e%2e/%2e%2e/etc/passwd".to_string(),
+    ];
+    for path in &attempts {
+        for who in [cookie.as_deref(), None] {
+            let (status, body) = raw_get(server.http, path, who);
+            assert!(
+                [400, 401, 404].contains(&status),
+                "{path} (signed in: {}) answered {status}: {}",
+                who.is_some(),
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            );
+            for secret in secrets {
+                assert!(!body.windows(secret.len()).any(|w| w == secret), "{path} leaked a file");
+            }
+        }
+    }
+    let _ = ff.kill();
+    let _ = ff.wait();
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
