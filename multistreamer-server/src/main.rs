@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use multistreamer_core::monitor::{MonitorHandle, spawn_monitor};
+use multistreamer_core::rtmp::RtmpIngestOptions;
 use multistreamer_core::signal::shutdown_signal;
 use multistreamer_core::transcode::TranscodeOptions;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +67,14 @@ struct Cli {
     /// The RTSP ingest URL shown to users, without the key (default: from --rtsp).
     #[arg(long, env = "MULTISTREAMER_PUBLIC_RTSP_URL")]
     public_rtsp_url: Option<String>,
+    /// RTMP connections beyond this many are refused [default: 1024].
+    #[arg(long, env = "MULTISTREAMER_RTMP_MAX_CONNECTIONS")]
+    rtmp_max_connections: Option<usize>,
+    /// RTMP connections from one address that are not publishing yet (handshake, connect)
+    /// beyond this many are refused, so a flood from one host cannot lock publishers out
+    /// [default: 32].
+    #[arg(long, env = "MULTISTREAMER_RTMP_MAX_PENDING_PER_ADDRESS")]
+    rtmp_max_pending_per_address: Option<usize>,
     /// libx264 preset of the streams' ladders: ultrafast … veryslow [default: veryfast].
     /// Faster presets fit more renditions on a machine at some cost in quality per bit.
     #[arg(long, env = "MULTISTREAMER_TRANSCODE_PRESET")]
@@ -105,6 +114,8 @@ struct FileConfig {
     public_rtmp_url: Option<String>,
     rtsp: Option<SocketAddr>,
     public_rtsp_url: Option<String>,
+    rtmp_max_connections: Option<usize>,
+    rtmp_max_pending_per_address: Option<usize>,
     transcode_preset: Option<String>,
     public_url: Option<String>,
     youtube_client_id: Option<String>,
@@ -125,6 +136,7 @@ struct Args {
     public_rtmp_url: Option<String>,
     rtsp: SocketAddr,
     public_rtsp_url: Option<String>,
+    rtmp_limits: RtmpIngestOptions,
     transcode: TranscodeOptions,
     platforms: PlatformConfig,
 }
@@ -166,6 +178,16 @@ impl Cli {
             public_rtmp_url: self.public_rtmp_url.or(file.public_rtmp_url),
             rtsp: self.rtsp.or(file.rtsp).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8554))),
             public_rtsp_url: self.public_rtsp_url.or(file.public_rtsp_url),
+            rtmp_limits: {
+                let mut o = RtmpIngestOptions::default();
+                if let Some(n) = self.rtmp_max_connections.or(file.rtmp_max_connections) {
+                    o.max_connections = n.max(1);
+                }
+                if let Some(n) = self.rtmp_max_pending_per_address.or(file.rtmp_max_pending_per_address) {
+                    o.max_pending_per_address = n.max(1);
+                }
+                o
+            },
             transcode: {
                 let mut t = TranscodeOptions::default();
                 if let Some(p) = self.transcode_preset.or(file.transcode_preset) {
@@ -295,6 +317,7 @@ async fn run(args: Args) -> Result<(), AppError> {
         recordings_dir: args.data_dir.join("recordings"),
         captures_dir: args.data_dir.join("captures"),
         rtsp: Some(args.rtsp),
+        rtmp_limits: args.rtmp_limits.clone(),
     };
     let engine = Engine::start(db.clone(), config, Arc::clone(&platforms), cancel.clone()).await?;
     let monitor = spawn_monitor(Duration::from_secs(1), 300).map_err(|e| AppError::internal(e.to_string()))?;

@@ -5,13 +5,13 @@
 //! [`PublishAuthorizer`] accepts the app and key and the hub has no other publisher for
 //! that stream; anything else is refused with an RTMP error status and a logged reason.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_core::Stream;
@@ -109,6 +109,11 @@ pub struct RtmpIngestOptions {
     pub idle_timeout: Duration,
     /// Connections beyond this many are refused at accept.
     pub max_connections: usize,
+    /// Connections from one address that have not started publishing yet (handshake,
+    /// connect, publish) beyond this many are refused at accept: a host that opens
+    /// connections and never finishes them cannot use up `max_connections` and lock real
+    /// publishers out.
+    pub max_pending_per_address: usize,
     pub guard_limits: GuardLimits,
 }
 
@@ -118,6 +123,7 @@ impl Default for RtmpIngestOptions {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            max_pending_per_address: 32,
             guard_limits: GuardLimits::default(),
         }
     }
@@ -157,6 +163,8 @@ impl RtmpIngest {
     /// Accepts connections until `cancel` fires, then closes all of them and returns.
     pub async fn run(self, cancel: CancellationToken) {
         let mut conns = JoinSet::new();
+        let pending: PendingMap = Arc::default();
+        let mut refusals = Refusals::default();
         loop {
             let accepted = tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -179,9 +187,14 @@ impl RtmpIngest {
                 }
             };
             if conns.len() >= self.options.max_connections {
-                warn!(%peer, "refusing RTMP connection: connection limit reached");
+                refusals.note(peer, "connection limit reached");
                 continue;
             }
+            let Some(pending_slot) = PendingSlot::take(&pending, peer.ip(), self.options.max_pending_per_address)
+            else {
+                refusals.note(peer, "too many unfinished connections from this address");
+                continue;
+            };
             let _ = socket.set_nodelay(true);
             let conn = Connection {
                 peer,
@@ -189,6 +202,7 @@ impl RtmpIngest {
                 auth: self.auth.clone(),
                 options: self.options.clone(),
                 cancel: cancel.child_token(),
+                pending: Some(pending_slot),
             };
             conns.spawn(
                 async move {
@@ -257,6 +271,59 @@ struct Connection {
     auth: Arc<dyn PublishAuthorizer>,
     options: RtmpIngestOptions,
     cancel: CancellationToken,
+    /// Held until the connection publishes (or ends).
+    pending: Option<PendingSlot>,
+}
+
+/// Connections not publishing yet, by address.
+type PendingMap = Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>;
+
+/// One connection's place among its address's unfinished connections; freed on drop.
+struct PendingSlot {
+    map: PendingMap,
+    ip: IpAddr,
+}
+
+impl PendingSlot {
+    fn take(map: &PendingMap, ip: IpAddr, limit: usize) -> Option<PendingSlot> {
+        let mut m = crate::sync::lock(map);
+        let n = m.entry(ip).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(PendingSlot { map: Arc::clone(map), ip })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut m = crate::sync::lock(&self.map);
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Refused connections, logged at most once a second (a flood must not flood the log).
+#[derive(Default)]
+struct Refusals {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl Refusals {
+    fn note(&mut self, peer: SocketAddr, why: &str) {
+        self.since += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            warn!(%peer, refused = self.since, "refusing RTMP connections: {why}");
+            self.last = Some(Instant::now());
+            self.since = 0;
+        }
+    }
 }
 
 /// An ingest connection after the handshake: the socket and the protocol state. Until a
@@ -466,7 +533,7 @@ impl Stream for Session {
 }
 
 impl Connection {
-    async fn run(self, mut socket: TcpStream) -> Result<()> {
+    async fn run(mut self, mut socket: TcpStream) -> Result<()> {
         let mut buf = vec![0u8; 16 * 1024];
         // Handshake
         let mut hs = Handshake::new(PeerType::Server);
@@ -541,6 +608,7 @@ impl Connection {
             }
         };
         // From here on the connection is the publisher's source.
+        drop(self.pending.take());
         publish_source(&mut session, &publisher).await
     }
 

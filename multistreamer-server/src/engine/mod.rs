@@ -147,6 +147,8 @@ pub struct EngineConfig {
     pub captures_dir: PathBuf,
     /// The RTSP push ingest, when it runs.
     pub rtsp: Option<SocketAddr>,
+    /// The RTMP ingest's connection limits.
+    pub rtmp_limits: RtmpIngestOptions,
 }
 
 impl Engine {
@@ -156,14 +158,14 @@ impl Engine {
         platforms: Arc<Platforms>,
         cancel: CancellationToken,
     ) -> Result<Arc<Engine>, AppError> {
-        let EngineConfig { rtmp, app, transcode, recordings_dir, captures_dir, rtsp } = config;
+        let EngineConfig { rtmp, app, transcode, recordings_dir, captures_dir, rtsp, rtmp_limits } = config;
         let app = app.as_str();
         db::close_stale_recordings(&db).await?;
         // a capture cannot continue across a restart (its video would start over): it ended
         db::close_stale_captures(&db).await?;
         let hub = Hub::new(HubOptions::default());
         let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string() });
-        let ingest = RtmpIngest::bind(rtmp, hub.clone(), auth, RtmpIngestOptions::default())
+        let ingest = RtmpIngest::bind(rtmp, hub.clone(), auth, rtmp_limits)
             .await
             .map_err(|e| AppError::internal(e.to_string()))?;
         let rtmp_addr = ingest.local_addr().map_err(|e| AppError::internal(e.to_string()))?;

@@ -376,3 +376,79 @@ fn missing_csrf_and_path_traversal_are_refused_on_every_route() {
     let _ = ff.wait();
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+/// Keeps `count` TCP connections from `source` open to `port` that never send a byte,
+/// reopening each one the server closes, until killed.
+fn connection_flood(source: &str, port: u16, count: usize) -> Child {
+    let script = r#"
+import resource, select, socket, sys, time
+src, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+def dial():
+    s = socket.socket()
+    s.bind((src, 0))
+    s.connect(("127.0.0.1", port))
+    s.setblocking(False)
+    return s
+socks = [dial() for _ in range(count)]
+print("flooding", flush=True)
+reopened = 0
+while True:
+    ready, _, _ = select.select(socks[:1000], [], [], 0.2)
+    ready += select.select(socks[1000:], [], [], 0)[0] if len(socks) > 1000 else []
+    for s in ready:
+        try:
+            gone = s.recv(4096) == b""
+        except OSError:
+            gone = True
+        if gone:
+            s.close()
+            socks[socks.index(s)] = dial()
+            reopened += 1
+"#;
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", script, source, &port.to_string(), &count.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = [0u8; 8];
+    child.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
+    assert_eq!(&line, b"flooding");
+    child
+}
+
+/// 1,100 connections from one host that never finish the RTMP handshake (reopened as soon
+/// as they are closed): the server refuses what is beyond the per-address limit, a real
+/// publisher from another address goes live and reaches its destination bit-exact, the API
+/// answers, and the log is not flooded.
+#[test]
+fn a_connection_flood_from_one_host_does_not_lock_out_a_real_publisher() {
+    let tmp = TempDir::new("server-flood");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 10, "640x360");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    let server = Server::start(tmp.path());
+    let admin = Client::login(server.http, "first-password-1");
+    let stream = admin.post("/api/streams", json!({"name": "flooded"})).json();
+    let id = stream["id"].as_i64().unwrap();
+    let url = format!("rtmp://127.0.0.1:{}/app/flooded", nginx.port);
+    assert_eq!(admin.post(&format!("/api/streams/{id}/destinations"), json!({"name": "n", "url": url})).status, 201);
+
+    let mut flood = connection_flood("127.0.0.2", server.rtmp, 1100);
+    std::thread::sleep(Duration::from_secs(1));
+    publish_to_end(&clip, stream["rtmp_url"].as_str().unwrap());
+    let s = admin.get(&format!("/api/streams/{id}")).json();
+    assert_eq!(s["name"], json!("flooded"), "the API answers during the flood");
+    let _ = flood.kill();
+    let _ = flood.wait();
+    std::thread::sleep(Duration::from_secs(2));
+    let rec = nginx.recordings_of("flooded");
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    assert_same_packets(&rec[0], &clip);
+    let log = server.log();
+    let refusals = log.lines().filter(|l| l.contains("refusing RTMP connections")).count();
+    assert!(refusals >= 1, "the flood was not refused: {log}");
+    assert!(refusals <= 30, "{refusals} refusal lines: the log is flooded");
+    assert!(!log.contains("panicked"), "{log}");
+}
