@@ -11,13 +11,14 @@ RTSP ?= 0.0.0.0:8554
 LISTEN ?= rtmp://0.0.0.0:1935/live
 TO ?=
 
-.PHONY: run relay test deps deps-test build lint fmt bench-relay bench-transcode bench-hls bench-render bench-capture fuzz clean
+.PHONY: run relay test deps deps-test build lint fmt fuzz-api bench-relay bench-transcode bench-hls bench-render bench-capture fuzz clean
 
 deps:
 	@scripts/deps.sh run
 
 deps-test:
 	@scripts/deps.sh test
+	@scripts/api-fuzz-env.sh
 
 build: deps
 	$(CARGO) build --release -p multistreamer-cli -p multistreamer-server
@@ -42,6 +43,11 @@ fmt:
 test: deps-test lint
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
+
+# The HTTP API fuzzed against its OpenAPI description for 30 minutes (make test runs a
+# bounded version).
+fuzz-api: deps-test
+	MULTISTREAMER_API_FUZZ_SECONDS=$${MULTISTREAMER_API_FUZZ_SECONDS:-1800} $(CARGO) test -p multistreamer-server --test api -- --exact faults::the_api_holds_under_schemathesis --nocapture
 
 bench-relay: deps-test
 	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches

@@ -317,6 +317,9 @@ impl MtsLinkClient {
         if token.trim().is_empty() {
             return Err(MtsLinkError::Config("no API token".into()));
         }
+        if !token.trim().bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(MtsLinkError::Config("the API token has characters a header cannot carry".into()));
+        }
         let http = http::client(Duration::from_secs(20)).map_err(|e| MtsLinkError::Config(e.to_string()))?;
         Ok(MtsLinkClient { http, base: base.trim_end_matches('/').to_string(), token: token.trim().to_string() })
     }

@@ -165,6 +165,10 @@ pub(super) async fn connect_mtslink(
     if body.token.trim().is_empty() {
         return Err(AppError::invalid("token", "an API token is required"));
     }
+    // it travels in a header: printable ASCII only
+    if !body.token.trim().bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::invalid("token", "an API token is letters, digits and punctuation (no spaces)"));
+    }
     let id = state.platforms.connect_mtslink(&name, &body.token).await?;
     Ok((StatusCode::CREATED, Json(platform_view(&state, id).await?)))
 }

@@ -452,3 +452,57 @@ fn a_connection_flood_from_one_host_does_not_lock_out_a_real_publisher() {
     assert!(refusals <= 30, "{refusals} refusal lines: the log is flooded");
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// schemathesis (installed by `make deps-test`) fuzzes every operation of the API, signed
+/// in, against `assets/openapi.json`: no 5xx, every status and content type documented,
+/// every JSON body valid against its schema, and no panic in the log. A bounded run here;
+/// `make fuzz-api` runs it for 30 minutes (`MULTISTREAMER_API_FUZZ_SECONDS`).
+#[test]
+fn the_api_holds_under_schemathesis() {
+    let st = std::env::var("MULTISTREAMER_SCHEMATHESIS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/api-fuzz-venv/bin/st"));
+    assert!(st.exists(), "{} is missing: run `make deps-test` (scripts/api-fuzz-env.sh)", st.display());
+    let tmp = TempDir::new("server-schemathesis");
+    let google = FakeGoogle::start("rtmp://127.0.0.1:1/live2", &tmp.join("rec"));
+    let mts = FakeMtsLink::start();
+    assert!(wait_for_port(google.port, Duration::from_secs(10)) && wait_for_port(mts.port, Duration::from_secs(10)));
+    let server = Server::start_with(tmp.path(), &platform_flags(&google, &mts));
+    let admin = Client::login(server.http, "first-password-1");
+    // something for the operations on ids to find
+    let stream = admin.post("/api/streams", json!({"name": "fuzzed"})).json();
+    let id = stream["id"].as_i64().unwrap();
+    let dest = json!({"name": "d", "url": "rtmp://127.0.0.1:1/app/key"});
+    assert_eq!(admin.post(&format!("/api/streams/{id}/destinations"), dest).status, 201);
+    let r = admin.post("/api/platforms/mtslink", json!({"name": "webinar.ru", "token": FakeMtsLink::TOKEN}));
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    let seconds: Option<u64> = std::env::var("MULTISTREAMER_API_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok());
+    let mut cmd = Command::new(&st);
+    cmd.arg("run")
+        .arg(format!("http://127.0.0.1:{}/api/openapi.json", server.http))
+        .args(["-H", &format!("Cookie: {}", admin.cookie.clone().unwrap())])
+        .args(["-H", &format!("X-CSRF-Token: {}", admin.csrf.clone().unwrap())])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        ])
+        // signing out or changing the password ends the run's session; the feeds never end
+        .args(["--exclude-path", "/api/logout", "--exclude-path", "/api/login", "--exclude-path", "/api/password"])
+        .args(["--exclude-path", "/api/streams/{id}/live", "--exclude-path", "/api/system/live"])
+        .args(["--workers", "1", "--seed", "20261202", "--no-color"]);
+    match seconds {
+        Some(s) => cmd.args(["--phases", "coverage,fuzzing,stateful", "--max-time", &s.to_string()]),
+        None => cmd.args(["--phases", "coverage,fuzzing", "--max-examples", "25"]),
+    };
+    let out = cmd.env("SCHEMATHESIS_HOOKS", "").output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!(
+        "{}",
+        text.lines().filter(|l| l.contains("generated") || l.contains("passed")).collect::<Vec<_>>().join("\n")
+    );
+    assert!(out.status.success(), "schemathesis found problems:\n{text}");
+    let log = server.log();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.contains(FakeMtsLink::TOKEN), "the API token in the log");
+}
