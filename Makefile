@@ -11,7 +11,7 @@ RTSP ?= 0.0.0.0:8554
 LISTEN ?= rtmp://0.0.0.0:1935/live
 TO ?=
 
-.PHONY: run relay test deps deps-test build lint fmt fuzz-api bench-relay bench-transcode bench-hls bench-render bench-capture fuzz clean
+.PHONY: run relay test deps deps-test build lint fmt fuzz-api soak bench-relay bench-transcode bench-hls bench-render bench-capture fuzz clean
 
 deps:
 	@scripts/deps.sh run
@@ -48,6 +48,13 @@ test: deps-test lint
 # bounded version).
 fuzz-api: deps-test
 	MULTISTREAMER_API_FUZZ_SECONDS=$${MULTISTREAMER_API_FUZZ_SECONDS:-1800} $(CARGO) test -p multistreamer-server --test api -- --exact faults::the_api_holds_under_schemathesis --nocapture
+
+# Publishers x 3 destinations (one killed and restarted at random) with API churn and an
+# open dashboard, on a release build: 50 publishers for 30 minutes by default (make test
+# runs 3 for 45 s). MULTISTREAMER_SOAK_PUBLISHERS / MULTISTREAMER_SOAK_SECONDS to change it.
+soak: deps-test
+	MULTISTREAMER_SOAK_PUBLISHERS=$${MULTISTREAMER_SOAK_PUBLISHERS:-50} MULTISTREAMER_SOAK_SECONDS=$${MULTISTREAMER_SOAK_SECONDS:-1800} \
+	  $(CARGO) test --release -p multistreamer-server --test api -- --exact faults::soak_publishers_destinations_and_api_churn --nocapture
 
 bench-relay: deps-test
 	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches
