@@ -1592,4 +1592,41 @@ mod ui {
         let png = tab.capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true).unwrap();
         let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-recordings.png"), png);
     }
+
+    /// Names and chat text are shown as text: markup in a stream's, a destination's, a
+    /// platform account's or a capture's name never runs or becomes an element, on the
+    /// dashboard, the stream page, the settings and the recordings page.
+    #[test]
+    fn markup_in_names_is_shown_as_text_and_never_runs() {
+        let tmp = TempDir::new("server-ui-xss");
+        let google = FakeGoogle::start("rtmp://127.0.0.1:1/live2", &tmp.join("rec"));
+        let mts = FakeMtsLink::start();
+        assert!(wait_for_port(mts.port, Duration::from_secs(10)));
+        let server = Server::start_with(tmp.path(), &platform_flags(&google, &mts));
+        let admin = Client::login(server.http, "first-password-1");
+        let evil = |n: u32| format!("<img src=x onerror=\"window.__pwned={n}\"><b id=injected{n}>x</b>");
+        let s = admin.post("/api/streams", json!({"name": evil(1)}));
+        assert_eq!(s.status, 201, "{}", s.body);
+        let id = s.json()["id"].as_i64().unwrap();
+        let d = json!({"name": evil(2), "url": "rtmp://127.0.0.1:1/app/key"});
+        assert_eq!(admin.post(&format!("/api/streams/{id}/destinations"), d).status, 201);
+        let p = admin.post("/api/platforms/mtslink", json!({"name": evil(3), "token": FakeMtsLink::TOKEN}));
+        assert_eq!(p.status, 201, "{}", p.body);
+        let c =
+            json!({"url": "http://127.0.0.1:1/room", "name": evil(4), "chat_selector": "#chat", "presenter": false});
+        let c = admin.post(&format!("/api/streams/{id}/captures"), c);
+        assert_eq!(c.status, 201, "{}", c.body);
+        let (_browser, tab, _shot) = signed_in(&server);
+        for (page, shown) in
+            [("#/", 1), (&format!("#/streams/{id}") as &str, 2), ("#/settings", 3), (&format!("#/streams/{id}"), 4)]
+        {
+            js(&tab, &format!("location.hash = {}", json!(page)));
+            let expect = json!(format!("window.__pwned={shown}"));
+            wait_js(&tab, &format!("document.body.innerText.includes({expect})"), Duration::from_secs(20));
+            assert_eq!(js(&tab, "typeof window.__pwned"), json!("undefined"), "markup ran on {page}");
+            let injected = js(&tab, "document.querySelectorAll('[id^=injected], img[src=x]').length");
+            assert_eq!(injected, json!(0), "markup became elements on {page}");
+        }
+        let _ = admin.request("POST", &format!("/api/captures/{}/stop", c.json()["id"]), None);
+    }
 }
