@@ -4,8 +4,6 @@
 //! (its packets are the clip's, its decode times rise steadily with no gap).
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use multistreamer_core::media::{MediaItem, Timestamp};
@@ -27,20 +25,6 @@ fn shifted(item: MediaItem) -> MediaItem {
         }
         info => info,
     }
-}
-
-/// Decode times (ms) of a file's video packets, in file order.
-fn video_dts_ms(file: &Path) -> Vec<i64> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=dts_time", "-of", "csv=p=0"])
-        .arg(file)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse::<f64>().ok())
-        .map(|s| (s * 1000.0).round() as i64)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

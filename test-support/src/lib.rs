@@ -488,6 +488,20 @@ pub fn probe_value(file: &Path, stream: &str, entry: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Decode times (ms) of a file's video packets, in file order.
+pub fn video_dts_ms(file: &Path) -> Vec<i64> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=dts_time", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse::<f64>().ok())
+        .map(|s| (s * 1000.0).round() as i64)
+        .collect()
+}
+
 /// Decodes the first video stream: the MD5 of every decoded frame, and ffmpeg's errors.
 pub fn decode_video(file: &Path) -> (Vec<String>, String) {
     let out = Command::new("ffmpeg")

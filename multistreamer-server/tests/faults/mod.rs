@@ -70,24 +70,32 @@ fn misbehaving_destinations_are_isolated_and_each_shows_its_reason() {
     assert!(st.success(), "the publisher was disturbed");
     // the good destination: the whole stream, bit-exact
     std::thread::sleep(Duration::from_secs(2));
-    let rec = nginx.recordings_of("good");
-    assert_eq!(rec.len(), 1, "one uninterrupted publish: {rec:?}");
-    let (sent, got) = (packet_hashes(&clip, "v"), packet_hashes(&rec[0], "v"));
-    assert!(find_run(&sent, &got).is_some(), "the good destination got a clean run");
-    assert!(got.len() + 30 >= sent.len(), "{} of {} video packets reached the good destination", got.len(), sent.len());
-    assert_eq!(packet_hashes(&rec[0], "a").len(), packet_hashes(&clip, "a").len(), "all the audio");
+    assert_whole_stream(&nginx, "good", &clip, true);
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
 
-/// The server in its own mount namespace, its recordings directory a tmpfs of `mb` MB.
-fn server_with_small_disk(dir: &Path, mb: u32) -> Server {
-    let recordings = dir.join("data").join("recordings");
-    std::fs::create_dir_all(&recordings).unwrap();
+/// The server binary, run in a mount namespace of its own where `at` is a tmpfs mounted
+/// with `options` (`size=2m`, `size=8m,ro`); arguments added to the command go to the server.
+fn server_on_tmpfs(at: &Path, options: &str) -> Command {
+    std::fs::create_dir_all(at).unwrap();
     let mut wrapper = Command::new("unshare");
     wrapper.args(["--mount", "--propagation", "private", "sh", "-c"]);
-    wrapper.arg(format!("mount -t tmpfs -o size={mb}m tmpfs \"$0\" && exec \"$@\""));
-    wrapper.arg(&recordings).arg(env!("CARGO_BIN_EXE_multistreamer-server"));
-    Server::start_in(dir, &[], wrapper)
+    wrapper.arg(format!("mount -t tmpfs -o {options} tmpfs \"$0\" && exec \"$@\""));
+    wrapper.arg(at).arg(env!("CARGO_BIN_EXE_multistreamer-server"));
+    wrapper
+}
+
+/// `nginx`'s one recording of `name` holds the clip's video from its first keyframe to the
+/// end, bit-exact (`with_audio`: and all of its audio).
+fn assert_whole_stream(nginx: &Nginx, name: &str, clip: &Path, with_audio: bool) {
+    let rec = nginx.recordings_of(name);
+    assert_eq!(rec.len(), 1, "{name}: one uninterrupted publish: {rec:?}");
+    let (sent, got) = (packet_hashes(clip, "v"), packet_hashes(&rec[0], "v"));
+    assert!(find_run(&sent, &got).is_some(), "{name}: not a clean run of the stream");
+    assert!(got.len() + 30 >= sent.len(), "{name}: {} of {} video packets", got.len(), sent.len());
+    if with_audio {
+        assert_eq!(packet_hashes(&rec[0], "a").len(), packet_hashes(clip, "a").len(), "{name}: all the audio");
+    }
 }
 
 /// The disk fills up while the original is recorded: the recording stops with a clear
@@ -99,7 +107,7 @@ fn a_full_disk_stops_the_recording_with_a_clear_error_and_the_relay_carries_on()
     let clip = tmp.join("in.mp4");
     make_clip(&clip, 20, "640x360");
     let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
-    let server = server_with_small_disk(tmp.path(), 2);
+    let server = Server::start_in(tmp.path(), &[], server_on_tmpfs(&tmp.path().join("data/recordings"), "size=2m"));
     let admin = Client::login(server.http, "first-password-1");
     let stream = admin.post("/api/streams", json!({"name": "full"})).json();
     let id = stream["id"].as_i64().unwrap();
@@ -123,10 +131,8 @@ fn a_full_disk_stops_the_recording_with_a_clear_error_and_the_relay_carries_on()
     assert!(wait_child(&mut ff, Duration::from_secs(60)).is_some_and(|s| s.success()), "the publisher was disturbed");
     std::thread::sleep(Duration::from_secs(2));
     // the relay: the whole stream, bit-exact
-    let rec = nginx.recordings_of("full");
-    assert_eq!(rec.len(), 1, "{rec:?}");
-    let (sent, got) = (packet_hashes(&clip, "v"), packet_hashes(&rec[0], "v"));
-    assert!(find_run(&sent, &got).is_some() && got.len() + 30 >= sent.len(), "{} of {}", got.len(), sent.len());
+    assert_whole_stream(&nginx, "full", &clip, false);
+    let sent = packet_hashes(&clip, "v");
     // the recording: what fitted, playable, the clip's own packets
     let path = std::path::PathBuf::from(list[0]["path"].as_str().unwrap_or_default());
     let (status, _, file) = admin.download(list[0]["download_url"].as_str().unwrap(), None);
@@ -178,12 +184,7 @@ fn a_locked_or_full_database_answers_503_and_the_relay_carries_on() {
     let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
     // the data directory on its own file system, to make it read-only later
     let data = tmp.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut wrapper = Command::new("unshare");
-    wrapper.args(["--mount", "--propagation", "private", "sh", "-c"]);
-    wrapper.arg("mount -t tmpfs -o size=64m tmpfs \"$0\" && exec \"$@\"");
-    wrapper.arg(&data).arg(env!("CARGO_BIN_EXE_multistreamer-server"));
-    let server = Server::start_in(tmp.path(), &[], wrapper);
+    let server = Server::start_in(tmp.path(), &[], server_on_tmpfs(&data, "size=64m"));
     let admin = Client::login(server.http, "first-password-1");
     let stream = admin.post("/api/streams", json!({"name": "db"})).json();
     let id = stream["id"].as_i64().unwrap();
@@ -225,10 +226,7 @@ fn a_locked_or_full_database_answers_503_and_the_relay_carries_on() {
     // the relay never noticed
     assert!(wait_child(&mut ff, Duration::from_secs(60)).is_some_and(|s| s.success()), "the publisher was disturbed");
     std::thread::sleep(Duration::from_secs(2));
-    let rec = nginx.recordings_of("db");
-    assert_eq!(rec.len(), 1, "one uninterrupted publish: {rec:?}");
-    let (sent, got) = (packet_hashes(&clip, "v"), packet_hashes(&rec[0], "v"));
-    assert!(find_run(&sent, &got).is_some() && got.len() + 30 >= sent.len(), "{} of {}", got.len(), sent.len());
+    assert_whole_stream(&nginx, "db", &clip, false);
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
 
@@ -237,13 +235,8 @@ fn a_locked_or_full_database_answers_503_and_the_relay_carries_on() {
 fn a_read_only_data_directory_is_a_clear_error_at_start() {
     let tmp = TempDir::new("server-db-read-only");
     let data = tmp.join("data");
-    std::fs::create_dir_all(&data).unwrap();
     let log = tmp.join("server.log");
-    let st = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg("mount -t tmpfs -o size=8m,ro tmpfs \"$0\" && exec \"$@\"")
-        .arg(&data)
-        .arg(env!("CARGO_BIN_EXE_multistreamer-server"))
+    let st = server_on_tmpfs(&data, "size=8m,ro")
         .arg("--data-dir")
         .arg(&data)
         .args(["--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--rtsp", "127.0.0.1:0"])
@@ -696,16 +689,7 @@ fn soak_publishers_destinations_and_api_churn() {
         for name in ["a", "b"] {
             let rec = steady.recordings_of(&format!("s{i}-{name}"));
             assert_eq!(rec.len(), 1, "s{i}-{name}: one uninterrupted publish: {rec:?}");
-            let out = Command::new("ffprobe")
-                .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=dts_time", "-of", "csv=p=0"])
-                .arg(&rec[0])
-                .output()
-                .unwrap();
-            let dts: Vec<i64> = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| l.trim().parse::<f64>().ok())
-                .map(|s| (s * 1000.0).round() as i64)
-                .collect();
+            let dts = video_dts_ms(&rec[0]);
             // a lost frame is a step of two frames (66 ms); the clip's loop seam is 44 ms
             let gaps: Vec<_> = dts.windows(2).filter(|w| w[1] - w[0] > 60 || w[1] <= w[0]).collect();
             assert!(gaps.is_empty(), "s{i}-{name}: decode-time gaps {gaps:?}");
