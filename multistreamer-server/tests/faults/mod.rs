@@ -714,3 +714,74 @@ fn soak_publishers_destinations_and_api_churn() {
     }
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+/// SIGTERM while live, then a start on the same data directory: the destination was
+/// unpublished cleanly, the recording closed and playable; after the start, a pulled stream
+/// comes back by itself, the publisher's reconnect goes live with its destination and a new
+/// recording — everything from the database, nothing set again.
+#[test]
+fn a_restart_while_live_closes_cleanly_and_resumes_from_the_database() {
+    let tmp = TempDir::new("server-restart");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 30, "320x240");
+    let vod = tmp.join("www/v");
+    make_hls_vod(&clip, &vod, &[]);
+    let http = HttpServer::start(&tmp.join("www"));
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    let server = Server::start(tmp.path());
+    let admin = Client::login(server.http, "first-password-1");
+    let stream = admin.post("/api/streams", json!({"name": "talk"})).json();
+    let id = stream["id"].as_i64().unwrap();
+    let url = format!("rtmp://127.0.0.1:{}/app/talk-out", nginx.port);
+    assert_eq!(admin.post(&format!("/api/streams/{id}/destinations"), json!({"name": "n", "url": url})).status, 201);
+    let r = admin.request("PATCH", &format!("/api/streams/{id}"), Some(&json!({"record_mode": "original"})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let pulled = admin.post("/api/streams", json!({"name": "camera"})).json();
+    let pid = pulled["id"].as_i64().unwrap();
+    let r =
+        admin.request("PATCH", &format!("/api/streams/{pid}"), Some(&json!({"pull_url": http.url("v/index.m3u8")})));
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let mut ff = publish(&clip, stream["rtmp_url"].as_str().unwrap());
+    let live = |s: &Value| {
+        s["destinations"][0]["state"] == json!("live") && s["recording"]["bytes_written"].as_u64().unwrap_or(0) > 0
+    };
+    wait_json(&admin, &format!("/api/streams/{id}"), 20, live);
+    wait_json(&admin, &format!("/api/streams/{pid}"), 20, |s| s["pull"]["state"] == json!("live"));
+    std::thread::sleep(Duration::from_secs(3));
+    server.stop(); // SIGTERM, a clean exit asserted
+    let _ = wait_child(&mut ff, Duration::from_secs(10));
+    let first = nginx.recordings_of("talk-out");
+    assert_eq!(first.len(), 1, "{first:?}");
+    let got = packet_hashes(&first[0], "v");
+    assert!(got.len() >= 60, "{} packets before the restart", got.len());
+    assert_eq!(&packet_hashes(&clip, "v")[..got.len()], &got[..], "a clean prefix of the stream");
+
+    // the same data directory, new ports
+    let server = Server::start(tmp.path());
+    let admin = Client::login(server.http, "first-password-1");
+    let recs = admin.get("/api/recordings").json();
+    assert_eq!(recs.as_array().unwrap().len(), 1, "{recs}");
+    assert_eq!(recs[0]["recording"], json!(false), "closed: {recs}");
+    let (status, _, file) = admin.download(recs[0]["download_url"].as_str().unwrap(), None);
+    assert_eq!(status, 200);
+    let local = tmp.join("before-restart.mp4");
+    std::fs::write(&local, &file).unwrap();
+    let (frames, errors) = decode_video(&local);
+    assert!(frames.len() >= 60 && errors.trim().is_empty(), "{} frames: {errors}", frames.len());
+    // the pull comes back by itself
+    wait_json(&admin, &format!("/api/streams/{pid}"), 30, |s| s["pull"]["state"] == json!("live"));
+    // the publisher reconnects: destination and recording as configured
+    let again = admin.get(&format!("/api/streams/{id}")).json();
+    publish_to_end(&tmp.join("in.mp4"), again["rtmp_url"].as_str().unwrap());
+    std::thread::sleep(Duration::from_secs(2));
+    let all = nginx.recordings_of("talk-out");
+    assert_eq!(all.len(), 2, "republished after the restart: {all:?}");
+    let second = all.iter().find(|p| **p != first[0]).unwrap();
+    assert_same_packets(second, &clip);
+    let recs = wait_json(&admin, "/api/recordings", 20, |v| {
+        v.as_array().is_some_and(|a| a.len() == 2 && a.iter().all(|r| r["recording"] == json!(false)))
+    });
+    assert!(recs.as_array().unwrap().iter().all(|r| r["duration_ms"].as_u64().unwrap_or(0) > 0), "{recs}");
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
