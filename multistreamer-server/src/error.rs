@@ -15,6 +15,8 @@ pub enum ErrorKind {
     BadRequest,
     /// A body that is not `application/json`.
     UnsupportedMediaType,
+    /// A body larger than the API reads.
+    PayloadTooLarge,
     Unauthenticated,
     /// Missing or wrong CSRF token.
     PermissionDenied,
@@ -106,6 +108,7 @@ fn status(kind: ErrorKind) -> (StatusCode, &'static str) {
         ErrorKind::InvalidArgument => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument"),
         ErrorKind::BadRequest => (StatusCode::BAD_REQUEST, "bad_request"),
         ErrorKind::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        ErrorKind::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
         ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
         ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
         ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),

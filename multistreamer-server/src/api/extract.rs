@@ -8,6 +8,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{AppError, ErrorKind};
 
+/// The largest request body the API reads (axum's default limit).
+pub const MAX_BODY: usize = 2 << 20;
+
 /// A JSON body.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
@@ -23,6 +26,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             }
             // A well-formed body with a field of the wrong type or missing: name the problem.
             Err(JsonRejection::JsonDataError(e)) => Err(AppError::new(ErrorKind::InvalidArgument, e.body_text())),
+            // axum's default body limit: the rest of the body is never read
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => Err(AppError::new(
+                ErrorKind::PayloadTooLarge,
+                format!("the body is larger than the API accepts ({} MB)", MAX_BODY >> 20),
+            )),
             Err(e) => Err(AppError::new(ErrorKind::BadRequest, e.body_text())),
         }
     }

@@ -122,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/system", get(system::system))
         .route("/api/system/history", get(system::system_history))
         .route("/api/system/live", get(system::system_live))
+        .layer(axum::extract::DefaultBodyLimit::max(extract::MAX_BODY))
         .with_state(state)
 }
 

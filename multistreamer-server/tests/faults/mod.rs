@@ -785,3 +785,49 @@ fn a_restart_while_live_closes_cleanly_and_resumes_from_the_database() {
     assert!(recs.as_array().unwrap().iter().all(|r| r["duration_ms"].as_u64().unwrap_or(0) > 0), "{recs}");
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+/// A request announcing a 1 GB body is refused after the first megabytes (413), and the
+/// server goes on answering; the same for a body that never ends (chunked).
+#[test]
+fn an_oversized_request_body_is_refused_without_reading_it_all() {
+    let tmp = TempDir::new("server-big-body");
+    let server = Server::start(tmp.path());
+    let admin = Client::login(server.http, "first-password-1");
+    let cookie = admin.cookie.clone().unwrap();
+    let csrf = admin.csrf.clone().unwrap();
+    for framing in ["Content-Length: 1073741824", "Transfer-Encoding: chunked"] {
+        let mut s = TcpStream::connect(("127.0.0.1", server.http)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+        let chunked = framing.starts_with("Transfer");
+        let start = if chunked { "9\r\n{\"name\":\"\r\n" } else { "{\"name\":\"" };
+        write!(
+            s,
+            "POST /api/streams HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\n\
+             Content-Type: application/json\r\n{framing}\r\n\r\n{start}"
+        )
+        .unwrap();
+        // up to 64 MB, until the server answers and stops reading
+        let chunk = vec![b'a'; 1 << 20];
+        let mut sent = 0usize;
+        for _ in 0..64 {
+            let piece: Vec<u8> = if chunked {
+                [format!("{:x}\r\n", chunk.len()).into_bytes(), chunk.clone(), b"\r\n".to_vec()].concat()
+            } else {
+                chunk.clone()
+            };
+            if s.write_all(&piece).is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let head = String::from_utf8_lossy(&answer[..answer.len().min(600)]).to_string();
+        assert!(head.starts_with("HTTP/1.1 413"), "{framing}: after {sent} bytes the server said: {head}");
+        assert!(sent < 64 << 20 || head.starts_with("HTTP/1.1 413"), "{framing}");
+        // and it carries on
+        assert_eq!(admin.get("/api/streams").status, 200);
+    }
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
