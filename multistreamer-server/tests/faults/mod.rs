@@ -831,3 +831,44 @@ fn an_oversized_request_body_is_refused_without_reading_it_all() {
     }
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+/// 10,000 streams (20,000 destinations) in the database, written straight into SQLite:
+/// the server starts on them, lists them all, and a real publisher on one of them reaches
+/// its destination bit-exact.
+#[test]
+fn ten_thousand_streams_in_the_database() {
+    let tmp = TempDir::new("server-10k");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 6, "320x240");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    // the schema comes from a first start
+    Server::start(tmp.path()).stop();
+    let fill = r#"
+import secrets, sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], timeout=30)
+t = int(time.time())
+for i in range(10000):
+    sid = c.execute("INSERT INTO streams(name, ingest_key, created_at) VALUES (?, ?, ?)",
+                    ("bulk-%d" % i, secrets.token_hex(16), t)).lastrowid
+    for d in ("a", "b"):
+        c.execute("INSERT INTO destinations(stream_id, name, url, enabled, created_at) VALUES (?, ?, ?, 0, ?)",
+                  (sid, d, "rtmp://127.0.0.1:1/app/k%d%s" % (i, d), t))
+c.commit()
+"#;
+    let st = Command::new("/usr/bin/python3").args(["-c", fill]).arg(tmp.join("data/multistreamer.db")).status();
+    assert!(st.unwrap().success());
+    let server = Server::start(tmp.path());
+    let admin = Client::login(server.http, "first-password-1");
+    let all = admin.get("/api/streams").json();
+    assert_eq!(all.as_array().unwrap().len(), 10_000, "every stream listed");
+    let stream = admin.post("/api/streams", json!({"name": "the real one"})).json();
+    let id = stream["id"].as_i64().unwrap();
+    let url = format!("rtmp://127.0.0.1:{}/app/real", nginx.port);
+    assert_eq!(admin.post(&format!("/api/streams/{id}/destinations"), json!({"name": "n", "url": url})).status, 201);
+    publish_to_end(&clip, stream["rtmp_url"].as_str().unwrap());
+    std::thread::sleep(Duration::from_secs(2));
+    let rec = nginx.recordings_of("real");
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    assert_same_packets(&rec[0], &clip);
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
