@@ -156,19 +156,23 @@ fn a_full_disk_stops_the_recording_with_a_clear_error_and_the_relay_carries_on()
 /// Holds an exclusive lock on the SQLite database at `db`, in the mount namespace of
 /// process `pid`, until killed.
 fn lock_database(pid: u32, db: &Path) -> Child {
-    let mut child = Command::new("nsenter")
+    let mut child = Command::new("nsenter");
+    child
         .args(["--target", &pid.to_string(), "--mount", "/usr/bin/python3"])
         .args([
             "-c",
             "import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],isolation_level=None,timeout=30)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\ntime.sleep(600)",
         ])
-        .arg(db)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = [0u8; 6];
+        .arg(db);
+    spawn_ready(&mut child, b"locked")
+}
+
+/// Spawns `command` and returns once it printed `word` (it is ready).
+fn spawn_ready(command: &mut Command, word: &[u8]) -> Child {
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = vec![0u8; word.len()];
     child.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
-    assert_eq!(&line, b"locked");
+    assert_eq!(line, word);
     child
 }
 
@@ -182,7 +186,7 @@ fn a_locked_or_full_database_answers_503_and_the_relay_carries_on() {
     let clip = tmp.join("in.mp4");
     make_clip(&clip, 40, "640x360");
     let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
-    // the data directory on its own file system, to make it read-only later
+    // the data directory on its own file system, to fill it later
     let data = tmp.join("data");
     let server = Server::start_in(tmp.path(), &[], server_on_tmpfs(&data, "size=64m"));
     let admin = Client::login(server.http, "first-password-1");
@@ -400,15 +404,10 @@ while True:
             socks[socks.index(s)] = dial()
             reopened += 1
 "#;
-    let mut child = Command::new("/usr/bin/python3")
-        .args(["-c", script, source, &port.to_string(), &count.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = [0u8; 8];
-    child.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
-    assert_eq!(&line, b"flooding");
-    child
+    spawn_ready(
+        Command::new("/usr/bin/python3").args(["-c", script, source, &port.to_string(), &count.to_string()]),
+        b"flooding",
+    )
 }
 
 /// 1,100 connections from one host that never finish the RTMP handshake (reopened as soon
