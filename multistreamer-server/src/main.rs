@@ -7,6 +7,7 @@ mod auth;
 mod db;
 mod engine;
 mod error;
+mod http_serve;
 mod metrics;
 mod platforms;
 mod sync;
@@ -67,6 +68,12 @@ struct Cli {
     /// The RTSP ingest URL shown to users, without the key (default: from --rtsp).
     #[arg(long, env = "MULTISTREAMER_PUBLIC_RTSP_URL")]
     public_rtsp_url: Option<String>,
+    /// HTTP connections beyond this many are closed at accept [default: 1024].
+    #[arg(long, env = "MULTISTREAMER_HTTP_MAX_CONNECTIONS")]
+    http_max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers [default: 15].
+    #[arg(long, env = "MULTISTREAMER_HTTP_HEADER_TIMEOUT")]
+    http_header_timeout: Option<u64>,
     /// RTMP connections beyond this many are refused [default: 1024].
     #[arg(long, env = "MULTISTREAMER_RTMP_MAX_CONNECTIONS")]
     rtmp_max_connections: Option<usize>,
@@ -116,6 +123,8 @@ struct FileConfig {
     public_rtsp_url: Option<String>,
     rtmp_max_connections: Option<usize>,
     rtmp_max_pending_per_address: Option<usize>,
+    http_max_connections: Option<usize>,
+    http_header_timeout: Option<u64>,
     transcode_preset: Option<String>,
     public_url: Option<String>,
     youtube_client_id: Option<String>,
@@ -137,6 +146,7 @@ struct Args {
     rtsp: SocketAddr,
     public_rtsp_url: Option<String>,
     rtmp_limits: RtmpIngestOptions,
+    http_limits: http_serve::HttpLimits,
     transcode: TranscodeOptions,
     platforms: PlatformConfig,
 }
@@ -187,6 +197,16 @@ impl Cli {
                     o.max_pending_per_address = n.max(1);
                 }
                 o
+            },
+            http_limits: {
+                let mut l = http_serve::HttpLimits::default();
+                if let Some(n) = self.http_max_connections.or(file.http_max_connections) {
+                    l.max_connections = n.max(1);
+                }
+                if let Some(s) = self.http_header_timeout.or(file.http_header_timeout) {
+                    l.header_timeout = Duration::from_secs(s.max(1));
+                }
+                l
             },
             transcode: {
                 let mut t = TranscodeOptions::default();
@@ -379,15 +399,15 @@ async fn run(args: Args) -> Result<(), AppError> {
     }
     println!("  Data:           {}", db_path.display());
 
-    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = api::router(state);
     // On a signal the HTTP side ends first (live feeds included), then the engine's ordered
     // shutdown runs: ingest, streams, recordings, destinations.
     let shutdown = http_shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    http_serve::serve(listener, app, args.http_limits, async move {
         signal.await;
         shutdown.cancel();
-    });
-    server.await.map_err(|e| AppError::internal(format!("HTTP server: {e}")))?;
+    })
+    .await;
     info!("shutting down: ingest, streams, destinations");
     engine.shutdown().await;
     db.close().await;

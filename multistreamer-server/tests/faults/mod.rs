@@ -871,3 +871,50 @@ c.commit()
     assert_same_packets(&rec[0], &clip);
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+/// 300 clients that send their request headers a byte at a time (and one that sends
+/// nothing): the API answers all along, and the server cuts each of them off once the
+/// header deadline (3 s here, 15 s by default) has passed.
+#[test]
+fn slow_http_clients_are_cut_off_and_the_api_keeps_answering() {
+    let tmp = TempDir::new("server-slowloris");
+    let server = Server::start_with(tmp.path(), &["--http-header-timeout".to_string(), "3".to_string()]);
+    let admin = Client::login(server.http, "first-password-1");
+    let mut slow: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let s = TcpStream::connect(("127.0.0.1", server.http)).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+            s
+        })
+        .collect();
+    let silent = TcpStream::connect(("127.0.0.1", server.http)).unwrap();
+    let request = b"GET /api/streams HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let started = Instant::now();
+    let (mut closed, mut step) = (vec![false; slow.len()], 0usize);
+    while closed.iter().any(|c| !c) && started.elapsed() < Duration::from_secs(20) {
+        for (s, done) in slow.iter_mut().zip(closed.iter_mut()).filter(|(_, d)| !**d) {
+            let byte = request[step.min(request.len() - 1)];
+            *done = s.write_all(&[byte]).is_err() || cut_off(s);
+        }
+        step += 1;
+        // the API answers while they trickle
+        assert_eq!(admin.get("/api/streams").status, 200);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let cut = closed.iter().filter(|c| **c).count();
+    assert_eq!(cut, slow.len(), "{cut} of {} slow clients cut off after {:?}", slow.len(), started.elapsed());
+    let mut probe = [0u8; 16];
+    silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!((&silent).read(&mut probe).ok(), Some(0), "the silent client was cut off");
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+/// Whether the server closed `s` (a read that only times out means it is still open).
+fn cut_off(s: &mut TcpStream) -> bool {
+    let mut probe = [0u8; 64];
+    match s.read(&mut probe) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
