@@ -117,7 +117,7 @@ pub async fn from_mtslink_session(
         (a, b) => a.or(b).unwrap_or_else(|| clock::unix_millis(SystemTime::now())),
     };
     let last_ms = times.iter().flatten().max().copied().unwrap_or(start_ms).max(start_ms);
-    let started = UNIX_EPOCH + Duration::from_millis(start_ms.max(0) as u64);
+    let started = at(start_ms);
     let mut chat = ChatLog::open(&dir.join("chat.jsonl"), true, false)?;
     let now = Instant::now();
     let mut order: Vec<usize> = (0..messages.len()).collect();
@@ -147,7 +147,7 @@ pub async fn from_mtslink_session(
         url: format!("mtslink:session/{session_id}"),
         profile: "mtslink".into(),
         started_at: clock::rfc3339_millis(started),
-        ended_at: Some(clock::rfc3339_millis(UNIX_EPOCH + Duration::from_millis(last_ms.max(0) as u64))),
+        ended_at: Some(stamp(last_ms)),
         files: Files { chat: "chat.jsonl".into(), presenter: None },
         chat_sources: vec![format!("mtslink:{session_id}")],
         presenter_start_ms: record.as_ref().map(|_| record_start.map_or(0, |r| (r - start_ms).max(0) as u64)),
@@ -161,6 +161,16 @@ pub async fn from_mtslink_session(
     };
     manifest.save(dir)?;
     Ok(AfterCapture { dir: dir.to_path_buf(), manifest, record, notes })
+}
+
+/// Milliseconds since the Unix epoch as a time (before 1970: 1970).
+fn at(unix_ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(unix_ms.max(0) as u64)
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 with milliseconds.
+fn stamp(unix_ms: i64) -> String {
+    clock::rfc3339_millis(at(unix_ms))
 }
 
 /// The session's first online recording, and how many it has.
@@ -283,7 +293,7 @@ impl AfterCapture {
         let ended = m.ended_at.as_deref().and_then(clock::parse_rfc3339_millis).unwrap_or(started);
         let video_end = started + m.presenter_start_ms.unwrap_or(0) as i64 + video.duration_ms as i64;
         let ended = ended.max(video_end);
-        m.ended_at = Some(clock::rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ended.max(0) as u64)));
+        m.ended_at = Some(stamp(ended));
         m.counters.duration_ms = (ended - started).max(0) as u64;
         m.save(&self.dir)?;
         Ok(())

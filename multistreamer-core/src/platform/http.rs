@@ -7,13 +7,21 @@ use bytes::Bytes;
 /// Platform answers larger than this are refused (a broadcast list is a few KB).
 pub(crate) const MAX_BODY: usize = 4 << 20;
 
-pub(crate) fn client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+fn builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
-        .connect_timeout(timeout)
-        .timeout(timeout)
+        .connect_timeout(connect_timeout)
         .redirect(reqwest::redirect::Policy::limited(5))
         .user_agent(concat!("multistreamer/", env!("CARGO_PKG_VERSION")))
-        .build()
+}
+
+pub(crate) fn client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    builder(timeout).timeout(timeout).build()
+}
+
+/// For large downloads: no overall timeout (a long webinar is gigabytes), only a bound on
+/// each read, so a stalled transfer still ends.
+pub(crate) fn download_client(connect_timeout: Duration, read_timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    builder(connect_timeout).read_timeout(read_timeout).build()
 }
 
 /// A response's status and its body, read up to [`MAX_BODY`].

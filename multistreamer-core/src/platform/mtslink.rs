@@ -167,12 +167,16 @@ pub struct SessionRef {
 }
 
 /// An id the API writes as a number or as a string of digits.
-fn id_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Number(n) => n.as_u64().ok_or_else(|| serde::de::Error::custom("not an id")),
-        serde_json::Value::String(s) => s.trim().parse().map_err(|_| serde::de::Error::custom("not an id")),
-        _ => Err(serde::de::Error::custom("not an id")),
+fn id_of(v: &serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
     }
+}
+
+fn id_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    id_of(&serde_json::Value::deserialize(d)?).ok_or_else(|| serde::de::Error::custom("not an id"))
 }
 
 /// Where a conversion job stands.
@@ -204,13 +208,7 @@ impl Conversion {
     fn parse(body: &[u8]) -> Result<Conversion, MtsLinkError> {
         let v: serde_json::Value = parse(body)?;
         let job = v.get("data").filter(|d| d.is_object()).unwrap_or(&v);
-        let number = |v: Option<&serde_json::Value>| -> Option<u64> {
-            match v? {
-                serde_json::Value::Number(n) => n.as_u64(),
-                serde_json::Value::String(s) => s.trim().parse().ok(),
-                _ => None,
-            }
-        };
+        let number = |v: Option<&serde_json::Value>| v.and_then(id_of);
         let id = number(job.get("id")).ok_or_else(|| MtsLinkError::Malformed("a conversion without an id".into()))?;
         let text = |k: &str| job.get(k).and_then(|s| s.as_str()).map(str::to_string);
         let state = text("state").or_else(|| text("status")).unwrap_or_default().to_ascii_lowercase();
@@ -500,12 +498,7 @@ impl MtsLinkClient {
             return Err(MtsLinkError::Malformed("download link: not an http(s) URL".into()));
         }
         let base = url::Url::parse(&self.base).map_err(|e| MtsLinkError::Config(e.to_string()))?;
-        // no overall timeout: a long webinar is gigabytes; the read timeout guards stalls
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(20))
-            .read_timeout(Duration::from_secs(60))
-            .user_agent(concat!("multistreamer/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let client = http::download_client(Duration::from_secs(20), Duration::from_secs(60))
             .map_err(|e| MtsLinkError::Config(e.to_string()))?;
         let mut req = client.get(target.clone());
         if target.origin() == base.origin() && target.path().starts_with(base.path()) {

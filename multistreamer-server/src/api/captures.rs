@@ -78,6 +78,11 @@ pub(super) async fn capture_view(state: &AppState, c: &CaptureRow) -> CaptureVie
     }
 }
 
+/// Still writing its files: live, closing them, or waiting for a platform's video.
+fn is_working(c: &CaptureRow) -> bool {
+    matches!(c.state.as_str(), "running" | "stopping" | "converting")
+}
+
 async fn load(state: &AppState, id: i64) -> Result<CaptureRow, AppError> {
     db::capture(&state.db, id).await?.ok_or_else(|| AppError::not_found("capture"))
 }
@@ -207,7 +212,7 @@ pub(super) async fn delete_capture(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, AppError> {
     let c = load(&state, id).await?;
-    if matches!(c.state.as_str(), "running" | "stopping" | "converting") || state.engine.capture_stats(id).is_some() {
+    if is_working(&c) || state.engine.capture_stats(id).is_some() {
         return Err(AppError::new(ErrorKind::FailedPrecondition, "the capture is running; stop it first"));
     }
     match tokio::fs::remove_dir_all(&c.dir).await {
@@ -276,6 +281,12 @@ pub(super) struct AfterBody {
     presenter: Option<bool>,
     /// Its quality: `720` (default) or `1080`.
     quality: Option<String>,
+}
+
+/// The notes of an after-the-fact capture, and one more, as its `error` text.
+fn joined(notes: &[String], extra: Option<String>) -> Option<String> {
+    let all: Vec<String> = notes.iter().cloned().chain(extra).collect();
+    (!all.is_empty()).then(|| all.join("; "))
 }
 
 /// The capture's span in the database: the webinar's, from the manifest (seconds).
@@ -358,16 +369,12 @@ pub(super) async fn capture_chat_after(
     };
     store_span(&state, cid, &built.manifest).await;
     let chat = built.manifest.counters.chat_messages;
-    let notes = |extra: Option<String>| {
-        let all: Vec<String> = built.notes.iter().cloned().chain(extra).collect();
-        (!all.is_empty()).then(|| all.join("; "))
-    };
     if built.record.is_none() {
-        db::finish_capture(&state.db, cid, "finished", notes(None).as_deref(), chat, 0).await?;
+        db::finish_capture(&state.db, cid, "finished", joined(&built.notes, None).as_deref(), chat, 0).await?;
         let c = load(&state, cid).await?;
         return Ok((StatusCode::CREATED, Json(capture_view(&state, &c).await)));
     }
-    db::finish_capture(&state.db, cid, "converting", notes(None).as_deref(), chat, 0).await?;
+    db::finish_capture(&state.db, cid, "converting", joined(&built.notes, None).as_deref(), chat, 0).await?;
     // a server that shuts down stops waiting (the capture is closed at the next start)
     let cancel = state.shutdown.child_token();
     let status = FetchStatus { state: "converting".into(), conversion_id: None, percent: None, bytes: 0 };
@@ -415,8 +422,7 @@ pub(super) async fn capture_chat_after(
                 (0, Some(format!("no presenter video: {e}")))
             }
         };
-        let all: Vec<String> = built.notes.iter().cloned().chain(note).collect();
-        let error = (!all.is_empty()).then(|| all.join("; "));
+        let error = joined(&built.notes, note);
         if let Err(e) = db::finish_capture(&st.db, cid, "finished", error.as_deref(), chat, frames).await {
             tracing::warn!(capture = cid, error = %e, "closing the capture");
         }
@@ -472,7 +478,7 @@ pub(super) async fn render_capture(
 ) -> Result<(StatusCode, Json<CaptureView>), AppError> {
     use multistreamer_core::render::{LayoutKind, RenderOptions, render};
     let c = load(&state, id).await?;
-    if matches!(c.state.as_str(), "running" | "stopping" | "converting") {
+    if is_working(&c) {
         return Err(AppError::new(ErrorKind::FailedPrecondition, "the capture is still running; stop it first"));
     }
     if crate::sync::lock(&state.renders).get(&id).is_some_and(|r| r.state == "running") {
