@@ -100,21 +100,43 @@ impl RtpClock {
     }
 }
 
-/// Decode timestamps for video that arrives with presentation times only (RTP): the PTS
-/// less a fixed allowance for B-frame reordering, kept rising by at least `min_step`
-/// (RTMP's millisecond), never after the PTS.
+/// Decode timestamps for video that arrives with presentation times only (RTP).
+///
+/// With B-frames, frames arrive in decode order but their presentation times are out of
+/// order by at most `reorder` frames, so the decode time of the n-th frame is the
+/// presentation time of the (n − reorder)-th frame in display order: the
+/// (reorder + 1)-th largest presentation time seen so far. That gives evenly spaced decode
+/// times at once, with no frame held back. `reorder` starts at 2 (x264's default B-frame
+/// pyramid) and grows to the deepest reordering seen; before the first frames, `reorder`
+/// frames of 1/30 s are assumed. Decode times always rise (by at least RTMP's millisecond)
+/// and stay at or below the presentation time whenever rising allows it. Callers shift
+/// presentation times by [`DtsEstimator::allowance`] so that no decode time is negative.
 #[derive(Debug, Clone)]
 pub struct DtsEstimator {
     allowance: i64,
     min_step: i64,
+    frame: i64,
+    reorder: usize,
+    /// The most recent presentation times, oldest first (a few more than `reorder`).
+    recent: std::collections::VecDeque<i64>,
     last: Option<i64>,
 }
+
+/// The deepest reordering followed (H.264 allows 16; encoders use up to 4).
+const MAX_REORDER: usize = 8;
 
 impl DtsEstimator {
     /// For a clock of `clock_rate` Hz: 200 ms allowance, 1 ms steps.
     pub fn new(clock_rate: u32) -> DtsEstimator {
         let clock = i64::from(clock_rate.max(1000));
-        DtsEstimator { allowance: clock / 5, min_step: clock / 1000, last: None }
+        DtsEstimator {
+            allowance: clock / 5,
+            min_step: clock / 1000,
+            frame: clock / 30,
+            reorder: 2,
+            recent: std::collections::VecDeque::with_capacity(2 * MAX_REORDER + 2),
+            last: None,
+        }
     }
 
     /// The allowance in ticks: timelines are shifted by it so no DTS is negative.
@@ -122,8 +144,40 @@ impl DtsEstimator {
         self.allowance
     }
 
+    /// The reordering depth followed now, in frames.
+    #[cfg(test)]
+    pub fn reorder(&self) -> usize {
+        self.reorder
+    }
+
     pub fn dts(&mut self, pts: i64) -> i64 {
-        let dts = (pts - self.allowance).max(self.last.map_or(i64::MIN, |d| d + self.min_step)).min(pts);
+        if self.recent.is_empty() {
+            // frames assumed before the first, so that the first decode times are spaced too
+            for k in (1..=MAX_REORDER as i64).rev() {
+                self.recent.push_back(pts.saturating_sub(k * self.frame));
+            }
+        }
+        let later = self.recent.iter().filter(|&&p| p > pts).count();
+        self.reorder = self.reorder.max(later.min(MAX_REORDER));
+        if self.recent.len() == 2 * MAX_REORDER + 2 {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(pts);
+        let mut largest = [i64::MIN; MAX_REORDER + 1];
+        for &p in &self.recent {
+            // keep the reorder + 1 largest, in descending order
+            let n = self.reorder + 1;
+            if p > largest[n - 1] {
+                let at = largest[..n].iter().position(|&l| p > l).unwrap_or(n - 1);
+                largest.copy_within(at..n - 1, at + 1);
+                largest[at] = p;
+            }
+        }
+        let candidate = largest[self.reorder].min(pts);
+        let dts = match self.last {
+            Some(last) => candidate.max(last + self.min_step),
+            None => candidate,
+        };
         self.last = Some(dts);
         dts
     }
@@ -436,12 +490,38 @@ mod tests {
 
     #[test]
     fn decode_times_rise_below_presentation_times() {
+        // I P B B P B B … at 30 fps in decode order, shifted by the allowance: decode times
+        // one frame apart from the first, each at or before its presentation time
         let mut d = DtsEstimator::new(90_000);
-        // I P B B at 30 fps in decode order, shifted by the allowance
-        let pts = [18_000, 27_000, 21_000, 24_000, 36_000];
+        let mut pts = vec![18_000];
+        for gop in 0..4 {
+            let base = 18_000 + gop * 9_000;
+            pts.extend([base + 9_000, base + 3_000, base + 6_000]);
+        }
         let dts: Vec<i64> = pts.iter().map(|&p| d.dts(p)).collect();
-        assert_eq!(dts, [0, 9_000, 9_090, 9_180, 18_000]);
-        assert!(dts.iter().zip(pts).all(|(d, p)| *d <= p));
+        assert_eq!(dts.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>(), vec![3_000; pts.len() - 1]);
+        assert!(dts.iter().zip(&pts).all(|(d, p)| d <= p), "{dts:?} {pts:?}");
+        assert_eq!(dts[0], 18_000 - 6_000);
+
+        // no B-frames: a constant offset of two frames
+        let mut d = DtsEstimator::new(90_000);
+        let dts: Vec<i64> = (0..10).map(|i| d.dts(18_000 + i * 3_000)).collect();
+        assert!(dts.iter().enumerate().all(|(i, t)| *t == 12_000 + i as i64 * 3_000), "{dts:?}");
+
+        // deeper reordering than assumed (a pyramid of seven B-frames: three deep): a few
+        // short steps while it is learnt, then even again, and always rising
+        let mut d = DtsEstimator::new(90_000);
+        let mut pts = vec![18_000];
+        for gop in 0..6 {
+            let base = 18_000 + gop * 24_000;
+            pts.extend([8, 4, 2, 1, 3, 6, 5, 7].map(|k| base + k * 3_000));
+        }
+        let dts: Vec<i64> = pts.iter().map(|&p| d.dts(p)).collect();
+        assert!(dts.windows(2).all(|w| w[1] > w[0]), "{dts:?}");
+        assert_eq!(d.reorder(), 3);
+        let tail: Vec<i64> = dts[9..].windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(tail, vec![3_000; tail.len()], "{dts:?}");
+        assert!(dts[9..].iter().zip(&pts[9..]).all(|(d, p)| d <= p), "{dts:?} {pts:?}");
     }
 
     #[test]
