@@ -51,10 +51,10 @@ fuzz-api: deps-test
 
 # Publishers x 3 destinations (one killed and restarted at random) with API churn and an
 # open dashboard, on a release build: 50 publishers for 30 minutes by default (make test
-# runs 3 for 45 s). MULTISTREAMER_SOAK_PUBLISHERS / MULTISTREAMER_SOAK_SECONDS to change it.
+# runs 5 for 45 s). MULTISTREAMER_SOAK_PUBLISHERS / MULTISTREAMER_SOAK_SECONDS to change it.
 soak: deps-test
 	MULTISTREAMER_SOAK_PUBLISHERS=$${MULTISTREAMER_SOAK_PUBLISHERS:-50} MULTISTREAMER_SOAK_SECONDS=$${MULTISTREAMER_SOAK_SECONDS:-1800} \
-	  $(CARGO) test --release -p multistreamer-server --test api -- --exact faults::soak_publishers_destinations_and_api_churn --nocapture
+	  $(CARGO) test --release -p multistreamer-server --test api -- --exact faults::soak::soak_publishers_destinations_and_api_churn --nocapture
 
 bench-relay: deps-test
 	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches
