@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_debug_implementations)]
 
 mod faulty_rtmp;
+mod rtp_shift;
 pub use faulty_rtmp::{Fault, FaultyRtmp};
+pub use rtp_shift::RtpShift;
 
 use std::fs;
 use std::io::Read;
@@ -497,7 +499,8 @@ pub fn video_dts_ms(file: &Path) -> Vec<i64> {
         .expect("ffprobe");
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.trim().parse::<f64>().ok())
+        // MPEG-TS adds an empty field after the time ("1.5,"); a program prints a blank line
+        .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
         .map(|s| (s * 1000.0).round() as i64)
         .collect()
 }

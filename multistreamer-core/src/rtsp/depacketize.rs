@@ -150,6 +150,14 @@ impl DtsEstimator {
         self.reorder
     }
 
+    /// Moves what was seen so far by `delta` ticks (the presentation times moved with it).
+    pub fn shift(&mut self, delta: i64) {
+        self.recent.iter_mut().for_each(|p| *p += delta);
+        if let Some(last) = &mut self.last {
+            *last += delta;
+        }
+    }
+
     pub fn dts(&mut self, pts: i64) -> i64 {
         if self.recent.is_empty() {
             // frames assumed before the first, so that the first decode times are spaced too

@@ -149,10 +149,21 @@ struct Connection {
     dts: DtsEstimator,
     /// RTCP sender reports per media index: (NTP seconds, unwrapped RTP ticks).
     sender_reports: HashMap<usize, (f64, i64)>,
+    /// Sender reports that came before their media's first RTP packet (senders send one
+    /// just before it): (NTP seconds, RTP timestamp), placed once the media has an origin.
+    early_reports: HashMap<usize, (f64, u32)>,
     /// Ticks added to each media's timestamps so that they share the senders' wall clock.
     sync_offsets: HashMap<usize, i64>,
     synced: bool,
+    /// Media is held back until the streams are aligned (or [`SYNC_HOLD_MS`] of it has
+    /// come without sender reports), so that the alignment never shows as a jump.
+    released: bool,
+    /// The first and last timestamps (ms) of the media held so far.
+    held_ms: Option<(i64, i64)>,
 }
+
+/// The most media held back while waiting for every stream's first sender report.
+const SYNC_HOLD_MS: i64 = 1000;
 
 /// The timeline is shifted by this much so that video DTS (PTS minus the reordering
 /// allowance of [`DtsEstimator`]) never goes below zero: 200 ms.
@@ -179,8 +190,11 @@ impl Connection {
             out: Vec::new(),
             dts: DtsEstimator::new(90_000),
             sender_reports: HashMap::new(),
+            early_reports: HashMap::new(),
             sync_offsets: HashMap::new(),
             synced: false,
+            released: false,
+            held_ms: None,
         }
     }
 
@@ -190,13 +204,22 @@ impl Connection {
     fn on_rtcp(&mut self, rtp_channel: u8, data: &[u8]) {
         let Some(&index) = self.channels.get(&rtp_channel) else { return };
         let Some((ntp, rtp)) = parse_sender_report(data) else { return };
-        let clock = match self.tracks.get_mut(&index) {
-            Some(TrackState::H264 { clock, .. }) => clock,
-            Some(TrackState::Aac { clock, .. } | TrackState::Latm { clock, .. }) => clock,
-            None => return,
-        };
+        self.place_report(index, ntp, rtp);
+    }
+
+    fn clock_of(&mut self, index: usize) -> Option<&mut RtpClock> {
+        match self.tracks.get_mut(&index)? {
+            TrackState::H264 { clock, .. } => Some(clock),
+            TrackState::Aac { clock, .. } | TrackState::Latm { clock, .. } => Some(clock),
+        }
+    }
+
+    fn place_report(&mut self, index: usize, ntp: f64, rtp: u32) {
+        let Some(clock) = self.clock_of(index) else { return };
         if clock.origin().is_none() {
-            return; // no RTP yet: the report cannot be placed on our timeline
+            // no RTP yet: placed on our timeline with the first packet
+            self.early_reports.entry(index).or_insert((ntp, rtp));
+            return;
         }
         let ticks = clock.unwrap(rtp);
         self.sender_reports.entry(index).or_insert((ntp, ticks));
@@ -212,17 +235,67 @@ impl Connection {
         let offsets = lip_sync_offsets(&reports.iter().map(|&(_, c, n, t)| (c, n, t)).collect::<Vec<_>>());
         for ((i, clock, _, _), off) in reports.iter().zip(offsets) {
             let ms = off as f64 * 1000.0 / f64::from(*clock);
-            if ms.abs() >= 10.0 {
-                info!(stream = i, shift_ms = ms, "lip sync from RTCP sender reports");
-                self.sync_offsets.insert(*i, off);
+            if ms.abs() < 10.0 {
+                continue;
+            }
+            self.sync_offsets.insert(*i, off);
+            let Some(track) = self.tracks.get(i) else { continue };
+            let id = match track {
+                TrackState::H264 { id, .. } => {
+                    self.dts.shift(off);
+                    *id
+                }
+                TrackState::Aac { id, .. } | TrackState::Latm { id, .. } => *id,
+            };
+            if self.released {
+                // too late to align what was already sent: the media jumps once
+                warn!(stream = i, shift_ms = ms, "lip sync from RTCP sender reports after the start: timestamps jump");
+                continue;
+            }
+            info!(stream = i, shift_ms = ms, "lip sync from RTCP sender reports");
+            // the media held back so far moves with the rest
+            for item in &mut self.items {
+                if let MediaItem::Packet(p) = item
+                    && p.track == id
+                {
+                    let delta = Timestamp::new(off, Timebase::new(1, *clock).unwrap_or(Timebase::HZ_90K))
+                        .rescale(p.dts.timebase())
+                        .ticks();
+                    p.dts = Timestamp::new(p.dts.ticks() + delta, p.dts.timebase());
+                    p.pts = Timestamp::new(p.pts.ticks() + delta, p.pts.timebase());
+                }
             }
         }
+    }
+
+    /// Queues a packet for the source, noting how much media is held back.
+    fn push_packet(&mut self, packet: Packet) {
+        if !self.released {
+            let ms = packet.dts.rescale(Timebase::MILLIS).ticks();
+            let (first, last) = self.held_ms.get_or_insert((ms, ms));
+            *first = (*first).min(ms);
+            *last = (*last).max(ms);
+        }
+        self.items.push_back(MediaItem::Packet(packet));
+    }
+
+    /// Whether queued media may go to the source: once the streams are aligned, or when
+    /// the sender sends no reports soon enough.
+    fn may_release(&mut self) -> bool {
+        if !self.released && (self.synced || self.held_ms.is_some_and(|(first, last)| last - first >= SYNC_HOLD_MS)) {
+            if !self.synced {
+                debug!("no RTCP sender reports for every stream within 1 s: not aligned yet");
+            }
+            self.released = true;
+        }
+        self.released
     }
 
     async fn serve(self, socket: TcpStream, cancel: CancellationToken) -> Result<()> {
         let idle = Box::pin(tokio::time::sleep(self.options.idle_timeout));
         let cancelled = Box::pin(cancel.cancelled_owned());
-        let mut session = Session { conn: self, socket, buf: BytesMut::with_capacity(64 * 1024), idle, cancelled };
+        let mut session =
+            Session { conn: self, socket, buf: BytesMut::with_capacity(64 * 1024), idle, cancelled, end: None };
         // OPTIONS, ANNOUNCE, SETUP … until RECORD is accepted
         let publisher = loop {
             if let Some(p) = session.conn.publisher.take() {
@@ -465,6 +538,12 @@ impl Connection {
         if !self.recording {
             return Err(RtspIngestError::RtpBeforeRecord);
         }
+        // a sender report that came before this media's first packet, placed now
+        if self.clock_of(index).is_some_and(|c| c.origin().is_some())
+            && let Some((ntp, rtp)) = self.early_reports.remove(&index)
+        {
+            self.place_report(index, ntp, rtp);
+        }
         let pkt = RtpPacket::parse(data).map_err(|e| RtspIngestError::Rtp { channel, detail: e.to_string() })?;
         let expected = self.media.get(index).map_or(0, |m| m.payload_type);
         if pkt.payload_type != expected {
@@ -490,14 +569,15 @@ impl Connection {
                 }
                 let pts = clock.unwrap(unit.timestamp) + REORDER_ALLOWANCE_90K + sync;
                 let dts = self.dts.dts(pts);
-                self.items.push_back(MediaItem::Packet(Packet {
-                    track: *id,
+                let id = *id;
+                self.push_packet(Packet {
+                    track: id,
                     kind: TrackKind::Video,
                     dts: Timestamp::new(dts, Timebase::HZ_90K),
                     pts: Timestamp::new(pts, Timebase::HZ_90K),
                     keyframe: unit.keyframe,
                     payload: unit.data,
-                }));
+                });
             }
             TrackState::Aac { .. } | TrackState::Latm { .. } => {
                 let (clock, id, rate, units) = match track {
@@ -511,16 +591,16 @@ impl Connection {
                 };
                 let tb = Timebase::new(1, *rate).unwrap_or(Timebase::HZ_90K);
                 let shift = Timestamp::new(REORDER_ALLOWANCE_90K, Timebase::HZ_90K).rescale(tb).ticks();
-                for (ts, au) in units {
-                    let t = Timestamp::new(clock.unwrap(ts) + shift + sync, tb);
-                    self.items.push_back(MediaItem::Packet(Packet {
-                        track: *id,
-                        kind: TrackKind::Audio,
-                        dts: t,
-                        pts: t,
-                        keyframe: true,
-                        payload: au,
-                    }));
+                let id = *id;
+                let packets: Vec<Packet> = units
+                    .into_iter()
+                    .map(|(ts, au)| {
+                        let t = Timestamp::new(clock.unwrap(ts) + shift + sync, tb);
+                        Packet { track: id, kind: TrackKind::Audio, dts: t, pts: t, keyframe: true, payload: au }
+                    })
+                    .collect();
+                for p in packets {
+                    self.push_packet(p);
                 }
             }
         }
@@ -597,6 +677,9 @@ struct Session {
     idle: Pin<Box<tokio::time::Sleep>>,
     /// One cancellation waiter for the connection.
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// How the connection ended (`None` inside: cleanly), once it has; the media still
+    /// queued goes out first.
+    end: Option<Option<Reason>>,
 }
 
 impl Session {
@@ -641,11 +724,21 @@ impl Session {
 impl ItemReader for Session {
     async fn next_item(&mut self) -> Result<Option<MediaItem>> {
         loop {
-            if let Some(item) = self.conn.items.pop_front() {
+            // media held back for alignment goes out anyway once the connection has ended
+            if (self.conn.may_release() || self.end.is_some())
+                && let Some(item) = self.conn.items.pop_front()
+            {
                 return Ok(Some(item));
             }
-            if !self.advance().await? {
-                return Ok(None);
+            match self.end.take() {
+                Some(None) => return Ok(None),
+                Some(Some(reason)) => return Err(reason.into()),
+                None => {}
+            }
+            match self.advance().await {
+                Ok(true) => {}
+                Ok(false) => self.end = Some(None),
+                Err(reason) => self.end = Some(Some(reason)),
             }
         }
     }
