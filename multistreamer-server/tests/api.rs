@@ -1593,6 +1593,31 @@ mod ui {
         let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-recordings.png"), png);
     }
 
+    /// The dashboard shows streams a page (50) at a time with the total, and pages on.
+    #[test]
+    fn the_dashboard_pages_through_many_streams() {
+        let tmp = TempDir::new("server-ui-pages");
+        let server = Server::start(tmp.path());
+        let admin = Client::login(server.http, "first-password-1");
+        for i in 0..53 {
+            assert_eq!(admin.post("/api/streams", json!({"name": format!("room-{i:02}")})).status, 201);
+        }
+        let (_browser, tab, _shot) = signed_in(&server);
+        let rows = "[...document.querySelectorAll('#stream-list .stream-link')].map(a => a.textContent)";
+        wait_js(&tab, "document.querySelectorAll('#stream-list .stream-link').length === 50", Duration::from_secs(10));
+        let info = "document.querySelector('#stream-page-info')?.textContent.trim()";
+        assert_eq!(js(&tab, info), json!("page 1 of 2 · 53 streams"));
+        assert_eq!(js(&tab, &format!("{rows}[0]")), json!("room-00"));
+        assert_eq!(js(&tab, "document.querySelector('#stream-page-prev').disabled"), json!(true));
+        tab.wait_for_element("#stream-page-next").unwrap().click().unwrap();
+        wait_js(&tab, "document.querySelectorAll('#stream-list .stream-link').length === 3", Duration::from_secs(10));
+        assert_eq!(js(&tab, &format!("JSON.stringify({rows})")), json!(r#"["room-50","room-51","room-52"]"#));
+        assert_eq!(js(&tab, info), json!("page 2 of 2 · 53 streams"));
+        assert_eq!(js(&tab, "document.querySelector('#stream-page-next').disabled"), json!(true));
+        tab.wait_for_element("#stream-page-prev").unwrap().click().unwrap();
+        wait_js(&tab, "document.querySelectorAll('#stream-list .stream-link').length === 50", Duration::from_secs(10));
+    }
+
     /// Names and chat text are shown as text: markup in a stream's, a destination's, a
     /// platform account's or a capture's name never runs or becomes an element, on the
     /// dashboard, the stream page, the settings and the recordings page.

@@ -11,6 +11,16 @@ export function hasSession() { return csrf !== null; }
 export function whenSignedOut(fn) { onSignedOut = fn; }
 
 export async function api(method, path, body) {
+  return (await apiResponse(method, path, body)).data;
+}
+
+/** A page of a list: its items and the total the server reports (X-Total-Count). */
+export async function apiPage(path) {
+  const { data, headers } = await apiResponse("GET", path);
+  return { items: data, total: Number(headers.get("X-Total-Count") ?? data.length) };
+}
+
+async function apiResponse(method, path, body) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
@@ -19,5 +29,5 @@ export async function api(method, path, body) {
   const data = text ? JSON.parse(text) : null;
   if (r.status === 401 && path !== "/api/login") { onSignedOut(); throw new Error("signed out"); }
   if (!r.ok) { const e = new Error(data?.error?.message || r.statusText); e.field = data?.error?.field; e.status = r.status; throw e; }
-  return data;
+  return { data, headers: r.headers };
 }

@@ -1,5 +1,5 @@
 // The dashboard: every stream with its destinations, and the machine's load.
-import { api } from "./api.js";
+import { api, apiPage } from "./api.js";
 import { loadCharts } from "./charts.js";
 import { app, badge, el, field, fieldError, fmtRate, fmtReconnects } from "./dom.js";
 import { every } from "./page.js";
@@ -15,8 +15,22 @@ export async function showDashboard() {
     try { const s = await api("POST", "/api/streams", { name: form.name.value }); location.hash = "#/streams/" + s.id; }
     catch (e) { fieldError(form, e); }
   });
+  // a page of streams at a time: thousands of them stay quick to show
+  const PAGE = 50;
+  let page = 0;
+  const pager = el("div", { class: "pager", id: "stream-pager" });
   const refresh = async () => {
-    const streams = await api("GET", "/api/streams");
+    const { items: streams, total } = await apiPage(`/api/streams?limit=${PAGE}&offset=${page * PAGE}`);
+    const pages = Math.max(1, Math.ceil(total / PAGE));
+    if (page >= pages) { page = pages - 1; return refresh(); }
+    const go = (to) => { page = to; refresh().catch(() => {}); };
+    const prev = el("button", { id: "stream-page-prev", type: "button" }, "‹ Previous");
+    const next = el("button", { id: "stream-page-next", type: "button" }, "Next ›");
+    prev.disabled = page === 0;
+    next.disabled = page + 1 >= pages;
+    prev.addEventListener("click", () => go(page - 1));
+    next.addEventListener("click", () => go(page + 1));
+    pager.replaceChildren(...(pages > 1 ? [prev, el("span", { class: "muted", id: "stream-page-info" }, ` page ${page + 1} of ${pages} · ${total} streams `), next] : []));
     list.replaceChildren(...streams.map((s) => el("tr", { "data-stream-id": s.id },
       el("td", {}, el("a", { class: "stream-link", href: "#/streams/" + s.id }, s.name)),
       el("td", {}, badge(s.live ? "live" : "offline")),
@@ -25,7 +39,7 @@ export async function showDashboard() {
   };
   app.replaceChildren(
     el("h1", {}, "Dashboard"),
-    el("section", {}, el("h2", {}, "Streams"), el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Stream"), el("th", {}, "Ingest"), el("th", {}, "Destinations"))), list), form),
+    el("section", {}, el("h2", {}, "Streams"), el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Stream"), el("th", {}, "Ingest"), el("th", {}, "Destinations"))), list), pager, form),
     loadCharts());
   await refresh();
   every(2000, () => refresh().catch(() => {}));

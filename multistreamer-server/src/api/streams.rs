@@ -147,17 +147,40 @@ pub(super) async fn stream_live(
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
+/// `GET /api/streams?limit=&offset=`: the streams by id, a page at a time when `limit` is
+/// given (the total in `X-Total-Count`, the next page in a `Link` header).
+#[derive(Deserialize)]
+pub(super) struct ListQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// The largest page.
+const MAX_PAGE: i64 = 1000;
+
 pub(super) async fn list_streams(
     State(state): State<AppState>,
     _auth: Auth,
-) -> Result<Json<Vec<StreamView>>, AppError> {
-    // Three queries and one question to the engine, whatever the number of streams.
-    let streams = db::list_streams(&state.db).await?;
-    let dests = db::destinations_by_stream(&state.db).await?;
-    let history = db::all_stream_history(&state.db).await?;
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| AppError::invalid("limit", format!("limit and offset are whole numbers: {e}")))?;
+    if q.limit.is_some_and(|l| !(1..=MAX_PAGE).contains(&l)) {
+        return Err(AppError::invalid("limit", format!("a page holds 1 to {MAX_PAGE} streams")));
+    }
+    let offset = q.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(AppError::invalid("offset", "offset is 0 or more"));
+    }
+    // Four queries and one question to the engine, whatever the number of streams.
+    let streams = db::list_streams_page(&state.db, q.limit.unwrap_or(i64::MAX), offset).await?;
+    let total = db::count_streams(&state.db).await?;
+    let ids = (streams.first().map_or(0, |s| s.id), streams.last().map_or(-1, |s| s.id));
+    let dests = db::destinations_of_streams(&state.db, ids).await?;
+    let history = db::stream_history_of(&state.db, ids).await?;
     let states = state.engine.stream_states(streams.iter().map(|s| s.id).collect()).await;
     let none = crate::engine::StreamState::default();
-    let out = streams
+    let out: Vec<StreamView> = streams
         .iter()
         .map(|s| {
             let own = dests.get(&s.id).map_or(&[][..], Vec::as_slice);
@@ -165,7 +188,17 @@ pub(super) async fn list_streams(
             stream_value(&state, s, states.get(&s.id).unwrap_or(&none), own, h)
         })
         .collect();
-    Ok(Json(out))
+    let mut headers = HeaderMap::new();
+    headers.insert("x-total-count", HeaderValue::from(total));
+    if let Some(limit) = q.limit
+        && offset + limit < total
+    {
+        let next = format!("</api/streams?limit={limit}&offset={}>; rel=\"next\"", offset + limit);
+        if let Ok(v) = HeaderValue::from_str(&next) {
+            headers.insert(header::LINK, v);
+        }
+    }
+    Ok((headers, Json(out)))
 }
 
 #[derive(Deserialize)]

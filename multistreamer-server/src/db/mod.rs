@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/0004_pull.sql")),
     (5, include_str!("../../migrations/0005_platforms.sql")),
     (6, include_str!("../../migrations/0006_captures.sql")),
+    (7, include_str!("../../migrations/0007_indexes.sql")),
 ];
 
 pub type Db = SqlitePool;

@@ -55,12 +55,24 @@ fn dest_row(r: &sqlx::sqlite::SqliteRow) -> Result<DestinationRow, sqlx::Error> 
 }
 
 pub async fn list_streams(db: &Db) -> Result<Vec<StreamRow>, AppError> {
+    list_streams_page(db, i64::MAX, 0).await
+}
+
+/// `limit` streams from the `offset`-th, by id.
+pub async fn list_streams_page(db: &Db, limit: i64, offset: i64) -> Result<Vec<StreamRow>, AppError> {
     let rows = sqlx::query(
-        "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url FROM streams ORDER BY id",
+        "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url FROM streams \
+         ORDER BY id LIMIT ? OFFSET ?",
     )
+    .bind(limit)
+    .bind(offset)
     .fetch_all(db)
     .await?;
     Ok(rows.iter().map(stream_row).collect::<Result<_, _>>()?)
+}
+
+pub async fn count_streams(db: &Db) -> Result<i64, AppError> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM streams").fetch_one(db).await?)
 }
 
 pub async fn stream(db: &Db, id: i64) -> Result<Option<StreamRow>, AppError> {
@@ -148,10 +160,22 @@ pub async fn destinations(db: &Db, stream_id: i64) -> Result<Vec<DestinationRow>
 
 /// Every destination of every stream, by stream id (in id order).
 pub async fn destinations_by_stream(db: &Db) -> Result<std::collections::HashMap<i64, Vec<DestinationRow>>, AppError> {
-    let rows =
-        sqlx::query("SELECT id, stream_id, name, url, enabled, rendition FROM destinations ORDER BY stream_id, id")
-            .fetch_all(db)
-            .await?;
+    destinations_of_streams(db, (i64::MIN, i64::MAX)).await
+}
+
+/// The destinations of the streams whose ids are in `ids` (inclusive), by stream.
+pub async fn destinations_of_streams(
+    db: &Db,
+    ids: (i64, i64),
+) -> Result<std::collections::HashMap<i64, Vec<DestinationRow>>, AppError> {
+    let rows = sqlx::query(
+        "SELECT id, stream_id, name, url, enabled, rendition FROM destinations WHERE stream_id BETWEEN ? AND ? \
+         ORDER BY stream_id, id",
+    )
+    .bind(ids.0)
+    .bind(ids.1)
+    .fetch_all(db)
+    .await?;
     let mut out: std::collections::HashMap<i64, Vec<DestinationRow>> = std::collections::HashMap::new();
     for r in &rows {
         out.entry(r.try_get("stream_id")?).or_default().push(dest_row(r)?);
@@ -253,11 +277,18 @@ pub async fn stream_history(db: &Db, stream_id: i64) -> Result<Vec<SessionRow>, 
 }
 
 /// The last 50 sessions of every stream, newest first, by stream id.
-pub async fn all_stream_history(db: &Db) -> Result<std::collections::HashMap<i64, Vec<SessionRow>>, AppError> {
+/// The last sessions of the streams whose ids are in `ids` (inclusive), by stream.
+pub async fn stream_history_of(
+    db: &Db,
+    ids: (i64, i64),
+) -> Result<std::collections::HashMap<i64, Vec<SessionRow>>, AppError> {
     let rows = sqlx::query(
         "SELECT stream_id, started_at, ended_at, bytes_in FROM (SELECT *, ROW_NUMBER() OVER \
-         (PARTITION BY stream_id ORDER BY id DESC) AS n FROM stream_sessions) WHERE n <= 50 ORDER BY stream_id, id DESC",
+         (PARTITION BY stream_id ORDER BY id DESC) AS n FROM stream_sessions WHERE stream_id BETWEEN ? AND ?) \
+         WHERE n <= 50 ORDER BY stream_id, id DESC",
     )
+    .bind(ids.0)
+    .bind(ids.1)
     .fetch_all(db)
     .await?;
     let mut out: std::collections::HashMap<i64, Vec<SessionRow>> = std::collections::HashMap::new();

@@ -648,6 +648,30 @@ c.commit()
     let admin = Client::login(server.http, "first-password-1");
     let all = admin.get("/api/streams").json();
     assert_eq!(all.as_array().unwrap().len(), 10_000, "every stream listed");
+    // a page at a time: the total, the next page's link, each stream's destinations
+    let header = |r: &Resp, name: &str| {
+        r.headers.lines().find_map(|l| {
+            let low = l.to_ascii_lowercase();
+            low.strip_prefix(name).map(|v| v.trim().to_string())
+        })
+    };
+    let page = admin.get("/api/streams?limit=100&offset=9950");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let items = page.json();
+    let names: Vec<&str> = items.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, (9950..10_000).map(|i| format!("bulk-{i}")).collect::<Vec<_>>());
+    assert!(items.as_array().unwrap().iter().all(|s| s["destinations"].as_array().unwrap().len() == 2), "{items}");
+    assert_eq!(header(&page, "x-total-count:").as_deref(), Some("10000"));
+    assert_eq!(header(&page, "link:"), None, "the last page links to no next one");
+    let first = admin.get("/api/streams?limit=3");
+    assert_eq!(first.json()[0]["name"], json!("bulk-0"));
+    assert_eq!(header(&first, "link:").as_deref(), Some("</api/streams?limit=3&offset=3>; rel=\"next\""));
+    assert_eq!(admin.get("/api/streams?limit=10&offset=20000").json(), json!([]));
+    for bad in ["limit=0", "limit=1001", "offset=-1", "limit=ten"] {
+        let r = admin.get(&format!("/api/streams?{bad}"));
+        assert_eq!(r.status, 422, "{bad}: {}", r.body);
+        assert!(["limit", "offset"].contains(&r.json()["error"]["field"].as_str().unwrap()), "{}", r.body);
+    }
     let stream = admin.post("/api/streams", json!({"name": "the real one"})).json();
     let id = stream["id"].as_i64().unwrap();
     let url = format!("rtmp://127.0.0.1:{}/app/real", nginx.port);
