@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use multistreamer_test_support::secrets::{self, Secret};
 use multistreamer_test_support::*;
 use serde_json::{Value, json};
 
@@ -115,6 +116,38 @@ impl Resp {
     }
 }
 
+/// Notes the credentials a request hands the server for the suite's secrets scan:
+/// passwords, client secrets, API tokens, and destination keys (an RTMP URL's last path
+/// segment, a query's values).
+fn note_request_secrets(body: &str) {
+    fn walk(v: &Value) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v.as_str()) {
+                        ("password" | "current" | "new" | "client_secret" | "token", Some(s)) => {
+                            secrets::note_secret(Secret::Credential, s)
+                        }
+                        ("url", Some(s)) if s.starts_with("rtmp") => {
+                            let (path, query) = s.split_once('?').unwrap_or((s, ""));
+                            secrets::note_secret(Secret::Credential, path.rsplit('/').next().unwrap_or(""));
+                            for pair in query.split('&') {
+                                secrets::note_secret(Secret::Credential, pair.split_once('=').map_or("", |p| p.1));
+                            }
+                        }
+                        _ => walk(v),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(walk),
+            _ => {}
+        }
+    }
+    if let Ok(v) = serde_json::from_str::<Value>(body) {
+        walk(&v);
+    }
+}
+
 /// A minimal HTTP/1.1 client (one request per connection).
 #[derive(Default, Clone)]
 struct Client {
@@ -130,6 +163,7 @@ impl Client {
 
     /// A request with a body as written (JSON or not).
     fn request_text(&self, method: &str, path: &str, body: &str) -> Resp {
+        note_request_secrets(body);
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
@@ -156,6 +190,13 @@ impl Client {
             rest.to_string()
         };
         assert_documented(method, path, status, head, body.as_bytes());
+        secrets::keep_response(method, path, &body);
+        if let Ok(v) = serde_json::from_str::<Value>(&body) {
+            // a stream as its owner sees it: its ingest key
+            if let (Some(key), true) = (v["key"].as_str(), v.get("rtmp_url").is_some()) {
+                secrets::note_secret(Secret::StreamKey, key);
+            }
+        }
         Resp { status, headers: head.to_string(), body }
     }
 
@@ -202,6 +243,7 @@ impl Client {
             .to_string();
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
         let value = cookie.split_once(':').unwrap().1.trim().split(';').next().unwrap().to_string();
+        secrets::note_secret(Secret::Credential, value.split_once('=').map_or("", |v| v.1));
         Client { port, cookie: Some(value), csrf: r.json()["csrf_token"].as_str().map(String::from) }
     }
 }

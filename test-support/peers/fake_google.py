@@ -39,6 +39,14 @@ TRANSITIONS = {("ready", "testing"), ("ready", "live"), ("testing", "live"), ("l
                ("testing", "complete")}
 
 
+def note(secret):
+    """Notes an issued secret for the test suite's secrets scan; returns it."""
+    if ARGS is not None and ARGS.secrets_file:
+        with open(ARGS.secrets_file, "a") as f:
+            f.write("credential\t%s\n" % secret)
+    return secret
+
+
 def google_error(status, reason, message, domain="youtube.liveBroadcast"):
     return status, {"error": {"code": status, "message": message,
                               "errors": [{"domain": domain, "reason": reason, "message": message}]}}
@@ -214,11 +222,11 @@ class Handler(BaseHTTPRequestHandler):
         return not need_secret or form.get("client_secret") == ARGS.client_secret
 
     def grant(self, refresh=None):
-        access = "ya29.%s" % secrets.token_urlsafe(24)
+        access = note("ya29.%s" % secrets.token_urlsafe(24))
         body = {"access_token": access, "expires_in": 3599, "scope": "https://www.googleapis.com/auth/youtube",
                 "token_type": "Bearer"}
         if refresh is None:
-            refresh = "1//%s" % secrets.token_urlsafe(24)
+            refresh = note("1//%s" % secrets.token_urlsafe(24))
             STATE["refresh"][refresh] = {"revoked": False}
             body["refresh_token"] = refresh
         STATE["access"][access] = {"refresh": refresh, "valid": True}
@@ -230,7 +238,7 @@ class Handler(BaseHTTPRequestHandler):
         for s in form.get("scope", "").split():
             if s not in YT_SCOPES:
                 return 400, {"error": "invalid_scope", "error_description": "Invalid device flow scope: " + s}, None
-        code = secrets.token_urlsafe(24)
+        code = note(secrets.token_urlsafe(24))
         user = "%s-%s" % (secrets.token_hex(2).upper(), secrets.token_hex(2).upper())
         STATE["devices"][code] = {"user_code": user, "state": "pending", "issued": time.time(), "last_poll": 0.0,
                                   "interval": 1}
@@ -280,7 +288,7 @@ class Handler(BaseHTTPRequestHandler):
         """The consent page, approved at once: redirects with a code."""
         if q.get("client_id") != ARGS.client_id or q.get("code_challenge_method") != "S256":
             return 400, {"error": "invalid_request"}, None
-        code = "4/%s" % secrets.token_urlsafe(16)
+        code = note("4/%s" % secrets.token_urlsafe(16))
         STATE["codes"][code] = {"challenge": q.get("code_challenge"), "redirect_uri": q.get("redirect_uri")}
         target = "%s?%s" % (q["redirect_uri"], urllib.parse.urlencode({"code": code, "state": q.get("state", ""),
                                                                         "scope": q.get("scope", "")}))
@@ -333,7 +341,7 @@ class Handler(BaseHTTPRequestHandler):
                     return google_error(400, "cdnRequired", "cdn.%s is required" % field,
                                         "youtube.liveStream") + (None,)
             sid = secrets.token_urlsafe(8)
-            key = "-".join(secrets.token_hex(2) for _ in range(5))
+            key = note("-".join(secrets.token_hex(2) for _ in range(5)))
             s = {"kind": "youtube#liveStream", "etag": "e", "id": sid,
                  "snippet": {"title": sn["title"], "channelId": "UCfake",
                              "publishedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
@@ -439,6 +447,8 @@ def main():
     p.add_argument("--ingest", required=True)
     p.add_argument("--rtmps-ingest", default="")
     p.add_argument("--record-dir", required=True)
+    p.add_argument("--secrets-file", default="",
+                   help="append each token, code and stream key issued (credential<TAB>value) for the secrets scan")
     p.add_argument("--channel-title", default="Fake Channel")
     ARGS = p.parse_args()
     ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler).serve_forever()

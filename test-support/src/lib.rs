@@ -5,6 +5,7 @@
 
 mod faulty_rtmp;
 mod rtp_shift;
+pub mod secrets;
 pub use faulty_rtmp::{Fault, FaultyRtmp};
 pub use rtp_shift::RtpShift;
 
@@ -43,6 +44,7 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        secrets::keep_logs(&self.0);
         if std::env::var_os("KEEP_TEST_DIRS").is_none() {
             let _ = fs::remove_dir_all(&self.0);
         }
@@ -597,6 +599,12 @@ impl FakeGoogle {
         let args = ["--client-id", Self::CLIENT_ID, "--client-secret", Self::CLIENT_SECRET, "--ingest", ingest];
         let mut args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
         args.extend([std::ffi::OsStr::new("--record-dir"), record_dir.as_os_str()]);
+        // the tokens, codes and stream keys it issues go to the suite's secrets scan
+        let noted = secrets::peer_secrets_file("google");
+        if let Some(file) = &noted {
+            args.extend([std::ffi::OsStr::new("--secrets-file"), file.as_os_str()]);
+        }
+        secrets::note_secret(secrets::Secret::Credential, Self::CLIENT_SECRET);
         let child = python_peer("fake_google.py", port, &args);
         FakeGoogle { port, child }
     }
@@ -648,6 +656,7 @@ impl FakeMtsLink {
     pub const TOKEN: &'static str = "test-api-token";
 
     pub fn start() -> FakeMtsLink {
+        secrets::note_secret(secrets::Secret::Credential, Self::TOKEN);
         let port = free_port();
         let child = python_peer("fake_mtslink.py", port, &[std::ffi::OsStr::new("--token"), Self::TOKEN.as_ref()]);
         FakeMtsLink { port, child }
