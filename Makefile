@@ -11,7 +11,7 @@ RTSP ?= 0.0.0.0:8554
 LISTEN ?= rtmp://0.0.0.0:1935/live
 TO ?=
 
-.PHONY: run relay test deps deps-test build lint fmt fuzz-api soak bench-relay bench-transcode bench-hls bench-render bench-capture fuzz clean
+.PHONY: run relay test deps deps-test build lint fmt fuzz-api soak image bench-relay bench-transcode bench-hls bench-render bench-capture fuzz clean
 
 deps:
 	@scripts/deps.sh run
@@ -79,6 +79,10 @@ bench-render: deps-test
 bench-capture: deps-test
 	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches
 	./target/release/bench-capture $(BENCH_ARGS)
+
+# The container image, built with Debian's podman and smoke-tested (scripts/image.sh).
+image: deps-test
+	scripts/image.sh
 
 # Requires a nightly toolchain and cargo-fuzz (cargo install cargo-fuzz).
 fuzz:

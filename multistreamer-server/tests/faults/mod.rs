@@ -730,3 +730,52 @@ fn cut_off(s: &mut TcpStream) -> bool {
         Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
     }
 }
+
+/// `make image`: the server in its container image (podman, host network, the scratch
+/// directory mounted at the same path) starts, answers /healthz and the API, and relays a
+/// publish to nginx-rtmp bit-exact; SIGTERM stops it cleanly.
+#[test]
+#[ignore = "needs the container image: make image"]
+fn the_container_image_serves_and_relays() {
+    let image = std::env::var("MULTISTREAMER_IMAGE").unwrap_or_else(|_| "localhost/multistreamer:dev".into());
+    let tmp = TempDir::new("server-image");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 6, "320x240");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    let name = format!("multistreamer-smoke-{}", std::process::id());
+    /// The container goes whatever happens to the test.
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = Command::new("podman").args(["rm", "-f", "-t", "2", &self.0]).output();
+        }
+    }
+    let _remove = Remove(name.clone());
+    let mut podman = Command::new("podman");
+    podman
+        .args(["run", "--rm", "--name", &name, "--network", "host", "--pull", "never"])
+        .args(["-e", "MULTISTREAMER_ADMIN_PASSWORD", "-e", "NO_COLOR", "-v"])
+        .arg(format!("{0}:{0}", tmp.path().display()))
+        .arg(&image);
+    let server = Server::start_in(tmp.path(), &[], podman);
+    let health = Client { port: server.http, ..Default::default() }.get("/healthz");
+    assert_eq!((health.status, health.body.trim()), (200, "ok"));
+    let admin = Client::login(server.http, "first-password-1");
+    let stream = admin.post("/api/streams", json!({"name": "from the image"})).json();
+    let id = stream["id"].as_i64().unwrap();
+    let url = format!("rtmp://127.0.0.1:{}/app/image-out", nginx.port);
+    assert_eq!(admin.post(&format!("/api/streams/{id}/destinations"), json!({"name": "n", "url": url})).status, 201);
+    publish_to_end(&clip, stream["rtmp_url"].as_str().unwrap());
+    std::thread::sleep(Duration::from_secs(2));
+    let rec = nginx.recordings_of("image-out");
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    assert_same_packets(&rec[0], &clip);
+    // the libraries it runs on are the image's own
+    let out = Command::new("podman").args(["exec", &name, "sh", "-c", "ldd /usr/local/bin/multistreamer-server"]).output();
+    let ldd = String::from_utf8_lossy(&out.unwrap().stdout).to_string();
+    assert!(ldd.contains("libavcodec.so.59") && !ldd.contains("not found"), "{ldd}");
+    // and what a webinar capture needs is there
+    let out = Command::new("podman").args(["exec", &name, "sh", "-c", "command -v chromium Xvfb"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    server.stop();
+}
