@@ -11,7 +11,7 @@ RTSP ?= 0.0.0.0:8554
 LISTEN ?= rtmp://0.0.0.0:1935/live
 TO ?=
 
-.PHONY: run relay test deps deps-test build lint fmt fuzz-api soak image bench-relay bench-transcode bench-hls bench-render bench-capture fuzz clean
+.PHONY: run relay test deps deps-test build lint fmt fuzz-api soak image fuzz-long bench-relay bench-transcode bench-hls bench-render bench-capture fuzz clean
 
 deps:
 	@scripts/deps.sh run
@@ -84,9 +84,14 @@ bench-capture: deps-test
 image: deps-test
 	scripts/image.sh
 
-# Requires a nightly toolchain and cargo-fuzz (cargo install cargo-fuzz).
+# Fuzzing (a nightly toolchain and cargo-fuzz: cargo install cargo-fuzz): `make fuzz` runs
+# each target for a minute; `make fuzz-long` until 10 M executions or 30 minutes each
+# (scripts/fuzz-long.sh; figures in docs/benchmarks/reliability.md).
 fuzz:
-	cd fuzz && for t in $$($(CARGO) +nightly fuzz list); do $(CARGO) +nightly fuzz run $$t -- -max_total_time=60 || exit 1; done
+	MULTISTREAMER_FUZZ_SECONDS=60 scripts/fuzz-long.sh
+
+fuzz-long:
+	scripts/fuzz-long.sh
 
 clean:
 	$(CARGO) clean

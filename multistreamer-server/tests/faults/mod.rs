@@ -771,7 +771,8 @@ fn the_container_image_serves_and_relays() {
     assert_eq!(rec.len(), 1, "{rec:?}");
     assert_same_packets(&rec[0], &clip);
     // the libraries it runs on are the image's own
-    let out = Command::new("podman").args(["exec", &name, "sh", "-c", "ldd /usr/local/bin/multistreamer-server"]).output();
+    let out =
+        Command::new("podman").args(["exec", &name, "sh", "-c", "ldd /usr/local/bin/multistreamer-server"]).output();
     let ldd = String::from_utf8_lossy(&out.unwrap().stdout).to_string();
     assert!(ldd.contains("libavcodec.so.59") && !ldd.contains("not found"), "{ldd}");
     // and what a webinar capture needs is there
