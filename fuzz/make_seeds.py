@@ -105,7 +105,8 @@ def main():
         seed("hls_segment", "clip-frag.mp4", open(frag, "rb").read())
 
         wire = rtmp_capture(tmp, clip)
-        seed("rtmp_ingest", "ffmpeg-publish", wire)
+        # the target's first byte: 0x40 = with the handshake, fed 512 bytes at a time
+        seed("rtmp_ingest", "ffmpeg-publish", b"\x40" + wire)
         seed("rtmp_chunk_guard", "ffmpeg-commands", b"\x80" + wire[3073:])
 
     seed("rtmp_url", "youtube", "rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl-mnop")
