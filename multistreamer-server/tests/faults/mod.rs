@@ -28,7 +28,8 @@ fn misbehaving_destinations_are_isolated_and_each_shows_its_reason() {
     let id = stream["id"].as_i64().unwrap();
     let good = format!("rtmp://127.0.0.1:{}/app/good", nginx.port);
     let mut dests = vec![("good".to_string(), good)];
-    dests.extend(faults.iter().map(|(name, f)| (name.to_string(), f.url(name))));
+    // keys unlike any word a log or an answer holds, for the suite's secrets scan
+    dests.extend(faults.iter().map(|(name, f)| (name.to_string(), f.url(&format!("{name}-key-5f0c1e")))));
     for (name, url) in &dests {
         let r = admin.post(&format!("/api/streams/{id}/destinations"), json!({"name": name, "url": url}));
         assert_eq!(r.status, 201, "{}", r.body);
