@@ -254,13 +254,12 @@ impl Connection {
             }
             info!(stream = i, shift_ms = ms, "lip sync from RTCP sender reports");
             // the media held back so far moves with the rest
+            let moved = Timestamp::new(off, Timebase::new(1, *clock).unwrap_or(Timebase::HZ_90K));
             for item in &mut self.items {
                 if let MediaItem::Packet(p) = item
                     && p.track == id
                 {
-                    let delta = Timestamp::new(off, Timebase::new(1, *clock).unwrap_or(Timebase::HZ_90K))
-                        .rescale(p.dts.timebase())
-                        .ticks();
+                    let delta = moved.rescale(p.dts.timebase()).ticks();
                     p.dts = Timestamp::new(p.dts.ticks() + delta, p.dts.timebase());
                     p.pts = Timestamp::new(p.pts.ticks() + delta, p.pts.timebase());
                 }
