@@ -98,6 +98,7 @@ impl CliError {
 }
 
 fn main() -> ExitCode {
+    multistreamer_core::malloc::bound_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("MULTISTREAMER_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)

@@ -80,6 +80,7 @@ pub mod fuzz {
 pub mod hls;
 pub mod hub;
 pub mod ladder;
+pub mod malloc;
 pub mod media;
 #[cfg(feature = "monitor")]
 pub mod monitor;

@@ -286,6 +286,7 @@ pub struct AppState {
 }
 
 fn main() -> ExitCode {
+    multistreamer_core::malloc::bound_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("MULTISTREAMER_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())

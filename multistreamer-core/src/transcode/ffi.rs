@@ -1,6 +1,7 @@
-//! The only `unsafe` in the crate: reading and writing codec "extradata" (the H.264
-//! decoder configuration record, the AAC AudioSpecificConfig), which ffmpeg-next does not
-//! expose. Each function copies, so no libav-owned memory escapes.
+//! The only `unsafe` in the crate besides `malloc`'s `mallopt` call: reading and writing
+//! codec "extradata" (the H.264 decoder configuration record, the AAC
+//! AudioSpecificConfig), which ffmpeg-next does not expose. Each function copies, so no
+//! libav-owned memory escapes.
 #![allow(unsafe_code)]
 
 use ffmpeg_next::codec;
