@@ -107,7 +107,7 @@ def main():
         wire = rtmp_capture(tmp, clip)
         # the target's first byte: 0x40 = with the handshake, fed 512 bytes at a time
         seed("rtmp_ingest", "ffmpeg-publish", b"\x40" + wire)
-        seed("rtmp_chunk_guard", "ffmpeg-commands", b"\x80" + wire[3073:])
+        seed("rtmp_chunk_reader", "ffmpeg-commands", b"\x80" + wire[3073:])
 
     seed("rtmp_url", "youtube", "rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl-mnop")
     seed("rtmp_url", "rtmps-query", "rtmps://live-api-s.example.com:443/rtmp/FB-1-0-Ab?s_bl=1&a=Xy")

@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::hub::{Hub, SubscribeOptions, SubscriberStats, Subscription, SubscriptionEnd};
 use crate::media::MediaItem;
 use crate::sink::{Connector, Sink};
-use crate::sync::lock;
+use crate::sync::{CancelWatch, lock};
 
 /// Exponential backoff with jitter, capped.
 #[derive(Clone, Copy, Debug)]
@@ -381,6 +381,8 @@ impl Supervisor {
             self.stats.set_state(DestinationState::Stopped);
             return;
         }
+        // Watched once for the destination's life: the pump polls it per packet.
+        let watch = CancelWatch::new(self.cancel.clone());
         loop {
             if self.cancel.is_cancelled() || self.hub.get(&self.stream).is_none() {
                 break;
@@ -406,7 +408,7 @@ impl Supervisor {
                     self.stats.set_state(DestinationState::Live);
                     self.stats.attach(&sub);
                     let since = Instant::now();
-                    let r = self.pump(sink.as_mut(), sub).await;
+                    let r = self.pump(sink.as_mut(), sub, &watch).await;
                     self.stats.detach();
                     // Backoff counts consecutive failures: a connection that worked resets it,
                     // to a short delay if it did not last long (a flapping destination).
@@ -463,19 +465,17 @@ impl Supervisor {
         self.stats.set_state(DestinationState::Stopped);
     }
 
-    async fn pump(&self, sink: &mut dyn Sink, mut sub: Subscription) -> Result<Exit> {
+    async fn pump(&self, sink: &mut dyn Sink, mut sub: Subscription, cancel: &CancelWatch) -> Result<Exit> {
         enum Event {
             Cancel,
             Peer(Result<()>),
             Item(Option<MediaItem>),
         }
         let mut batch: Vec<MediaItem> = Vec::with_capacity(self.options.max_batch);
-        let cancelled = self.cancel.cancelled();
-        tokio::pin!(cancelled);
         loop {
             let ev = tokio::select! {
                 biased;
-                _ = &mut cancelled => Event::Cancel,
+                _ = cancel.fired() => Event::Cancel,
                 r = poll_fn(|cx| sink.poll_peer(cx)) => Event::Peer(r),
                 item = sub.recv() => Event::Item(item),
             };

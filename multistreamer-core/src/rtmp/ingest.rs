@@ -1,7 +1,8 @@
 //! RTMP ingest: accepts publishers (OBS, ffmpeg, hardware encoders) and feeds the hub.
 //!
-//! One task per connection. Bytes go through the [`ChunkGuard`] first, then into
-//! `rml_rtmp`'s `ServerSession` (panic-guarded). A publish is accepted only if the
+//! One task per connection. Bytes are parsed once, by the [`ChunkReader`]: audio and video
+//! of the accepted publish go from there to the hub as they are; the few other messages
+//! (commands, metadata, control) go on to `rml_rtmp`'s `ServerSession` (panic-guarded). A publish is accepted only if the
 //! [`PublishAuthorizer`] accepts the app and key and the hub has no other publisher for
 //! that stream; anything else is refused with an RTMP error status and a logged reason.
 
@@ -20,11 +21,11 @@ use rml_rtmp::sessions::{ServerSession, ServerSessionConfig, ServerSessionEvent,
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::RtmpError;
-use super::chunk_guard::{ChunkGuard, GuardLimits};
+use super::chunk_reader::{ChunkLimits, ChunkReader, Message, TYPE_ABORT, TYPE_SET_CHUNK_SIZE};
 use super::guard::guarded;
 use super::time::RtmpTimeUnwrapper;
 use super::url::mask_secret;
@@ -36,6 +37,7 @@ use crate::media::{
 };
 use crate::sink::BoxFuture;
 use crate::source::publish_source;
+use crate::sync::CancelWatch;
 
 /// The track ids RTMP publishers get.
 pub const VIDEO_TRACK: TrackId = TrackId(0);
@@ -114,7 +116,7 @@ pub struct RtmpIngestOptions {
     /// connections and never finishes them cannot use up `max_connections` and lock real
     /// publishers out.
     pub max_pending_per_address: usize,
-    pub guard_limits: GuardLimits,
+    pub chunk_limits: ChunkLimits,
 }
 
 impl Default for RtmpIngestOptions {
@@ -124,7 +126,7 @@ impl Default for RtmpIngestOptions {
             idle_timeout: Duration::from_secs(30),
             max_connections: 1024,
             max_pending_per_address: 32,
-            guard_limits: GuardLimits::default(),
+            chunk_limits: ChunkLimits::default(),
         }
     }
 }
@@ -219,37 +221,137 @@ impl RtmpIngest {
     }
 }
 
-/// The sans-IO inbound side of one ingest connection after the handshake: every byte
-/// passes the [`ChunkGuard`] before `rml_rtmp`'s `ServerSession`, and every call into the
-/// session is panic-guarded.
+/// What the inbound side of a connection produced, in order.
+#[derive(Debug)]
+pub enum Inbound {
+    /// An answer or event of the session (commands, metadata, control).
+    Session(ServerSessionResult),
+    /// Audio or video of the accepted publish, straight from the chunk reader.
+    Media { video: bool, timestamp: u32, data: Bytes },
+}
+
+const TYPE_WINDOW_ACK_SIZE: u8 = 5;
+const TYPE_AUDIO: u8 = 8;
+const TYPE_VIDEO: u8 = 9;
+/// The chunk stream our acknowledgements go out on (`rml_rtmp`'s serializer uses 2–6 and
+/// compresses headers against its own previous ones, so it gets no stream of ours).
+const CSID_ACK: u8 = 10;
+
+/// The sans-IO inbound side of one ingest connection after the handshake: the
+/// [`ChunkReader`] parses every byte once; audio and video of the accepted publish come
+/// out as they are, the other messages are re-framed (one type-0 chunk each) for
+/// `rml_rtmp`'s `ServerSession`, every call into which is panic-guarded. Acknowledgements
+/// of the peer's window are sent from here, since the session sees only part of the bytes.
 pub struct ServerProtocol {
     session: ServerSession,
-    guard: ChunkGuard,
+    reader: ChunkReader,
+    /// One message re-framed for the session.
+    reframed: Vec<u8>,
+    /// Publish requests the session raised: request id and message stream.
+    publish_requests: Vec<(u32, u32)>,
+    /// The message stream of the accepted publish: its audio and video pass.
+    media_stream: Option<u32>,
+    /// The peer's acknowledgement window (0: none), bytes received, bytes acknowledged.
+    ack_window: u32,
+    received: u64,
+    acked: u64,
 }
 
 impl std::fmt::Debug for ServerProtocol {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerProtocol").field("guard", &self.guard).finish_non_exhaustive()
+        f.debug_struct("ServerProtocol")
+            .field("reader", &self.reader)
+            .field("media_stream", &self.media_stream)
+            .finish_non_exhaustive()
     }
 }
 
 impl ServerProtocol {
     /// A new session and the messages it sends first (chunk size, window, bandwidth).
-    pub fn new(limits: GuardLimits) -> Result<(ServerProtocol, Vec<ServerSessionResult>), RtmpError> {
+    pub fn new(limits: ChunkLimits) -> Result<(ServerProtocol, Vec<ServerSessionResult>), RtmpError> {
         let mut config = ServerSessionConfig::new();
         config.chunk_size = 4096;
-        let (session, initial) = guarded("session", || ServerSession::new(config))?;
-        Ok((ServerProtocol { session, guard: ChunkGuard::new(limits) }, initial))
+        let (mut session, initial) = guarded("session", || ServerSession::new(config))?;
+        // Each message the session gets is one chunk, whatever its length.
+        let mut reframed = Vec::with_capacity(256);
+        let set_chunk_size = Message {
+            type_id: TYPE_SET_CHUNK_SIZE,
+            stream_id: 0,
+            timestamp: 0,
+            payload: Bytes::from_static(&[0x7F, 0xFF, 0xFF, 0xFF]),
+        };
+        reframe(&set_chunk_size, &mut reframed);
+        guarded("session", || session.handle_input(&reframed))?;
+        let protocol = ServerProtocol {
+            session,
+            reader: ChunkReader::new(limits),
+            reframed,
+            publish_requests: Vec::new(),
+            media_stream: None,
+            ack_window: 0,
+            received: 0,
+            acked: 0,
+        };
+        Ok((protocol, initial))
     }
 
-    /// Validates and processes bytes from the peer.
-    pub fn handle_input(&mut self, bytes: &[u8]) -> Result<Vec<ServerSessionResult>, RtmpError> {
-        self.guard.feed(bytes)?;
-        let session = &mut self.session;
-        guarded("input", || session.handle_input(bytes))
+    /// Parses bytes from the peer and appends what they produced to `out`.
+    pub fn handle_input(&mut self, bytes: &[u8], out: &mut VecDeque<Inbound>) -> Result<(), RtmpError> {
+        let ServerProtocol { session, reader, reframed, publish_requests, media_stream, ack_window, .. } = self;
+        reader.feed(bytes, |m: Message| -> Result<(), RtmpError> {
+            match m.type_id {
+                TYPE_AUDIO | TYPE_VIDEO => {
+                    // as rml_rtmp does, media outside the accepted publish is ignored
+                    if *media_stream == Some(m.stream_id) {
+                        out.push_back(Inbound::Media {
+                            video: m.type_id == TYPE_VIDEO,
+                            timestamp: m.timestamp,
+                            data: m.payload,
+                        });
+                    }
+                }
+                // applied by the reader; the session's own reader takes one chunk per message
+                TYPE_SET_CHUNK_SIZE | TYPE_ABORT => {}
+                TYPE_WINDOW_ACK_SIZE => {
+                    if let Some(b) = m.payload.get(..4) {
+                        *ack_window = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                    }
+                }
+                _ => {
+                    reframe(&m, reframed);
+                    let results = guarded("input", || session.handle_input(reframed))?;
+                    for r in results {
+                        match &r {
+                            ServerSessionResult::RaisedEvent(ServerSessionEvent::PublishStreamRequested {
+                                request_id,
+                                ..
+                            }) => publish_requests.push((*request_id, m.stream_id)),
+                            ServerSessionResult::RaisedEvent(ServerSessionEvent::PublishStreamFinished { .. }) => {
+                                *media_stream = None
+                            }
+                            _ => {}
+                        }
+                        out.push_back(Inbound::Session(r));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        self.received += bytes.len() as u64;
+        if self.ack_window > 0 && self.received - self.acked >= u64::from(self.ack_window) {
+            self.acked = self.received;
+            out.push_back(Inbound::Session(ServerSessionResult::OutboundResponse(rml_rtmp::chunk_io::Packet {
+                bytes: acknowledgement(self.received as u32),
+                can_be_dropped: false,
+            })));
+        }
+        Ok(())
     }
 
     pub fn accept(&mut self, request_id: u32) -> Result<Vec<ServerSessionResult>, RtmpError> {
+        if let Some(i) = self.publish_requests.iter().position(|&(id, _)| id == request_id) {
+            self.media_stream = Some(self.publish_requests.swap_remove(i).1);
+        }
         let session = &mut self.session;
         guarded("accept", || session.accept_request(request_id))
     }
@@ -260,9 +362,32 @@ impl ServerProtocol {
         code: &str,
         description: &str,
     ) -> Result<Vec<ServerSessionResult>, RtmpError> {
+        self.publish_requests.retain(|&(id, _)| id != request_id);
         let session = &mut self.session;
         guarded("reject", || session.reject_request(request_id, code, description))
     }
+}
+
+/// `m` as one type-0 chunk on chunk stream 3 (the session reads chunks of any size).
+fn reframe(m: &Message, out: &mut Vec<u8>) {
+    out.clear();
+    let extended = m.timestamp >= 0xFF_FFFF;
+    out.push(3);
+    out.extend_from_slice(&m.timestamp.min(0xFF_FFFF).to_be_bytes()[1..]);
+    out.extend_from_slice(&(m.payload.len() as u32).to_be_bytes()[1..]);
+    out.push(m.type_id);
+    out.extend_from_slice(&m.stream_id.to_le_bytes());
+    if extended {
+        out.extend_from_slice(&m.timestamp.to_be_bytes());
+    }
+    out.extend_from_slice(&m.payload);
+}
+
+/// An Acknowledgement message (type 3) with the bytes received so far (mod 2³²).
+fn acknowledgement(sequence: u32) -> Vec<u8> {
+    let mut v = vec![CSID_ACK, 0, 0, 0, 0, 0, 4, 3, 0, 0, 0, 0];
+    v.extend_from_slice(&sequence.to_be_bytes());
+    v
 }
 
 struct Connection {
@@ -334,16 +459,16 @@ struct Session {
     socket: TcpStream,
     protocol: ServerProtocol,
     buf: Vec<u8>,
-    /// Results of the session still to handle, in order.
-    pending: VecDeque<ServerSessionResult>,
+    /// What the inbound side produced and is still to handle, in order.
+    pending: VecDeque<Inbound>,
     /// Bytes for the peer, written before the next read; `written` of them went out.
     out: Vec<u8>,
     written: usize,
     idle_timeout: Duration,
     /// One timer for the connection, pushed back after each read.
     idle: Pin<Box<tokio::time::Sleep>>,
-    /// One cancellation waiter for the connection.
-    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The connection's cancellation, watched without a lock per read.
+    cancelled: CancelWatch,
     /// Set once a publish was accepted.
     media: Option<FlvMedia>,
     /// Items mapped from the publisher's messages, not yet taken.
@@ -392,7 +517,7 @@ impl Session {
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Read>> {
-        if self.cancelled.as_mut().poll(cx).is_ready() {
+        if self.cancelled.poll_fired(cx).is_ready() {
             return Poll::Ready(Ok(Read::Cancelled));
         }
         let mut buf = ReadBuf::new(&mut self.buf);
@@ -404,9 +529,8 @@ impl Session {
                 }
                 let deadline = tokio::time::Instant::now() + self.idle_timeout;
                 self.idle.as_mut().reset(deadline);
-                match self.protocol.handle_input(&self.buf[..n]) {
-                    Ok(results) => self.pending.extend(results),
-                    Err(e) => return Poll::Ready(Err(e.into())),
+                if let Err(e) = self.protocol.handle_input(&self.buf[..n], &mut self.pending) {
+                    return Poll::Ready(Err(e.into()));
                 }
                 Poll::Ready(Ok(Read::Data))
             }
@@ -427,12 +551,6 @@ impl Session {
     fn on_media_event(&mut self, ev: ServerSessionEvent) -> Result<()> {
         let Some(media) = self.media.as_mut() else { return Ok(()) };
         match ev {
-            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
-                media.on_video(&data, timestamp.value, &mut self.items)?
-            }
-            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
-                media.on_audio(&data, timestamp.value, &mut self.items)?
-            }
             ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
                 media.info.metadata = StreamMetadata {
                     frame_rate: metadata.video_frame_rate.map(f64::from),
@@ -471,9 +589,20 @@ impl Session {
     fn handle_pending(&mut self) -> Result<()> {
         while let Some(r) = self.pending.pop_front() {
             match r {
-                ServerSessionResult::OutboundResponse(p) => self.out.extend_from_slice(&p.bytes),
-                ServerSessionResult::RaisedEvent(ev) => self.on_media_event(ev)?,
-                ServerSessionResult::UnhandleableMessageReceived(m) => debug!(type_id = m.type_id, "ignored message"),
+                Inbound::Media { video, timestamp, data } => {
+                    if let Some(media) = self.media.as_mut() {
+                        if video {
+                            media.on_video(&data, timestamp, &mut self.items)?
+                        } else {
+                            media.on_audio(&data, timestamp, &mut self.items)?
+                        }
+                    }
+                }
+                Inbound::Session(ServerSessionResult::OutboundResponse(p)) => self.out.extend_from_slice(&p.bytes),
+                Inbound::Session(ServerSessionResult::RaisedEvent(ev)) => self.on_media_event(ev)?,
+                Inbound::Session(ServerSessionResult::UnhandleableMessageReceived(m)) => {
+                    debug!(type_id = m.type_id, "ignored message")
+                }
             }
         }
         Ok(())
@@ -534,7 +663,8 @@ impl Stream for Session {
 
 impl Connection {
     async fn run(mut self, mut socket: TcpStream) -> Result<()> {
-        let mut buf = vec![0u8; 16 * 1024];
+        // A video frame of a 6 Mb/s stream (~25 KB) in one read.
+        let mut buf = vec![0u8; 64 * 1024];
         // Handshake
         let mut hs = Handshake::new(PeerType::Server);
         let handshake = async {
@@ -564,28 +694,31 @@ impl Connection {
             },
         };
 
-        let (protocol, initial) = ServerProtocol::new(self.options.guard_limits)?;
+        let (protocol, initial) = ServerProtocol::new(self.options.chunk_limits)?;
         let mut session = Session {
             socket,
             protocol,
             buf,
-            pending: initial.into(),
+            pending: initial.into_iter().map(Inbound::Session).collect(),
             out: Vec::new(),
             written: 0,
             idle_timeout: self.options.idle_timeout,
             idle: Box::pin(tokio::time::sleep(self.options.idle_timeout)),
-            cancelled: Box::pin(self.cancel.clone().cancelled_owned()),
+            cancelled: CancelWatch::new(self.cancel.clone()),
             media: None,
             items: VecDeque::new(),
             finished: false,
             done: false,
         };
         if !remaining.is_empty() {
-            session.pending.extend(session.protocol.handle_input(&remaining)?);
+            session.protocol.handle_input(&remaining, &mut session.pending)?;
         }
         // connect and publish
         let publisher = 'negotiate: loop {
             while let Some(r) = session.pending.pop_front() {
+                let Inbound::Session(r) = r else {
+                    continue; // no media passes before the publish is accepted
+                };
                 match r {
                     ServerSessionResult::OutboundResponse(p) => session.out.extend_from_slice(&p.bytes),
                     ServerSessionResult::RaisedEvent(ev) => match self.on_event(ev, &mut session).await {
@@ -627,7 +760,7 @@ impl Connection {
                     ));
                 }
                 debug!(app = %app_name, "connect accepted");
-                session.pending.extend(session.protocol.accept(request_id)?);
+                session.pending.extend(session.protocol.accept(request_id)?.into_iter().map(Inbound::Session));
                 Ok(None)
             }
             ServerSessionEvent::PublishStreamRequested { request_id, app_name, stream_key, .. } => {
@@ -648,7 +781,7 @@ impl Connection {
                 };
                 info!(stream = %name, app = %req.app, "publishing");
                 session.media = Some(FlvMedia::new(name));
-                session.pending.extend(session.protocol.accept(request_id)?);
+                session.pending.extend(session.protocol.accept(request_id)?.into_iter().map(Inbound::Session));
                 Ok(Some(publisher))
             }
             ServerSessionEvent::PlayStreamRequested { request_id, .. } => Err(session.refuse_play(request_id)),
@@ -801,7 +934,7 @@ impl FlvMedia {
 }
 
 /// Runs arbitrary bytes through the ingest path exactly as a connection would (handshake,
-/// chunk guard, session, AMF, FLV/AVC/AAC parsing, hub publishing), accepting every
+/// chunk reader, session, AMF, FLV/AVC/AAC parsing, hub publishing), accepting every
 /// connect and publish. Never panics on any input; for fuzzing.
 ///
 /// The first byte chooses whether the handshake is skipped and how input is split.
@@ -839,46 +972,50 @@ pub fn fuzz_ingest(data: &[u8]) -> Option<String> {
 
 fn fuzz_session(mut data: &[u8], piece: usize) -> Option<String> {
     let hub = Hub::new(crate::hub::HubOptions { grace_period: Duration::ZERO, ..Default::default() });
-    let (mut protocol, _) = match ServerProtocol::new(GuardLimits::default()) {
+    let (mut protocol, _) = match ServerProtocol::new(ChunkLimits::default()) {
         Ok(p) => p,
         Err(e) => return Some(e.to_string()),
     };
     let mut state: Option<(FlvMedia, Publisher)> = None;
     let mut items = VecDeque::new();
+    let mut results = VecDeque::new();
     while !data.is_empty() {
         let take = piece.min(data.len());
         let (now, rest) = data.split_at(take);
         data = rest;
-        let results = match protocol.handle_input(now) {
-            Ok(r) => r,
-            Err(e) => return Some(e.to_string()),
-        };
-        for r in results {
-            let ServerSessionResult::RaisedEvent(ev) = r else { continue };
-            let outcome: Result<(), String> = match ev {
-                ServerSessionEvent::ConnectionRequested { request_id, .. } => {
-                    protocol.accept(request_id).map(drop).map_err(|e| e.to_string())
-                }
-                ServerSessionEvent::PublishStreamRequested { request_id, stream_key, .. } => {
-                    match (state.is_some(), hub.publish(&stream_key)) {
-                        (false, Ok(publisher)) => {
-                            state = Some((FlvMedia::new(stream_key), publisher));
-                            protocol.accept(request_id).map(drop).map_err(|e| e.to_string())
-                        }
-                        _ => Err("second publish or stream already live".into()),
+        if let Err(e) = protocol.handle_input(now, &mut results) {
+            return Some(e.to_string());
+        }
+        while let Some(r) = results.pop_front() {
+            let outcome: Result<(), String> = match r {
+                Inbound::Media { video, timestamp, data } => state.as_mut().map_or(Ok(()), |(m, _)| {
+                    let mapped = if video {
+                        m.on_video(&data, timestamp, &mut items)
+                    } else {
+                        m.on_audio(&data, timestamp, &mut items)
+                    };
+                    mapped.map_err(|e| e.to_string())
+                }),
+                Inbound::Session(ServerSessionResult::RaisedEvent(ev)) => match ev {
+                    ServerSessionEvent::ConnectionRequested { request_id, .. } => {
+                        protocol.accept(request_id).map(drop).map_err(|e| e.to_string())
                     }
-                }
-                ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => state
-                    .as_mut()
-                    .map_or(Ok(()), |(m, _)| m.on_video(&data, timestamp.value, &mut items).map_err(|e| e.to_string())),
-                ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => state
-                    .as_mut()
-                    .map_or(Ok(()), |(m, _)| m.on_audio(&data, timestamp.value, &mut items).map_err(|e| e.to_string())),
-                ServerSessionEvent::PublishStreamFinished { .. } => {
-                    state = None;
-                    Ok(())
-                }
-                _ => Ok(()),
+                    ServerSessionEvent::PublishStreamRequested { request_id, stream_key, .. } => {
+                        match (state.is_some(), hub.publish(&stream_key)) {
+                            (false, Ok(publisher)) => {
+                                state = Some((FlvMedia::new(stream_key), publisher));
+                                protocol.accept(request_id).map(drop).map_err(|e| e.to_string())
+                            }
+                            _ => Err("second publish or stream already live".into()),
+                        }
+                    }
+                    ServerSessionEvent::PublishStreamFinished { .. } => {
+                        state = None;
+                        Ok(())
+                    }
+                    _ => Ok(()),
+                },
+                Inbound::Session(_) => Ok(()),
             };
             if let Err(e) = outcome {
                 return Some(e);
@@ -894,6 +1031,51 @@ fn fuzz_session(mut data: &[u8], piece: usize) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod protocol_tests {
+    use super::*;
+
+    fn message(type_id: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![3, 0, 0, 0];
+        v.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+        v.push(type_id);
+        v.extend_from_slice(&stream_id.to_le_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn outbound(out: &VecDeque<Inbound>) -> Vec<Vec<u8>> {
+        out.iter()
+            .filter_map(|r| match r {
+                Inbound::Session(ServerSessionResult::OutboundResponse(p)) => Some(p.bytes.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_peers_window_is_acknowledged_with_the_bytes_received() {
+        let (mut protocol, _) = ServerProtocol::new(ChunkLimits::default()).expect("session");
+        let mut out = VecDeque::new();
+        let window = message(TYPE_WINDOW_ACK_SIZE, 0, &1000u32.to_be_bytes());
+        protocol.handle_input(&window, &mut out).expect("valid input");
+        assert!(outbound(&out).is_empty(), "nothing to acknowledge yet");
+        // 128-byte video messages outside any publish: read, not passed on, but counted
+        let video = message(TYPE_VIDEO, 1, &[0x17; 116]);
+        let mut received = window.len();
+        while received < 1000 {
+            protocol.handle_input(&video, &mut out).expect("valid input");
+            received += video.len();
+        }
+        assert!(!out.iter().any(|r| matches!(r, Inbound::Media { .. })), "media before a publish passed");
+        let acks = outbound(&out);
+        assert_eq!(acks.len(), 1, "one acknowledgement per window");
+        let mut expected = vec![CSID_ACK, 0, 0, 0, 0, 0, 4, 3, 0, 0, 0, 0];
+        expected.extend_from_slice(&(received as u32).to_be_bytes());
+        assert_eq!(acks[0], expected);
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,16 @@
 //! RTMP: ingest (publishers push to us) and push (we publish to destinations).
 //!
-//! Protocol work is done by `rml_rtmp`'s sans-IO sessions; this module is the thin async
-//! driver around them plus the pieces the crate lacks: the inbound [`chunk_guard`], the
-//! outbound media chunker (zero-copy, vectored writes), RTMPS, timestamps.
+//! Handshakes and commands are done by `rml_rtmp`'s sans-IO sessions; this module is the
+//! thin async driver around them plus the media path, which they would copy: the inbound
+//! [`chunk_reader`] (every byte parsed once, each message assembled once into shared
+//! `Bytes`, hostile framing refused), the outbound media chunker (zero-copy, vectored
+//! writes), RTMPS, timestamps.
 //!
 //! `rml_rtmp` can panic on malformed AMF0 input. Every call into it goes through
 //! [`guard::guarded`], which turns a panic into [`RtmpError::Panicked`] for that one
 //! connection (see `docs/design/decisions.md`).
 
-pub mod chunk_guard;
+pub mod chunk_reader;
 pub mod guard;
 pub mod ingest;
 pub mod push;
@@ -35,7 +37,7 @@ pub enum RtmpError {
     #[error("malformed RTMP input made the protocol library fail ({0}); connection dropped")]
     Panicked(String),
     #[error("malformed RTMP chunk stream: {0}")]
-    Guard(#[from] chunk_guard::ChunkGuardError),
+    Chunk(#[from] chunk_reader::ChunkError),
     #[error("refused by peer: {code} ({description})")]
     Rejected { code: String, description: String },
     #[error(transparent)]
@@ -51,7 +53,7 @@ pub enum RtmpError {
 impl RtmpError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            RtmpError::Handshake(_) | RtmpError::Session(_) | RtmpError::Panicked(_) | RtmpError::Guard(_) => {
+            RtmpError::Handshake(_) | RtmpError::Session(_) | RtmpError::Panicked(_) | RtmpError::Chunk(_) => {
                 ErrorKind::Protocol
             }
             RtmpError::Rejected { .. } => ErrorKind::Rejected,
