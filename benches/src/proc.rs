@@ -127,3 +127,42 @@ pub fn count_frames(file: &std::path::Path) -> u64 {
         .expect("ffprobe");
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
 }
+
+/// Busy clock ticks of the whole machine so far (every CPU: user, nice, system, irq,
+/// softirq; not idle, iowait or time the hypervisor gave to other guests), from /proc/stat.
+pub fn machine_busy_ticks() -> u64 {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0 };
+    let f: Vec<u64> = cpu.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal
+    [0usize, 1, 2, 5, 6].iter().filter_map(|&i| f.get(i)).sum()
+}
+
+/// Memory of a live process from /proc/PID/smaps_rollup, in KiB.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Memory {
+    pub rss: u64,
+    /// Proportional set size: shared pages divided among the processes that map them.
+    pub pss: u64,
+    /// Unique set size: pages no other process maps (private clean + private dirty).
+    pub uss: u64,
+    /// Anonymous memory (heap, stacks): what the process itself allocated.
+    pub anon: u64,
+}
+
+pub fn proc_memory(pid: u32) -> Memory {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Memory {
+        rss: field("Rss:"),
+        pss: field("Pss:"),
+        uss: field("Private_Clean:") + field("Private_Dirty:"),
+        anon: field("Anonymous:"),
+    }
+}

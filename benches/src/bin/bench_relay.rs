@@ -1,10 +1,16 @@
 //! `bench-relay`: Multistreamer's relay against nginx-rtmp's `push`, side by side.
 //!
 //! For N = 1, 10, 30 publishers, each relayed to 3 RTMP destinations, it measures for the
-//! relay process: CPU-seconds per stream-minute (from /proc/PID/stat over a fixed window),
-//! peak RSS (VmHWM), and end-to-end latency of video messages. It also measures the direct
-//! path (publisher straight to the destination server) so the *added* latency of each
-//! relay is reported as its percentile minus the direct path's.
+//! relay: CPU-seconds per stream-minute two ways over a fixed window — the relay process's
+//! own (utime + stime from /proc/PID/stat) and the whole machine's busy time (/proc/stat:
+//! every process, interrupts and softirqs, where loopback TCP work partly lands) minus this
+//! benchmark process's own CPU (the publishers and destinations run in it) — peak RSS
+//! (VmHWM) and, at the end of the window, PSS, USS and anonymous memory (smaps_rollup),
+//! end-to-end latency of video messages, and time to first frame (from a publisher's
+//! connect to the first video frame at each destination). It also measures the direct path
+//! (publisher straight to the destination server) so the *added* latency of each relay is
+//! reported as its percentile minus the direct path's. `--baseline-bin PATH` adds another
+//! multistreamer binary (an earlier build) to the same run.
 //!
 //! Method: the publishers and the destination server live in this process, so one clock
 //! stamps a video message just before it is written to the relay and again when the
@@ -17,7 +23,9 @@
 
 #[path = "../proc.rs"]
 mod proc;
-use proc::{clk_tck, free_port, proc_cpu_ticks, proc_hwm_kb, start_nginx, wait_port};
+use proc::{
+    Memory, clk_tck, free_port, machine_busy_ticks, proc_cpu_ticks, proc_hwm_kb, proc_memory, start_nginx, wait_port,
+};
 
 use std::collections::HashMap;
 use std::fs;
@@ -29,8 +37,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use multistreamer_core::flv::{self, AudioTag, VideoTag};
 use multistreamer_core::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
-use multistreamer_core::rtmp::chunk_guard::GuardLimits;
-use multistreamer_core::rtmp::ingest::ServerProtocol;
+use multistreamer_core::rtmp::chunk_reader::ChunkLimits;
+use multistreamer_core::rtmp::ingest::{Inbound, ServerProtocol};
 use multistreamer_core::rtmp::{RtmpPushOptions, RtmpSink, RtmpUrl};
 use multistreamer_core::sink::{self, Sink};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
@@ -45,6 +53,8 @@ struct Clip {
 }
 
 type SentMap = Arc<Mutex<HashMap<(String, i64), Instant>>>;
+/// When each stream's (first) publisher started connecting.
+type StartMap = Arc<Mutex<HashMap<String, Instant>>>;
 
 #[derive(Default)]
 struct Samples {
@@ -53,6 +63,8 @@ struct Samples {
     /// Only count messages sent after this instant.
     from: Option<Instant>,
     to: Option<Instant>,
+    /// Time to first frame at each destination connection, in microseconds.
+    ttff_us: Vec<u64>,
 }
 
 fn make_clip(dir: &Path) -> PathBuf {
@@ -123,7 +135,8 @@ fn load_clip(path: &Path) -> Clip {
 }
 
 /// Publishes the clip in real time, looping, until `until`.
-async fn publisher(url: RtmpUrl, key: String, clip: Arc<Clip>, until: Instant, sent: SentMap) {
+async fn publisher(url: RtmpUrl, key: String, clip: Arc<Clip>, until: Instant, sent: SentMap, starts: StartMap) {
+    starts.lock().unwrap().entry(key.clone()).or_insert_with(Instant::now);
     let mut sink = match RtmpSink::connect(&url, &RtmpPushOptions::default()).await {
         Ok(s) => s,
         Err(e) => {
@@ -161,10 +174,11 @@ async fn publisher(url: RtmpUrl, key: String, clip: Arc<Clip>, until: Instant, s
 }
 
 /// The destination server: accepts any publish and stamps each video message on arrival.
-async fn destination_server(listener: TcpListener, sent: SentMap, samples: Arc<Mutex<Samples>>) {
+async fn destination_server(listener: TcpListener, sent: SentMap, starts: StartMap, samples: Arc<Mutex<Samples>>) {
     loop {
         let Ok((mut sock, _)) = listener.accept().await else { return };
         let sent = sent.clone();
+        let starts = starts.clone();
         let samples = samples.clone();
         tokio::spawn(async move {
             let _ = sock.set_nodelay(true);
@@ -190,24 +204,24 @@ async fn destination_server(listener: TcpListener, sent: SentMap, samples: Arc<M
                     Err(_) => return,
                 }
             };
-            let Ok((mut proto, initial)) = ServerProtocol::new(GuardLimits::default()) else { return };
+            let Ok((mut proto, initial)) = ServerProtocol::new(ChunkLimits::default()) else { return };
             let mut out = Vec::new();
             let mut key = String::new();
-            let mut pending = initial;
+            let mut first_frame = true;
+            let mut pending: std::collections::VecDeque<Inbound> = initial.into_iter().map(Inbound::Session).collect();
             let mut input = remaining;
             loop {
                 if !input.is_empty() {
-                    match proto.handle_input(&input) {
-                        Ok(r) => pending.extend(r),
-                        Err(_) => return,
+                    if proto.handle_input(&input, &mut pending).is_err() {
+                        return;
                     }
                     input.clear();
                 }
                 let now = Instant::now();
-                for r in std::mem::take(&mut pending) {
+                while let Some(r) = pending.pop_front() {
                     match r {
-                        ServerSessionResult::OutboundResponse(p) => out.extend_from_slice(&p.bytes),
-                        ServerSessionResult::RaisedEvent(ev) => match ev {
+                        Inbound::Session(ServerSessionResult::OutboundResponse(p)) => out.extend_from_slice(&p.bytes),
+                        Inbound::Session(ServerSessionResult::RaisedEvent(ev)) => match ev {
                             ServerSessionEvent::ConnectionRequested { request_id, .. } => {
                                 if let Ok(rs) = proto.accept(request_id) {
                                     pending_out(rs, &mut out);
@@ -219,22 +233,25 @@ async fn destination_server(listener: TcpListener, sent: SentMap, samples: Arc<M
                                     pending_out(rs, &mut out);
                                 }
                             }
-                            ServerSessionEvent::VideoDataReceived { data, timestamp, .. }
-                                if data.len() > 1 && data[1] == 1 =>
-                            {
-                                let sent_at =
-                                    sent.lock().unwrap().get(&(key.clone(), i64::from(timestamp.value))).copied();
-                                if let Some(t0) = sent_at {
-                                    let mut s = samples.lock().unwrap();
-                                    let in_window = s.from.is_some_and(|f| t0 >= f) && s.to.is_none_or(|t| t0 < t);
-                                    if in_window {
-                                        s.lat_us.push(now.duration_since(t0).as_micros() as u64);
-                                    }
-                                }
-                            }
                             _ => {}
                         },
-                        ServerSessionResult::UnhandleableMessageReceived(_) => {}
+                        Inbound::Media { video: true, timestamp, data } if data.len() > 1 && data[1] == 1 => {
+                            if std::mem::take(&mut first_frame) {
+                                let start = starts.lock().unwrap().get(&key).copied();
+                                if let Some(t0) = start {
+                                    samples.lock().unwrap().ttff_us.push(now.duration_since(t0).as_micros() as u64);
+                                }
+                            }
+                            let sent_at = sent.lock().unwrap().get(&(key.clone(), i64::from(timestamp))).copied();
+                            if let Some(t0) = sent_at {
+                                let mut s = samples.lock().unwrap();
+                                let in_window = s.from.is_some_and(|f| t0 >= f) && s.to.is_none_or(|t| t0 < t);
+                                if in_window {
+                                    s.lat_us.push(now.duration_since(t0).as_micros() as u64);
+                                }
+                            }
+                        }
+                        _ => {}
                     }
                 }
                 if !out.is_empty() {
@@ -265,6 +282,8 @@ enum System {
     Direct,
     Nginx,
     Multistreamer,
+    /// Another multistreamer binary (`--baseline-bin`).
+    Baseline,
 }
 
 impl System {
@@ -273,6 +292,7 @@ impl System {
             System::Direct => "direct (no relay)",
             System::Nginx => "nginx-rtmp push",
             System::Multistreamer => "multistreamer",
+            System::Baseline => "multistreamer (baseline)",
         }
     }
 }
@@ -293,7 +313,7 @@ fn start_system(sys: System, dir: &Path, sink_port: u16, relay_bin: &Path) -> Ru
             );
             Some(start_nginx(&dir.join("nginx"), port, &app))
         }
-        System::Multistreamer => {
+        System::Multistreamer | System::Baseline => {
             let mut cmd = Command::new(relay_bin);
             cmd.arg("relay").arg("--listen").arg(format!("rtmp://127.0.0.1:{port}/live"));
             for i in 1..=3 {
@@ -327,11 +347,43 @@ fn relay_threads() -> usize {
 
 struct Result1 {
     cpu_per_stream_min: f64,
+    /// Whole-machine busy CPU minus this process's, per stream-minute.
+    machine_per_stream_min: f64,
     rss_mb: f64,
+    memory: Memory,
+    ttff_p50_ms: f64,
+    ttff_max_ms: f64,
     p50_ms: f64,
     p99_ms: f64,
     samples: usize,
     expected: usize,
+}
+
+/// Each figure's median over repeated runs of one case (the upper middle for an even count).
+fn median(runs: Vec<Result1>) -> Result1 {
+    fn mid<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v[v.len() / 2]
+    }
+    let f = |g: fn(&Result1) -> f64| mid(runs.iter().map(g).collect());
+    let u = |g: fn(&Result1) -> u64| mid(runs.iter().map(g).collect());
+    Result1 {
+        cpu_per_stream_min: f(|r| r.cpu_per_stream_min),
+        machine_per_stream_min: f(|r| r.machine_per_stream_min),
+        rss_mb: f(|r| r.rss_mb),
+        memory: Memory {
+            rss: u(|r| r.memory.rss),
+            pss: u(|r| r.memory.pss),
+            uss: u(|r| r.memory.uss),
+            anon: u(|r| r.memory.anon),
+        },
+        ttff_p50_ms: f(|r| r.ttff_p50_ms),
+        ttff_max_ms: f(|r| r.ttff_max_ms),
+        p50_ms: f(|r| r.p50_ms),
+        p99_ms: f(|r| r.p99_ms),
+        samples: u(|r| r.samples as u64) as usize,
+        expected: u(|r| r.expected as u64) as usize,
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -354,10 +406,11 @@ fn run_case(
     window: Duration,
 ) -> Result1 {
     let sent: SentMap = Arc::default();
+    let starts: StartMap = Arc::default();
     let samples: Arc<Mutex<Samples>> = Arc::default();
     let sink_listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
     let sink_port = sink_listener.local_addr().unwrap().port();
-    let server = rt.spawn(destination_server(sink_listener, sent.clone(), samples.clone()));
+    let server = rt.spawn(destination_server(sink_listener, sent.clone(), starts.clone(), samples.clone()));
     let mut running = start_system(sys, dir, sink_port, relay_bin);
     let until = Instant::now() + warm + window + Duration::from_secs(1);
     let mut pubs = Vec::new();
@@ -369,18 +422,22 @@ fn run_case(
         };
         for t in targets {
             let url: RtmpUrl = t.parse().unwrap();
-            pubs.push(rt.spawn(publisher(url, format!("s{i}"), clip.clone(), until, sent.clone())));
+            pubs.push(rt.spawn(publisher(url, format!("s{i}"), clip.clone(), until, sent.clone(), starts.clone())));
         }
         std::thread::sleep(Duration::from_millis(30));
     }
     std::thread::sleep(warm);
     let pid = running.child.as_ref().map(|c| c.id());
+    let me = std::process::id();
     let cpu0 = pid.map_or(0, proc_cpu_ticks);
+    let (machine0, me0) = (machine_busy_ticks(), proc_cpu_ticks(me));
     samples.lock().unwrap().from = Some(Instant::now());
     std::thread::sleep(window);
     samples.lock().unwrap().to = Some(Instant::now());
     let cpu1 = pid.map_or(0, proc_cpu_ticks);
+    let (machine1, me1) = (machine_busy_ticks(), proc_cpu_ticks(me));
     let hwm = pid.map_or(0, proc_hwm_kb);
+    let memory = pid.map(proc_memory).unwrap_or_default();
     // let the last messages of the window arrive
     std::thread::sleep(Duration::from_millis(1500));
     for p in pubs {
@@ -393,11 +450,18 @@ fn run_case(
     server.abort();
     let mut lat = std::mem::take(&mut samples.lock().unwrap().lat_us);
     lat.sort_unstable();
+    let mut ttff = std::mem::take(&mut samples.lock().unwrap().ttff_us);
+    ttff.sort_unstable();
     let cpu_s = (cpu1.saturating_sub(cpu0)) as f64 / clk_tck();
+    let machine_s = (machine1.saturating_sub(machine0)).saturating_sub(me1.saturating_sub(me0)) as f64 / clk_tck();
     let stream_minutes = n as f64 * window.as_secs_f64() / 60.0;
     Result1 {
         cpu_per_stream_min: cpu_s / stream_minutes,
+        machine_per_stream_min: machine_s / stream_minutes,
         rss_mb: hwm as f64 / 1024.0,
+        memory,
+        ttff_p50_ms: percentile(&ttff, 0.5),
+        ttff_max_ms: ttff.last().map_or(f64::NAN, |&v| v as f64 / 1000.0),
         p50_ms: percentile(&lat, 0.50),
         p99_ms: percentile(&lat, 0.99),
         samples: lat.len(),
@@ -408,6 +472,8 @@ fn run_case(
 fn main() {
     let mut counts = vec![1usize, 10, 30];
     let mut seconds = 20u64;
+    let mut baseline: Option<PathBuf> = None;
+    let mut repeat = 1usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -416,9 +482,11 @@ fn main() {
             "--relay-threads" => {
                 args.next();
             }
+            "--baseline-bin" => baseline = args.next().map(PathBuf::from),
+            "--repeat" => repeat = args.next().and_then(|v| v.parse().ok()).unwrap_or(1).max(1),
             other => {
                 eprintln!(
-                    "unknown argument {other}; usage: bench-relay [--counts 1,10,30] [--seconds 20] [--relay-threads N]"
+                    "unknown argument {other}; usage: bench-relay [--counts 1,10,30] [--seconds 20] [--relay-threads N] [--baseline-bin PATH] [--repeat K]"
                 );
                 std::process::exit(2);
             }
@@ -434,58 +502,92 @@ fn main() {
     let window = Duration::from_secs(seconds);
     let bitrate: usize = clip.packets.iter().map(|p| p.payload.len()).sum::<usize>() * 8 / clip.duration_ms as usize;
     println!(
-        "bench-relay: {} cores, clip {} kbit/s 1080p30 H.264+AAC, each stream -> 3 destinations, {}s window after {}s warm-up, multistreamer --threads {}",
+        "bench-relay: {} cores, clip {} kbit/s 1080p30 H.264+AAC, each stream -> 3 destinations, {}s window after {}s warm-up, multistreamer --threads {}, median of {} run(s) per cell",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         bitrate,
         seconds,
         warm.as_secs(),
-        relay_threads()
+        relay_threads(),
+        repeat
     );
     println!();
     println!(
-        "| publishers | system | CPU-s / stream-min | peak RSS (MB) | e2e p50 (ms) | e2e p99 (ms) | added p50 (ms) | added p99 (ms) | samples |"
+        "| publishers | system | CPU-s / stream-min (process) | CPU-s / stream-min (machine − load generator) | peak RSS (MB) | RSS / PSS / USS / anon at end (MB) | time to first frame p50 / max (ms) | e2e p50 (ms) | e2e p99 (ms) | added p50 (ms) | added p99 (ms) | samples |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut ratios = Vec::new();
+    let mb = |kb: u64| kb as f64 / 1024.0;
     for &n in &counts {
-        let direct = run_case(&rt, System::Direct, n, &clip, &dir, &relay_bin, warm, window);
-        let nginx = run_case(&rt, System::Nginx, n, &clip, &dir, &relay_bin, warm, window);
-        let ms = run_case(&rt, System::Multistreamer, n, &clip, &dir, &relay_bin, warm, window);
-        for (sys, r) in [(System::Direct, &direct), (System::Nginx, &nginx), (System::Multistreamer, &ms)] {
-            let (cpu, rss) = if sys == System::Direct {
-                ("-".to_string(), "-".to_string())
-            } else {
-                (format!("{:.3}", r.cpu_per_stream_min), format!("{:.1}", r.rss_mb))
+        let mut systems = vec![System::Direct, System::Nginx, System::Multistreamer];
+        if baseline.is_some() {
+            systems.push(System::Baseline);
+        }
+        let mut results = Vec::new();
+        for &sys in &systems {
+            let bin = match (sys, &baseline) {
+                (System::Baseline, Some(b)) => b.clone(),
+                _ => relay_bin.clone(),
             };
-            let (a50, a99) = if sys == System::Direct {
-                ("-".to_string(), "-".to_string())
+            let runs: Vec<Result1> =
+                (0..repeat).map(|_| run_case(&rt, sys, n, &clip, &dir, &bin, warm, window)).collect();
+            results.push((sys, median(runs)));
+        }
+        let direct = &results[0].1;
+        for (sys, r) in &results {
+            let relayed = *sys != System::Direct;
+            let dash = || "-".to_string();
+            let cpu = if relayed { format!("{:.3}", r.cpu_per_stream_min) } else { dash() };
+            let machine = format!("{:.3}", r.machine_per_stream_min);
+            let rss = if relayed { format!("{:.1}", r.rss_mb) } else { dash() };
+            let m = &r.memory;
+            let mem = if relayed {
+                format!("{:.1} / {:.1} / {:.1} / {:.1}", mb(m.rss), mb(m.pss), mb(m.uss), mb(m.anon))
             } else {
+                dash()
+            };
+            let (a50, a99) = if relayed {
                 (format!("{:.2}", r.p50_ms - direct.p50_ms), format!("{:.2}", r.p99_ms - direct.p99_ms))
+            } else {
+                (dash(), dash())
             };
             println!(
-                "| {n} | {} | {cpu} | {rss} | {:.2} | {:.2} | {a50} | {a99} | {}/{} |",
+                "| {n} | {} | {cpu} | {machine} | {rss} | {mem} | {:.1} / {:.1} | {:.2} | {:.2} | {a50} | {a99} | {}/{} |",
                 sys.name(),
+                r.ttff_p50_ms,
+                r.ttff_max_ms,
                 r.p50_ms,
                 r.p99_ms,
                 r.samples,
                 r.expected
             );
         }
-        ratios.push((
-            n,
-            ms.cpu_per_stream_min / nginx.cpu_per_stream_min,
-            ms.rss_mb,
-            nginx.rss_mb,
-            ms.p99_ms - direct.p99_ms,
-            nginx.p99_ms - direct.p99_ms,
-        ));
+        let nginx = &results[1].1;
+        for (sys, r) in &results[2..] {
+            ratios.push((
+                n,
+                sys.name(),
+                r.cpu_per_stream_min / nginx.cpu_per_stream_min,
+                r.machine_per_stream_min / nginx.machine_per_stream_min,
+                (r.memory.anon, nginx.memory.anon),
+                (r.rss_mb, nginx.rss_mb),
+                (r.p99_ms - direct.p99_ms, nginx.p99_ms - direct.p99_ms),
+            ));
+        }
     }
     println!();
     println!(
-        "| publishers | CPU ratio (multistreamer / nginx-rtmp) | RSS multistreamer / nginx (MB) | added p99 multistreamer / nginx (ms) |"
+        "| publishers | system | CPU ratio to nginx-rtmp (process) | CPU ratio (machine − load generator) | anon MB / nginx | peak RSS MB / nginx | added p99 ms / nginx |"
     );
-    println!("|---:|---:|---:|---:|");
-    for (n, cpu, rss_ms, rss_ng, p99_ms, p99_ng) in ratios {
-        println!("| {n} | {cpu:.2}× | {rss_ms:.1} / {rss_ng:.1} | {p99_ms:.2} / {p99_ng:.2} |");
+    println!("|---:|---|---:|---:|---:|---:|---:|");
+    for (n, name, cpu, machine, anon, rss, p99) in ratios {
+        println!(
+            "| {n} | {name} | {cpu:.2}× | {machine:.2}× | {:.1} / {:.1} | {:.1} / {:.1} | {:.2} / {:.2} |",
+            mb(anon.0),
+            mb(anon.1),
+            rss.0,
+            rss.1,
+            p99.0,
+            p99.1
+        );
     }
 }
