@@ -26,6 +26,8 @@
 
 #[cfg(feature = "capture")]
 pub mod after;
+#[cfg(feature = "capture")]
+mod avdevice;
 pub mod chat;
 pub mod events;
 pub mod manifest;

@@ -78,10 +78,7 @@ fn open_grab(
     screen: (u32, u32),
     fps: u32,
 ) -> Result<(format::context::Input, decoder::Video, usize), CaptureError> {
-    let x11 = ffmpeg_next::device::input::video()
-        .find(|f| f.name() == "x11grab")
-        .ok_or_else(|| CaptureError::Presenter("this libavdevice has no x11grab".into()))?;
-    let Format::Input(fmt) = x11 else { return Err(CaptureError::Presenter("x11grab is not an input".into())) };
+    let fmt = super::avdevice::x11grab()?;
     let mut opts = Dictionary::new();
     opts.set("framerate", &fps.to_string());
     opts.set("video_size", &format!("{}x{}", screen.0, screen.1));
@@ -107,7 +104,6 @@ pub fn run(options: PresenterOptions, shared: Arc<PresenterShared>) {
 
 fn record(o: &PresenterOptions, shared: &PresenterShared) -> Result<(), CaptureError> {
     crate::transcode::init();
-    ffmpeg_next::device::register_all();
     // the page reports the presenter's place shortly after it loads
     let waited = Instant::now();
     while lock(&shared.rect).is_none()
