@@ -14,8 +14,8 @@
 //! * continuation headers (types 1–3) on a chunk stream that never had a full header,
 //! * a `SetChunkSize` whose length is not 4,
 //! * more than [`ChunkLimits::max_partial_messages`] messages in flight at once, or more than
-//!   [`ChunkLimits::max_partial_bytes`] of declared length in flight (a message's buffer is
-//!   reserved when its first chunk arrives, so the limits bound memory).
+//!   [`ChunkLimits::max_partial_bytes`] of declared length in flight (buffers grow with the
+//!   bytes received, never past the declared length, so the limits bound memory).
 //!
 //! Timestamps follow the rules `rml_rtmp` and FFmpeg apply: a type-0 header sets the
 //! timestamp, types 1 and 2 add their delta, a type-3 header that starts a new message adds
@@ -97,6 +97,8 @@ enum Stage {
 /// Messages up to this size are carved out of a shared block.
 const SMALL_MESSAGE: usize = 8 * 1024;
 const BLOCK: usize = 64 * 1024;
+/// Room reserved at first for a large message (a keyframe of a 6 Mb/s stream fits).
+const FIRST_RESERVE: usize = 256 * 1024;
 const MAX_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
 /// The longest chunk header: 3-byte basic header, 11-byte message header, 4-byte extended
 /// timestamp.
@@ -361,10 +363,12 @@ impl ChunkReader {
         Ok(())
     }
 
-    /// An empty buffer with room for exactly `len` bytes: small ones share a block.
+    /// An empty buffer for a message of `len` bytes: small ones share a block; large ones
+    /// get room for up to [`FIRST_RESERVE`] and grow as their bytes arrive, so a declared
+    /// length costs nothing until the peer sends it.
     fn carve(&mut self, len: usize) -> BytesMut {
         if len > SMALL_MESSAGE {
-            return BytesMut::with_capacity(len);
+            return BytesMut::with_capacity(len.min(FIRST_RESERVE));
         }
         if self.block.capacity() < len {
             self.block = BytesMut::with_capacity(BLOCK);
@@ -547,6 +551,28 @@ mod tests {
             s.extend(std::iter::repeat_n(0, 128));
         }
         assert_eq!(read_all(&s, 4096), Err(ChunkError::TooManyPartialMessages(17)));
+    }
+
+    #[test]
+    fn a_message_larger_than_the_first_reserve_grows_as_it_arrives() {
+        let len = FIRST_RESERVE + 40_000;
+        let body: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        let mut s = set_chunk_size(4096);
+        s.extend(type0(6, 1000, len as u32, 9, 1));
+        for (i, piece) in body.chunks(4096).enumerate() {
+            if i > 0 {
+                s.push(0xC6);
+            }
+            s.extend_from_slice(piece);
+        }
+        let got = read_all(&s, 1500).expect("valid stream");
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].payload.as_ref(), &body[..]);
+        // a declared length alone reserves no more than the first reserve
+        let mut r = ChunkReader::new(ChunkLimits::default());
+        r.feed(&type0(6, 0, 0xFF_FFFF, 9, 1), |_| Ok::<(), ChunkError>(())).expect("header");
+        let reserved = r.streams.get(&6).and_then(|c| c.partial.as_ref()).map(|p| p.capacity());
+        assert_eq!(reserved, Some(FIRST_RESERVE));
     }
 
     #[test]
