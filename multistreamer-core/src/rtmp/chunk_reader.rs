@@ -81,9 +81,9 @@ struct ChunkStream {
     stream_id: u32,
     /// The message being assembled; `None` between messages.
     partial: Option<BytesMut>,
-    /// Its bytes still to come, and its declared length.
+    /// Its bytes still to come (of `msg_len`, which no header changes mid-message: a
+    /// type-0/1 header abandons the message first).
     remaining: u32,
-    reserved: u32,
 }
 
 #[derive(Debug)]
@@ -260,7 +260,7 @@ impl ChunkReader {
             let field = u32::from_be_bytes([0, h[0], h[1], h[2]]);
             if stream.partial.take().is_some() {
                 // A new header in the middle of a message: that message is abandoned.
-                abandoned = stream.reserved;
+                abandoned = stream.msg_len;
             }
             stream.extended = field == 0xFF_FFFF;
             let value = if stream.extended { ext(h) } else { field };
@@ -309,7 +309,6 @@ impl ChunkReader {
             if let Some(s) = self.streams.get_mut(&csid) {
                 s.partial = Some(buf);
                 s.remaining = msg_len;
-                s.reserved = msg_len;
             }
         }
         let left = self.streams.get(&csid).map_or(0, |s| s.remaining);
@@ -325,7 +324,7 @@ impl ChunkReader {
         }
         let partial = stream.partial.take()?;
         self.partial_count -= 1;
-        self.partial_bytes -= u64::from(stream.reserved);
+        self.partial_bytes -= u64::from(stream.msg_len);
         Some(Message {
             type_id: stream.msg_type,
             stream_id: stream.stream_id,
@@ -355,7 +354,7 @@ impl ChunkReader {
                     && s.partial.take().is_some()
                 {
                     self.partial_count -= 1;
-                    self.partial_bytes -= u64::from(s.reserved);
+                    self.partial_bytes -= u64::from(s.msg_len);
                 }
             }
             _ => {}

@@ -251,9 +251,9 @@ pub struct ServerProtocol {
     publish_requests: Vec<(u32, u32)>,
     /// The message stream of the accepted publish: its audio and video pass.
     media_stream: Option<u32>,
-    /// The peer's acknowledgement window (0: none), bytes received, bytes acknowledged.
+    /// The peer's acknowledgement window (0: none) and the bytes acknowledged so far (of
+    /// the reader's `bytes_seen`).
     ack_window: u32,
-    received: u64,
     acked: u64,
 }
 
@@ -289,7 +289,6 @@ impl ServerProtocol {
             publish_requests: Vec::new(),
             media_stream: None,
             ack_window: 0,
-            received: 0,
             acked: 0,
         };
         Ok((protocol, initial))
@@ -337,11 +336,11 @@ impl ServerProtocol {
             }
             Ok(())
         })?;
-        self.received += bytes.len() as u64;
-        if self.ack_window > 0 && self.received - self.acked >= u64::from(self.ack_window) {
-            self.acked = self.received;
+        let received = self.reader.bytes_seen();
+        if self.ack_window > 0 && received - self.acked >= u64::from(self.ack_window) {
+            self.acked = received;
             out.push_back(Inbound::Session(ServerSessionResult::OutboundResponse(rml_rtmp::chunk_io::Packet {
-                bytes: acknowledgement(self.received as u32),
+                bytes: acknowledgement(received as u32),
                 can_be_dropped: false,
             })));
         }
