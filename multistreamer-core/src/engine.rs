@@ -339,6 +339,12 @@ where
         })
     }
 
+    /// Forgets the kept errors of keys that no longer exist (`exists` is false): a deleted
+    /// stream's or destination's last error is not kept for the life of the process.
+    pub fn retain_errors(&mut self, exists: impl Fn(&K) -> bool) {
+        self.errors.retain(|k, _| exists(k));
+    }
+
     /// The running job's own error, or the last error kept for `key`.
     pub fn error(&self, key: &K) -> Option<String> {
         self.get(key).and_then(Job::error).or_else(|| self.errors.get(key).cloned())
@@ -496,6 +502,10 @@ mod tests {
         let c = jobs.reconcile(&map([(1, "a2")]), starter(None, false));
         assert_eq!(c.started, vec![1]);
         assert!(jobs.error(&1).is_none(), "a successful start clears the error");
+        // A key that no longer exists (its stream was deleted) loses its kept error; others keep theirs.
+        assert!(jobs.error(&2).is_some());
+        jobs.retain_errors(|k| *k != 2);
+        assert!(jobs.error(&2).is_none());
 
         // Finished without error and not restartable (a VOD played once): stays ended.
         lock(&flags).last().expect("a job").store(true, Ordering::SeqCst);

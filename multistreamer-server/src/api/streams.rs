@@ -172,9 +172,13 @@ pub(super) async fn list_streams(
     if offset < 0 {
         return Err(AppError::invalid("offset", "offset is 0 or more"));
     }
-    // Four queries and one question to the engine, whatever the number of streams.
+    // At most four queries and one question to the engine, whatever the number of streams
+    // (the whole list is its own count).
     let streams = db::list_streams_page(&state.db, q.limit.unwrap_or(i64::MAX), offset).await?;
-    let total = db::count_streams(&state.db).await?;
+    let total = match (q.limit, offset) {
+        (None, 0) => i64::try_from(streams.len()).unwrap_or(i64::MAX),
+        _ => db::count_streams(&state.db).await?,
+    };
     let ids = (streams.first().map_or(0, |s| s.id), streams.last().map_or(-1, |s| s.id));
     let dests = db::destinations_of_streams(&state.db, ids).await?;
     let history = db::stream_history_of(&state.db, ids).await?;

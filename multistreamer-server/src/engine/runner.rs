@@ -168,7 +168,9 @@ impl Runner {
         let streams = db::list_streams(&self.db).await?;
         let dests = db::destinations_by_stream(&self.db).await?;
         let mut broadcasts: HashMap<i64, Vec<db::BroadcastRow>> = HashMap::new();
+        let mut broadcast_ids = std::collections::HashSet::new();
         for b in db::all_broadcasts(&self.db).await? {
+            broadcast_ids.insert(b.id);
             broadcasts.entry(b.stream_id).or_default().push(b);
         }
         let configs: Vec<StreamConfig> = streams
@@ -227,7 +229,9 @@ impl Runner {
         log_changes("broadcast monitor", &c);
         // every capture asked for (running) runs, live stream or not
         let mut want_captures = std::collections::BTreeMap::new();
-        for row in db::all_captures(&self.db).await?.into_iter().filter(|c| c.state == "running") {
+        let all_captures = db::all_captures(&self.db).await?;
+        let capture_ids: std::collections::HashSet<i64> = all_captures.iter().map(|c| c.id).collect();
+        for row in all_captures.into_iter().filter(|c| c.state == "running") {
             let settings: CaptureSettings = serde_json::from_str(&row.options).unwrap_or_default();
             match self.platforms.open_capture_url(row.id, &row.sealed_url) {
                 Ok(url) => {
@@ -257,6 +261,13 @@ impl Runner {
             ))
         });
         log_changes("capture", &c);
+        // the last errors of deleted streams, destinations, broadcasts and captures go with them
+        self.pulls.retain_errors(|id| names.contains_key(id));
+        self.ladders.retain_errors(|id| names.contains_key(id));
+        self.recordings.retain_errors(|id| names.contains_key(id));
+        self.destinations.retain_errors(|id| dest_names.contains_key(id));
+        self.monitors.retain_errors(|id| broadcast_ids.contains(id));
+        self.captures.retain_errors(|id| capture_ids.contains(id));
         self.changed.send_modify(|n| *n += 1);
         Ok(())
     }
