@@ -42,6 +42,15 @@ pub fn proc_cpu_ticks(pid: u32) -> u64 {
     ut + st
 }
 
+/// (utime, stime) of a live process, in clock ticks.
+pub fn proc_user_sys_ticks(pid: u32) -> (u64, u64) {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (field(11), field(12))
+}
+
 /// Peak resident memory (VmHWM) of a live process, in KiB.
 pub fn proc_hwm_kb(pid: u32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -136,6 +145,14 @@ pub fn machine_busy_ticks() -> u64 {
     let f: Vec<u64> = cpu.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
     // user nice system idle iowait irq softirq steal
     [0usize, 1, 2, 5, 6].iter().filter_map(|&i| f.get(i)).sum()
+}
+
+/// Clock ticks the hypervisor gave to other guests while this machine wanted to run
+/// (`steal` in /proc/stat, all CPUs): a window with much of it measured a busy host, not us.
+pub fn machine_steal_ticks() -> u64 {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0 };
+    cpu.split_whitespace().nth(8).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// Memory of a live process from /proc/PID/smaps_rollup, in KiB.

@@ -12,6 +12,13 @@
 //! reported as its percentile minus the direct path's. `--baseline-bin PATH` adds another
 //! multistreamer binary (an earlier build) to the same run.
 //!
+//! A physical reference runs beside them: **the copy floor**, this binary re-executed as a
+//! minimal forwarder (a blocking thread per publisher: read up to 64 KiB from the publisher's
+//! socket, write the bytes to 3 sockets — no protocol, no parsing, no queue). Its publishers
+//! send each packet of the same clip at the same instants, framed like an FLV tag, and its
+//! destinations only read and discard, so its CPU is what moving these bytes through the
+//! kernel at this message rate costs on this machine — the floor any relay pays.
+//!
 //! Method: the publishers and the destination server live in this process, so one clock
 //! stamps a video message just before it is written to the relay and again when the
 //! destination has parsed it; messages are matched by stream key and RTMP timestamp. The
@@ -24,7 +31,8 @@
 #[path = "../proc.rs"]
 mod proc;
 use proc::{
-    Memory, clk_tck, free_port, machine_busy_ticks, proc_cpu_ticks, proc_hwm_kb, proc_memory, start_nginx, wait_port,
+    Memory, clk_tck, free_port, machine_busy_ticks, machine_steal_ticks, proc_cpu_ticks, proc_hwm_kb, proc_memory,
+    proc_user_sys_ticks, start_nginx, wait_port,
 };
 
 use std::collections::HashMap;
@@ -173,6 +181,85 @@ async fn publisher(url: RtmpUrl, key: String, clip: Arc<Clip>, until: Instant, s
     let _ = sink.finish().await;
 }
 
+/// The copy floor's publisher: the clip's packets at the same instants as [`publisher`],
+/// each behind an 11-byte FLV-style tag header, on a plain TCP connection.
+async fn raw_publisher(port: u16, clip: Arc<Clip>, until: Instant) {
+    let Ok(mut sock) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        eprintln!("floor publisher: cannot connect");
+        return;
+    };
+    let _ = sock.set_nodelay(true);
+    let start = tokio::time::Instant::now();
+    let mut round = 0i64;
+    let mut frame = Vec::with_capacity(512 * 1024);
+    loop {
+        for p in &clip.packets {
+            let offset = round * clip.duration_ms;
+            let at = start + Duration::from_millis((offset + p.dts.as_millis()) as u64);
+            tokio::time::sleep_until(at).await;
+            if Instant::now() >= until {
+                return;
+            }
+            frame.clear();
+            frame.push(if p.kind == TrackKind::Video { 9 } else { 8 });
+            frame.extend_from_slice(&(p.payload.len() as u32).to_be_bytes()[1..]);
+            frame.extend_from_slice(&((offset + p.dts.as_millis()) as u32).to_be_bytes());
+            frame.extend_from_slice(&[0, 0, 0]);
+            frame.extend_from_slice(&p.payload);
+            if sock.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+        round += 1;
+    }
+}
+
+/// The copy floor's destinations: read and discard.
+async fn discard_server(listener: TcpListener) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else { return };
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 256 * 1024];
+            while let Ok(n) = sock.read(&mut buf).await {
+                if n == 0 {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// The copy floor itself (run as a child process): a blocking thread per publisher copying
+/// what it reads to 3 connections to `sink_port`.
+fn floor_relay(port: u16, sink_port: u16) -> ! {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    for conn in listener.incoming() {
+        let Ok(mut input) = conn else { continue };
+        std::thread::spawn(move || {
+            let mut outs = Vec::new();
+            for _ in 0..3 {
+                let Ok(o) = std::net::TcpStream::connect(("127.0.0.1", sink_port)) else { return };
+                let _ = o.set_nodelay(true);
+                outs.push(o);
+            }
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match input.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                for o in &mut outs {
+                    if o.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    std::process::exit(0)
+}
+
 /// The destination server: accepts any publish and stamps each video message on arrival.
 async fn destination_server(listener: TcpListener, sent: SentMap, starts: StartMap, samples: Arc<Mutex<Samples>>) {
     loop {
@@ -280,6 +367,8 @@ fn pending_out(results: Vec<ServerSessionResult>, out: &mut Vec<u8>) {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum System {
     Direct,
+    /// The copy floor: bytes in, the same bytes out to 3 sockets, nothing else.
+    Floor,
     Nginx,
     Multistreamer,
     /// Another multistreamer binary (`--baseline-bin`).
@@ -290,6 +379,7 @@ impl System {
     fn name(self) -> &'static str {
         match self {
             System::Direct => "direct (no relay)",
+            System::Floor => "copy floor (reference)",
             System::Nginx => "nginx-rtmp push",
             System::Multistreamer => "multistreamer",
             System::Baseline => "multistreamer (baseline)",
@@ -306,6 +396,15 @@ fn start_system(sys: System, dir: &Path, sink_port: u16, relay_bin: &Path) -> Ru
     let port = free_port();
     let child = match sys {
         System::Direct => None,
+        System::Floor => {
+            let exe = std::env::current_exe().unwrap();
+            let child = Command::new(exe)
+                .args(["--floor-relay", &port.to_string(), &sink_port.to_string()])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            Some(child)
+        }
         System::Nginx => {
             let app = format!(
                 "application live {{ live on;\n push rtmp://127.0.0.1:{sink_port}/sink1; \
@@ -347,6 +446,10 @@ fn relay_threads() -> usize {
 
 struct Result1 {
     cpu_per_stream_min: f64,
+    /// The process's user-space share of `cpu_per_stream_min` (the rest is system time).
+    user_per_stream_min: f64,
+    /// CPU time the hypervisor took from this VM during the window, in % of its CPUs.
+    steal_pct: f64,
     /// Whole-machine busy CPU minus this process's, per stream-minute.
     machine_per_stream_min: f64,
     rss_mb: f64,
@@ -369,6 +472,8 @@ fn median(runs: Vec<Result1>) -> Result1 {
     let u = |g: fn(&Result1) -> u64| mid(runs.iter().map(g).collect());
     Result1 {
         cpu_per_stream_min: f(|r| r.cpu_per_stream_min),
+        user_per_stream_min: f(|r| r.user_per_stream_min),
+        steal_pct: f(|r| r.steal_pct),
         machine_per_stream_min: f(|r| r.machine_per_stream_min),
         rss_mb: f(|r| r.rss_mb),
         memory: Memory {
@@ -410,11 +515,20 @@ fn run_case(
     let samples: Arc<Mutex<Samples>> = Arc::default();
     let sink_listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
     let sink_port = sink_listener.local_addr().unwrap().port();
-    let server = rt.spawn(destination_server(sink_listener, sent.clone(), starts.clone(), samples.clone()));
+    let server = if sys == System::Floor {
+        rt.spawn(discard_server(sink_listener))
+    } else {
+        rt.spawn(destination_server(sink_listener, sent.clone(), starts.clone(), samples.clone()))
+    };
     let mut running = start_system(sys, dir, sink_port, relay_bin);
     let until = Instant::now() + warm + window + Duration::from_secs(1);
     let mut pubs = Vec::new();
     for i in 0..n {
+        if sys == System::Floor {
+            pubs.push(rt.spawn(raw_publisher(running.port, clip.clone(), until)));
+            std::thread::sleep(Duration::from_millis(30));
+            continue;
+        }
         // direct: publish straight to each of the 3 destination apps, like a relay would
         let targets: Vec<String> = match sys {
             System::Direct => (1..=3).map(|j| format!("rtmp://127.0.0.1:{}/sink{j}/s{i}", running.port)).collect(),
@@ -429,13 +543,15 @@ fn run_case(
     std::thread::sleep(warm);
     let pid = running.child.as_ref().map(|c| c.id());
     let me = std::process::id();
+    let user0 = pid.map_or(0, |p| proc_user_sys_ticks(p).0);
     let cpu0 = pid.map_or(0, proc_cpu_ticks);
-    let (machine0, me0) = (machine_busy_ticks(), proc_cpu_ticks(me));
+    let (machine0, me0, steal0) = (machine_busy_ticks(), proc_cpu_ticks(me), machine_steal_ticks());
     samples.lock().unwrap().from = Some(Instant::now());
     std::thread::sleep(window);
     samples.lock().unwrap().to = Some(Instant::now());
+    let user1 = pid.map_or(0, |p| proc_user_sys_ticks(p).0);
     let cpu1 = pid.map_or(0, proc_cpu_ticks);
-    let (machine1, me1) = (machine_busy_ticks(), proc_cpu_ticks(me));
+    let (machine1, me1, steal1) = (machine_busy_ticks(), proc_cpu_ticks(me), machine_steal_ticks());
     let hwm = pid.map_or(0, proc_hwm_kb);
     let memory = pid.map(proc_memory).unwrap_or_default();
     // let the last messages of the window arrive
@@ -457,6 +573,9 @@ fn run_case(
     let stream_minutes = n as f64 * window.as_secs_f64() / 60.0;
     Result1 {
         cpu_per_stream_min: cpu_s / stream_minutes,
+        user_per_stream_min: (user1.saturating_sub(user0)) as f64 / clk_tck() / stream_minutes,
+        steal_pct: steal1.saturating_sub(steal0) as f64 * 100.0
+            / (clk_tck() * window.as_secs_f64() * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64),
         machine_per_stream_min: machine_s / stream_minutes,
         rss_mb: hwm as f64 / 1024.0,
         memory,
@@ -470,6 +589,11 @@ fn run_case(
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--floor-relay") {
+        let port = |i: usize| argv.get(i).and_then(|v| v.parse().ok()).expect("--floor-relay PORT SINK_PORT");
+        floor_relay(port(2), port(3));
+    }
     let mut counts = vec![1usize, 10, 30];
     let mut seconds = 20u64;
     let mut baseline: Option<PathBuf> = None;
@@ -512,13 +636,13 @@ fn main() {
     );
     println!();
     println!(
-        "| publishers | system | CPU-s / stream-min (process) | CPU-s / stream-min (machine − load generator) | peak RSS (MB) | RSS / PSS / USS / anon at end (MB) | time to first frame p50 / max (ms) | e2e p50 (ms) | e2e p99 (ms) | added p50 (ms) | added p99 (ms) | samples |"
+        "| publishers | system | CPU-s / stream-min (process: user + sys) | CPU-s / stream-min (machine − load generator) | peak RSS (MB) | RSS / PSS / USS / anon at end (MB) | time to first frame p50 / max (ms) | e2e p50 (ms) | e2e p99 (ms) | added p50 (ms) | added p99 (ms) | samples | steal (% of CPUs) |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut ratios = Vec::new();
     let mb = |kb: u64| kb as f64 / 1024.0;
     for &n in &counts {
-        let mut systems = vec![System::Direct, System::Nginx, System::Multistreamer];
+        let mut systems = vec![System::Direct, System::Nginx, System::Multistreamer, System::Floor];
         if baseline.is_some() {
             systems.push(System::Baseline);
         }
@@ -536,7 +660,16 @@ fn main() {
         for (sys, r) in &results {
             let relayed = *sys != System::Direct;
             let dash = || "-".to_string();
-            let cpu = if relayed { format!("{:.3}", r.cpu_per_stream_min) } else { dash() };
+            let cpu = if relayed {
+                format!(
+                    "{:.3} ({:.3} user + {:.3} sys)",
+                    r.cpu_per_stream_min,
+                    r.user_per_stream_min,
+                    r.cpu_per_stream_min - r.user_per_stream_min
+                )
+            } else {
+                dash()
+            };
             let machine = format!("{:.3}", r.machine_per_stream_min);
             let rss = if relayed { format!("{:.1}", r.rss_mb) } else { dash() };
             let m = &r.memory;
@@ -550,44 +683,71 @@ fn main() {
             } else {
                 (dash(), dash())
             };
+            let timed = |v: String| if *sys == System::Floor { dash() } else { v };
             println!(
-                "| {n} | {} | {cpu} | {machine} | {rss} | {mem} | {:.1} / {:.1} | {:.2} | {:.2} | {a50} | {a99} | {}/{} |",
+                "| {n} | {} | {cpu} | {machine} | {rss} | {mem} | {} | {} | {} | {} | {} | {} | {:.1} |",
                 sys.name(),
-                r.ttff_p50_ms,
-                r.ttff_max_ms,
-                r.p50_ms,
-                r.p99_ms,
-                r.samples,
-                r.expected
+                timed(format!("{:.1} / {:.1}", r.ttff_p50_ms, r.ttff_max_ms)),
+                timed(format!("{:.2}", r.p50_ms)),
+                timed(format!("{:.2}", r.p99_ms)),
+                timed(a50),
+                timed(a99),
+                timed(format!("{}/{}", r.samples, r.expected)),
+                r.steal_pct,
             );
         }
         let nginx = &results[1].1;
-        for (sys, r) in &results[2..] {
-            ratios.push((
+        let floor = &results[3].1;
+        for (sys, r) in results.iter().filter(|(s, _)| *s != System::Direct) {
+            let added = |v: f64| if *sys == System::Floor { f64::NAN } else { v };
+            ratios.push(Ratio {
                 n,
-                sys.name(),
-                r.cpu_per_stream_min / nginx.cpu_per_stream_min,
-                r.machine_per_stream_min / nginx.machine_per_stream_min,
-                (r.memory.anon, nginx.memory.anon),
-                (r.rss_mb, nginx.rss_mb),
-                (r.p99_ms - direct.p99_ms, nginx.p99_ms - direct.p99_ms),
-            ));
+                name: sys.name(),
+                cpu: r.cpu_per_stream_min / nginx.cpu_per_stream_min,
+                machine: r.machine_per_stream_min / nginx.machine_per_stream_min,
+                above_floor: (
+                    r.cpu_per_stream_min - floor.cpu_per_stream_min,
+                    r.machine_per_stream_min - floor.machine_per_stream_min,
+                ),
+                anon: (r.memory.anon, nginx.memory.anon),
+                rss: (r.rss_mb, nginx.rss_mb),
+                p99: (added(r.p99_ms - direct.p99_ms), nginx.p99_ms - direct.p99_ms),
+            });
         }
     }
     println!();
     println!(
-        "| publishers | system | CPU ratio to nginx-rtmp (process) | CPU ratio (machine − load generator) | anon MB / nginx | peak RSS MB / nginx | added p99 ms / nginx |"
+        "| publishers | system | CPU ratio to nginx-rtmp (process) | CPU ratio (machine − load generator) | CPU-s / stream-min above the copy floor (process / machine) | anon MB / nginx | peak RSS MB / nginx | added p99 ms / nginx |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|");
-    for (n, name, cpu, machine, anon, rss, p99) in ratios {
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for r in ratios {
         println!(
-            "| {n} | {name} | {cpu:.2}× | {machine:.2}× | {:.1} / {:.1} | {:.1} / {:.1} | {:.2} / {:.2} |",
-            mb(anon.0),
-            mb(anon.1),
-            rss.0,
-            rss.1,
-            p99.0,
-            p99.1
+            "| {} | {} | {:.2}× | {:.2}× | {:.3} / {:.3} | {:.1} / {:.1} | {:.1} / {:.1} | {} / {:.2} |",
+            r.n,
+            r.name,
+            r.cpu,
+            r.machine,
+            r.above_floor.0,
+            r.above_floor.1,
+            mb(r.anon.0),
+            mb(r.anon.1),
+            r.rss.0,
+            r.rss.1,
+            if r.p99.0.is_nan() { "-".to_string() } else { format!("{:.2}", r.p99.0) },
+            r.p99.1
         );
     }
+}
+
+/// One row of the ratio table.
+struct Ratio {
+    n: usize,
+    name: &'static str,
+    cpu: f64,
+    machine: f64,
+    /// CPU-seconds per stream-minute above the copy floor's: process, machine.
+    above_floor: (f64, f64),
+    anon: (u64, u64),
+    rss: (f64, f64),
+    p99: (f64, f64),
 }
