@@ -11,7 +11,7 @@ RTSP ?= 0.0.0.0:8554
 LISTEN ?= rtmp://0.0.0.0:1935/live
 TO ?=
 
-.PHONY: run relay test deps deps-test build lint fmt fuzz-api soak image fuzz-long bench-relay bench-transcode bench-hls bench-render bench-capture fuzz clean
+.PHONY: run relay test deps deps-test build lint fmt fuzz-api soak image fuzz-long bench-relay bench-transcode bench-hls bench-rtsp bench-render bench-capture fuzz clean
 
 deps:
 	@scripts/deps.sh run
@@ -71,6 +71,10 @@ bench-transcode: deps-test
 bench-hls: deps-test
 	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches
 	./target/release/bench-hls $(BENCH_ARGS)
+
+bench-rtsp: deps-test
+	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches
+	./target/release/bench-rtsp $(BENCH_ARGS)
 
 bench-render: deps-test
 	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches
