@@ -40,6 +40,13 @@ pub struct EncoderArgs {
     /// libx264 threads per rung (0 = automatic).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub encoder_threads: usize,
+    /// libx264 slice threads instead of frame threads (less delay, slightly lower quality).
+    #[arg(long)]
+    pub sliced_threads: bool,
+    /// Scale each rung from the next larger rung's picture instead of the source (less
+    /// scaling work, slightly softer lower rungs).
+    #[arg(long)]
+    pub cascade_scaling: bool,
 }
 
 impl EncoderArgs {
@@ -56,6 +63,8 @@ impl EncoderArgs {
             bufsize_factor: self.bufsize_factor,
             overload,
             encoder_threads: self.encoder_threads,
+            sliced_threads: self.sliced_threads,
+            cascade_scaling: self.cascade_scaling,
             ..TranscodeOptions::default()
         };
         o.validate().map_err(|e| e.to_string())?;

@@ -102,6 +102,64 @@ fn file_ladder_gives_three_renditions_with_aligned_keyframes() {
     assert_eq!(key_times[0], key_times[2]);
 }
 
+/// SSIM (all planes) of `file`'s video against `reference` scaled to `w`×`h`.
+fn ssim_against(file: &Path, reference: &Path, w: u32, h: u32) -> f64 {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-i"])
+        .arg(file)
+        .arg("-i")
+        .arg(reference)
+        .args(["-lavfi", &format!("[1:v]scale={w}:{h}:flags=lanczos[r];[0:v][r]ssim"), "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    let log = String::from_utf8_lossy(&out.stderr);
+    log.lines()
+        .filter_map(|l| l.split_once(" All:").map(|(_, r)| r))
+        .next_back()
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no SSIM in {log}"))
+}
+
+/// `--cascade-scaling`: the 480p rung is scaled from the 720p rung's picture. The ladder is
+/// listed smallest first, so the feeder comes after the rung it feeds (the end of the
+/// stream must still drain both). Every frame is encoded, keyframes stay aligned and the
+/// picture matches the source.
+#[test]
+fn cascade_scaling_feeds_a_smaller_rung_from_a_larger_one() {
+    let tmp = TempDir::new("ladder-cascade");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 5, "1920x1080");
+    let out_dir = tmp.join("out");
+    let out = Command::new(env!("CARGO_BIN_EXE_multistreamer"))
+        .args(["transcode", "--input", clip.to_str().unwrap(), "--ladder", "480p,720p", "--cascade-scaling"])
+        .args(["--out-dir", out_dir.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .env("MULTISTREAMER_LOG", "info")
+        .output()
+        .expect("multistreamer binary");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "transcode failed: {log}");
+    assert!(
+        log.lines().any(|l| l.contains("scaled from a larger rung") && l.contains("480p") && l.contains("720p")),
+        "the 480p rung is fed by the 720p rung: {log}"
+    );
+    let input_frames = packet_hashes(&clip, "v").len();
+    let mut key_times = Vec::new();
+    for (name, w, h) in [("480p", 854, 480), ("720p", 1280, 720)] {
+        let file = out_dir.join(format!("{name}.mp4"));
+        assert_eq!((video_field(&file, "width"), video_field(&file, "height")), (w.to_string(), h.to_string()));
+        let (frames, errors) = decode(&file);
+        assert_eq!(frames, input_frames, "{name}: every frame encoded");
+        assert!(errors.is_empty(), "{name} decodes with errors: {errors}");
+        let ssim = ssim_against(&file, &clip, w, h);
+        assert!(ssim > 0.95, "{name}: SSIM {ssim} against the source");
+        key_times.push(video_packets(&file).into_iter().filter(|(_, k)| *k).map(|(t, _)| t).collect::<Vec<f64>>());
+    }
+    assert_eq!(key_times[0].len(), 3, "{key_times:?}");
+    assert_eq!(key_times[0], key_times[1], "keyframes on the same frames of both rungs");
+}
+
 #[test]
 fn rungs_above_the_source_are_skipped_unless_upscaling_is_asked() {
     let tmp = TempDir::new("ladder-skip");

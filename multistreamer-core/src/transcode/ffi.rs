@@ -1,7 +1,8 @@
 //! The only `unsafe` in the crate besides `malloc`'s `mallopt` call: reading and writing
 //! codec "extradata" (the H.264 decoder configuration record, the AAC
-//! AudioSpecificConfig), which ffmpeg-next does not expose. Each function copies, so no
-//! libav-owned memory escapes.
+//! AudioSpecificConfig), which ffmpeg-next does not expose, and a few frame operations.
+//! Each function copies or takes a counted reference, so no libav-owned memory escapes
+//! without an owner.
 #![allow(unsafe_code)]
 
 use ffmpeg_next::codec;
@@ -74,6 +75,18 @@ pub(crate) fn frame_is_writable(frame: &ffmpeg_next::util::frame::Video) -> bool
     // SAFETY: a valid, allocated AVFrame owned by `frame`; av_frame_is_writable only reads
     // its buffer references' counts.
     unsafe { ffi::av_frame_is_writable(frame.as_ptr() as *mut ffi::AVFrame) > 0 }
+}
+
+/// A new frame referencing the same picture buffers as `frame` (counted references, no
+/// copy of the pixels), with its properties (pts, picture type). `None` when out of memory.
+pub(crate) fn frame_ref(frame: &ffmpeg_next::util::frame::Video) -> Option<ffmpeg_next::util::frame::Video> {
+    // SAFETY: `frame` is a valid AVFrame; av_frame_clone allocates a new AVFrame that holds
+    // its own references to the buffers (or returns null), and `wrap` makes the returned
+    // value its only owner (freed with av_frame_free on drop).
+    unsafe {
+        let p = ffi::av_frame_clone(frame.as_ptr());
+        if p.is_null() { None } else { Some(ffmpeg_next::util::frame::Video::wrap(p)) }
+    }
 }
 
 #[cfg_attr(not(feature = "capture"), allow(dead_code))]

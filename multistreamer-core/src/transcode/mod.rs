@@ -105,6 +105,14 @@ pub struct TranscodeOptions {
     pub queue_frames: usize,
     /// libx264 threads per encoder (0 = libx264's choice).
     pub encoder_threads: usize,
+    /// libx264 slice threads (each frame cut into slices encoded in parallel: no frame of
+    /// threading delay, slightly lower quality) instead of frame threads.
+    pub sliced_threads: bool,
+    /// Scale each rung from the nearest larger rung's scaled picture instead of from the
+    /// source (480p from 720p rather than from 1080p): less scaling work, a slightly softer
+    /// picture on the lower rungs. A rung fed this way gets the frames its parent encodes
+    /// (when the parent drops frames under overload, so does it).
+    pub cascade_scaling: bool,
     /// Bitrate of AAC encoded from a non-AAC source (AAC sources are passed through).
     pub audio_bitrate_kbps: u32,
 }
@@ -121,6 +129,8 @@ impl Default for TranscodeOptions {
             overload: Overload::DropFrames,
             queue_frames: 8,
             encoder_threads: 0,
+            sliced_threads: false,
+            cascade_scaling: false,
             audio_bitrate_kbps: 128,
         }
     }
@@ -327,12 +337,89 @@ impl GopClock {
 
 struct RungHandle {
     name: String,
+    /// Audio (and, unless a larger rung feeds it, video) go through this link.
+    link: FrameLink,
+    /// A larger rung sends this rung its scaled frames (cascade scaling).
+    fed_by_rung: bool,
+    thread: JoinHandle<Result<()>>,
+}
+
+/// The sending side of a rung's queue, for video frames: the decoder's or, with cascade
+/// scaling, a larger rung's.
+pub(super) struct FrameLink {
     tx: SyncSender<RungMsg>,
     queued: Arc<AtomicUsize>,
     stats: Arc<RungStats>,
     /// A forced keyframe was dropped for this rung; force the next frame it gets.
     key_owed: bool,
-    thread: JoinHandle<Result<()>>,
+}
+
+impl FrameLink {
+    fn new(tx: SyncSender<RungMsg>, queued: Arc<AtomicUsize>, stats: Arc<RungStats>) -> FrameLink {
+        FrameLink { tx, queued, stats, key_owed: false }
+    }
+
+    fn sibling(&self) -> FrameLink {
+        FrameLink::new(self.tx.clone(), Arc::clone(&self.queued), Arc::clone(&self.stats))
+    }
+
+    /// Queues `frame` for the rung (`key`: it is one of the keyframes forced on every rung).
+    /// Under [`Overload::DropFrames`] a full queue drops it (counted), and a dropped
+    /// keyframe makes the next frame sent a keyframe; [`Overload::Block`] waits.
+    pub(super) fn offer(&mut self, frame: Arc<frame::Video>, key: bool, cap: usize, block: bool) {
+        let force = key || self.key_owed;
+        if !block && self.queued.load(Ordering::Acquire) >= cap {
+            self.key_owed |= key;
+            self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let msg = RungMsg::Frame { frame, force_key: force && !key };
+        let sent = if block {
+            self.tx.send(msg).is_ok()
+        } else {
+            match self.tx.try_send(msg) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    false
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            }
+        };
+        if sent {
+            self.key_owed = false;
+        } else {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.key_owed |= key;
+        }
+    }
+}
+
+/// With cascade scaling, the rung each rung takes its frames from: the smallest other rung
+/// at least as large in both dimensions (larger in one) that scales the source itself
+/// (smaller than the source) and drops no frame the child would keep (same frame-rate cap
+/// or none). `None`: the decoder feeds it.
+fn cascade_parents(rungs: &[crate::ladder::RungPlan], source: (u32, u32)) -> Vec<Option<usize>> {
+    rungs
+        .iter()
+        .enumerate()
+        .map(|(i, child)| {
+            rungs
+                .iter()
+                .enumerate()
+                .filter(|&(j, p)| {
+                    j != i
+                        && p.width >= child.width
+                        && p.height >= child.height
+                        && (p.width, p.height) != (child.width, child.height)
+                        && (p.width < source.0 || p.height < source.1)
+                        && (p.fps_cap.is_none() || p.fps_cap == child.fps_cap)
+                })
+                .min_by_key(|(_, p)| u64::from(p.width) * u64::from(p.height))
+                .map(|(j, _)| j)
+        })
+        .collect()
 }
 
 struct VideoDecoder {
@@ -497,10 +584,31 @@ impl LadderTranscoder {
             return Err(TranscodeError::AllAboveSource { ladder: self.ladder.to_string(), width, height }.into());
         }
         let audio_track = self.audio.output_track();
-        for p in plan.rungs {
-            let output = (self.factory)(&p)?;
-            let stats = Arc::new(RungStats::default());
-            let queued = Arc::new(AtomicUsize::new(0));
+        let parents = if self.options.cascade_scaling {
+            cascade_parents(&plan.rungs, (width, height))
+        } else {
+            vec![None; plan.rungs.len()]
+        };
+        // Every rung's queue first, so a rung can be handed the links of the rungs it feeds.
+        // Audio never waits behind a full frame queue: room for both.
+        let (links, mut receivers): (Vec<FrameLink>, Vec<_>) = plan
+            .rungs
+            .iter()
+            .map(|_| {
+                let (tx, rx) = mpsc::sync_channel(self.options.queue_frames.max(1) + 256);
+                (FrameLink::new(tx, Arc::default(), Arc::default()), Some(rx))
+            })
+            .collect();
+        let mut threads = Vec::with_capacity(plan.rungs.len());
+        for (i, p) in plan.rungs.iter().enumerate() {
+            let output = (self.factory)(p)?;
+            let link = &links[i];
+            let children: Vec<FrameLink> = parents
+                .iter()
+                .enumerate()
+                .filter(|&(_, &parent)| parent == Some(i))
+                .map(|(c, _)| links[c].sibling())
+                .collect();
             let worker = RungWorker::new(
                 p.clone(),
                 &self.options,
@@ -508,18 +616,27 @@ impl LadderTranscoder {
                 track,
                 audio_track.clone(),
                 output,
-                Arc::clone(&stats),
-                Arc::clone(&queued),
+                Arc::clone(&link.stats),
+                Arc::clone(&link.queued),
+                children,
             )?;
-            // Audio never waits behind a full frame queue: room for both.
-            let (tx, rx) = mpsc::sync_channel(self.options.queue_frames.max(1) + 256);
+            let rx = receivers[i].take().ok_or_else(|| media_err("rung queue taken twice"))?;
             let thread = std::thread::Builder::new()
                 .name(format!("transcode-{}", p.name))
                 .spawn(move || worker.run(rx))
                 .map_err(|e| TranscodeError::Thread { what: "the encoder thread", detail: e.to_string() })?;
-            info!(rung = %p.name, size = %format!("{}x{}", p.width, p.height), kbps = p.bitrate_kbps, "rung started");
-            lock(&self.stats.rungs).push((p.clone(), Arc::clone(&stats)));
-            self.rungs.push(RungHandle { name: p.name, tx, queued, stats, key_owed: false, thread });
+            let size = format!("{}x{}", p.width, p.height);
+            match parents[i] {
+                Some(j) => {
+                    info!(rung = %p.name, %size, kbps = p.bitrate_kbps, from = %plan.rungs[j].name, "rung started, scaled from a larger rung")
+                }
+                None => info!(rung = %p.name, %size, kbps = p.bitrate_kbps, "rung started"),
+            }
+            lock(&self.stats.rungs).push((p.clone(), Arc::clone(&link.stats)));
+            threads.push(thread);
+        }
+        for (((p, link), parent), thread) in plan.rungs.into_iter().zip(links).zip(parents).zip(threads) {
+            self.rungs.push(RungHandle { name: p.name, link, fed_by_rung: parent.is_some(), thread });
         }
         for p in std::mem::take(&mut self.early_audio) {
             self.send_audio(p);
@@ -577,33 +694,8 @@ impl LadderTranscoder {
     fn distribute(&mut self, frame: Arc<frame::Video>, key: bool) {
         let block = self.options.overload == Overload::Block;
         let cap = self.options.queue_frames.max(1);
-        for r in &mut self.rungs {
-            let force = key || r.key_owed;
-            if !block && r.queued.load(Ordering::Acquire) >= cap {
-                r.key_owed |= key;
-                r.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            r.queued.fetch_add(1, Ordering::AcqRel);
-            let msg = RungMsg::Frame { frame: Arc::clone(&frame), force_key: force && !key };
-            let sent = if block {
-                r.tx.send(msg).is_ok()
-            } else {
-                match r.tx.try_send(msg) {
-                    Ok(()) => true,
-                    Err(TrySendError::Full(_)) => {
-                        r.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
-                        false
-                    }
-                    Err(TrySendError::Disconnected(_)) => false,
-                }
-            };
-            if sent {
-                r.key_owed = false;
-            } else {
-                r.queued.fetch_sub(1, Ordering::AcqRel);
-                r.key_owed |= key;
-            }
+        for r in self.rungs.iter_mut().filter(|r| !r.fed_by_rung) {
+            r.link.offer(Arc::clone(&frame), key, cap, block);
         }
     }
 
@@ -626,8 +718,8 @@ impl LadderTranscoder {
         for r in &self.rungs {
             let msg = RungMsg::Audio(p.clone());
             if block {
-                let _ = r.tx.send(msg);
-            } else if let Err(TrySendError::Full(_)) = r.tx.try_send(msg) {
+                let _ = r.link.tx.send(msg);
+            } else if let Err(TrySendError::Full(_)) = r.link.tx.try_send(msg) {
                 warn!(rung = %r.name, "rung is stuck; an audio packet was dropped");
             }
         }
@@ -635,7 +727,7 @@ impl LadderTranscoder {
 
     fn broadcast(&self, msg: impl Fn() -> RungMsg) {
         for r in &self.rungs {
-            let _ = r.tx.send(msg());
+            let _ = r.link.tx.send(msg());
         }
     }
 
@@ -655,19 +747,22 @@ impl LadderTranscoder {
             self.send_audio(p);
         }
         let mut first_err = None;
-        for r in self.rungs.drain(..) {
-            drop(r.tx);
-            match r.thread.join() {
+        // Close every queue before waiting for any thread: a rung fed by a larger rung ends
+        // only after its feeder has (whatever their order in the ladder).
+        let rungs: Vec<(String, JoinHandle<Result<()>>, Arc<RungStats>)> =
+            self.rungs.drain(..).map(|r| (r.name, r.thread, r.link.stats)).collect();
+        for (name, thread, stats) in rungs {
+            match thread.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    warn!(rung = %r.name, error = %e, "rung failed");
+                    warn!(rung = %name, error = %e, "rung failed");
                     first_err.get_or_insert(e);
                 }
                 Err(_) => {
-                    first_err.get_or_insert(TranscodeError::Panicked(format!("rung {}", r.name)).into());
+                    first_err.get_or_insert(TranscodeError::Panicked(format!("rung {name}")).into());
                 }
             }
-            r.stats.finished.store(true, Ordering::Release);
+            stats.finished.store(true, Ordering::Release);
         }
         match first_err {
             Some(e) => Err(e),
@@ -691,6 +786,36 @@ mod tests {
         assert!(g.is_key(9000), "a gap longer than a GOP restarts the grid");
         assert!(!g.is_key(10_999));
         assert!(g.is_key(11_000));
+    }
+
+    #[test]
+    fn cascade_parents_are_the_nearest_larger_rung_that_scales() {
+        let rung = |name: &str, width: u32, height: u32, fps_cap: Option<u32>| crate::ladder::RungPlan {
+            name: name.into(),
+            width,
+            height,
+            fps_cap,
+            bitrate_kbps: 1000,
+        };
+        let ladder = [
+            rung("1080p", 1920, 1080, None),
+            rung("360p", 640, 360, None),
+            rung("720p", 1280, 720, None),
+            rung("480p", 854, 480, None),
+        ];
+        // 1080p and 720p from the 1080p source (1080p does not scale: its picture is the
+        // source's), 480p from 720p, 360p from 480p.
+        assert_eq!(cascade_parents(&ladder, (1920, 1080)), vec![None, Some(3), None, Some(2)]);
+        // From a 4K source the 1080p rung scales too, so 720p comes from it.
+        assert_eq!(cascade_parents(&ladder, (3840, 2160)), vec![None, Some(3), Some(0), Some(2)]);
+        // A rung with a lower frame-rate cap would starve a smaller rung without one.
+        let capped = [rung("720p30", 1280, 720, Some(30)), rung("480p", 854, 480, None)];
+        assert_eq!(cascade_parents(&capped, (1920, 1080)), vec![None, None]);
+        let same_cap = [rung("720p30", 1280, 720, Some(30)), rung("480p30", 854, 480, Some(30))];
+        assert_eq!(cascade_parents(&same_cap, (1920, 1080)), vec![None, Some(0)]);
+        // A portrait rung is not inside a landscape one.
+        let portrait = [rung("720p", 1280, 720, None), rung("v", 480, 854, None)];
+        assert_eq!(cascade_parents(&portrait, (1920, 1080)), vec![None, None]);
     }
 
     #[test]

@@ -14,7 +14,9 @@ use ffmpeg_next::util::frame;
 use ffmpeg_next::{Dictionary, Rational, codec, encoder, picture};
 use tracing::{debug, warn};
 
-use super::{RenditionOutput, RungStats, TranscodeOptions, ffi, media_err, missing_codec, rational};
+use super::{
+    FrameLink, Overload, RenditionOutput, RungStats, TranscodeOptions, ffi, media_err, missing_codec, rational,
+};
 use crate::codec::avc::{ParameterSets, annexb_to_avcc};
 use crate::error::Result;
 use crate::ladder::RungPlan;
@@ -61,6 +63,11 @@ pub(super) struct RungWorker {
     pool: Vec<frame::Video>,
     stats: Arc<RungStats>,
     queued: Arc<AtomicUsize>,
+    /// Smaller rungs scaled from this rung's frames (cascade scaling).
+    children: Vec<FrameLink>,
+    /// The children's queue bound and overload policy.
+    child_cap: usize,
+    child_block: bool,
 }
 
 impl RungWorker {
@@ -74,6 +81,7 @@ impl RungWorker {
         output: Box<dyn RenditionOutput>,
         stats: Arc<RungStats>,
         queued: Arc<AtomicUsize>,
+        children: Vec<FrameLink>,
     ) -> Result<RungWorker> {
         let tb = video.timebase;
         let fps = plan.fps_cap.map_or(source_fps, |cap| f64::from(cap).min(source_fps)).clamp(1.0, 240.0);
@@ -103,9 +111,10 @@ impl RungWorker {
         opts.set(
             "x264-params",
             &format!(
-                "keyint={}:min-keyint={}:scenecut=0:open-gop=0:vbv-maxrate={maxrate}:vbv-bufsize={bufsize}",
+                "keyint={}:min-keyint={}:scenecut=0:open-gop=0:vbv-maxrate={maxrate}:vbv-bufsize={bufsize}{}",
                 gop_frames * 2,
-                gop_frames
+                gop_frames,
+                if options.sliced_threads { ":sliced-threads=1" } else { "" }
             ),
         );
         if options.encoder_threads > 0 {
@@ -138,6 +147,9 @@ impl RungWorker {
             pool: Vec::new(),
             stats,
             queued,
+            children,
+            child_cap: options.queue_frames.max(1),
+            child_block: options.overload == Overload::Block,
         })
     }
 
@@ -156,7 +168,7 @@ impl RungWorker {
             match msg {
                 RungMsg::Frame { frame, force_key } => {
                     self.queued.fetch_sub(1, Ordering::AcqRel);
-                    self.on_frame(scaler, &frame, force_key)?;
+                    self.on_frame(scaler, frame, force_key)?;
                 }
                 RungMsg::Audio(p) => {
                     self.audio.push_back(p);
@@ -191,7 +203,7 @@ impl RungWorker {
     fn on_frame(
         &mut self,
         scaler: &mut Option<scaling::Context>,
-        src: &frame::Video,
+        src: Arc<frame::Video>,
         mut force_key: bool,
     ) -> Result<()> {
         let Some(pts) = src.pts() else { return Ok(()) };
@@ -210,16 +222,19 @@ impl RungWorker {
             src.width() == self.plan.width && src.height() == self.plan.height && src.format() == Pixel::YUV420P;
         if same_shape && (!force_key || src.kind() == picture::Type::I) {
             // No copy: the decoder's frame goes to the encoder as it is.
-            self.encoder.send_frame(src)?;
+            self.feed_children(|| Some(Arc::clone(&src)), force_key);
+            self.encoder.send_frame(&src)?;
         } else {
             let mut out = self.pooled_frame();
             if same_shape {
-                out.clone_from(src);
+                out.clone_from(&src);
             } else {
-                self.scaler_for(scaler, src)?.run(src, &mut out)?;
+                self.scaler_for(scaler, &src)?.run(&src, &mut out)?;
             }
             out.set_pts(Some(pts));
             out.set_kind(if force_key { picture::Type::I } else { picture::Type::None });
+            // the smaller rungs get a reference to this picture, not a copy
+            self.feed_children(|| ffi::frame_ref(&out).map(Arc::new), force_key);
             let sent = self.encoder.send_frame(&out);
             if self.pool.len() < FRAME_POOL {
                 self.pool.push(out);
@@ -227,6 +242,21 @@ impl RungWorker {
             sent?;
         }
         self.receive_packets()
+    }
+
+    /// Hands the picture this rung encodes to the rungs scaled from it (`key`: a forced
+    /// keyframe; they force theirs on the same frame).
+    fn feed_children(&mut self, frame: impl FnOnce() -> Option<Arc<frame::Video>>, key: bool) {
+        if self.children.is_empty() {
+            return;
+        }
+        let Some(frame) = frame() else {
+            warn!(rung = %self.plan.name, "out of memory referencing a frame; the smaller rungs skip it");
+            return;
+        };
+        for child in &mut self.children {
+            child.offer(Arc::clone(&frame), key, self.child_cap, self.child_block);
+        }
     }
 
     /// An output frame whose buffers nobody else references (reused: allocating and
