@@ -183,3 +183,21 @@ pub fn proc_memory(pid: u32) -> Memory {
         anon: field("Anonymous:"),
     }
 }
+
+/// The relay benchmarks' clip: 10 s of 1080p30 H.264 (6 Mbit/s, capped, keyframe every 2 s)
+/// + AAC, generated once at `path` (the container from its extension: `.flv`, `.mp4`).
+pub fn make_relay_clip(path: &std::path::Path) -> std::path::PathBuf {
+    if path.exists() {
+        return path.to_path_buf();
+    }
+    let st = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "10"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-b:v", "6M", "-maxrate", "6M", "-bufsize", "12M"])
+        .args(["-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k"])
+        .arg(path)
+        .status()
+        .expect("ffmpeg (make deps-test)");
+    assert!(st.success(), "cannot generate the clip");
+    path.to_path_buf()
+}

@@ -31,8 +31,8 @@
 #[path = "../proc.rs"]
 mod proc;
 use proc::{
-    Memory, clk_tck, free_port, machine_busy_ticks, machine_steal_ticks, proc_cpu_ticks, proc_hwm_kb, proc_memory,
-    proc_user_sys_ticks, start_nginx, wait_port,
+    Memory, clk_tck, free_port, machine_busy_ticks, machine_steal_ticks, make_relay_clip, proc_cpu_ticks, proc_hwm_kb,
+    proc_memory, proc_user_sys_ticks, start_nginx, wait_port,
 };
 
 use std::collections::HashMap;
@@ -73,23 +73,6 @@ struct Samples {
     to: Option<Instant>,
     /// Time to first frame at each destination connection, in microseconds.
     ttff_us: Vec<u64>,
-}
-
-fn make_clip(dir: &Path) -> PathBuf {
-    let mp4 = dir.join("clip.flv");
-    if mp4.exists() {
-        return mp4;
-    }
-    let st = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "10"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-b:v", "6M", "-maxrate", "6M", "-bufsize", "12M"])
-        .args(["-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-f", "flv"])
-        .arg(&mp4)
-        .status()
-        .expect("ffmpeg");
-    assert!(st.success());
-    mp4
 }
 
 /// Reads an FLV file into the media model (the same parsers the ingest uses).
@@ -620,7 +603,7 @@ fn main() {
     let relay_bin = exe.with_file_name("multistreamer");
     let dir = std::env::temp_dir().join("multistreamer-bench");
     fs::create_dir_all(&dir).unwrap();
-    let clip = Arc::new(load_clip(&make_clip(&dir)));
+    let clip = Arc::new(load_clip(&make_relay_clip(&dir.join("clip.flv"))));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let warm = Duration::from_secs(5);
     let window = Duration::from_secs(seconds);

@@ -25,29 +25,12 @@
 
 #[path = "../proc.rs"]
 mod proc;
-use proc::{clk_tck, free_port, proc_cpu_ticks, proc_hwm_kb, start_nginx, wait_port};
+use proc::{clk_tck, free_port, make_relay_clip, proc_cpu_ticks, proc_hwm_kb, start_nginx, wait_port};
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-fn make_clip(dir: &Path) -> PathBuf {
-    let path = dir.join("in-1080p30-10s.mp4");
-    if path.exists() {
-        return path;
-    }
-    let st = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "10"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-b:v", "6M", "-maxrate", "6M", "-bufsize", "12M"])
-        .args(["-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg (make deps-test)");
-    assert!(st.success(), "cannot generate the clip");
-    path
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum System {
@@ -206,7 +189,7 @@ fn main() {
     let bin = std::env::current_exe().unwrap().with_file_name("multistreamer");
     let dir = std::env::temp_dir().join("multistreamer-bench-rtsp");
     fs::create_dir_all(&dir).unwrap();
-    let clip = make_clip(&dir);
+    let clip = make_relay_clip(&dir.join("in-1080p30-10s.mp4"));
     let (warm, window) = (Duration::from_secs(5), Duration::from_secs(seconds));
     println!(
         "bench-rtsp: {} cores, 1080p30 6 Mbit/s H.264 + AAC, each stream -> 3 RTMP destinations (nginx-rtmp), {seconds} s window after {} s warm-up",
