@@ -42,7 +42,8 @@ use crate::platforms::{PlatformConfig, Platforms};
 )]
 struct Cli {
     /// TOML file with any of: data_dir, http, rtmp, rtsp, app, public_rtmp_url, public_rtsp_url,
-    /// transcode_preset, public_url, youtube_client_id, youtube_client_secret,
+    /// transcode_preset, transcode_encoder_threads, transcode_cascade_scaling, public_url,
+    /// youtube_client_id, youtube_client_secret,
     /// youtube_api_base, google_oauth_base, google_auth_url, mtslink_api_base.
     #[arg(long, env = "MULTISTREAMER_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -86,6 +87,14 @@ struct Cli {
     /// Faster presets fit more renditions on a machine at some cost in quality per bit.
     #[arg(long, env = "MULTISTREAMER_TRANSCODE_PRESET")]
     transcode_preset: Option<String>,
+    /// libx264 threads per rendition (0 = automatic) [default: 0]. On a machine with no more
+    /// cores than renditions, 1 spends less CPU for the same throughput.
+    #[arg(long, env = "MULTISTREAMER_TRANSCODE_ENCODER_THREADS")]
+    transcode_encoder_threads: Option<usize>,
+    /// Scale each rendition from the next larger one instead of the source: less CPU,
+    /// slightly softer lower renditions [default: false].
+    #[arg(long, env = "MULTISTREAMER_TRANSCODE_CASCADE_SCALING")]
+    transcode_cascade_scaling: Option<bool>,
     /// The URL browsers reach this server at (https://…): enables connecting YouTube
     /// accounts by redirect (authorization code + PKCE) besides the device flow.
     #[arg(long, env = "MULTISTREAMER_PUBLIC_URL")]
@@ -126,6 +135,8 @@ struct FileConfig {
     http_max_connections: Option<usize>,
     http_header_timeout: Option<u64>,
     transcode_preset: Option<String>,
+    transcode_encoder_threads: Option<usize>,
+    transcode_cascade_scaling: Option<bool>,
     public_url: Option<String>,
     youtube_client_id: Option<String>,
     youtube_client_secret: Option<String>,
@@ -212,6 +223,12 @@ impl Cli {
                 let mut t = TranscodeOptions::default();
                 if let Some(p) = self.transcode_preset.or(file.transcode_preset) {
                     t.preset = p;
+                }
+                if let Some(n) = self.transcode_encoder_threads.or(file.transcode_encoder_threads) {
+                    t.encoder_threads = n;
+                }
+                if let Some(c) = self.transcode_cascade_scaling.or(file.transcode_cascade_scaling) {
+                    t.cascade_scaling = c;
                 }
                 t.validate().map_err(|e| format!("transcode_preset: {e}"))?;
                 t
@@ -459,6 +476,11 @@ mod tests {
         assert_eq!(args.rtmp, SocketAddr::from(([0, 0, 0, 0], 1935)));
         assert_eq!(args.app, "in");
         assert_eq!(args.transcode.preset, "veryfast");
+        assert!(!args.transcode.cascade_scaling && args.transcode.encoder_threads == 0);
+        std::fs::write(&file, "transcode_encoder_threads = 1\ntranscode_cascade_scaling = true\n").expect("write");
+        let args = Cli::parse_from(["multistreamer-server", "--config", file.to_str().expect("path")]).resolve();
+        let t = args.expect("valid").transcode;
+        assert_eq!((t.encoder_threads, t.cascade_scaling), (1, true));
         std::fs::write(&file, "transcode_preset = \"warp\"\n").expect("write");
         let err = Cli::parse_from(["multistreamer-server", "--config", file.to_str().expect("path")]).resolve();
         assert!(err.is_err_and(|e| e.contains("preset")), "a bad preset is refused at start-up");
