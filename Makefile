@@ -34,6 +34,8 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	# The RTMP-only library (no RTSP, HLS, libav) still builds cleanly.
 	$(CARGO) clippy -p multistreamer-core --no-default-features -- -D warnings
+	# The relay-only CLI (no libav, capture, render or monitor) still builds cleanly.
+	$(CARGO) clippy -p multistreamer-cli --no-default-features --bins -- -D warnings
 	# The fuzz targets compile on stable, so a library change cannot break them unseen.
 	cd fuzz && CARGO_TARGET_DIR=../target/fuzz-check $(CARGO) check --bins --quiet
 

@@ -1,11 +1,14 @@
 //! Argument groups shared by several subcommands, and typed value parsers: a bad value is
 //! a usage error from clap (exit code 2) naming the flag, before anything starts.
 
+#[cfg(feature = "media")]
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+#[cfg(feature = "media")]
 use multistreamer_core::record::{RecordOptions, RecordingKind};
+#[cfg(feature = "media")]
 use multistreamer_core::relay::RecordConfig;
 
 /// Seconds ≥ 0 (fractions allowed) as a duration.
@@ -18,6 +21,7 @@ pub fn seconds(s: &str) -> Result<Duration, String> {
 }
 
 /// A number ≥ 0 of `unit`s (hours, GB…), 0 meaning "no limit".
+#[cfg(feature = "media")]
 pub fn non_negative(s: &str) -> Result<f64, String> {
     let v: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
     if !v.is_finite() || v < 0.0 {
@@ -51,6 +55,7 @@ pub struct IngestArgs {
 }
 
 /// Recording while relaying (`relay --record DIR …`).
+#[cfg(feature = "media")]
 #[derive(Args, Debug, Clone, Default)]
 pub struct RecordArgs {
     /// Record every stream into this directory (fragmented MP4, the packets as published).
@@ -76,6 +81,7 @@ pub struct RecordArgs {
     pub max_size_gb: f64,
 }
 
+#[cfg(feature = "media")]
 impl RecordArgs {
     pub fn config(&self) -> Option<RecordConfig> {
         let dir = self.dir.as_ref()?;
@@ -100,6 +106,7 @@ mod tests {
         for bad in ["-1", "NaN", "inf", "soon", ""] {
             assert!(seconds(bad).is_err(), "{bad}");
         }
+        #[cfg(feature = "media")]
         assert!(non_negative("-0.5").is_err() && non_negative("1.5") == Ok(1.5));
     }
 }

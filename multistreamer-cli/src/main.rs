@@ -6,12 +6,17 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a CLI talks to its user
 
 mod args;
+#[cfg(feature = "media")]
 mod capture;
+#[cfg(feature = "media")]
 mod load;
+#[cfg(feature = "media")]
 mod record;
 mod relay;
+#[cfg(feature = "media")]
 mod render;
 mod status;
+#[cfg(feature = "media")]
 mod transcode;
 
 use std::io::IsTerminal;
@@ -52,14 +57,17 @@ enum Command {
     #[command(after_help = "EXAMPLES:\n  \
         multistreamer transcode --input talk.mp4 --ladder 1080p,720p,480p --out-dir renditions/\n  \
         multistreamer transcode --input in.mkv --ladder 720p@30:3000k,480p --preset ultrafast --out-dir out/")]
+    #[cfg(feature = "media")]
     Transcode(transcode::TranscodeArgs),
     /// Accept RTMP publishers and record them: the original packets (crash-safe fragmented
     /// MP4) or, with --raw, uncompressed video + PCM.
     #[command(after_help = "EXAMPLES:\n  \
         multistreamer record --listen rtmp://0.0.0.0:1935/live --out recordings/ --segment 3600\n  \
         multistreamer record --listen rtmp://0.0.0.0:1935/live/talk --out /fast-disk --raw")]
+    #[cfg(feature = "media")]
     Record(record::RecordCmdArgs),
     /// Show the machine's load (CPU, memory, disks, network, GPUs) every second.
+    #[cfg(feature = "media")]
     Load(load::LoadArgs),
     /// Capture a webinar page: its chat as metadata (chat.jsonl) and the presenter window as
     /// video (presenter.mp4), until Ctrl-C or --duration.
@@ -69,12 +77,14 @@ enum Command {
         --presenter-selector '#speaker video'\n  \
         multistreamer capture --url 'https://www.youtube.com/watch?v=ID' --profile youtube --out yt/\n  \
         multistreamer capture --from-mtslink-session 7654321 --mtslink-token KEY --out lecture/")]
+    #[cfg(feature = "media")]
     Capture(Box<capture::CaptureArgs>),
     /// Render a capture with its source video into one MP4: the video with its audio, the
     /// presenter window and the chat as it scrolled, in sync.
     #[command(after_help = "EXAMPLES:\n  \
         multistreamer render --capture talk/ --video recordings/talk.mp4 --out talk.mp4\n  \
         multistreamer render --capture talk/ --video talk.mp4 --layout overlay --size 1280x720 --offset -1.5")]
+    #[cfg(feature = "media")]
     Render(render::RenderArgs),
 }
 
@@ -109,16 +119,21 @@ fn main() -> ExitCode {
     }));
     let command = Cli::parse().command;
     let threads = match &command {
-        // Blocking libav work: no async runtime needed.
-        Command::Transcode(_) | Command::Render(_) => 0,
         Command::Relay(args) => args.threads,
+        // Blocking libav work: no async runtime needed.
+        #[cfg(feature = "media")]
+        Command::Transcode(_) | Command::Render(_) => 0,
+        #[cfg(feature = "media")]
         Command::Record(_) | Command::Load(_) => 1,
+        #[cfg(feature = "media")]
         Command::Capture(_) => 2,
     };
     let command = match command {
+        #[cfg(feature = "media")]
         Command::Transcode(args) => {
             return transcode::transcode(args).map_or_else(CliError::exit, |()| ExitCode::SUCCESS);
         }
+        #[cfg(feature = "media")]
         Command::Render(args) => return render::render(args).map_or_else(CliError::exit, |()| ExitCode::SUCCESS),
         other => other,
     };
@@ -138,9 +153,13 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match command {
             Command::Relay(args) => relay::relay(*args).await,
+            #[cfg(feature = "media")]
             Command::Record(args) => record::record(args).await,
+            #[cfg(feature = "media")]
             Command::Load(args) => load::load(args).await,
+            #[cfg(feature = "media")]
             Command::Capture(args) => capture::capture(*args).await,
+            #[cfg(feature = "media")]
             Command::Transcode(_) | Command::Render(_) => Ok(()),
         }
     });

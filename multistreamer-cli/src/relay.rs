@@ -17,7 +17,9 @@ use multistreamer_core::source::{InputUrl, PullHandle, PullOptions};
 use tracing::{info, warn};
 
 use crate::CliError;
-use crate::args::{IngestArgs, RecordArgs, seconds};
+#[cfg(feature = "media")]
+use crate::args::RecordArgs;
+use crate::args::{IngestArgs, seconds};
 use crate::status::{StatusPrinter, status_lines};
 
 /// A pulled input instead of (or besides) publishers.
@@ -78,12 +80,15 @@ pub struct RelayArgs {
     /// Transcode every stream into these renditions (e.g. 1080p,720p,480p or
     /// 1280x720@30:3000k), decoded once and encoded once per rung whatever the number of
     /// destinations; send a rung to a destination with --to RUNG=URL.
+    #[cfg(feature = "media")]
     #[arg(long, value_name = "LADDER")]
     ladder: Option<String>,
 
+    #[cfg(feature = "media")]
     #[command(flatten)]
     encoder: crate::transcode::EncoderArgs,
 
+    #[cfg(feature = "media")]
     #[command(flatten)]
     pub record: RecordArgs,
 
@@ -224,6 +229,7 @@ fn redact_arg(url: &str) -> String {
 fn relay_config(args: &RelayArgs) -> Result<Ingest, String> {
     let mut ingest = ingest_config(&args.ingest)?;
     let config = &mut ingest.config;
+    #[cfg(feature = "media")]
     if let Some(spec) = &args.ladder {
         let ladder = args.encoder.ladder(spec)?;
         let options = args.encoder.options(multistreamer_core::transcode::Overload::DropFrames)?;
@@ -245,7 +251,10 @@ fn relay_config(args: &RelayArgs) -> Result<Ingest, String> {
         }
         config.destinations.push(t);
     }
-    config.record = args.record.config();
+    #[cfg(feature = "media")]
+    {
+        config.record = args.record.config();
+    }
     if let Some(dir) = &args.hls_out {
         config.hls = Some(multistreamer_core::hls::HlsOptions {
             segment_duration: args.hls_segment,
@@ -254,7 +263,11 @@ fn relay_config(args: &RelayArgs) -> Result<Ingest, String> {
             serve_from_memory: false,
         });
     }
-    if config.destinations.is_empty() && config.record.is_none() && config.hls.is_none() {
+    #[cfg(feature = "media")]
+    let records = config.record.is_some();
+    #[cfg(not(feature = "media"))]
+    let records = false;
+    if config.destinations.is_empty() && !records && config.hls.is_none() {
         warn!("no --to destinations: streams are accepted but go nowhere");
     }
     config.hub.queue_capacity = args.queue.max(2);

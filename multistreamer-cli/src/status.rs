@@ -54,6 +54,14 @@ pub fn status_lines(relay: &Relay, pull: Option<&PullHandle>) -> Vec<String> {
         }
         lines.push(line);
     }
+    #[cfg(feature = "media")]
+    media_lines(relay, &mut lines);
+    lines
+}
+
+/// The ladder's renditions and the recordings.
+#[cfg(feature = "media")]
+fn media_lines(relay: &Relay, lines: &mut Vec<String>) {
     for (stream, input_dropped, rungs) in relay.renditions() {
         if input_dropped > 0 {
             lines.push(format!(
@@ -76,7 +84,6 @@ pub fn status_lines(relay: &Relay, pull: Option<&PullHandle>) -> Vec<String> {
         let file = file.map_or("(waiting for a keyframe)".to_string(), |f| f.display().to_string());
         lines.push(format!("[{stream}] recording -> {file}  {}  {dropped} dropped", human_bytes(bytes)));
     }
-    lines
 }
 
 fn format_status(s: &DestinationStatus) -> String {

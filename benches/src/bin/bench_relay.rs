@@ -365,7 +365,7 @@ impl System {
             System::Floor => "copy floor (reference)",
             System::Nginx => "nginx-rtmp push",
             System::Multistreamer => "multistreamer",
-            System::Baseline => "multistreamer (baseline)",
+            System::Baseline => baseline_label(),
         }
     }
 }
@@ -412,6 +412,19 @@ fn start_system(sys: System, dir: &Path, sink_port: u16, relay_bin: &Path) -> Ru
         wait_port(port);
     }
     Running { child, port: if sys == System::Direct { sink_port } else { port } }
+}
+
+/// The name of the `--baseline-bin` row (`--baseline-label`, default "multistreamer (baseline)").
+fn baseline_label() -> &'static str {
+    static LABEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LABEL.get_or_init(|| {
+        let args: Vec<String> = std::env::args().collect();
+        args.iter()
+            .position(|a| a == "--baseline-label")
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| "multistreamer (baseline)".into())
+    })
 }
 
 /// `--threads` passed to the relay (bench flag `--relay-threads`, default 1 like the CLI).
@@ -590,10 +603,13 @@ fn main() {
                 args.next();
             }
             "--baseline-bin" => baseline = args.next().map(PathBuf::from),
+            "--baseline-label" => {
+                args.next();
+            }
             "--repeat" => repeat = args.next().and_then(|v| v.parse().ok()).unwrap_or(1).max(1),
             other => {
                 eprintln!(
-                    "unknown argument {other}; usage: bench-relay [--counts 1,10,30] [--seconds 20] [--relay-threads N] [--baseline-bin PATH] [--repeat K]"
+                    "unknown argument {other}; usage: bench-relay [--counts 1,10,30] [--seconds 20] [--relay-threads N] [--baseline-bin PATH [--baseline-label NAME]] [--repeat K]"
                 );
                 std::process::exit(2);
             }
