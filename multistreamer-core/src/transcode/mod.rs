@@ -339,8 +339,9 @@ struct RungHandle {
     name: String,
     /// Audio (and, unless a larger rung feeds it, video) go through this link.
     link: FrameLink,
-    /// A larger rung sends this rung its scaled frames (cascade scaling).
-    fed_by_rung: bool,
+    /// The larger rung that sends this rung its scaled frames (cascade scaling). Should
+    /// that rung stop (its encoder or output failed), the decoder feeds this one itself.
+    fed_by: Option<usize>,
     thread: JoinHandle<Result<()>>,
 }
 
@@ -636,7 +637,7 @@ impl LadderTranscoder {
             threads.push(thread);
         }
         for (((p, link), parent), thread) in plan.rungs.into_iter().zip(links).zip(parents).zip(threads) {
-            self.rungs.push(RungHandle { name: p.name, link, fed_by_rung: parent.is_some(), thread });
+            self.rungs.push(RungHandle { name: p.name, link, fed_by: parent, thread });
         }
         for p in std::mem::take(&mut self.early_audio) {
             self.send_audio(p);
@@ -694,8 +695,13 @@ impl LadderTranscoder {
     fn distribute(&mut self, frame: Arc<frame::Video>, key: bool) {
         let block = self.options.overload == Overload::Block;
         let cap = self.options.queue_frames.max(1);
-        for r in self.rungs.iter_mut().filter(|r| !r.fed_by_rung) {
-            r.link.offer(Arc::clone(&frame), key, cap, block);
+        // A rung is fed here unless a larger rung that is still running feeds it.
+        let fed_here: Vec<bool> =
+            self.rungs.iter().map(|r| r.fed_by.is_none_or(|p| self.rungs[p].thread.is_finished())).collect();
+        for (r, here) in self.rungs.iter_mut().zip(fed_here) {
+            if here {
+                r.link.offer(Arc::clone(&frame), key, cap, block);
+            }
         }
     }
 
@@ -816,6 +822,74 @@ mod tests {
         // A portrait rung is not inside a landscape one.
         let portrait = [rung("720p", 1280, 720, None), rung("v", 480, 854, None)];
         assert_eq!(cascade_parents(&portrait, (1920, 1080)), vec![None, None]);
+    }
+
+    /// Counts the video packets a rung writes; fails after `fail_after` of them if set.
+    struct Counting {
+        video: Arc<AtomicUsize>,
+        fail_after: Option<usize>,
+    }
+
+    impl RenditionOutput for Counting {
+        fn info(&mut self, _: Arc<MediaInfo>) -> Result<()> {
+            Ok(())
+        }
+        fn packet(&mut self, p: Packet) -> Result<()> {
+            if p.kind == TrackKind::Video {
+                let n = self.video.fetch_add(1, Ordering::SeqCst) + 1;
+                if self.fail_after.is_some_and(|max| n > max) {
+                    return Err(media_err("the disk is full (test)"));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Cascade scaling: the 240p rung takes its pictures from the 480p rung. When the 480p
+    /// rung's output fails mid-stream, the 240p rung goes on with the decoder's pictures.
+    #[test]
+    fn a_rung_fed_by_a_larger_one_carries_on_when_that_one_fails() {
+        let tmp = multistreamer_test_support::TempDir::new("cascade-feeder-fails");
+        let clip = tmp.join("in.mp4");
+        multistreamer_test_support::make_clip(&clip, 4, "1280x720");
+        let (big, small) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (b, sm) = (Arc::clone(&big), Arc::clone(&small));
+        let factory: OutputFactory = Box::new(move |plan: &crate::ladder::RungPlan| {
+            let out: Box<dyn RenditionOutput> = if plan.height == 480 {
+                Box::new(Counting { video: Arc::clone(&b), fail_after: Some(20) })
+            } else {
+                Box::new(Counting { video: Arc::clone(&sm), fail_after: None })
+            };
+            Ok(out)
+        });
+        let options = TranscodeOptions {
+            preset: "ultrafast".into(),
+            overload: Overload::Block,
+            cascade_scaling: true,
+            ..TranscodeOptions::default()
+        };
+        let ladder: Ladder = "480p,240p".parse().expect("ladder");
+        let mut t = LadderTranscoder::new(ladder, options, factory).expect("transcoder");
+        let mut frames = 0;
+        for item in file::FileSource::open(clip.to_str().expect("utf-8 path")).expect("clip") {
+            let item = item.expect("readable clip");
+            let video = matches!(&item, MediaItem::Packet(p) if p.kind == TrackKind::Video);
+            t.push(item).expect("push");
+            if video {
+                frames += 1;
+                // paced like a live source: the decoder does not run far ahead of the rungs,
+                // so what the failed rung held when it stopped is a few frames, not the clip
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let err = t.finish().expect_err("the 480p rung failed");
+        assert!(err.to_string().contains("disk is full"), "{err}");
+        assert_eq!(frames, 120);
+        assert_eq!(big.load(Ordering::SeqCst), 21, "the 480p rung stopped at its failure");
+        // Frames the failed rung held (its queue, its encoder's delay) are lost to the 240p
+        // rung; everything after comes from the decoder.
+        let got = small.load(Ordering::SeqCst);
+        assert!(got > 21 + 60 && got <= frames, "240p encoded {got} of {frames} frames");
     }
 
     #[test]
