@@ -111,7 +111,8 @@ pub struct TranscodeOptions {
     /// Scale each rung from the nearest larger rung's scaled picture instead of from the
     /// source (480p from 720p rather than from 1080p): less scaling work, a slightly softer
     /// picture on the lower rungs. A rung fed this way gets the frames its parent encodes
-    /// (when the parent drops frames under overload, so does it).
+    /// (when the parent drops frames under overload, so does it; when the parent stops, the
+    /// decoder feeds it again).
     pub cascade_scaling: bool,
     /// Bitrate of AAC encoded from a non-AAC source (AAC sources are passed through).
     pub audio_bitrate_kbps: u32,
@@ -591,12 +592,19 @@ impl LadderTranscoder {
             vec![None; plan.rungs.len()]
         };
         // Every rung's queue first, so a rung can be handed the links of the rungs it feeds.
-        // Audio never waits behind a full frame queue: room for both.
+        // Live (frames dropped when a rung falls behind): audio never waits behind a full
+        // frame queue, room for both. Blocking (files): the queue itself is the bound, so the
+        // decoder waits for the slowest rung instead of running hundreds of decoded pictures
+        // ahead of it (775 MB for a 1080p ladder when it could).
+        let depth = match self.options.overload {
+            Overload::Block => self.options.queue_frames.max(1),
+            Overload::DropFrames => self.options.queue_frames.max(1) + 256,
+        };
         let (links, mut receivers): (Vec<FrameLink>, Vec<_>) = plan
             .rungs
             .iter()
             .map(|_| {
-                let (tx, rx) = mpsc::sync_channel(self.options.queue_frames.max(1) + 256);
+                let (tx, rx) = mpsc::sync_channel(depth);
                 (FrameLink::new(tx, Arc::default(), Arc::default()), Some(rx))
             })
             .collect();
@@ -824,10 +832,12 @@ mod tests {
         assert_eq!(cascade_parents(&portrait, (1920, 1080)), vec![None, None]);
     }
 
-    /// Counts the video packets a rung writes; fails after `fail_after` of them if set.
+    /// Counts the video packets a rung writes; fails after `fail_after` of them if set;
+    /// takes `delay` per packet (a slow disk).
     struct Counting {
         video: Arc<AtomicUsize>,
         fail_after: Option<usize>,
+        delay: Duration,
     }
 
     impl RenditionOutput for Counting {
@@ -836,6 +846,7 @@ mod tests {
         }
         fn packet(&mut self, p: Packet) -> Result<()> {
             if p.kind == TrackKind::Video {
+                std::thread::sleep(self.delay);
                 let n = self.video.fetch_add(1, Ordering::SeqCst) + 1;
                 if self.fail_after.is_some_and(|max| n > max) {
                     return Err(media_err("the disk is full (test)"));
@@ -856,9 +867,9 @@ mod tests {
         let (b, sm) = (Arc::clone(&big), Arc::clone(&small));
         let factory: OutputFactory = Box::new(move |plan: &crate::ladder::RungPlan| {
             let out: Box<dyn RenditionOutput> = if plan.height == 480 {
-                Box::new(Counting { video: Arc::clone(&b), fail_after: Some(20) })
+                Box::new(Counting { video: Arc::clone(&b), fail_after: Some(20), delay: Duration::ZERO })
             } else {
-                Box::new(Counting { video: Arc::clone(&sm), fail_after: None })
+                Box::new(Counting { video: Arc::clone(&sm), fail_after: None, delay: Duration::ZERO })
             };
             Ok(out)
         });
@@ -890,6 +901,42 @@ mod tests {
         // rung; everything after comes from the decoder.
         let got = small.load(Ordering::SeqCst);
         assert!(got > 21 + 60 && got <= frames, "240p encoded {got} of {frames} frames");
+    }
+
+    /// Blocking mode (files): the decoder waits for a slow rung instead of queueing decoded
+    /// pictures for it without bound (it once ran ~250 pictures ahead: 775 MB for a 1080p
+    /// ladder).
+    #[test]
+    fn a_slow_rung_holds_the_decoder_back_in_blocking_mode() {
+        let tmp = multistreamer_test_support::TempDir::new("ladder-slow-rung");
+        let clip = tmp.join("in.mp4");
+        multistreamer_test_support::make_clip(&clip, 3, "640x360");
+        let written = Arc::new(AtomicUsize::new(0));
+        let w = Arc::clone(&written);
+        let factory: OutputFactory = Box::new(move |_: &crate::ladder::RungPlan| {
+            let out: Box<dyn RenditionOutput> =
+                Box::new(Counting { video: Arc::clone(&w), fail_after: None, delay: Duration::from_millis(5) });
+            Ok(out)
+        });
+        let options = TranscodeOptions {
+            preset: "ultrafast".into(),
+            overload: Overload::Block,
+            queue_frames: 4,
+            ..TranscodeOptions::default()
+        };
+        let ladder: Ladder = "240p".parse().expect("ladder");
+        let mut t = LadderTranscoder::new(ladder, options, factory).expect("transcoder");
+        let stats = t.stats();
+        let mut ahead_max = 0;
+        for item in file::FileSource::open(clip.to_str().expect("utf-8 path")).expect("clip") {
+            t.push(item.expect("readable clip")).expect("push");
+            let handed = lock(&stats.rungs).first().map_or(0, |(_, r)| r.frames_in.load(Ordering::SeqCst));
+            ahead_max = ahead_max.max(stats.frames_decoded.load(Ordering::SeqCst).saturating_sub(handed));
+        }
+        t.finish().expect("finished");
+        assert_eq!(written.load(Ordering::SeqCst), 90, "every frame encoded");
+        // the queue (4) plus the frame in the rung's hands and the one being sent
+        assert!(ahead_max <= 6, "the decoder ran {ahead_max} pictures ahead of the rung");
     }
 
     #[test]
