@@ -352,23 +352,42 @@ pub(super) struct FrameLink {
     tx: SyncSender<RungMsg>,
     queued: Arc<AtomicUsize>,
     stats: Arc<RungStats>,
+    /// Frames the rung may have waiting before the overload policy applies.
+    cap: usize,
+    /// [`Overload::Block`]: wait for room instead of dropping.
+    block: bool,
     /// A forced keyframe was dropped for this rung; force the next frame it gets.
     key_owed: bool,
 }
 
 impl FrameLink {
-    fn new(tx: SyncSender<RungMsg>, queued: Arc<AtomicUsize>, stats: Arc<RungStats>) -> FrameLink {
-        FrameLink { tx, queued, stats, key_owed: false }
+    fn new(tx: SyncSender<RungMsg>, options: &TranscodeOptions) -> FrameLink {
+        FrameLink {
+            tx,
+            queued: Arc::default(),
+            stats: Arc::default(),
+            cap: options.queue_frames.max(1),
+            block: options.overload == Overload::Block,
+            key_owed: false,
+        }
     }
 
+    /// Another sender into the same queue (a larger rung feeding this one).
     fn sibling(&self) -> FrameLink {
-        FrameLink::new(self.tx.clone(), Arc::clone(&self.queued), Arc::clone(&self.stats))
+        FrameLink {
+            tx: self.tx.clone(),
+            queued: Arc::clone(&self.queued),
+            stats: Arc::clone(&self.stats),
+            key_owed: false,
+            ..*self
+        }
     }
 
     /// Queues `frame` for the rung (`key`: it is one of the keyframes forced on every rung).
     /// Under [`Overload::DropFrames`] a full queue drops it (counted), and a dropped
     /// keyframe makes the next frame sent a keyframe; [`Overload::Block`] waits.
-    pub(super) fn offer(&mut self, frame: Arc<frame::Video>, key: bool, cap: usize, block: bool) {
+    pub(super) fn offer(&mut self, frame: Arc<frame::Video>, key: bool) {
+        let (cap, block) = (self.cap, self.block);
         let force = key || self.key_owed;
         if !block && self.queued.load(Ordering::Acquire) >= cap {
             self.key_owed |= key;
@@ -600,16 +619,16 @@ impl LadderTranscoder {
             Overload::Block => self.options.queue_frames.max(1),
             Overload::DropFrames => self.options.queue_frames.max(1) + 256,
         };
-        let (links, mut receivers): (Vec<FrameLink>, Vec<_>) = plan
+        let (links, receivers): (Vec<FrameLink>, Vec<_>) = plan
             .rungs
             .iter()
             .map(|_| {
                 let (tx, rx) = mpsc::sync_channel(depth);
-                (FrameLink::new(tx, Arc::default(), Arc::default()), Some(rx))
+                (FrameLink::new(tx, &self.options), rx)
             })
             .collect();
         let mut threads = Vec::with_capacity(plan.rungs.len());
-        for (i, p) in plan.rungs.iter().enumerate() {
+        for ((i, p), rx) in plan.rungs.iter().enumerate().zip(receivers) {
             let output = (self.factory)(p)?;
             let link = &links[i];
             let children: Vec<FrameLink> = parents
@@ -629,7 +648,6 @@ impl LadderTranscoder {
                 Arc::clone(&link.queued),
                 children,
             )?;
-            let rx = receivers[i].take().ok_or_else(|| media_err("rung queue taken twice"))?;
             let thread = std::thread::Builder::new()
                 .name(format!("transcode-{}", p.name))
                 .spawn(move || worker.run(rx))
@@ -701,14 +719,10 @@ impl LadderTranscoder {
     }
 
     fn distribute(&mut self, frame: Arc<frame::Video>, key: bool) {
-        let block = self.options.overload == Overload::Block;
-        let cap = self.options.queue_frames.max(1);
-        // A rung is fed here unless a larger rung that is still running feeds it.
-        let fed_here: Vec<bool> =
-            self.rungs.iter().map(|r| r.fed_by.is_none_or(|p| self.rungs[p].thread.is_finished())).collect();
-        for (r, here) in self.rungs.iter_mut().zip(fed_here) {
-            if here {
-                r.link.offer(Arc::clone(&frame), key, cap, block);
+        for i in 0..self.rungs.len() {
+            // fed here unless a larger rung that is still running feeds it
+            if self.rungs[i].fed_by.is_none_or(|p| self.rungs[p].thread.is_finished()) {
+                self.rungs[i].link.offer(Arc::clone(&frame), key);
             }
         }
     }

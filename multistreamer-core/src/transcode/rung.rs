@@ -14,9 +14,7 @@ use ffmpeg_next::util::frame;
 use ffmpeg_next::{Dictionary, Rational, codec, encoder, picture};
 use tracing::{debug, warn};
 
-use super::{
-    FrameLink, Overload, RenditionOutput, RungStats, TranscodeOptions, ffi, media_err, missing_codec, rational,
-};
+use super::{FrameLink, RenditionOutput, RungStats, TranscodeOptions, ffi, media_err, missing_codec, rational};
 use crate::codec::avc::{ParameterSets, annexb_to_avcc};
 use crate::error::Result;
 use crate::ladder::RungPlan;
@@ -65,9 +63,6 @@ pub(super) struct RungWorker {
     queued: Arc<AtomicUsize>,
     /// Smaller rungs scaled from this rung's frames (cascade scaling).
     children: Vec<FrameLink>,
-    /// The children's queue bound and overload policy.
-    child_cap: usize,
-    child_block: bool,
 }
 
 impl RungWorker {
@@ -148,8 +143,6 @@ impl RungWorker {
             stats,
             queued,
             children,
-            child_cap: options.queue_frames.max(1),
-            child_block: options.overload == Overload::Block,
         })
     }
 
@@ -255,7 +248,7 @@ impl RungWorker {
             return;
         };
         for child in &mut self.children {
-            child.offer(Arc::clone(&frame), key, self.child_cap, self.child_block);
+            child.offer(Arc::clone(&frame), key);
         }
     }
 
