@@ -33,13 +33,8 @@ pub fn wait_port(port: u16) {
 
 /// utime + stime of a live process, in clock ticks.
 pub fn proc_cpu_ticks(pid: u32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // after the command name: state is field 3, utime 14, stime 15 (1-based) -> 11, 12 here
-    let ut: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
-    let st: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ut + st
+    let (user, sys) = proc_user_sys_ticks(pid);
+    user + sys
 }
 
 /// (utime, stime) of a live process, in clock ticks.
@@ -47,6 +42,7 @@ pub fn proc_user_sys_ticks(pid: u32) -> (u64, u64) {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
+    // after the command name: state is field 3, utime 14, stime 15 (1-based) -> 11, 12 here
     let field = |i: usize| f.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
     (field(11), field(12))
 }
@@ -140,19 +136,22 @@ pub fn count_frames(file: &std::path::Path) -> u64 {
 /// Busy clock ticks of the whole machine so far (every CPU: user, nice, system, irq,
 /// softirq; not idle, iowait or time the hypervisor gave to other guests), from /proc/stat.
 pub fn machine_busy_ticks() -> u64 {
-    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0 };
-    let f: Vec<u64> = cpu.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let f = machine_cpu_ticks();
     // user nice system idle iowait irq softirq steal
     [0usize, 1, 2, 5, 6].iter().filter_map(|&i| f.get(i)).sum()
+}
+
+/// The all-CPUs line of /proc/stat: user, nice, system, idle, iowait, irq, softirq, steal…
+fn machine_cpu_ticks() -> Vec<u64> {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else { return Vec::new() };
+    cpu.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect()
 }
 
 /// Clock ticks the hypervisor gave to other guests while this machine wanted to run
 /// (`steal` in /proc/stat, all CPUs): a window with much of it measured a busy host, not us.
 pub fn machine_steal_ticks() -> u64 {
-    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0 };
-    cpu.split_whitespace().nth(8).and_then(|v| v.parse().ok()).unwrap_or(0)
+    machine_cpu_ticks().get(7).copied().unwrap_or(0)
 }
 
 /// Memory of a live process from /proc/PID/smaps_rollup, in KiB.

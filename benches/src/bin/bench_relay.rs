@@ -539,14 +539,15 @@ fn run_case(
     std::thread::sleep(warm);
     let pid = running.child.as_ref().map(|c| c.id());
     let me = std::process::id();
-    let user0 = pid.map_or(0, |p| proc_user_sys_ticks(p).0);
-    let cpu0 = pid.map_or(0, proc_cpu_ticks);
+    // one reading of the relay's user and system time at each end of the window
+    let (user0, sys0) = pid.map_or((0, 0), proc_user_sys_ticks);
+    let cpu0 = user0 + sys0;
     let (machine0, me0, steal0) = (machine_busy_ticks(), proc_cpu_ticks(me), machine_steal_ticks());
     samples.lock().unwrap().from = Some(Instant::now());
     std::thread::sleep(window);
     samples.lock().unwrap().to = Some(Instant::now());
-    let user1 = pid.map_or(0, |p| proc_user_sys_ticks(p).0);
-    let cpu1 = pid.map_or(0, proc_cpu_ticks);
+    let (user1, sys1) = pid.map_or((0, 0), proc_user_sys_ticks);
+    let cpu1 = user1 + sys1;
     let (machine1, me1, steal1) = (machine_busy_ticks(), proc_cpu_ticks(me), machine_steal_ticks());
     let hwm = pid.map_or(0, proc_hwm_kb);
     let memory = pid.map(proc_memory).unwrap_or_default();
