@@ -35,7 +35,9 @@ pub fn non_negative(s: &str) -> Result<f64, String> {
 pub struct IngestArgs {
     /// Where publishers connect: rtmp://ADDR:PORT/APP[/KEY] and/or (repeat the flag)
     /// rtsp://ADDR:PORT/APP[/KEY] for RTSP pushes (ANNOUNCE/RECORD over TCP, port 8554 by
-    /// default). Without KEY, any key under APP is accepted unless --key restricts it.
+    /// default) and srt://ADDR:PORT[?latency=MS] for SRT callers (MPEG-TS; the key in the
+    /// streamid: #!::r=APP/KEY,m=publish, APP/KEY or KEY). Without KEY, any key under APP is
+    /// accepted unless --key restricts it.
     #[arg(long, value_name = "URL", default_value = "rtmp://0.0.0.0:1935/live")]
     pub listen: Vec<String>,
 
@@ -52,6 +54,10 @@ pub struct IngestArgs {
     /// USER:PASSWORD (ffmpeg: rtsp://USER:PASSWORD@host:8554/live/KEY).
     #[arg(long, value_name = "USER:PASSWORD")]
     pub rtsp_credentials: Option<String>,
+
+    /// Require SRT publishers to encrypt (AES) with this passphrase (10 to 79 characters).
+    #[arg(long, value_name = "PASSPHRASE", env = "MULTISTREAMER_SRT_PASSPHRASE", hide_env_values = true)]
+    pub srt_passphrase: Option<String>,
 }
 
 /// Recording while relaying (`relay --record DIR …`).

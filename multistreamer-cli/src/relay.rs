@@ -155,6 +155,32 @@ fn parse_rtsp_listen(url: &str) -> Result<RtmpUrl, String> {
     parse_listen(&format!("rtmp://{authority}/{path}"))
 }
 
+/// `srt://HOST:PORT[?latency=MS]` → (host, port, latency).
+fn parse_srt_listen(url: &str) -> Result<(String, u16, Option<Duration>), String> {
+    let rest = url.strip_prefix("srt://").ok_or("not an srt:// URL")?;
+    let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = authority.trim_end_matches('/');
+    let (host, port) = authority.rsplit_once(':').ok_or("no port (srt://ADDR:PORT)")?;
+    let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let mut latency = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("latency", v)) => {
+                let ms: u64 = v.parse().map_err(|_| format!("latency={v}: milliseconds expected"))?;
+                latency = Some(Duration::from_millis(ms));
+            }
+            Some(("passphrase", _)) => {
+                return Err(
+                    "give the passphrase with --srt-passphrase (or its environment variable), not in the URL".into()
+                );
+            }
+            _ => return Err(format!("`{pair}`: only latency=MS is taken here")),
+        }
+    }
+    Ok((host, port, latency))
+}
+
 fn resolve(url: &RtmpUrl) -> Result<SocketAddr, String> {
     (url.host.as_str(), url.port)
         .to_socket_addrs()
@@ -166,20 +192,29 @@ fn resolve(url: &RtmpUrl) -> Result<SocketAddr, String> {
 /// Checks the ingest arguments and makes the relay's base configuration.
 pub fn ingest_config(args: &IngestArgs) -> Result<Ingest, String> {
     let (mut rtmp_listen, mut rtsp_listen): (Option<RtmpUrl>, Option<RtmpUrl>) = (None, None);
+    let mut srt_listen = None;
     for l in &args.listen {
-        if l.starts_with("rtsp://") {
+        if l.starts_with("srt://") {
+            srt_listen = Some(parse_srt_listen(l).map_err(|e| format!("--listen {l}: {e}"))?);
+        } else if l.starts_with("rtsp://") {
             rtsp_listen = Some(parse_rtsp_listen(l).map_err(|e| format!("--listen {l}: {e}"))?);
         } else {
             let u = parse_listen(l).map_err(|e| format!("--listen {l}: {e}"))?;
             if u.scheme != RtmpScheme::Rtmp {
                 return Err(
-                    "--listen must be an rtmp:// or rtsp:// URL (terminate TLS in front of the relay for rtmps)".into(),
+                    "--listen must be an rtmp://, rtsp:// or srt:// URL (terminate TLS in front of the relay for rtmps)"
+                        .into(),
                 );
             }
             rtmp_listen = Some(u);
         }
     }
-    let listen = rtmp_listen.clone().or_else(|| rtsp_listen.clone()).ok_or("--listen: no URL")?;
+    let srt_as_rtmp = match &srt_listen {
+        // SRT alone: the application is `live` (stream ids name APP/KEY or KEY)
+        Some((host, port, _)) => Some(parse_listen(&format!("rtmp://{host}:{port}/live"))?),
+        None => None,
+    };
+    let listen = rtmp_listen.clone().or_else(|| rtsp_listen.clone()).or(srt_as_rtmp).ok_or("--listen: no URL")?;
     if let (Some(a), Some(b)) = (&rtmp_listen, &rtsp_listen)
         && (a.app != b.app || a.key != b.key)
     {
@@ -189,6 +224,20 @@ pub fn ingest_config(args: &IngestArgs) -> Result<Ingest, String> {
     let mut config = RelayConfig::new(addr, &listen.app);
     if let Some(r) = &rtsp_listen {
         config.rtsp = Some(resolve(r)?);
+    }
+    if let Some((host, port, latency)) = &srt_listen {
+        let url = RtmpUrl { host: host.clone(), port: *port, ..listen.clone() };
+        config.srt = Some(resolve(&url)?);
+        config.srt_options.app = listen.app.clone();
+        if let Some(l) = latency {
+            config.srt_options.latency = *l;
+        }
+    }
+    if let Some(p) = &args.srt_passphrase {
+        if !(10..=79).contains(&p.len()) {
+            return Err("--srt-passphrase: 10 to 79 characters".into());
+        }
+        config.srt_options.passphrase = Some(p.clone());
     }
     if let Some(c) = &args.rtsp_credentials {
         let (user, pass) = c.split_once(':').ok_or("--rtsp-credentials: expected USER:PASSWORD")?;
@@ -239,15 +288,21 @@ fn relay_config(args: &RelayArgs) -> Result<Ingest, String> {
     let single_key = config.keys.as_ref().is_some_and(|k| k.len() == 1);
     for (i, to) in args.to.iter().enumerate() {
         let (rung, url) = split_rung(to);
-        let parsed: RtmpUrl = url.parse().map_err(|e| format!("--to {}: {e}", redact_arg(url)))?;
+        let base = if url.starts_with("srt://") {
+            let parsed = multistreamer_core::srt::SrtUrl::parse(url).map_err(|e| format!("--to: {e}"))?;
+            format!("srt://{}:{}", parsed.host, parsed.port)
+        } else {
+            let parsed: RtmpUrl = url.parse().map_err(|e| format!("--to {}: {e}", redact_arg(url)))?;
+            format!("{}:{}/{}", parsed.host, parsed.port, parsed.app)
+        };
         let name = match rung {
-            Some(r) => format!("{}:{}/{}#{} ({r})", parsed.host, parsed.port, parsed.app, i + 1),
-            None => format!("{}:{}/{}#{}", parsed.host, parsed.port, parsed.app, i + 1),
+            Some(r) => format!("{base}#{} ({r})", i + 1),
+            None => format!("{base}#{}", i + 1),
         };
         let t =
             DestinationTemplate::parse(&name, url).map_err(|e| e.to_string())?.with_rendition(rung.map(str::to_string));
         if !t.is_per_key() && !single_key {
-            warn!(destination = %t.url, "this destination has no {{key}}: every accepted stream is sent to the same URL");
+            warn!(destination = %t.name, "this destination has no {{key}}: every accepted stream is sent to the same URL");
         }
         config.destinations.push(t);
     }
@@ -312,6 +367,9 @@ pub async fn run(
     }
     if let Some(a) = relay.rtsp_addr() {
         info!("publish to rtsp://{a}/{}/{} (RTSP over TCP)", listen.app, shown_key);
+    }
+    if let Some(a) = relay.srt_addr() {
+        info!("publish to srt://{a}?streamid=#!::r={}/{},m=publish (MPEG-TS over SRT)", listen.app, shown_key);
     }
     let interval = (!status_interval.is_zero()).then_some(status_interval);
     let mut status = StatusPrinter::new();

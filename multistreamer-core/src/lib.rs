@@ -98,6 +98,8 @@ pub mod rtsp;
 pub mod signal;
 pub mod sink;
 pub mod source;
+#[cfg(feature = "srt")]
+pub mod srt;
 pub mod stage;
 mod sync;
 #[cfg(feature = "libav")]

@@ -48,6 +48,12 @@ impl std::fmt::Debug for DestinationTemplate {
 
 impl DestinationTemplate {
     pub fn parse(name: &str, url: &str) -> Result<DestinationTemplate> {
+        #[cfg(feature = "srt")]
+        if url.starts_with("srt://") {
+            let srt = crate::srt::SrtUrl::parse(url).map_err(|e| e.context(format!("destination {name:?}")))?;
+            let connector = crate::srt::SrtConnector::new(srt, crate::srt::SrtPushOptions::default());
+            return Ok(DestinationTemplate::with_connector(name, Arc::new(connector)));
+        }
         let url: RtmpUrl =
             url.parse().map_err(|e| Error::new(ErrorKind::Config, format!("destination {name:?}: {e}")))?;
         if url.key.is_empty() {
@@ -95,6 +101,10 @@ pub struct RelayConfig {
     pub rtsp: Option<SocketAddr>,
     #[cfg(feature = "rtsp")]
     pub rtsp_options: crate::rtsp::RtspIngestOptions,
+    /// The SRT ingest address (callers name `APP/KEY` or `KEY` in their `streamid`), if any.
+    pub srt: Option<SocketAddr>,
+    #[cfg(feature = "srt")]
+    pub srt_options: crate::srt::SrtIngestOptions,
     pub app: String,
     /// Accepted stream keys; `None` accepts any key under `app`.
     pub keys: Option<HashSet<String>>,
@@ -134,6 +144,9 @@ impl RelayConfig {
             rtsp: None,
             #[cfg(feature = "rtsp")]
             rtsp_options: crate::rtsp::RtspIngestOptions::default(),
+            srt: None,
+            #[cfg(feature = "srt")]
+            srt_options: crate::srt::SrtIngestOptions { app: app.to_string(), ..Default::default() },
             app: app.to_string(),
             keys: None,
             destinations: Vec::new(),
@@ -245,6 +258,7 @@ pub struct Relay {
     hub: Hub,
     local_addr: SocketAddr,
     rtsp_addr: Option<SocketAddr>,
+    srt_addr: Option<SocketAddr>,
     jobs: Jobs,
     config: Arc<RelayConfig>,
     ingest_cancel: CancellationToken,
@@ -281,6 +295,23 @@ impl Relay {
             }
             None => None,
         };
+        #[cfg_attr(not(feature = "srt"), allow(unused_mut))]
+        let mut srt_addr = None;
+        let srt_task: Option<JoinHandle<()>> = match config.srt {
+            #[cfg(feature = "srt")]
+            Some(addr) => {
+                let srt = crate::srt::SrtIngest::bind(addr, hub.clone(), auth.clone(), config.srt_options.clone())
+                    .await
+                    .map_err(|e| e.context(format!("SRT ingest on {addr}")))?;
+                srt_addr = Some(srt.local_addr());
+                Some(tokio::spawn(srt.run(ingest_cancel.clone())))
+            }
+            #[cfg(not(feature = "srt"))]
+            Some(_) => {
+                return Err(Error::new(ErrorKind::Config, "SRT ingest: built without the `srt` feature"));
+            }
+            None => None,
+        };
         let (local_addr, rtmp_task) = if config.rtmp_enabled {
             let ingest = RtmpIngest::bind(config.listen, hub.clone(), auth, config.ingest.clone()).await?;
             let local_addr = ingest.local_addr()?;
@@ -289,7 +320,7 @@ impl Relay {
             (config.listen, None)
         };
         let ingest_task = tokio::spawn(async move {
-            for t in [rtmp_task, rtsp_task].into_iter().flatten() {
+            for t in [rtmp_task, rtsp_task, srt_task].into_iter().flatten() {
                 let _ = t.await;
             }
         });
@@ -310,6 +341,7 @@ impl Relay {
             hub,
             local_addr,
             rtsp_addr,
+            srt_addr,
             jobs,
             shutdown_timeout: config.shutdown_timeout,
             config,
@@ -340,6 +372,11 @@ impl Relay {
     /// The address the RTSP ingest listens on, if it runs.
     pub fn rtsp_addr(&self) -> Option<SocketAddr> {
         self.rtsp_addr
+    }
+
+    /// The SRT ingest's bound address, if it runs.
+    pub fn srt_addr(&self) -> Option<SocketAddr> {
+        self.srt_addr
     }
 
     /// Every destination of every live stream.

@@ -6,8 +6,10 @@
 mod faulty_rtmp;
 mod rtp_shift;
 pub mod secrets;
+mod udp_loss;
 pub use faulty_rtmp::{Fault, FaultyRtmp};
 pub use rtp_shift::RtpShift;
+pub use udp_loss::UdpLoss;
 
 use std::fs;
 use std::io::Read;
@@ -338,7 +340,7 @@ impl RelayProcess {
         }
         let text = self.log_text();
         let rest = &text[text.find(&needle)? + needle.len()..];
-        let addr = rest.split('/').next()?;
+        let addr = rest.split(['/', '?', ' ']).next()?;
         addr.rsplit(':').next()?.parse().ok()
     }
 

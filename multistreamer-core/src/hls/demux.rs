@@ -131,6 +131,31 @@ impl SegmentDemuxer {
         if !self.ts.has_streams() {
             return Err(HlsError::Segment("the segment has no H.264 or AAC stream (no usable PMT)".into()).into());
         }
+        Ok(self.ts_frames(pes))
+    }
+
+    /// Demuxes the next bytes of a continuous transport stream (SRT, UDP): access units
+    /// come out once the next one of their stream starts, in decode order within each
+    /// stream (not sorted across streams). `chunk` holds whole 188-byte packets.
+    pub fn push_ts(&mut self, chunk: &[u8]) -> Result<Vec<Frame>> {
+        let mut pes = Vec::new();
+        self.ts.push(chunk, &mut pes)?;
+        Ok(self.ts_frames(pes))
+    }
+
+    /// The access units still being assembled at the end of a continuous stream.
+    pub fn finish_ts(&mut self) -> Vec<Frame> {
+        let mut pes = Vec::new();
+        self.ts.flush(&mut pes);
+        self.ts_frames(pes)
+    }
+
+    /// The elementary streams the transport stream's PMT announced (that we can read).
+    pub fn ts_streams(&self) -> (bool, bool) {
+        self.ts.announced()
+    }
+
+    fn ts_frames(&mut self, pes: Vec<ts::Pes>) -> Vec<Frame> {
         let mut out = Vec::with_capacity(pes.len());
         for p in pes {
             let Some(pts_raw) = p.pts else { continue };
@@ -144,7 +169,7 @@ impl SegmentDemuxer {
                 EsKind::AdtsAac => self.audio_pes(&p.data, pts, &mut out),
             }
         }
-        Ok(out)
+        out
     }
 
     fn video_pes(&mut self, data: &[u8], dts: i64, pts: i64, out: &mut Vec<Frame>) {

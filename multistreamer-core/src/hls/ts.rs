@@ -72,6 +72,17 @@ impl TsDemuxer {
         !self.streams.is_empty()
     }
 
+    /// (video, audio): whether the PMT announced an H.264 and an AAC stream.
+    pub fn announced(&self) -> (bool, bool) {
+        let has = |k| self.streams.iter().any(|s| s.kind == k);
+        (has(EsKind::H264), has(EsKind::AdtsAac))
+    }
+
+    /// Transport packets read so far.
+    pub fn packets(&self) -> u64 {
+        self.packets
+    }
+
     /// Feeds whole transport packets (a segment); completed PES packets go to `out`.
     /// Data that does not start with a sync byte is refused; a lost sync later is skipped
     /// to the next sync byte.

@@ -70,6 +70,12 @@ pub trait PublishAuthorizer: Send + Sync {
 
     /// Accepts a publish, returning the hub stream name, or refuses it.
     fn authorize<'a>(&'a self, request: &'a PublishRequest) -> BoxFuture<'a, Result<String, Rejection>>;
+
+    /// The passphrase an SRT publisher of hub stream `stream` (as `authorize` named it)
+    /// must encrypt with; `None` leaves it to the ingest's own setting.
+    fn srt_passphrase<'a>(&'a self, _stream: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async { None })
+    }
 }
 
 /// A fixed application and an optional set of keys (the CLI's authorizer).
