@@ -7,6 +7,7 @@ DATA_DIR ?= ./data
 HTTP ?= 127.0.0.1:8080
 RTMP ?= 0.0.0.0:1935
 RTSP ?= 0.0.0.0:8554
+SRT ?= 0.0.0.0:9000
 # `make relay`: the command-line relay, e.g. make relay TO="rtmp://a.rtmp.youtube.com/live2/{key}"
 LISTEN ?= rtmp://0.0.0.0:1935/live
 TO ?=
@@ -24,7 +25,7 @@ build: deps
 	$(CARGO) build --release -p multistreamer-cli -p multistreamer-server
 
 run: build
-	./target/release/multistreamer-server --data-dir "$(DATA_DIR)" --http "$(HTTP)" --rtmp "$(RTMP)" --rtsp "$(RTSP)"
+	./target/release/multistreamer-server --data-dir "$(DATA_DIR)" --http "$(HTTP)" --rtmp "$(RTMP)" --rtsp "$(RTSP)" --srt "$(SRT)"
 
 relay: build
 	./target/release/multistreamer relay --listen "$(LISTEN)" $(foreach t,$(TO),--to '$(t)')

@@ -100,6 +100,8 @@ def main():
         ts = os.path.join(tmp, "clip.ts")
         ffmpeg("-i", clip, "-c", "copy", "-f", "mpegts", ts)
         seed("hls_segment", "clip.ts", open(ts, "rb").read()[: 188 * 40])
+        seed("srt_input", "publish", b"#!::r=live/key,m=publish\n" + open(ts, "rb").read()[: 188 * 60])
+        seed("srt_input", "destination", b"srt://127.0.0.1:9000?streamid=x&passphrase=0123456789&latency=200\n")
         frag = os.path.join(tmp, "clip-frag.mp4")
         ffmpeg("-i", clip, "-c", "copy", "-movflags", "frag_keyframe+empty_moov+default_base_moof", frag)
         seed("hls_segment", "clip-frag.mp4", open(frag, "rb").read())

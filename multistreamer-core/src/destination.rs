@@ -544,6 +544,68 @@ impl Supervisor {
     }
 }
 
+/// Where a destination sends: an RTMP(S) push or (with the `srt` feature) an SRT caller.
+/// Parsed from `rtmp://`, `rtmps://` or `srt://`; shown with its secrets masked.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DestinationUrl {
+    Rtmp(crate::rtmp::RtmpUrl),
+    #[cfg(feature = "srt")]
+    Srt(crate::srt::SrtUrl),
+}
+
+impl DestinationUrl {
+    /// The connector that opens this destination.
+    pub fn connector(&self, push: crate::rtmp::RtmpPushOptions) -> Arc<dyn Connector> {
+        match self {
+            DestinationUrl::Rtmp(u) => Arc::new(crate::rtmp::RtmpConnector::new(u.clone(), push)),
+            #[cfg(feature = "srt")]
+            DestinationUrl::Srt(u) => {
+                Arc::new(crate::srt::SrtConnector::new(u.clone(), crate::srt::SrtPushOptions::default()))
+            }
+        }
+    }
+
+    /// The URL with its stream key (or SRT stream id and passphrase) masked.
+    pub fn redacted(&self) -> String {
+        match self {
+            DestinationUrl::Rtmp(u) => u.redacted(),
+            #[cfg(feature = "srt")]
+            DestinationUrl::Srt(u) => u.redacted(),
+        }
+    }
+}
+
+impl std::str::FromStr for DestinationUrl {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<DestinationUrl> {
+        let s = s.trim();
+        if s.starts_with("srt://") {
+            #[cfg(feature = "srt")]
+            return Ok(DestinationUrl::Srt(crate::srt::SrtUrl::parse(s)?));
+            #[cfg(not(feature = "srt"))]
+            return Err(Error::new(ErrorKind::Config, "SRT destinations: built without the `srt` feature"));
+        }
+        let u: crate::rtmp::RtmpUrl = s.parse().map_err(|e| Error::new(ErrorKind::Config, format!("{e}")))?;
+        if u.key.is_empty() {
+            return Err(Error::new(ErrorKind::Config, "the URL has no stream key (expected rtmp://HOST/APP/KEY)"));
+        }
+        Ok(DestinationUrl::Rtmp(u))
+    }
+}
+
+impl fmt::Display for DestinationUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Debug for DestinationUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DestinationUrl({})", self.redacted())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

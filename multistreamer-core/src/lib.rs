@@ -75,6 +75,8 @@ pub mod fuzz {
     };
     #[cfg(feature = "rtsp")]
     pub use crate::rtsp::sdp::{MediaFormat, parse_announce};
+    #[cfg(feature = "srt")]
+    pub use crate::srt::fuzz_input as fuzz_srt_input;
 }
 #[cfg(feature = "hls")]
 pub mod hls;

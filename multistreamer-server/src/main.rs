@@ -41,7 +41,8 @@ use crate::platforms::{PlatformConfig, Platforms};
     about = "Multistreamer server: RTMP ingest, relay engine, HTTP API, web UI"
 )]
 struct Cli {
-    /// TOML file with any of: data_dir, http, rtmp, rtsp, app, public_rtmp_url, public_rtsp_url,
+    /// TOML file with any of: data_dir, http, rtmp, rtsp, srt, app, public_rtmp_url, public_rtsp_url,
+    /// public_srt_url,
     /// transcode_preset, transcode_encoder_threads, transcode_cascade_scaling, public_url,
     /// youtube_client_id, youtube_client_secret,
     /// youtube_api_base, google_oauth_base, google_auth_url, mtslink_api_base.
@@ -69,6 +70,12 @@ struct Cli {
     /// The RTSP ingest URL shown to users, without the key (default: from --rtsp).
     #[arg(long, env = "MULTISTREAMER_PUBLIC_RTSP_URL")]
     public_rtsp_url: Option<String>,
+    /// SRT ingest address (UDP; MPEG-TS callers, the key in the stream id) [default: 0.0.0.0:9000].
+    #[arg(long, env = "MULTISTREAMER_SRT")]
+    srt: Option<SocketAddr>,
+    /// The SRT ingest URL shown to users, without the stream id: srt://HOST:PORT (default: from --srt).
+    #[arg(long, env = "MULTISTREAMER_PUBLIC_SRT_URL")]
+    public_srt_url: Option<String>,
     /// HTTP connections beyond this many are closed at accept [default: 1024].
     #[arg(long, env = "MULTISTREAMER_HTTP_MAX_CONNECTIONS")]
     http_max_connections: Option<usize>,
@@ -130,6 +137,8 @@ struct FileConfig {
     public_rtmp_url: Option<String>,
     rtsp: Option<SocketAddr>,
     public_rtsp_url: Option<String>,
+    srt: Option<SocketAddr>,
+    public_srt_url: Option<String>,
     rtmp_max_connections: Option<usize>,
     rtmp_max_pending_per_address: Option<usize>,
     http_max_connections: Option<usize>,
@@ -156,6 +165,8 @@ struct Args {
     public_rtmp_url: Option<String>,
     rtsp: SocketAddr,
     public_rtsp_url: Option<String>,
+    srt: SocketAddr,
+    public_srt_url: Option<String>,
     rtmp_limits: RtmpIngestOptions,
     http_limits: http_serve::HttpLimits,
     transcode: TranscodeOptions,
@@ -199,6 +210,8 @@ impl Cli {
             public_rtmp_url: self.public_rtmp_url.or(file.public_rtmp_url),
             rtsp: self.rtsp.or(file.rtsp).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8554))),
             public_rtsp_url: self.public_rtsp_url.or(file.public_rtsp_url),
+            srt: self.srt.or(file.srt).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9000))),
+            public_srt_url: self.public_srt_url.or(file.public_srt_url),
             rtmp_limits: {
                 let mut o = RtmpIngestOptions::default();
                 if let Some(n) = self.rtmp_max_connections.or(file.rtmp_max_connections) {
@@ -289,6 +302,10 @@ pub struct AppState {
     pub public_rtmp: Arc<String>,
     /// `rtsp://HOST:PORT/APP`, when the RTSP ingest runs
     pub public_rtsp: Arc<Option<String>>,
+    /// `srt://HOST:PORT`, when the SRT ingest runs
+    pub public_srt: Arc<Option<String>>,
+    /// The application in ingest URLs and SRT stream ids.
+    pub app: Arc<String>,
     /// Connected YouTube and MTS Link accounts.
     pub platforms: Arc<Platforms>,
     /// Renders of captures (progress, result).
@@ -355,6 +372,7 @@ async fn run(args: Args) -> Result<(), AppError> {
         recordings_dir: args.data_dir.join("recordings"),
         captures_dir: args.data_dir.join("captures"),
         rtsp: Some(args.rtsp),
+        srt: Some(args.srt),
         rtmp_limits: args.rtmp_limits.clone(),
     };
     let engine = Engine::start(db.clone(), config, Arc::clone(&platforms), cancel.clone()).await?;
@@ -379,6 +397,15 @@ async fn run(args: Args) -> Result<(), AppError> {
         login_limiter: Arc::new(LoginLimiter::new(5, Duration::from_secs(60))),
         dummy_hash: Arc::new(auth::hash_password_off_thread("not a real password".into()).await?),
         public_rtmp: Arc::new(public_rtmp.trim_end_matches('/').to_string()),
+        public_srt: Arc::new(args.public_srt_url.clone().map(|u| u.trim_end_matches('/').to_string()).or_else(|| {
+            engine.srt_addr.map(|mut a| {
+                if a.ip().is_unspecified() {
+                    a.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+                }
+                format!("srt://{a}")
+            })
+        })),
+        app: Arc::new(args.app.clone()),
         public_rtsp: Arc::new(args.public_rtsp_url.clone().map(|u| u.trim_end_matches('/').to_string()).or_else(
             || {
                 engine.rtsp_addr.map(|mut a| {
@@ -403,6 +430,9 @@ async fn run(args: Args) -> Result<(), AppError> {
     println!("  RTMP ingest:    {}/<stream key>", state.public_rtmp);
     if let Some(rtsp) = state.public_rtsp.as_ref() {
         println!("  RTSP ingest:    {rtsp}/<stream key>");
+    }
+    if let Some(srt) = state.public_srt.as_ref() {
+        println!("  SRT ingest:     {srt}?streamid=#!::r={}/<stream key>,m=publish", args.app);
     }
     match &first_login {
         Some(FirstLogin { password, generated: true }) => {

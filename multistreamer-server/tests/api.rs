@@ -18,6 +18,7 @@ static NEXT_SERVER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUs
 
 struct Server {
     rtsp: u16,
+    srt: u16,
     child: Child,
     http: u16,
     rtmp: u16,
@@ -46,7 +47,7 @@ impl Server {
         let mut child = command
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--rtsp", "127.0.0.1:0"])
+            .args(["--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--rtsp", "127.0.0.1:0", "--srt", "127.0.0.1:0"])
             .args(extra)
             .env("MULTISTREAMER_ADMIN_PASSWORD", "first-password-1")
             .env("NO_COLOR", "1")
@@ -58,15 +59,20 @@ impl Server {
         // "  Web UI and API: http://127.0.0.1:PORT/", "  RTMP ingest:    rtmp://127.0.0.1:PORT/…"
         let port_after = |text: &str, scheme: &str| -> Option<u16> {
             let at = text.find(&format!("{scheme}://127.0.0.1:"))? + scheme.len() + "://127.0.0.1:".len();
-            text[at..].split('/').next()?.parse().ok()
+            text[at..].split(['/', '?']).next()?.parse().ok()
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        let (http, rtmp, rtsp) = loop {
+        let (http, rtmp, rtsp, srt) = loop {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
             if text.contains("  Data:") {
-                let ports = (port_after(&text, "http"), port_after(&text, "rtmp"), port_after(&text, "rtsp"));
-                if let (Some(h), Some(r), Some(t)) = ports {
-                    break (h, r, t);
+                let ports = (
+                    port_after(&text, "http"),
+                    port_after(&text, "rtmp"),
+                    port_after(&text, "rtsp"),
+                    port_after(&text, "srt"),
+                );
+                if let (Some(h), Some(r), Some(t), Some(u)) = ports {
+                    break (h, r, t, u);
                 }
                 panic!("the server printed no addresses: {text}");
             }
@@ -79,7 +85,7 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         };
         assert!(wait_for_port(http, Duration::from_secs(30)), "server did not start");
-        Server { child, http, rtmp, rtsp, out, log }
+        Server { child, http, rtmp, rtsp, srt, out, log }
     }
 
     fn stop(mut self) {
@@ -779,6 +785,78 @@ fn a_stream_can_be_pushed_over_rtsp_or_pulled_from_a_camera() {
     let _ = cam.kill();
     let _ = cam.wait();
     assert!(!server.log().contains("s3cret"));
+}
+
+#[test]
+fn a_stream_is_published_over_srt_with_its_passphrase_and_sent_to_an_srt_destination() {
+    let tmp = TempDir::new("server-srt");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 4, "320x240");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    let server = Server::start(tmp.path());
+    let admin = Client::login(server.http, "first-password-1");
+    let s = admin.post("/api/streams", json!({"name": "stage"})).json();
+    let id = s["id"].as_i64().unwrap();
+    let key = s["key"].as_str().unwrap().to_string();
+    assert_eq!(s["srt_url"], json!(format!("srt://127.0.0.1:{}?streamid=#!::r=live/{key},m=publish", server.srt)));
+    assert_eq!(s["srt_passphrase"], json!(""));
+    // a passphrase SRT cannot take, or one that would not survive a URL, is refused
+    for bad in ["short", "has space in it", &"x".repeat(80)] {
+        let r = admin.request("PATCH", &format!("/api/streams/{id}"), Some(&json!({"srt_passphrase": bad})));
+        assert_eq!(r.json()["error"]["field"], json!("srt_passphrase"), "{bad}: {}", r.body);
+    }
+    let passphrase = "stage-passphrase-42";
+    secrets::note_secret(Secret::StreamKey, passphrase);
+    let r = admin.request("PATCH", &format!("/api/streams/{id}"), Some(&json!({"srt_passphrase": passphrase})));
+    assert_eq!(r.json()["srt_passphrase"], json!(passphrase), "{}", r.body);
+    // an RTMP destination and an SRT one (ffmpeg listening, as a platform's SRT ingest does)
+    admin.post(
+        &format!("/api/streams/{id}/destinations"),
+        json!({"name": "rtmp", "url": format!("rtmp://127.0.0.1:{}/app/stage-out", nginx.port)}),
+    );
+    let srt_out = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let received = tmp.join("srt-out.ts");
+    let mut listener = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-i"])
+        .arg(format!("srt://127.0.0.1:{srt_out}?mode=listener"))
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(&received)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = admin.post(
+        &format!("/api/streams/{id}/destinations"),
+        json!({"name": "srt", "url": format!("srt://127.0.0.1:{srt_out}?streamid=platform-key-123")}),
+    );
+    assert_eq!(d.status, 201, "{}", d.body);
+    assert!(!d.body.contains("platform-key-123"), "the SRT stream id is masked: {}", d.body);
+    secrets::note_secret(Secret::Credential, "platform-key-123");
+    let publish = |passphrase: &str| {
+        Command::new("ffmpeg")
+            .args(["-loglevel", "quiet", "-re", "-i"])
+            .arg(&clip)
+            .args(["-c", "copy", "-f", "mpegts"])
+            .arg(format!("srt://127.0.0.1:{}?streamid=live/{key}&passphrase={passphrase}&linger=2", server.srt))
+            .status()
+            .unwrap()
+    };
+    assert!(!publish("wrong-passphrase").success(), "a wrong passphrase was accepted");
+    assert!(publish(passphrase).success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while nginx.recordings_of("stage-out").is_empty()
+        || admin.get(&format!("/api/streams/{id}")).json()["live"] == json!(true)
+    {
+        assert!(Instant::now() < deadline, "the SRT publish was not relayed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(wait_child(&mut listener, Duration::from_secs(15)).is_some(), "the SRT destination never closed");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(packet_hashes(&nginx.recordings_of("stage-out")[0], "v"), packet_hashes(&clip, "v"));
+    let (frames, errors) = decode_video(&received);
+    assert!(errors.trim().is_empty(), "{errors}");
+    assert_eq!(frames, decode_video(&clip).0, "the SRT destination got other pictures");
+    let log = server.log();
+    assert!(!log.contains(passphrase) && !log.contains("platform-key-123"), "a secret was logged");
 }
 
 #[test]

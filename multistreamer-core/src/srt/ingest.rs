@@ -335,6 +335,38 @@ fn publish(publisher: &Publisher, item: MediaItem) -> Result<()> {
     Ok(())
 }
 
+/// The fuzz target's entry point: a first line read as a caller's stream id and as an SRT
+/// destination URL, the rest as what the caller sends (SRT messages of 1316 bytes).
+#[doc(hidden)]
+pub fn fuzz_input(data: &[u8]) {
+    let line = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+    let (first, rest) = data.split_at(line);
+    if let Ok(text) = std::str::from_utf8(first) {
+        if let Ok(id) = parse_stream_id(text) {
+            assert!(!id.key.is_empty() && id.key.len() <= super::MAX_STREAM_ID);
+        }
+        if let Ok(url) = super::SrtUrl::parse(text) {
+            assert!(!url.redacted().contains("passphrase=") || url.redacted().contains("passphrase=***"));
+        }
+    }
+    let mut reader = TsReader::new(64 * 1024);
+    let mut items = Vec::new();
+    for chunk in rest.get(1..).unwrap_or_default().chunks(1316) {
+        if reader.push(chunk, &mut items).is_err() {
+            break;
+        }
+    }
+    items.extend(reader.finish());
+    for item in &items {
+        if let MediaItem::Packet(p) = item {
+            assert!(p.dts.ticks() >= 0 && p.pts.ticks() >= p.dts.ticks());
+        }
+    }
+    if let Some(first) = items.first() {
+        assert!(matches!(first, MediaItem::Info(_)), "media before its description");
+    }
+}
+
 /// How long media is held back waiting for the configuration of every stream the PMT
 /// announced, so that the stream does not start audio-only and then gain video.
 const HOLD_90K: i64 = 2 * 90_000;

@@ -17,6 +17,8 @@
 mod ingest;
 mod push;
 
+#[doc(hidden)]
+pub use self::ingest::fuzz_input;
 pub use self::ingest::{SrtIngest, SrtIngestOptions};
 pub use self::push::{SrtConnector, SrtPushOptions, SrtSink, SrtUrl};
 

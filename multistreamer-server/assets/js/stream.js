@@ -68,6 +68,16 @@ export async function showStream(id) {
     catch (e) { fieldError(pullForm, e); }
   });
   const pullStatus = el("div", { class: "muted", id: "pull-status" });
+  // SRT: the passphrase publishers encrypt with
+  const srtForm = el("form", { class: "inline", id: "srt-form" },
+    field("SRT passphrase (10 to 79 letters, digits, - _ . ~; empty = no encryption)", el("input", { id: "srt-passphrase", name: "srt_passphrase", value: s.srt_passphrase, autocomplete: "off" }), "srt_passphrase"),
+    el("button", { class: "primary", id: "srt-save", type: "submit" }, "Save passphrase"),
+    el("span", { class: "error", "data-error-for": "form" }));
+  srtForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try { await api("PATCH", `/api/streams/${id}`, { srt_passphrase: srtForm.srt_passphrase.value }); fieldError(srtForm, { message: "Saved." }); await refresh(); }
+    catch (e) { fieldError(srtForm, e); }
+  });
   // recording
   const modeSel = el("select", { id: "record-mode", name: "record_mode" },
     ["off", "original", "raw"].map((m) => el("option", { value: m, selected: m === s.record_mode },
@@ -187,6 +197,7 @@ export async function showStream(id) {
       el("div", { class: "muted" }, "Server"), copyRow("ingest-server", server),
       el("div", { class: "muted" }, "Stream key"), copyRow("ingest-key", s.key), newKey,
       ...(s.rtsp_url ? [el("div", { class: "muted" }, "RTSP (ffmpeg -f rtsp, GStreamer rtspclientsink; TCP)"), copyRow("ingest-rtsp", s.rtsp_url)] : []),
+      ...(s.srt_url ? [el("div", { class: "muted" }, "SRT (OBS: Settings → Stream → Custom, the whole URL as Server; MPEG-TS, H.264 + AAC)"), copyRow("ingest-srt", s.srt_url + (s.srt_passphrase ? "&passphrase=" + s.srt_passphrase : "")), srtForm] : []),
       pullForm, pullStatus),
     el("section", {}, el("h2", {}, "Preview"), el("div", { class: "copy-row" }, field("Watch", previewSel, "variant")), video, previewNote,
       el("div", { class: "muted" }, "Playback link for other players (VLC, a web page): anyone with it can watch; a new stream key revokes it"),

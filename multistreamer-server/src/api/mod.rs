@@ -26,8 +26,8 @@ pub(crate) mod prelude {
     pub(crate) use axum::response::sse::{Event, KeepAlive, Sse};
     pub(crate) use axum::response::{IntoResponse, Response};
     pub(crate) use multistreamer_core::destination::DestinationSnapshot;
+    pub(crate) use multistreamer_core::destination::DestinationUrl;
     pub(crate) use multistreamer_core::ladder::Ladder;
-    pub(crate) use multistreamer_core::rtmp::RtmpUrl;
     pub(crate) use multistreamer_core::source::InputUrl;
     pub(crate) use serde::Deserialize;
 

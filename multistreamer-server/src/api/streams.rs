@@ -14,11 +14,9 @@ fn validate_name(name: &str) -> Result<String, AppError> {
     Ok(name.to_string())
 }
 
+/// An `rtmp://`, `rtmps://` (with a key) or `srt://` destination URL.
 fn validate_url(url: &str) -> Result<String, AppError> {
-    let parsed: RtmpUrl = url.trim().parse().map_err(|e| AppError::invalid("url", format!("{e}")))?;
-    if parsed.key.is_empty() {
-        return Err(AppError::invalid("url", "the URL has no stream key (expected rtmp://HOST/APP/KEY)"));
-    }
+    let _: DestinationUrl = url.trim().parse().map_err(|e| AppError::invalid("url", format!("{e}")))?;
     Ok(url.trim().to_string())
 }
 
@@ -44,7 +42,7 @@ pub(crate) fn validate_rendition(stream: &StreamRow, rendition: &str) -> Result<
 }
 
 fn destination_view(d: &DestinationRow, stats: Option<&DestinationSnapshot>) -> DestinationView {
-    let masked = d.url.parse::<RtmpUrl>().map(|u| u.redacted()).unwrap_or_else(|_| "<invalid URL>".into());
+    let masked = d.url.parse::<DestinationUrl>().map(|u| u.redacted()).unwrap_or_else(|_| "<invalid URL>".into());
     DestinationView::new(d, stats, masked)
 }
 
@@ -87,6 +85,12 @@ fn stream_value(
         key: s.ingest_key.clone(),
         rtmp_url: format!("{}/{}", state.public_rtmp, s.ingest_key),
         rtsp_url: state.public_rtsp.as_ref().as_ref().map(|u| format!("{u}/{}", s.ingest_key)),
+        srt_url: state
+            .public_srt
+            .as_ref()
+            .as_ref()
+            .map(|u| format!("{u}?streamid=#!::r={}/{},m=publish", state.app, s.ingest_key)),
+        srt_passphrase: s.srt_passphrase.clone(),
         pull_url: mask_pull_url(&s.pull_url),
         hls_url: format!("/hls/{}/index.m3u8", s.id),
         hls_play_path: format!("/play/{}/index.m3u8", hls_token(&s.ingest_key)),
@@ -217,8 +221,22 @@ pub(super) struct StreamBody {
     /// An RTSP camera or an HLS playlist (http/https) to pull the stream from; empty:
     /// publishers push.
     pull_url: Option<String>,
+    /// The passphrase SRT publishers must encrypt with (10 to 79 characters); empty: none.
+    srt_passphrase: Option<String>,
     #[serde(default)]
     regenerate_key: bool,
+}
+
+/// An SRT passphrase: 10 to 79 URL-safe characters, or empty for none.
+fn validate_srt_passphrase(p: &str) -> Result<String, AppError> {
+    if !p.is_empty() && !(10..=79).contains(&p.len()) {
+        return Err(AppError::invalid("srt_passphrase", "10 to 79 characters (or empty for none)"));
+    }
+    // it goes into URLs as it is (ffmpeg and OBS do not decode it)
+    if !p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c)) {
+        return Err(AppError::invalid("srt_passphrase", "letters, digits and - _ . ~ only"));
+    }
+    Ok(p.to_string())
 }
 
 pub(super) async fn create_stream(
@@ -228,11 +246,15 @@ pub(super) async fn create_stream(
 ) -> Result<(StatusCode, Json<StreamView>), AppError> {
     let name = validate_name(body.name.as_deref().unwrap_or(""))?;
     let ladder = validate_ladder(body.ladder.as_deref().unwrap_or(""))?;
+    let srt_passphrase = validate_srt_passphrase(body.srt_passphrase.as_deref().unwrap_or(""))?;
     let key = auth::random_hex(16)?;
     let id = db::create_stream(&state.db, &name, &key).await?;
     state.tokens.invalidate();
     if !ladder.is_empty() {
         db::set_stream_ladder(&state.db, id, &ladder).await?;
+    }
+    if !srt_passphrase.is_empty() {
+        db::set_stream_srt_passphrase(&state.db, id, &srt_passphrase).await?;
     }
     let s = db::stream(&state.db, id).await?.ok_or_else(|| AppError::not_found("stream"))?;
     Ok((StatusCode::CREATED, Json(stream_view(&state, &s).await?)))
@@ -300,6 +322,7 @@ pub(super) async fn update_stream(
     } else {
         None
     };
+    let srt_passphrase = body.srt_passphrase.as_deref().map(validate_srt_passphrase).transpose()?;
     let key = if body.regenerate_key { Some(auth::random_hex(16)?) } else { None };
     let mut tx = db::begin(&state.db).await?;
     if let Some(name) = &name {
@@ -313,6 +336,9 @@ pub(super) async fn update_stream(
     }
     if let Some(url) = &pull_url {
         db::set_stream_pull_url(&mut *tx, s.id, url).await?;
+    }
+    if let Some(p) = &srt_passphrase {
+        db::set_stream_srt_passphrase(&mut *tx, s.id, p).await?;
     }
     if let Some((mode, rendition)) = &record {
         db::set_stream_recording(&mut *tx, s.id, mode, rendition).await?;

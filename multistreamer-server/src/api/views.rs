@@ -21,6 +21,10 @@ pub struct StreamView {
     pub key: String,
     pub rtmp_url: String,
     pub rtsp_url: Option<String>,
+    /// `srt://HOST:PORT?streamid=#!::r=APP/KEY,m=publish`, when the SRT ingest runs.
+    pub srt_url: Option<String>,
+    /// The passphrase SRT publishers encrypt with; empty: none.
+    pub srt_passphrase: String,
     pub pull_url: String,
     pub hls_url: String,
     pub hls_play_path: String,

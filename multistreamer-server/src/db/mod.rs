@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/0005_platforms.sql")),
     (6, include_str!("../../migrations/0006_captures.sql")),
     (7, include_str!("../../migrations/0007_indexes.sql")),
+    (8, include_str!("../../migrations/0008_srt.sql")),
 ];
 
 pub type Db = SqlitePool;

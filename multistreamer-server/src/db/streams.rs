@@ -19,6 +19,8 @@ pub struct StreamRow {
     pub record_rendition: String,
     /// An RTSP URL the server pulls the stream from; empty = publishers push it.
     pub pull_url: String,
+    /// The passphrase SRT publishers encrypt with; empty = none.
+    pub srt_passphrase: String,
 }
 
 #[derive(Clone, Debug)]
@@ -41,6 +43,7 @@ fn stream_row(r: &sqlx::sqlite::SqliteRow) -> Result<StreamRow, sqlx::Error> {
         record_mode: r.try_get("record_mode")?,
         record_rendition: r.try_get("record_rendition")?,
         pull_url: r.try_get("pull_url")?,
+        srt_passphrase: r.try_get("srt_passphrase")?,
     })
 }
 
@@ -61,7 +64,7 @@ pub async fn list_streams(db: &Db) -> Result<Vec<StreamRow>, AppError> {
 /// `limit` streams from the `offset`-th, by id.
 pub async fn list_streams_page(db: &Db, limit: i64, offset: i64) -> Result<Vec<StreamRow>, AppError> {
     let rows = sqlx::query(
-        "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url FROM streams \
+        "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url, srt_passphrase FROM streams \
          ORDER BY id LIMIT ? OFFSET ?",
     )
     .bind(limit)
@@ -77,7 +80,7 @@ pub async fn count_streams(db: &Db) -> Result<i64, AppError> {
 
 pub async fn stream(db: &Db, id: i64) -> Result<Option<StreamRow>, AppError> {
     let row = sqlx::query(
-        "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url FROM streams WHERE id = ?",
+        "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url, srt_passphrase FROM streams WHERE id = ?",
     )
     .bind(id)
     .fetch_optional(db)
@@ -86,7 +89,7 @@ pub async fn stream(db: &Db, id: i64) -> Result<Option<StreamRow>, AppError> {
 }
 
 pub async fn stream_by_key(db: &Db, key: &str) -> Result<Option<StreamRow>, AppError> {
-    let row = sqlx::query("SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url FROM streams WHERE ingest_key = ?")
+    let row = sqlx::query("SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url, srt_passphrase FROM streams WHERE ingest_key = ?")
         .bind(key)
         .fetch_optional(db)
         .await?;
@@ -116,6 +119,15 @@ pub async fn rename_stream<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, name:
 
 pub async fn set_stream_ladder<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, ladder: &str) -> Result<(), AppError> {
     sqlx::query("UPDATE streams SET ladder = ? WHERE id = ?").bind(ladder).bind(id).execute(db).await?;
+    Ok(())
+}
+
+pub async fn set_stream_srt_passphrase<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    id: i64,
+    passphrase: &str,
+) -> Result<(), AppError> {
+    sqlx::query("UPDATE streams SET srt_passphrase = ? WHERE id = ?").bind(passphrase).bind(id).execute(db).await?;
     Ok(())
 }
 

@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use multistreamer_core::destination::DestinationUrl;
 use multistreamer_core::ladder::Ladder;
 use multistreamer_core::record::RecordingKind;
-use multistreamer_core::rtmp::RtmpUrl;
 use multistreamer_core::source::InputUrl;
 use multistreamer_core::transcode::hub::rendition_stream;
 use tracing::warn;
@@ -49,7 +49,7 @@ impl std::str::FromStr for RecordMode {
 pub struct DestinationConfig {
     pub id: i64,
     pub name: String,
-    pub url: RtmpUrl,
+    pub url: DestinationUrl,
     pub enabled: bool,
     pub rendition: Option<String>,
 }
@@ -115,7 +115,7 @@ impl StreamConfig {
         };
         let destinations = dests
             .iter()
-            .filter_map(|d| match d.url.parse::<RtmpUrl>() {
+            .filter_map(|d| match d.url.parse::<DestinationUrl>() {
                 Ok(url) => Some(DestinationConfig {
                     id: d.id,
                     name: d.name.clone(),
@@ -168,7 +168,7 @@ pub struct RecordingSpec {
 pub struct DestinationSpec {
     /// The hub stream sent (the source or a rendition).
     pub target: String,
-    pub url: RtmpUrl,
+    pub url: DestinationUrl,
 }
 
 /// Every job that should run, by kind, keyed by stream id (destinations by their id).

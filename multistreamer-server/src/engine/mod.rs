@@ -28,11 +28,12 @@ use multistreamer_core::hls::{HlsOptions, HlsServer};
 use multistreamer_core::hub::{Hub, HubEvent, HubOptions};
 use multistreamer_core::record::{RecordOptions, spawn_recording};
 use multistreamer_core::rtmp::{
-    PublishAuthorizer, PublishRequest, Rejection, RtmpConnector, RtmpIngest, RtmpIngestOptions, RtmpPushOptions,
+    PublishAuthorizer, PublishRequest, Rejection, RtmpIngest, RtmpIngestOptions, RtmpPushOptions,
 };
 use multistreamer_core::rtsp::{RtspIngest, RtspIngestOptions};
 use multistreamer_core::sink::BoxFuture;
 use multistreamer_core::source::{InputUrl, PullHandle, PullOptions, PullStatus};
+use multistreamer_core::srt::{SrtIngest, SrtIngestOptions};
 use multistreamer_core::transcode::hub::{LadderHandle, spawn_ladder, split_rendition};
 use multistreamer_core::transcode::{RungSnapshot, TranscodeOptions};
 use tokio::sync::broadcast::error::RecvError;
@@ -76,6 +77,16 @@ impl PublishAuthorizer for DbAuthorizer {
                 Ok(Some(s)) => Ok(hub_name(s.id)),
                 Ok(None) => Err(Rejection::new("unknown stream key")),
                 Err(e) => Err(Rejection::new(format!("database unavailable: {e}"))),
+            }
+        })
+    }
+
+    fn srt_passphrase<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let id = stream_id_of(stream)?;
+            match db::stream(&self.db, id).await {
+                Ok(Some(s)) if !s.srt_passphrase.is_empty() => Some(s.srt_passphrase),
+                _ => None,
             }
         })
     }
@@ -125,6 +136,7 @@ pub struct Engine {
     pub hls: HlsServer,
     pub rtmp_addr: SocketAddr,
     pub rtsp_addr: Option<SocketAddr>,
+    pub srt_addr: Option<SocketAddr>,
     recordings_dir: PathBuf,
     captures_dir: PathBuf,
     live_captures: LiveCaptures,
@@ -147,6 +159,8 @@ pub struct EngineConfig {
     pub captures_dir: PathBuf,
     /// The RTSP push ingest, when it runs.
     pub rtsp: Option<SocketAddr>,
+    /// The SRT ingest (callers name `APP/KEY` in their stream id), when it runs.
+    pub srt: Option<SocketAddr>,
     /// The RTMP ingest's connection limits.
     pub rtmp_limits: RtmpIngestOptions,
 }
@@ -158,7 +172,7 @@ impl Engine {
         platforms: Arc<Platforms>,
         cancel: CancellationToken,
     ) -> Result<Arc<Engine>, AppError> {
-        let EngineConfig { rtmp, app, transcode, recordings_dir, captures_dir, rtsp, rtmp_limits } = config;
+        let EngineConfig { rtmp, app, transcode, recordings_dir, captures_dir, rtsp, srt, rtmp_limits } = config;
         let app = app.as_str();
         db::close_stale_recordings(&db).await?;
         // a capture cannot continue across a restart (its video would start over): it ended
@@ -184,6 +198,25 @@ impl Engine {
                     }
                     Err(e) => {
                         warn!(%addr, error = %e, "RTSP ingest not started (set --rtsp to another address)");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let srt_addr = match srt {
+            Some(addr) => {
+                let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string() });
+                let options = SrtIngestOptions { app: app.to_string(), ..SrtIngestOptions::default() };
+                // like RTSP: a taken UDP port disables SRT with a warning
+                match SrtIngest::bind(addr, hub.clone(), auth, options).await {
+                    Ok(srt) => {
+                        let bound = srt.local_addr();
+                        tokio::spawn(srt.run(ingest_cancel.clone()));
+                        Some(bound)
+                    }
+                    Err(e) => {
+                        warn!(%addr, error = %e, "SRT ingest not started (set --srt to another address)");
                         None
                     }
                 }
@@ -226,6 +259,7 @@ impl Engine {
             hls,
             rtmp_addr,
             rtsp_addr,
+            srt_addr,
             recordings_dir,
             captures_dir,
             live_captures,

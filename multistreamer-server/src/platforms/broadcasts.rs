@@ -522,6 +522,7 @@ mod tests {
             record_mode: "off".into(),
             record_rendition: String::new(),
             pull_url: String::new(),
+            srt_passphrase: String::new(),
         };
         let cdn = |r: &str| {
             let (h, fps) = picture_of(&stream, r);
