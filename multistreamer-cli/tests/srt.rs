@@ -67,8 +67,10 @@ fn ffmpeg_publishes_over_srt_and_the_stream_is_relayed_bit_identical() {
     let clip = tmp.join("in.mp4");
     make_clip(&clip, 6, "640x360");
     let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
-    let (relay, _dump, port) =
-        start_srt_relay(tmp.path(), &to_args(&[format!("rtmp://127.0.0.1:{}/app/{{key}}", nginx.port)]));
+    let rec_dir = tmp.join("rec");
+    let mut extra = to_args(&[format!("rtmp://127.0.0.1:{}/app/{{key}}", nginx.port)]);
+    extra.extend(["--record".to_string(), rec_dir.display().to_string()]);
+    let (relay, _dump, port) = start_srt_relay(tmp.path(), &extra);
     // the access-control form and the plain `app/key` form, at the same time
     let mut a = publish_srt(&clip, &srt_url(port, "streamid=#!::r=live/cam1,m=publish"));
     let mut b = publish_srt(&clip, &srt_url(port, "streamid=live/cam2"));
@@ -80,6 +82,13 @@ fn ffmpeg_publishes_over_srt_and_the_stream_is_relayed_bit_identical() {
         assert_relayed(&only_recording(&nginx, key), &clip);
     }
     assert!(relay.log_text().contains("SRT stream readable"));
+    // recorded like any other stream: the video as published
+    assert!(relay.wait_for_log("recording stopped", 2, Duration::from_secs(20)));
+    let recorded: Vec<_> = std::fs::read_dir(&rec_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    for file in &recorded {
+        assert_eq!(packet_hashes(file, "v"), packet_hashes(&clip, "v"), "{}", file.display());
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! `make bench-rtsp`: the RTSP push ingest (ANNOUNCE/RECORD over TCP) relayed to RTMP,
-//! side by side with the ffmpeg CLI doing the same job, and with our RTMP ingest for scale.
+//! `make bench-rtsp`: the RTSP push ingest (ANNOUNCE/RECORD over TCP) and the SRT ingest
+//! (MPEG-TS callers) relayed to RTMP, side by side with the ffmpeg CLI doing the same job, and
+//! with our RTMP ingest for scale.
 //!
 //! For each N (default 1 and 10), N ffmpeg publishers send the same 1080p30 clip (6 Mbit/s
 //! H.264 + AAC, looped, `-re`) and every stream is relayed to 3 destinations on nginx-rtmp:
@@ -9,8 +10,14 @@
 //! * **ffmpeg CLI, RTSP in**: what an operator without a server does — one
 //!   `ffmpeg -rtsp_flags listen -i rtsp://… -c copy -f tee "[f=flv]…|[f=flv]…|[f=flv]…"`
 //!   process per stream, each on its own port; their CPU is summed;
+//! * **multistreamer, SRT in**: `multistreamer relay --listen srt://…`, publishers
+//!   `ffmpeg … -f mpegts srt://…?streamid=live/sK` (120 ms SRT latency);
+//! * **ffmpeg CLI, SRT in**: `ffmpeg -i srt://…?mode=listener` with three `-c copy -f flv`
+//!   outputs (`tee` cannot reset the TS codec tags FLV refuses), one process per stream;
 //! * **multistreamer, RTMP in**: the same relay with RTMP publishers (the relay benchmark's
-//!   path), so the RTSP ingest's own cost shows.
+//!   path), so the RTSP and SRT ingests' own cost shows.
+//!
+//! `--protocols rtsp,srt` (the default) picks the ingests compared.
 //!
 //! MediaMTX, the usual RTSP server to compare with, is not in this machine's package
 //! registries (Debian 12, PyPI, npm), so it is not in the table.
@@ -36,6 +43,8 @@ use std::time::Duration;
 enum System {
     OursRtsp,
     FfmpegRtsp,
+    OursSrt,
+    FfmpegSrt,
     OursRtmp,
 }
 
@@ -44,6 +53,8 @@ impl System {
         match self {
             System::OursRtsp => "multistreamer, RTSP push in",
             System::FfmpegRtsp => "ffmpeg CLI (listen + tee), RTSP push in",
+            System::OursSrt => "multistreamer, SRT in",
+            System::FfmpegSrt => "ffmpeg CLI (listener, 3 outputs), SRT in",
             System::OursRtmp => "multistreamer, RTMP in",
         }
     }
@@ -60,6 +71,25 @@ fn listening(port: u16) -> bool {
     })
 }
 
+/// Whether a UDP socket is bound to `port` (an SRT listener), from /proc/net/udp.
+fn udp_bound(port: u16) -> bool {
+    let suffix = format!(":{port:04X}");
+    fs::read_to_string("/proc/net/udp")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&suffix)))
+}
+
+fn wait_udp(port: u16) {
+    for _ in 0..200 {
+        if udp_bound(port) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing bound to UDP {port}");
+}
+
 fn wait_listening(port: u16) {
     for _ in 0..200 {
         if listening(port) {
@@ -70,11 +100,13 @@ fn wait_listening(port: u16) {
     panic!("nothing listens on {port}");
 }
 
-fn publisher(clip: &Path, url: &str, rtsp: bool) -> Child {
+fn publisher(clip: &Path, url: &str) -> Child {
     let mut c = Command::new("ffmpeg");
     c.args(["-loglevel", "error", "-re", "-stream_loop", "-1", "-i"]).arg(clip).args(["-c", "copy"]);
-    if rtsp {
+    if url.starts_with("rtsp://") {
         c.args(["-f", "rtsp", "-rtsp_transport", "tcp", url]);
+    } else if url.starts_with("srt://") {
+        c.args(["-f", "mpegts", url]);
     } else {
         c.args(["-f", "flv", url]);
     }
@@ -109,10 +141,11 @@ fn run_case(sys: System, n: usize, clip: &Path, dir: &Path, bin: &Path, warm: Du
     let mut servers = Vec::new();
     let mut pubs = Vec::new();
     match sys {
-        System::OursRtsp | System::OursRtmp => {
+        System::OursRtsp | System::OursRtmp | System::OursSrt => {
             let port = free_port();
             let listen = match sys {
                 System::OursRtsp => format!("rtsp://127.0.0.1:{port}/live"),
+                System::OursSrt => format!("srt://127.0.0.1:{port}"),
                 _ => format!("rtmp://127.0.0.1:{port}/live"),
             };
             let mut cmd = Command::new(bin);
@@ -125,10 +158,35 @@ fn run_case(sys: System, n: usize, clip: &Path, dir: &Path, bin: &Path, warm: Du
                 .stdout(Stdio::null())
                 .stderr(fs::File::create(dir.join("multistreamer.log")).unwrap());
             servers.push(cmd.spawn().expect("multistreamer (cargo build --release -p multistreamer-cli)"));
-            wait_port(port);
-            let scheme = if sys == System::OursRtsp { "rtsp" } else { "rtmp" };
+            if sys == System::OursSrt {
+                wait_udp(port);
+            } else {
+                wait_port(port);
+            }
             for i in 0..n {
-                pubs.push(publisher(clip, &format!("{scheme}://127.0.0.1:{port}/live/s{i}"), sys == System::OursRtsp));
+                let url = match sys {
+                    System::OursRtsp => format!("rtsp://127.0.0.1:{port}/live/s{i}"),
+                    System::OursSrt => format!("srt://127.0.0.1:{port}?streamid=live/s{i}"),
+                    _ => format!("rtmp://127.0.0.1:{port}/live/s{i}"),
+                };
+                pubs.push(publisher(clip, &url));
+            }
+        }
+        System::FfmpegSrt => {
+            for i in 0..n {
+                let port = free_port();
+                let key = format!("s{i}");
+                let mut server = Command::new("ffmpeg");
+                server.args(["-loglevel", "error", "-i"]).arg(format!("srt://127.0.0.1:{port}?mode=listener"));
+                // three outputs of one demuxer, as `tee` would do, but `tee` keeps the TS
+                // stream-type tags, which FLV refuses: each output lets its muxer choose
+                for j in 1..=3 {
+                    server.args(["-map", "0", "-c", "copy", "-tag:v", "0", "-tag:a", "0", "-f", "flv", &dest(&key, j)]);
+                }
+                let server = server.stdin(Stdio::null()).stdout(Stdio::null()).spawn().expect("ffmpeg");
+                servers.push(server);
+                wait_udp(port);
+                pubs.push(publisher(clip, &format!("srt://127.0.0.1:{port}")));
             }
         }
         System::FfmpegRtsp => {
@@ -146,7 +204,7 @@ fn run_case(sys: System, n: usize, clip: &Path, dir: &Path, bin: &Path, warm: Du
                     .expect("ffmpeg");
                 servers.push(server);
                 wait_listening(port);
-                pubs.push(publisher(clip, &format!("rtsp://127.0.0.1:{port}/live/{key}"), true));
+                pubs.push(publisher(clip, &format!("rtsp://127.0.0.1:{port}/live/{key}")));
             }
         }
     }
@@ -175,13 +233,17 @@ fn run_case(sys: System, n: usize, clip: &Path, dir: &Path, bin: &Path, warm: Du
 fn main() {
     let mut counts = vec![1usize, 10];
     let mut seconds = 20u64;
+    let mut protocols = vec!["rtsp".to_string(), "srt".to_string()];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--counts" => counts = args.next().unwrap_or_default().split(',').filter_map(|v| v.parse().ok()).collect(),
             "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).unwrap_or(20),
+            "--protocols" => protocols = args.next().unwrap_or_default().split(',').map(str::to_string).collect(),
             other => {
-                eprintln!("unknown argument {other}; usage: bench-rtsp [--counts 1,10] [--seconds 20]");
+                eprintln!(
+                    "unknown argument {other}; usage: bench-rtsp [--counts 1,10] [--seconds 20] [--protocols rtsp,srt]"
+                );
                 std::process::exit(2);
             }
         }
@@ -202,16 +264,35 @@ fn main() {
     );
     println!("|---:|---|---:|---:|---:|");
     for &n in &counts {
-        let mut rows = Vec::new();
-        for sys in [System::FfmpegRtsp, System::OursRtsp, System::OursRtmp] {
-            let r = run_case(sys, n, &clip, &dir, &bin, warm, window);
-            println!("| {n} | {} | {:.3} | {:.1} | {} |", sys.name(), r.cpu_per_stream_min, r.rss_mb, r.probed);
-            rows.push(r);
+        for proto in &protocols {
+            let (theirs, ours) = match proto.as_str() {
+                "rtsp" => (System::FfmpegRtsp, System::OursRtsp),
+                "srt" => (System::FfmpegSrt, System::OursSrt),
+                other => {
+                    eprintln!("unknown protocol {other}: rtsp or srt");
+                    std::process::exit(2);
+                }
+            };
+            let mut rows = Vec::new();
+            for sys in [theirs, ours] {
+                let r = run_case(sys, n, &clip, &dir, &bin, warm, window);
+                println!("| {n} | {} | {:.3} | {:.1} | {} |", sys.name(), r.cpu_per_stream_min, r.rss_mb, r.probed);
+                rows.push(r);
+            }
+            println!(
+                "| {n} | ratio multistreamer / ffmpeg CLI ({} in) | {:.2}× | {:.2}× | |",
+                proto.to_uppercase(),
+                rows[1].cpu_per_stream_min / rows[0].cpu_per_stream_min,
+                rows[1].rss_mb / rows[0].rss_mb
+            );
         }
+        let r = run_case(System::OursRtmp, n, &clip, &dir, &bin, warm, window);
         println!(
-            "| {n} | ratio multistreamer / ffmpeg CLI (RTSP in) | {:.2}× | {:.2}× | |",
-            rows[1].cpu_per_stream_min / rows[0].cpu_per_stream_min,
-            rows[1].rss_mb / rows[0].rss_mb
+            "| {n} | {} | {:.3} | {:.1} | {} |",
+            System::OursRtmp.name(),
+            r.cpu_per_stream_min,
+            r.rss_mb,
+            r.probed
         );
     }
 }

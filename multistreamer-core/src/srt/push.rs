@@ -60,7 +60,12 @@ impl SrtUrl {
         }
         let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| bad("no host".into()))?;
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        let port = url.port().ok_or_else(|| bad("no port (srt://HOST:PORT)".into()))?;
+        // a name or an address, nothing else (a URL whose `?` is missing would otherwise
+        // carry its parameters, passphrase included, in the host)
+        if !host.chars().all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c)) {
+            return Err(bad(format!("{:?} is not a host name or address", mask_secret(&host))));
+        }
+        let port = url.port().filter(|&p| p != 0).ok_or_else(|| bad("no port (srt://HOST:PORT)".into()))?;
         let mut out = SrtUrl { host, port, stream_id: None, passphrase: None, key_length: None, latency: None };
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             match &*k {
@@ -348,6 +353,8 @@ mod tests {
             "srt://h:1?pbkeylen=16",
             "srt://h:1?latency=x",
             "srt://h:1?transtype=file",
+            "srt://h:0",
+            "srt://12,7.0.0.x&passphrase=0314847738&latency=0",
         ] {
             assert!(SrtUrl::parse(bad).is_err(), "{bad}");
         }
