@@ -489,6 +489,12 @@ impl Supervisor {
                         }
                     }
                     self.write(sink, &mut batch).await?;
+                    // The stream may have ended just as the destination was stopped (a
+                    // relay stops the destinations of a stream that left the hub): what
+                    // happened first is the end of the stream.
+                    if sub.end_reason() == Some(SubscriptionEnd::StreamEnded) {
+                        return Ok(Exit::StreamEnded);
+                    }
                     return Ok(Exit::Shutdown);
                 }
                 Event::Peer(r) => r?,

@@ -1,11 +1,11 @@
 //! The SRT listener: callers publish MPEG-TS (H.264 + AAC) into the hub.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use srt_protocol::settings::KeySettings;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
@@ -20,6 +20,7 @@ use crate::hls::demux::{AUDIO_TRACK, Frame, SegmentDemuxer, VIDEO_TRACK};
 use crate::hub::{Hub, Publisher};
 use crate::media::{MediaInfo, MediaItem, Packet, Timebase, Timestamp, TrackKind};
 use crate::rtmp::{PublishAuthorizer, PublishRequest};
+use crate::source::{ItemReader, from_reader, publish_source};
 
 /// Settings of the SRT ingest.
 #[derive(Clone, Debug)]
@@ -199,19 +200,22 @@ fn server_reject(reason: ServerRejectReason) -> RejectReason {
 }
 
 impl Caller {
-    /// Decides on the connection request, then publishes what the caller sends.
+    /// Decides on the connection request, then publishes what the caller sends: the
+    /// connection becomes the stream's [`Source`](crate::source::Source).
     async fn serve(self, request: ConnectionRequest) -> Result<()> {
         let (publisher, socket) = match self.admit(request).await? {
             Some(x) => x,
             None => return Ok(()),
         };
-        let mut reader = TsReader::new(self.options.max_bytes_before_program);
-        let result = self.pump(&mut reader, socket, &publisher).await;
-        // what was being assembled when the caller left
-        for item in reader.finish() {
-            publish(&publisher, item)?;
-        }
-        result
+        let session = Session {
+            socket,
+            reader: TsReader::new(self.options.max_bytes_before_program),
+            queue: VecDeque::new(),
+            done: false,
+            cancel: self.cancel.clone(),
+        };
+        let mut source = from_reader(session);
+        publish_source(&mut source, &publisher).await
     }
 
     /// Parses the stream id, authorizes the key, takes the hub stream and accepts (with the
@@ -303,36 +307,45 @@ impl Caller {
         info!(stream = %name, encrypted, latency_ms = socket.settings().recv_tsbpd_latency.as_millis() as u64, "SRT publisher connected");
         Ok(Some((publisher, socket)))
     }
+}
 
-    async fn pump(&self, reader: &mut TsReader, mut socket: SrtSocket, publisher: &Publisher) -> Result<()> {
-        let mut items = Vec::new();
+/// An accepted caller: SRT messages in, hub items out.
+struct Session {
+    socket: SrtSocket,
+    reader: TsReader,
+    queue: VecDeque<MediaItem>,
+    done: bool,
+    cancel: CancellationToken,
+}
+
+impl ItemReader for Session {
+    async fn next_item(&mut self) -> Result<Option<MediaItem>> {
         loop {
+            if let Some(item) = self.queue.pop_front() {
+                return Ok(Some(item));
+            }
+            if self.done {
+                return Ok(None);
+            }
             let next = tokio::select! {
-                _ = self.cancel.cancelled() => return Ok(()),
-                n = socket.next() => n,
+                _ = self.cancel.cancelled() => None,
+                n = self.socket.next() => n,
             };
-            let data: Bytes = match next {
-                Some(Ok((_, data))) => data,
+            match next {
+                Some(Ok((_, data))) => {
+                    let mut items = Vec::new();
+                    self.reader.push(&data, &mut items)?;
+                    self.queue.extend(items);
+                }
                 Some(Err(e)) => return Err(Error::new(ErrorKind::Io, format!("SRT receive: {e}"))),
-                None => return Ok(()),
-            };
-            reader.push(&data, &mut items)?;
-            for item in items.drain(..) {
-                publish(publisher, item)?;
+                None => {
+                    // the caller left: what was being assembled goes out too
+                    self.done = true;
+                    self.queue.extend(self.reader.finish());
+                }
             }
         }
     }
-}
-
-fn publish(publisher: &Publisher, item: MediaItem) -> Result<()> {
-    if !publisher.is_open() {
-        return Err(Error::new(ErrorKind::Shutdown, "the stream was closed on the server"));
-    }
-    match item {
-        MediaItem::Info(info) => publisher.set_info(info),
-        MediaItem::Packet(p) => publisher.send(p),
-    }
-    Ok(())
 }
 
 /// The fuzz target's entry point: a first line read as a caller's stream id and as an SRT
@@ -479,6 +492,8 @@ impl TsReader {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
     use crate::codec::aac::AudioSpecificConfig;
     use crate::hls::ts::TsMuxer;
