@@ -384,6 +384,10 @@ pub fn fuzz_input(data: &[u8]) {
 /// announced, so that the stream does not start audio-only and then gain video.
 const HOLD_90K: i64 = 2 * 90_000;
 
+/// …and at most this many frames (a stream whose timestamps do not advance would otherwise
+/// be held without end).
+const HOLD_FRAMES: usize = 1000;
+
 /// The stream starts this far after its first decode time, so that the other stream's
 /// first packets (TS interleaves them loosely) never fall before zero.
 const START_90K: i64 = 90_000;
@@ -448,7 +452,12 @@ impl TsReader {
                 (Some(a), Some(b)) => b - a,
                 _ => 0,
             };
-            if info.tracks.is_empty() || !(complete || span >= HOLD_90K || end) {
+            let held_enough = span >= HOLD_90K || self.held.len() >= HOLD_FRAMES;
+            if self.held.len() > HOLD_FRAMES * 2 {
+                // nothing configured after all that: no usable media, drop what was held
+                self.held.clear();
+            }
+            if info.tracks.is_empty() || !(complete || held_enough || end) {
                 return;
             }
             let tracks = info.tracks.iter().map(|t| t.codec.name()).collect::<Vec<_>>().join(", ");
@@ -529,6 +538,26 @@ mod tests {
         assert_eq!(first, 1000, "the timeline starts one second in");
         assert!(packets.iter().any(|p| p.keyframe && p.kind == TrackKind::Video));
         assert_eq!(items.iter().filter(|i| matches!(i, MediaItem::Info(_))).count(), 1);
+    }
+
+    #[test]
+    fn media_held_for_a_missing_stream_is_bounded() {
+        // the PMT announces video, which never comes; the audio's time does not advance
+        let asc = AudioSpecificConfig::parse(Bytes::from_static(&[0x11, 0x90])).expect("asc");
+        let cfg = crate::codec::avc::testing::config_240p();
+        let mut mux = TsMuxer::new(Some(cfg), Some(asc));
+        let mut ts = Vec::new();
+        mux.write_tables(&mut ts);
+        for _ in 0..(HOLD_FRAMES + 10) {
+            mux.write_audio(&mut ts, 90_000, &[1, 2, 3]).expect("audio");
+        }
+        let mut reader = TsReader::new(1 << 20);
+        let mut items = Vec::new();
+        for chunk in ts.chunks(7 * 188) {
+            reader.push(chunk, &mut items).expect("push");
+        }
+        assert!(reader.held.len() <= HOLD_FRAMES * 2);
+        assert!(matches!(items.first(), Some(MediaItem::Info(_))), "published once enough was held");
     }
 
     #[test]
