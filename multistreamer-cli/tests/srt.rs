@@ -205,3 +205,54 @@ fn an_encrypting_caller_on_a_stream_without_passphrase_is_refused_and_srt_ingest
     assert_relayed(&only_recording(&nginx, "k2"), &clip);
     assert!(nginx.recordings_of("k1").is_empty(), "the refused caller started its stream");
 }
+
+#[test]
+fn datagrams_that_are_not_srt_do_not_disturb_a_publisher() {
+    let tmp = TempDir::new("srt-garbage");
+    let clip = tmp.join("in.mp4");
+    make_clip(&clip, 5, "320x240");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    let (mut relay, _dump, port) =
+        start_srt_relay(tmp.path(), &to_args(&[format!("rtmp://127.0.0.1:{}/app/{{key}}", nginx.port)]));
+    let mut good = publish_srt(&clip, &srt_url(port, "streamid=live/good"));
+    assert!(relay.wait_for_log("SRT stream readable", 1, Duration::from_secs(15)));
+    // Garbage at the listener while the publisher streams: random bytes, truncated and
+    // oversized control packets, handshakes with nonsense fields, data for sockets that do
+    // not exist — from several source ports.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let target = format!("127.0.0.1:{port}");
+    let senders: Vec<std::net::UdpSocket> = (0..4).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    for i in 0..3000u32 {
+        let len = (next() % 1500) as usize;
+        let mut d: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        match i % 4 {
+            // a control packet (the top bit) of a random type
+            0 if d.len() >= 16 => d[0] |= 0x80,
+            // a handshake (control type 0) with random fields
+            1 if d.len() >= 64 => {
+                d[0] = 0x80;
+                d[1] = 0x00;
+                d[2..4].copy_from_slice(&[0, 0]);
+                d[12..16].copy_from_slice(&[0, 0, 0, 0]);
+            }
+            // a data packet for a socket id that does not exist
+            2 if d.len() >= 16 => d[0] &= 0x7F,
+            _ => {}
+        }
+        let _ = senders[i as usize % senders.len()].send_to(&d, &target);
+        if i % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(wait_child(&mut good, Duration::from_secs(60)).is_some_and(|s| s.success()), "the publisher failed");
+    relay.wait_destinations_closed(1);
+    assert_relayed(&only_recording(&nginx, "good"), &clip);
+    assert!(relay.is_running(), "the relay died");
+    assert!(!relay.log_text().contains("listening again"), "garbage took the SRT listener down");
+}
