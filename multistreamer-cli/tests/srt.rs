@@ -164,7 +164,7 @@ fn the_relay_pushes_to_an_srt_listener_with_a_passphrase() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(wait_for_udp_port(listen_port, Duration::from_secs(15)), "ffmpeg's SRT listener did not start");
     let to = format!(
         "srt://127.0.0.1:{listen_port}?streamid=%23!%3A%3Ar%3Dlive%2Fout%2Cm%3Dpublish&passphrase=0123456789abcdef"
     );

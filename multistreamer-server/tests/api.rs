@@ -824,6 +824,7 @@ fn a_stream_is_published_over_srt_with_its_passphrase_and_sent_to_an_srt_destina
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
+    assert!(wait_for_udp_port(srt_out, Duration::from_secs(15)), "ffmpeg's SRT listener did not start");
     let d = admin.post(
         &format!("/api/streams/{id}/destinations"),
         json!({"name": "srt", "url": format!("srt://127.0.0.1:{srt_out}?streamid=platform-key-123")}),

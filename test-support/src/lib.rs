@@ -100,6 +100,21 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// Waits until a UDP socket is bound to `port` on this machine (an SRT listener), read from
+/// /proc/net/udp without sending it anything.
+pub fn wait_for_udp_port(port: u16, timeout: Duration) -> bool {
+    let suffix = format!(":{port:04X}");
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let table = fs::read_to_string("/proc/net/udp").unwrap_or_default();
+        if table.lines().any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&suffix))) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
