@@ -571,6 +571,28 @@ impl DestinationUrl {
         }
     }
 
+    /// The URL with `{key}` in its stream key (or SRT stream id) replaced by `key`.
+    pub fn with_key_template(&self, key: &str) -> DestinationUrl {
+        match self {
+            DestinationUrl::Rtmp(u) => DestinationUrl::Rtmp(u.with_key_template(key)),
+            #[cfg(feature = "srt")]
+            DestinationUrl::Srt(u) => {
+                let mut u = u.clone();
+                u.stream_id = u.stream_id.map(|id| id.replace("{key}", key));
+                DestinationUrl::Srt(u)
+            }
+        }
+    }
+
+    /// Whether the URL depends on the publisher's key (`{key}` in it).
+    pub fn is_per_key(&self) -> bool {
+        match self {
+            DestinationUrl::Rtmp(u) => u.key.contains("{key}"),
+            #[cfg(feature = "srt")]
+            DestinationUrl::Srt(u) => u.stream_id.as_deref().is_some_and(|id| id.contains("{key}")),
+        }
+    }
+
     /// The URL with its stream key (or SRT stream id and passphrase) masked.
     pub fn redacted(&self) -> String {
         match self {

@@ -16,18 +16,21 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::Connector;
+use crate::destination::DestinationUrl;
 use crate::destination::{DestinationHandle, DestinationOptions, DestinationSnapshot, spawn_destination};
 use crate::engine::JobSet;
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub::{Hub, HubEvent, HubOptions};
-use crate::rtmp::{RtmpConnector, RtmpIngest, RtmpIngestOptions, RtmpPushOptions, RtmpUrl, StaticKeys};
+use crate::rtmp::{RtmpIngest, RtmpIngestOptions, RtmpPushOptions, RtmpUrl, StaticKeys};
 use crate::sync::lock;
 
 /// A destination for every stream; `{key}` in the URL's key is replaced by the stream key.
 #[derive(Clone)]
 pub struct DestinationTemplate {
     pub name: String,
-    pub url: RtmpUrl,
+    /// `rtmp://`, `rtmps://` or `srt://`; `{key}` in the key (the SRT stream id) is the
+    /// publisher's key.
+    pub url: DestinationUrl,
     /// The rendition of the ladder sent there (`720p`); `None` sends the source as is.
     pub rendition: Option<String>,
     /// Opens the destination instead of an RTMP push to `url` (another protocol, a test
@@ -48,33 +51,20 @@ impl std::fmt::Debug for DestinationTemplate {
 
 impl DestinationTemplate {
     pub fn parse(name: &str, url: &str) -> Result<DestinationTemplate> {
-        #[cfg(feature = "srt")]
-        if url.starts_with("srt://") {
-            let srt = crate::srt::SrtUrl::parse(url).map_err(|e| e.context(format!("destination {name:?}")))?;
-            let connector = crate::srt::SrtConnector::new(srt, crate::srt::SrtPushOptions::default());
-            return Ok(DestinationTemplate::with_connector(name, Arc::new(connector)));
-        }
-        let url: RtmpUrl =
-            url.parse().map_err(|e| Error::new(ErrorKind::Config, format!("destination {name:?}: {e}")))?;
-        if url.key.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!("destination {name:?} has no stream key (expected rtmp://HOST/APP/KEY)"),
-            ));
-        }
+        let url: DestinationUrl = url.parse().map_err(|e: Error| e.context(format!("destination {name:?}")))?;
         Ok(DestinationTemplate { name: name.to_string(), url, rendition: None, connector: None })
     }
 
     /// A destination opened by `connector` (the same for every stream).
     pub fn with_connector(name: &str, connector: Arc<dyn Connector>) -> DestinationTemplate {
-        let url = RtmpUrl {
+        let url = DestinationUrl::Rtmp(RtmpUrl {
             scheme: crate::rtmp::RtmpScheme::Rtmp,
             host: "custom".into(),
             port: 1935,
             explicit_port: false,
             app: String::new(),
             key: String::new(),
-        };
+        });
         DestinationTemplate { name: name.to_string(), url, rendition: None, connector: Some(connector) }
     }
 
@@ -86,7 +76,7 @@ impl DestinationTemplate {
 
     /// Whether the URL depends on the publisher's key.
     pub fn is_per_key(&self) -> bool {
-        self.url.key.contains("{key}")
+        self.url.is_per_key()
     }
 }
 
@@ -204,7 +194,7 @@ pub struct DestinationStatus {
 /// template index)).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RelayDesired {
-    pub destinations: BTreeMap<(String, usize), RtmpUrl>,
+    pub destinations: BTreeMap<(String, usize), DestinationUrl>,
     /// Sources transcoded.
     pub ladders: BTreeMap<String, ()>,
     /// Hub streams recorded (a source or a rendition).
@@ -243,7 +233,7 @@ pub fn relay_desired(config: &RelayConfig, streams: &[String]) -> RelayDesired {
 
 #[derive(Debug, Default)]
 struct RelayJobs {
-    destinations: JobSet<(String, usize), RtmpUrl, DestinationHandle>,
+    destinations: JobSet<(String, usize), DestinationUrl, DestinationHandle>,
     #[cfg(feature = "libav")]
     ladders: JobSet<String, (), crate::transcode::hub::LadderHandle>,
     #[cfg(feature = "libav")]
@@ -522,7 +512,7 @@ fn reconcile(hub: &Hub, config: &RelayConfig, jobs: &Jobs, cancel: &Cancellation
     jobs.destinations.reconcile(&want.destinations, |(stream, i), url| {
         let connector: Arc<dyn Connector> = match config.destinations.get(*i).and_then(|t| t.connector.clone()) {
             Some(c) => c,
-            None => Arc::new(RtmpConnector::new(url.clone(), config.push.clone())),
+            None => url.connector(config.push.clone()),
         };
         let name = config.destinations.get(*i).map_or_else(String::new, |t| t.name.clone());
         Ok(spawn_destination(
@@ -540,6 +530,26 @@ fn reconcile(hub: &Hub, config: &RelayConfig, jobs: &Jobs, cancel: &Cancellation
 mod tests {
     use super::*;
 
+    #[cfg(feature = "srt")]
+    #[test]
+    fn an_srt_destination_takes_the_key_in_its_stream_id() {
+        let t = DestinationTemplate::parse("srt", "srt://cdn.example:9000?streamid=#!::r=live/{key},m=publish")
+            .expect("url");
+        assert!(t.is_per_key());
+        assert!(!DestinationTemplate::parse("one", "srt://cdn.example:9000?streamid=fixed").expect("url").is_per_key());
+        let mut config = RelayConfig::new("127.0.0.1:1935".parse().expect("addr"), "live");
+        config.destinations = vec![t];
+        let d = relay_desired(&config, &["talk".to_string(), "demo".to_string()]);
+        for key in ["talk", "demo"] {
+            match &d.destinations[&(key.to_string(), 0)] {
+                DestinationUrl::Srt(u) => {
+                    assert_eq!(u.stream_id.as_deref(), Some(format!("#!::r=live/{key},m=publish").as_str()))
+                }
+                other => panic!("not SRT: {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn each_stream_gets_the_templates_of_its_rendition_with_its_key() {
         let mut config = RelayConfig::new("127.0.0.1:1935".parse().expect("addr"), "live");
@@ -551,8 +561,13 @@ mod tests {
         let d = relay_desired(&config, &streams);
         let keys: Vec<(&str, usize)> = d.destinations.keys().map(|(s, i)| (s.as_str(), *i)).collect();
         assert_eq!(keys, [("demo", 0), ("demo", 1), ("talk", 0), ("talk", 1), ("talk@480p", 2)]);
-        assert_eq!(d.destinations[&("talk".to_string(), 0)].key, "talk");
-        assert_eq!(d.destinations[&("talk@480p".to_string(), 2)].key, "talk-480", "the source's key, not the rung's");
+        let key = |s: &str, i: usize| match &d.destinations[&(s.to_string(), i)] {
+            DestinationUrl::Rtmp(u) => u.key.clone(),
+            #[cfg(feature = "srt")]
+            DestinationUrl::Srt(u) => u.stream_id.clone().unwrap_or_default(),
+        };
+        assert_eq!(key("talk", 0), "talk");
+        assert_eq!(key("talk@480p", 2), "talk-480", "the source's key, not the rung's");
         assert!(d.ladders.is_empty() && d.recordings.is_empty(), "no ladder or recording configured");
         assert_eq!(relay_desired(&config, &[]), RelayDesired::default());
         #[cfg(feature = "libav")]
