@@ -78,11 +78,6 @@ impl TsDemuxer {
         (has(EsKind::H264), has(EsKind::AdtsAac))
     }
 
-    /// Transport packets read so far.
-    pub fn packets(&self) -> u64 {
-        self.packets
-    }
-
     /// Feeds whole transport packets (a segment); completed PES packets go to `out`.
     /// Data that does not start with a sync byte is refused; a lost sync later is skipped
     /// to the next sync byte.
