@@ -76,6 +76,40 @@ def rtmp_capture(tmp, clip):
     return bytes(got)
 
 
+def mp4_box(path, fourcc):
+    """The body of the first box named `fourcc` anywhere in an MP4 file (a plain search)."""
+    data = open(path, "rb").read()
+    at = data.index(fourcc.encode())
+    size = int.from_bytes(data[at - 4:at], "big")
+    return data[at + 4:at - 4 + size]
+
+
+def enhanced_seeds(tmp):
+    """HEVC and AV1 configuration records, Enhanced RTMP sequence starts and frames, and a
+    connect `_result` announcing Enhanced RTMP."""
+    src = ["-f", "lavfi", "-i", "testsrc2=size=64x64:rate=10", "-t", "0.3", "-pix_fmt", "yuv420p"]
+    hevc = os.path.join(tmp, "hevc.mp4")
+    ffmpeg(*src, "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "info=0:log-level=error",
+           "-tag:v", "hvc1", hevc)
+    av1 = os.path.join(tmp, "av1.mp4")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *src, "-c:v", "libsvtav1", "-preset", "12", av1],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for name, path, box, fourcc in [("hvcc", hevc, "hvcC", b"hvc1"), ("av1c", av1, "av1C", b"av01")]:
+        record = mp4_box(path, box)
+        seed("codec_config", name, record)
+        seed("flv_tags", "ex-%s-start" % fourcc.decode(), bytes([0x90]) + fourcc + record)
+    seed("flv_tags", "ex-hvc1-frame", bytes([0xA1]) + b"hvc1" + b"\x00\x00\x21" + b"\x00\x00\x00\x03\x02\x01\xd0")
+    seed("flv_tags", "ex-av01-frame", bytes([0xA3]) + b"av01" + b"\x32\x02\x10\x00")
+    # AMF0: "_result", 1, {fmsVer, fourCcList: [hvc1, av01]}, {code}
+    def string(s):
+        return struct.pack(">H", len(s)) + s.encode()
+    props = (b"\x03" + string("fmsVer") + b"\x02" + string("FMS/3,0,1,123")
+             + string("fourCcList") + b"\x0a" + struct.pack(">I", 2)
+             + b"\x02" + string("hvc1") + b"\x02" + string("av01") + b"\x00\x00\x09")
+    info = b"\x03" + string("code") + b"\x02" + string("NetConnection.Connect.Success") + b"\x00\x00\x09"
+    seed("flv_tags", "connect-result", b"\x02" + string("_result") + b"\x00" + struct.pack(">d", 1.0) + props + info)
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         clip = os.path.join(tmp, "clip.mp4")
@@ -91,6 +125,7 @@ def main():
                     seed("codec_config", "avcc", body[5:])
             if kind == 8 and body[:2] == b"\xaf\x00":
                 seed("codec_config", "asc", body[2:])
+        enhanced_seeds(tmp)
         h264 = os.path.join(tmp, "clip.h264")
         ffmpeg("-i", clip, "-c:v", "copy", "-bsf:v", "h264_mp4toannexb", "-an", "-f", "h264", h264)
         seed("annexb", "testsrc", open(h264, "rb").read())

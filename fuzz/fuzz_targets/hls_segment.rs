@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
     for _ in 0..2 {
         if let Ok(frames) = demuxer.demux(data) {
             // decode order across tracks
-            let t: Vec<i64> = frames.iter().map(|f| Timestamp::new(f.dts, f.timebase).rescale(Timebase::HZ_90K).ticks()).collect();
+            let t: Vec<i64> =
+                frames.iter().map(|f| Timestamp::new(f.dts, f.timebase).rescale(Timebase::HZ_90K).ticks()).collect();
             assert!(t.windows(2).all(|w| w[0] <= w[1]));
         }
     }

@@ -10,7 +10,7 @@ use clap::Args;
 use multistreamer_core::hls::{HlsPullOptions, VariantChoice, VodMode};
 use multistreamer_core::hub::SlowSinkPolicy;
 use multistreamer_core::relay::{DestinationTemplate, Relay, RelayConfig};
-use multistreamer_core::rtmp::{RtmpScheme, RtmpUrl, UrlError};
+use multistreamer_core::rtmp::{EnhancedRtmp, RtmpScheme, RtmpUrl, UrlError};
 use multistreamer_core::rtsp::PullTransport;
 use multistreamer_core::signal::shutdown_signal;
 use multistreamer_core::source::{InputUrl, PullHandle, PullOptions};
@@ -103,6 +103,13 @@ pub struct RelayArgs {
     /// Extra CA certificate (PEM) to trust for rtmps:// destinations (repeatable).
     #[arg(long = "ca-file", value_name = "PEM")]
     ca_files: Vec<PathBuf>,
+
+    /// HEVC/AV1 sources go over Enhanced RTMP only to RTMP destinations that list the codec
+    /// in their connect reply, and to YouTube (`negotiate`, the default); a legacy server
+    /// is refused with the reason. `assume` sends them to every RTMP destination (for a
+    /// server known to take them that does not say so).
+    #[arg(long, value_name = "MODE", default_value = "negotiate")]
+    enhanced_rtmp: EnhancedRtmp,
 
     /// Worker threads. 1 (the default) runs everything on one event loop, which costs the
     /// least CPU per stream; 0 uses one thread per core for many streams or TLS-heavy loads.
@@ -328,6 +335,7 @@ fn relay_config(args: &RelayArgs) -> Result<Ingest, String> {
     config.hub.queue_capacity = args.queue.max(2);
     config.destination.subscribe.policy = args.slow_policy;
     config.push.tls.extra_ca_files = args.ca_files.clone();
+    config.push.enhanced = args.enhanced_rtmp;
     config.push.tls.connector().map_err(|e| e.to_string())?;
     config.validate().map_err(|e| format!("--to: {e}"))?;
     Ok(ingest)

@@ -1,8 +1,10 @@
 //! Codec configuration parsers (sans-IO, fuzzed).
 
 pub mod aac;
+pub mod av1;
 pub mod avc;
 pub mod bits;
+pub mod hevc;
 
 /// A malformed codec configuration or bitstream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

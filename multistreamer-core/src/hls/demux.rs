@@ -1,13 +1,16 @@
-//! HLS segments (MPEG-TS or fMP4) → the hub's media model: AVCC video with its decoder
+//! HLS segments (MPEG-TS or fMP4) and continuous transport streams → the hub's media
+//! model: length-prefixed H.264/HEVC (or AV1 OBUs, from fMP4) with the decoder
 //! configuration record, raw AAC with its AudioSpecificConfig, 33-bit PTS unwrapped.
 
 use bytes::Bytes;
+use tracing::debug;
 
 use super::HlsError;
 use super::fmp4::{self, Fmp4Track};
 use super::ts::{self, EsKind, PTS_WRAP, TsDemuxer};
 use crate::codec::aac::{AudioSpecificConfig, adts_config};
-use crate::codec::avc::{AvcDecoderConfig, ParameterSets, annexb_nal_units, annexb_to_avcc};
+use crate::codec::avc::{ParameterSets, annexb_nal_units, annexb_to_avcc};
+use crate::codec::hevc::{self, HevcDecoderConfig};
 use crate::error::Result;
 use crate::media::{Codec, MediaInfo, Timebase, Timestamp, Track, TrackId, TrackKind};
 
@@ -33,7 +36,8 @@ pub struct SegmentDemuxer {
     fmp4: Option<Vec<Fmp4Track>>,
     /// The fMP4 track ids published: (video, audio).
     fmp4_main: (Option<u32>, Option<u32>),
-    video: Option<(AvcDecoderConfig, Timebase)>,
+    /// The video codec (H.264 from TS or fMP4; HEVC and AV1 from fMP4).
+    video: Option<(Codec, Timebase)>,
     audio: Option<(AudioSpecificConfig, Timebase)>,
     /// The last unwrapped 90 kHz time (TS only).
     reference: Option<i64>,
@@ -50,11 +54,11 @@ impl SegmentDemuxer {
         self.video = None;
         self.audio = None;
         self.fmp4_main = (None, None);
-        // the first H.264 and the first AAC track
+        // the first video and the first AAC track
         for t in &tracks {
             let tb = Timebase::new(1, t.timescale).unwrap_or(Timebase::HZ_90K);
             match &t.codec {
-                Codec::H264(c) if self.video.is_none() => {
+                c @ (Codec::H264(_) | Codec::Hevc(_) | Codec::Av1(_)) if self.video.is_none() => {
                     self.video = Some((c.clone(), tb));
                     self.fmp4_main.0 = Some(t.id);
                 }
@@ -73,7 +77,7 @@ impl SegmentDemuxer {
     pub fn info(&self) -> MediaInfo {
         let mut info = MediaInfo::default();
         if let Some((c, tb)) = &self.video {
-            info.set_track(Track { id: VIDEO_TRACK, codec: Codec::H264(c.clone()), timebase: *tb });
+            info.set_track(Track { id: VIDEO_TRACK, codec: c.clone(), timebase: *tb });
         }
         if let Some((a, tb)) = &self.audio {
             info.set_track(Track { id: AUDIO_TRACK, codec: Codec::Aac(a.clone()), timebase: *tb });
@@ -129,7 +133,7 @@ impl SegmentDemuxer {
         self.ts.push(segment, &mut pes)?;
         self.ts.flush(&mut pes);
         if !self.ts.has_streams() {
-            return Err(HlsError::Segment("the segment has no H.264 or AAC stream (no usable PMT)".into()).into());
+            return Err(HlsError::Segment("the segment has no H.264, HEVC or AAC stream (no usable PMT)".into()).into());
         }
         Ok(self.ts_frames(pes))
     }
@@ -166,6 +170,7 @@ impl SegmentDemuxer {
             let pts = pts_low + (dts - pts_low + PTS_WRAP / 2).div_euclid(PTS_WRAP) * PTS_WRAP;
             match p.kind {
                 EsKind::H264 => self.video_pes(&p.data, dts, pts.max(dts), &mut out),
+                EsKind::Hevc => self.hevc_pes(&p.data, dts, pts.max(dts), &mut out),
                 EsKind::AdtsAac => self.audio_pes(&p.data, pts, &mut out),
             }
         }
@@ -176,10 +181,10 @@ impl SegmentDemuxer {
         let mut sets = ParameterSets::default();
         let avcc = annexb_to_avcc(data, &mut sets);
         if sets.is_complete()
-            && self.video.as_ref().is_none_or(|(c, _)| c.sps != sets.sps || c.pps != sets.pps)
+            && !matches!(&self.video, Some((Codec::H264(c), _)) if c.sps == sets.sps && c.pps == sets.pps)
             && let Ok(cfg) = sets.to_record()
         {
-            self.video = Some((cfg, Timebase::HZ_90K));
+            self.video = Some((Codec::H264(cfg), Timebase::HZ_90K));
         }
         if self.video.is_none() || avcc.is_empty() {
             return;
@@ -192,6 +197,51 @@ impl SegmentDemuxer {
             pts,
             keyframe,
             payload: Bytes::from(avcc),
+        });
+    }
+
+    /// An HEVC access unit: parameter sets move into the track (a new record when they
+    /// change), the other NAL units become length-prefixed.
+    fn hevc_pes(&mut self, data: &[u8], dts: i64, pts: i64, out: &mut Vec<Frame>) {
+        let (mut vps, mut sps, mut pps) = (Vec::new(), Vec::new(), Vec::new());
+        let mut payload = Vec::with_capacity(data.len() + 16);
+        let mut keyframe = false;
+        for nal in annexb_nal_units(data) {
+            if nal.len() < 2 {
+                continue;
+            }
+            match hevc::nal_type(nal) {
+                Some(hevc::NAL_VPS) => vps.push(Bytes::copy_from_slice(nal)),
+                Some(hevc::NAL_SPS) => sps.push(Bytes::copy_from_slice(nal)),
+                Some(hevc::NAL_PPS) => pps.push(Bytes::copy_from_slice(nal)),
+                Some(hevc::NAL_AUD) => {}
+                Some(t) => {
+                    keyframe |= hevc::is_irap(t);
+                    // annexb_nal_units never yields units over the input length
+                    let len = u32::try_from(nal.len()).unwrap_or(u32::MAX);
+                    payload.extend_from_slice(&len.to_be_bytes());
+                    payload.extend_from_slice(nal);
+                }
+                None => {}
+            }
+        }
+        let same = matches!(&self.video, Some((Codec::Hevc(c), _)) if c.vps == vps && c.sps == sps && c.pps == pps);
+        if !sps.is_empty() && !same {
+            match HevcDecoderConfig::from_parameter_sets(&vps, &sps, &pps) {
+                Ok(cfg) => self.video = Some((Codec::Hevc(cfg), Timebase::HZ_90K)),
+                Err(e) => debug!(error = %e, "HEVC parameter sets not usable"),
+            }
+        }
+        if !matches!(self.video, Some((Codec::Hevc(_), _))) || payload.is_empty() {
+            return;
+        }
+        out.push(Frame {
+            kind: TrackKind::Video,
+            timebase: Timebase::HZ_90K,
+            dts,
+            pts,
+            keyframe,
+            payload: Bytes::from(payload),
         });
     }
 
@@ -252,5 +302,48 @@ mod tests {
         assert_eq!(info.video().map(|t| t.codec.clone()), Some(Codec::H264(cfg)));
         assert_eq!(info.audio().map(|t| t.codec.clone()), Some(Codec::Aac(asc)));
         assert!(SegmentDemuxer::new().demux(b"not a transport stream").is_err());
+    }
+
+    #[test]
+    fn hevc_access_units_move_their_parameter_sets_into_the_track_and_keep_sei() {
+        let (vps, sps, pps) = crate::codec::hevc::testing::parameter_sets_320x240();
+        let sei: &[u8] = &[0x4E, 0x01, 0x05, 0x01, 0xAA, 0x80];
+        let idr: &[u8] = &[0x28, 0x01, 0xAF, 0x1D, 0x80];
+        let trail: &[u8] = &[0x02, 0x01, 0xD0, 0x09];
+        let annexb = |nals: &[&[u8]]| {
+            let mut v = Vec::new();
+            for n in nals {
+                v.extend_from_slice(&[0, 0, 0, 1]);
+                v.extend_from_slice(n);
+            }
+            v
+        };
+        let length_prefixed = |nals: &[&[u8]]| {
+            let mut v = Vec::new();
+            for n in nals {
+                v.extend_from_slice(&(n.len() as u32).to_be_bytes());
+                v.extend_from_slice(n);
+            }
+            v
+        };
+        let aud: &[u8] = &[0x46, 0x01, 0x10];
+        let mut d = SegmentDemuxer::new();
+        let mut out = Vec::new();
+        // a picture before any parameter set cannot be decoded: dropped
+        d.hevc_pes(&annexb(&[aud, trail]), 0, 0, &mut out);
+        assert!(out.is_empty() && d.info().video().is_none());
+        d.hevc_pes(&annexb(&[aud, &vps, &sps, &pps, sei, idr]), 3000, 3000, &mut out);
+        d.hevc_pes(&annexb(&[aud, trail]), 6000, 6000, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out[0].keyframe && !out[1].keyframe);
+        assert_eq!(&out[0].payload[..], &length_prefixed(&[sei, idr])[..]);
+        assert_eq!(&out[1].payload[..], &length_prefixed(&[trail])[..]);
+        match d.info().video().map(|t| &t.codec) {
+            Some(Codec::Hevc(c)) => {
+                assert_eq!((c.width, c.height), (320, 240));
+                assert_eq!((c.vps.clone(), c.sps.clone(), c.pps.clone()), (vec![vps], vec![sps], vec![pps]));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

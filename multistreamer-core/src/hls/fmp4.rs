@@ -6,7 +6,9 @@ use bytes::Bytes;
 
 use super::HlsError;
 use crate::codec::aac::AudioSpecificConfig;
+use crate::codec::av1::Av1Config;
 use crate::codec::avc::AvcDecoderConfig;
+use crate::codec::hevc::HevcDecoderConfig;
 use crate::error::{Error, Result};
 use crate::media::{Codec, TrackKind};
 
@@ -132,6 +134,16 @@ pub fn parse_init(init: &[u8]) -> Result<Vec<Fmp4Track>> {
                 let avcc = need(children, b"avcC")?;
                 Codec::H264(AvcDecoderConfig::parse(Bytes::copy_from_slice(avcc))?)
             }
+            b"hvc1" | b"hev1" => {
+                let children = body.get(78..).ok_or_else(|| bad("truncated hvc1 sample entry"))?;
+                let hvcc = need(children, b"hvcC")?;
+                Codec::Hevc(HevcDecoderConfig::parse(Bytes::copy_from_slice(hvcc))?)
+            }
+            b"av01" => {
+                let children = body.get(78..).ok_or_else(|| bad("truncated av01 sample entry"))?;
+                let av1c = need(children, b"av1C")?;
+                Codec::Av1(Av1Config::parse(Bytes::copy_from_slice(av1c))?)
+            }
             b"mp4a" => {
                 let children = body.get(28..).ok_or_else(|| bad("truncated mp4a sample entry"))?;
                 let esds = need(children, b"esds")?;
@@ -143,7 +155,7 @@ pub fn parse_init(init: &[u8]) -> Result<Vec<Fmp4Track>> {
         tracks.push(Fmp4Track { id, timescale, codec, default_duration: d.1, default_size: d.2, default_flags: d.3 });
     }
     if tracks.is_empty() {
-        return Err(bad("the initialization section has no H.264 or AAC track"));
+        return Err(bad("the initialization section has no H.264, HEVC, AV1 or AAC track"));
     }
     Ok(tracks)
 }

@@ -13,6 +13,7 @@ pub const PACKET_SIZE: usize = 188;
 const SYNC: u8 = 0x47;
 /// Stream types of the PMT we understand.
 const STREAM_TYPE_H264: u8 = 0x1B;
+const STREAM_TYPE_HEVC: u8 = 0x24;
 const STREAM_TYPE_ADTS_AAC: u8 = 0x0F;
 /// A PES larger than this is refused (a 4K intra frame is a few MB).
 const MAX_PES: usize = 16 << 20;
@@ -28,6 +29,8 @@ fn bad(msg: impl Into<String>) -> Error {
 pub enum EsKind {
     /// H.264 Annex B access units.
     H264,
+    /// HEVC Annex B access units.
+    Hevc,
     /// AAC in ADTS frames.
     AdtsAac,
 }
@@ -75,7 +78,7 @@ impl TsDemuxer {
     /// (video, audio): whether the PMT announced an H.264 and an AAC stream.
     pub fn announced(&self) -> (bool, bool) {
         let has = |k| self.streams.iter().any(|s| s.kind == k);
-        (has(EsKind::H264), has(EsKind::AdtsAac))
+        (has(EsKind::H264) || has(EsKind::Hevc), has(EsKind::AdtsAac))
     }
 
     /// Feeds whole transport packets (a segment); completed PES packets go to `out`.
@@ -181,11 +184,14 @@ impl TsDemuxer {
             let es_len = usize::from(u16::from_be_bytes([section[pos + 3] & 0x0F, section[pos + 4]]));
             let kind = match stream_type {
                 STREAM_TYPE_H264 => Some(EsKind::H264),
+                STREAM_TYPE_HEVC => Some(EsKind::Hevc),
                 STREAM_TYPE_ADTS_AAC => Some(EsKind::AdtsAac),
                 _ => None,
             };
+            // the first video and the first audio stream
+            let video = |k: EsKind| k != EsKind::AdtsAac;
             if let Some(kind) = kind
-                && !found.iter().any(|(_, k)| *k == kind)
+                && !found.iter().any(|(_, k)| video(*k) == video(kind))
             {
                 found.push((pid, kind));
             }

@@ -8,7 +8,9 @@
 //! * [`MediaInfo`]: the set of tracks. It can change mid-stream; consumers get a new
 //!   [`MediaItem::Info`] before any packet that depends on it.
 //!
-//! Codecs this crate does not parse yet (HEVC/AV1 over Enhanced RTMP, MP3, …) are carried
+//! HEVC and AV1 (Enhanced RTMP `hvc1`/`av01`, MPEG-TS, MP4) are first class like H.264:
+//! length-prefixed NAL units and low-overhead OBUs, the configuration record on the track.
+//! Codecs this crate does not parse (VP9 over Enhanced RTMP, MP3, …) are carried
 //! opaquely as [`Codec::FlvVideo`] / [`Codec::FlvAudio`]: their packets hold the whole FLV
 //! tag body, so they can be relayed to RTMP destinations byte for byte.
 
@@ -21,7 +23,9 @@ use bytes::Bytes;
 
 pub use self::time::{Timebase, Timestamp};
 use crate::codec::aac::AudioSpecificConfig;
+use crate::codec::av1::Av1Config;
 use crate::codec::avc::AvcDecoderConfig;
+use crate::codec::hevc::HevcDecoderConfig;
 
 /// Identifies a track within one [`MediaInfo`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,6 +50,11 @@ pub enum TrackKind {
 pub enum Codec {
     /// H.264; packets are AVCC (length-prefixed NAL units).
     H264(AvcDecoderConfig),
+    /// H.265/HEVC; packets are length-prefixed NAL units (as in MP4 and Enhanced RTMP `hvc1`).
+    Hevc(HevcDecoderConfig),
+    /// AV1; packets are temporal units of OBUs with size fields, no temporal delimiter
+    /// (as in MP4 and Enhanced RTMP `av01`).
+    Av1(Av1Config),
     /// AAC; packets are raw access units (no ADTS header).
     Aac(AudioSpecificConfig),
     /// A video codec relayed without parsing. Packets are whole FLV video tag bodies.
@@ -80,7 +89,7 @@ impl fmt::Display for FlvCodecTag {
 impl Codec {
     pub fn kind(&self) -> TrackKind {
         match self {
-            Codec::H264(_) | Codec::FlvVideo { .. } => TrackKind::Video,
+            Codec::H264(_) | Codec::Hevc(_) | Codec::Av1(_) | Codec::FlvVideo { .. } => TrackKind::Video,
             Codec::Aac(_) | Codec::FlvAudio { .. } => TrackKind::Audio,
         }
     }
@@ -89,6 +98,8 @@ impl Codec {
     pub fn name(&self) -> String {
         match self {
             Codec::H264(c) => format!("h264 {}x{}", c.width, c.height),
+            Codec::Hevc(c) => format!("hevc {}x{}", c.width, c.height),
+            Codec::Av1(c) => format!("av1 {}x{}", c.width, c.height),
             Codec::Aac(c) => format!("aac {} Hz {} ch", c.sample_rate, c.channels),
             Codec::FlvVideo { codec, .. } | Codec::FlvAudio { codec, .. } => codec.to_string(),
         }

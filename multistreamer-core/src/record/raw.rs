@@ -25,7 +25,9 @@ use super::RecordError;
 use super::{RecordOptions, RecordedFile, Recorder, RecordingStats, tracks_changed};
 use crate::error::{Error, Result};
 use crate::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, TrackId, TrackKind};
-use crate::transcode::{is_again, missing_codec, open_aac_decoder, open_video_decoder, rational, to_av_packet};
+use crate::transcode::{
+    VideoConfig, is_again, missing_codec, open_aac_decoder, open_video_decoder, rational, to_av_packet,
+};
 
 /// Estimated bytes per second of a raw recording: 8-bit 4:2:0 video (1.5 bytes per pixel)
 /// plus 16-bit PCM audio.
@@ -195,10 +197,7 @@ impl RawRecorder {
     }
 
     fn open(&mut self, info: &MediaInfo) -> Result<()> {
-        let video = info.video().and_then(|t| match &t.codec {
-            Codec::H264(cfg) => Some((t.clone(), cfg.clone())),
-            _ => None,
-        });
+        let video = info.video().and_then(|t| VideoConfig::of(&t.codec).map(|cfg| (t.clone(), cfg)));
         let audio = info.audio().and_then(|t| match &t.codec {
             Codec::Aac(asc) => Some((t.clone(), asc.clone())),
             _ => None,

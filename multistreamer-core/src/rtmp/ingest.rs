@@ -26,11 +26,12 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::RtmpError;
 use super::chunk_reader::{ChunkLimits, ChunkReader, Message, TYPE_ABORT, TYPE_SET_CHUNK_SIZE};
+use super::enhanced::add_fourcc_list;
 use super::guard::guarded;
 use super::time::RtmpTimeUnwrapper;
 use super::url::mask_secret;
 use crate::error::{Error, ErrorKind, Result};
-use crate::flv::{self, AudioTag, VideoTag};
+use crate::flv::{self, AudioTag, VideoFourCc, VideoTag};
 use crate::hub::{Hub, Publisher};
 use crate::media::{
     Codec, MediaInfo, MediaItem, Packet, StreamMetadata, Timebase, Timestamp, Track, TrackId, TrackKind,
@@ -276,7 +277,7 @@ impl ServerProtocol {
     /// A new session and the messages it sends first (chunk size, window, bandwidth).
     pub fn new(limits: ChunkLimits) -> Result<(ServerProtocol, Vec<ServerSessionResult>), RtmpError> {
         let mut config = ServerSessionConfig::new();
-        config.chunk_size = 4096;
+        config.chunk_size = SERVER_CHUNK_SIZE;
         let (mut session, initial) = guarded("session", || ServerSession::new(config))?;
         // Each message the session gets is one chunk, whatever its length.
         let mut reframed = Vec::with_capacity(256);
@@ -370,6 +371,23 @@ impl ServerProtocol {
         self.publish_requests.retain(|&(id, _)| id != request_id);
         let session = &mut self.session;
         guarded("reject", || session.reject_request(request_id, code, description))
+    }
+}
+
+/// The chunk size the session writes with (announced in its first messages).
+const SERVER_CHUNK_SIZE: u32 = 4096;
+
+/// The connect `_result` with our `fourCcList`: an Enhanced RTMP client (another
+/// Multistreamer, a v2 encoder) learns that HEVC and AV1 may be sent here.
+fn announce_enhanced(r: ServerSessionResult) -> ServerSessionResult {
+    match r {
+        ServerSessionResult::OutboundResponse(p) => {
+            match add_fourcc_list(&p.bytes, "_result", 2, SERVER_CHUNK_SIZE as usize) {
+                Some(bytes) => ServerSessionResult::OutboundResponse(rml_rtmp::chunk_io::Packet { bytes, ..p }),
+                None => ServerSessionResult::OutboundResponse(p),
+            }
+        }
+        other => other,
     }
 }
 
@@ -765,7 +783,8 @@ impl Connection {
                     ));
                 }
                 debug!(app = %app_name, "connect accepted");
-                session.pending.extend(session.protocol.accept(request_id)?.into_iter().map(Inbound::Session));
+                let accepted = session.protocol.accept(request_id)?;
+                session.pending.extend(accepted.into_iter().map(|r| Inbound::Session(announce_enhanced(r))));
                 Ok(None)
             }
             ServerSessionEvent::PublishStreamRequested { request_id, app_name, stream_key, .. } => {
@@ -846,22 +865,12 @@ impl FlvMedia {
         let dts = Timestamp::from_millis(self.video_time.unwrap(wire_ts));
         match flv::parse_video(data)? {
             VideoTag::AvcSequenceHeader(cfg) => self.set_track(VIDEO_TRACK, Codec::H264(cfg), out),
+            VideoTag::ExSequenceHeader(codec) => self.set_track(VIDEO_TRACK, codec, out),
             VideoTag::AvcNalus { keyframe, cts_ms, payload } => {
-                if !matches!(self.info.track(VIDEO_TRACK).map(|t| &t.codec), Some(Codec::H264(_))) {
-                    self.waiting_for_video_config += 1;
-                    if self.waiting_for_video_config == 1 {
-                        warn!("AVC video before its sequence header; dropping until it arrives");
-                    }
-                    return Ok(());
-                }
-                out.push_back(MediaItem::Packet(Packet {
-                    track: VIDEO_TRACK,
-                    kind: TrackKind::Video,
-                    dts,
-                    pts: dts.add_ticks(i64::from(cts_ms)),
-                    keyframe,
-                    payload,
-                }));
+                self.on_frames(VideoFourCc::Avc, keyframe, dts.add_ticks(i64::from(cts_ms)), dts, payload, out)
+            }
+            VideoTag::ExFrames { fourcc, keyframe, cts_ms, payload } => {
+                self.on_frames(fourcc, keyframe, dts.add_ticks(i64::from(cts_ms)), dts, payload, out)
             }
             VideoTag::Opaque { codec, keyframe, sequence_header, body } => {
                 let current = self.info.track(VIDEO_TRACK).map(|t| t.codec.clone());
@@ -891,6 +900,33 @@ impl FlvMedia {
             VideoTag::AvcEndOfSequence | VideoTag::Ignored => {}
         }
         Ok(())
+    }
+
+    /// Coded video of a parsed codec: relayed once the track's configuration has arrived.
+    fn on_frames(
+        &mut self,
+        fourcc: VideoFourCc,
+        keyframe: bool,
+        pts: Timestamp,
+        dts: Timestamp,
+        payload: Bytes,
+        out: &mut VecDeque<MediaItem>,
+    ) {
+        if !self.info.track(VIDEO_TRACK).is_some_and(|t| fourcc.matches(&t.codec)) {
+            self.waiting_for_video_config += 1;
+            if self.waiting_for_video_config == 1 {
+                warn!(codec = %fourcc, "video before its sequence header; dropping until it arrives");
+            }
+            return;
+        }
+        out.push_back(MediaItem::Packet(Packet {
+            track: VIDEO_TRACK,
+            kind: TrackKind::Video,
+            dts,
+            pts,
+            keyframe,
+            payload,
+        }));
     }
 
     fn on_audio(&mut self, data: &Bytes, wire_ts: u32, out: &mut VecDeque<MediaItem>) -> Result<()> {
@@ -1080,6 +1116,52 @@ mod protocol_tests {
         let mut expected = vec![CSID_ACK, 0, 0, 0, 0, 0, 4, 3, 0, 0, 0, 0];
         expected.extend_from_slice(&(received as u32).to_be_bytes());
         assert_eq!(acks[0], expected);
+    }
+
+    #[test]
+    fn the_connect_result_announces_enhanced_rtmp() {
+        let (mut protocol, initial) = ServerProtocol::new(ChunkLimits::default()).expect("session");
+        let connect = rml_amf0::serialize(&vec![
+            rml_amf0::Amf0Value::Utf8String("connect".into()),
+            rml_amf0::Amf0Value::Number(1.0),
+            rml_amf0::Amf0Value::Object(
+                [("app".to_string(), rml_amf0::Amf0Value::Utf8String("live".into()))].into_iter().collect(),
+            ),
+        ])
+        .expect("amf");
+        let mut out = VecDeque::new();
+        protocol.handle_input(&message(20, 0, &connect), &mut out).expect("valid input");
+        let request_id = out
+            .iter()
+            .find_map(|r| match r {
+                Inbound::Session(ServerSessionResult::RaisedEvent(ServerSessionEvent::ConnectionRequested {
+                    request_id,
+                    ..
+                })) => Some(*request_id),
+                _ => None,
+            })
+            .expect("connect requested");
+        let accepted: VecDeque<Inbound> = protocol
+            .accept(request_id)
+            .expect("accepted")
+            .into_iter()
+            .map(|r| Inbound::Session(announce_enhanced(r)))
+            .collect();
+        let mut reader = ChunkReader::new(ChunkLimits::default());
+        let initial: VecDeque<Inbound> = initial.into_iter().map(Inbound::Session).collect();
+        let mut caps = None;
+        for bytes in outbound(&initial).into_iter().chain(outbound(&accepted)) {
+            reader
+                .feed(&bytes, |m: Message| {
+                    if let Some(v) = super::super::enhanced::command_values(&m.payload, "_result", 1.0) {
+                        caps = Some(super::super::enhanced::Capabilities::from_connect_result(&v));
+                    }
+                    Ok::<(), super::super::chunk_reader::ChunkError>(())
+                })
+                .expect("valid output");
+        }
+        let caps = caps.expect("a connect _result");
+        assert!(caps.check(VideoFourCc::Hevc).is_ok() && caps.check(VideoFourCc::Av1).is_ok(), "{caps:?}");
     }
 }
 

@@ -11,6 +11,7 @@
 //! connection (see `docs/design/decisions.md`).
 
 pub mod chunk_reader;
+pub mod enhanced;
 pub mod guard;
 pub mod ingest;
 pub mod push;
@@ -19,6 +20,7 @@ pub mod tls;
 pub mod url;
 mod writer;
 
+pub use self::enhanced::EnhancedRtmp;
 pub use self::ingest::{PublishAuthorizer, PublishRequest, Rejection, RtmpIngest, RtmpIngestOptions, StaticKeys};
 pub use self::push::{RtmpConnector, RtmpPushOptions, RtmpSink};
 pub use self::tls::TlsOptions;
@@ -48,6 +50,8 @@ pub enum RtmpError {
     Tls(String),
     #[error("peer closed the connection during {0}")]
     Closed(&'static str),
+    #[error("not sending {codec} video: {reason}")]
+    CodecNotAccepted { codec: &'static str, reason: String },
 }
 
 impl RtmpError {
@@ -56,7 +60,7 @@ impl RtmpError {
             RtmpError::Handshake(_) | RtmpError::Session(_) | RtmpError::Panicked(_) | RtmpError::Chunk(_) => {
                 ErrorKind::Protocol
             }
-            RtmpError::Rejected { .. } => ErrorKind::Rejected,
+            RtmpError::Rejected { .. } | RtmpError::CodecNotAccepted { .. } => ErrorKind::Rejected,
             RtmpError::Url(_) => ErrorKind::Config,
             RtmpError::Timeout(_) => ErrorKind::Timeout,
             RtmpError::Tls(_) => ErrorKind::Protocol,

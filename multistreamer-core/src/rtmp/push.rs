@@ -23,13 +23,17 @@ use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use super::RtmpError;
+use super::chunk_reader::{ChunkError, ChunkLimits, ChunkReader, Message};
+use super::enhanced::{Capabilities, EnhancedRtmp, add_fourcc_list, command_values, host_is_known_enhanced};
 use super::guard::guarded;
 use super::time::to_wire;
 use super::tls::TlsOptions;
 use super::url::{RtmpScheme, RtmpUrl};
-use super::writer::{CSID_AUDIO, CSID_DATA, CSID_VIDEO, MediaChunker, OutBuf, TYPE_AUDIO, TYPE_DATA_AMF0, TYPE_VIDEO};
+use super::writer::{
+    CSID_AUDIO, CSID_DATA, CSID_VIDEO, MediaChunker, OutBuf, TYPE_AUDIO, TYPE_COMMAND_AMF0, TYPE_DATA_AMF0, TYPE_VIDEO,
+};
 use crate::error::{Error, ErrorKind, Result};
-use crate::flv;
+use crate::flv::{self, VideoFourCc};
 use crate::media::{Codec, MediaInfo, MediaItem, TrackId, TrackKind};
 use crate::sink::{BoxFuture, Connector, Sink};
 
@@ -43,6 +47,9 @@ pub struct RtmpPushOptions {
     pub tls: TlsOptions,
     /// How long a graceful close waits for the peer to close its side.
     pub close_timeout: Duration,
+    /// Whether HEVC/AV1 are sent to a destination that did not list them in its connect
+    /// reply (see [`super::enhanced`]).
+    pub enhanced: EnhancedRtmp,
 }
 
 impl Default for RtmpPushOptions {
@@ -52,6 +59,7 @@ impl Default for RtmpPushOptions {
             chunk_size: 4096,
             tls: TlsOptions::default(),
             close_timeout: Duration::from_secs(3),
+            enhanced: EnhancedRtmp::Negotiate,
         }
     }
 }
@@ -62,6 +70,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Form {
     Avc,
+    /// Video with an Enhanced RTMP header.
+    Ex(VideoFourCc),
     Aac,
     FlvOpaque,
 }
@@ -80,6 +90,8 @@ pub struct RtmpSink {
     forms: HashMap<TrackId, (Form, TrackKind)>,
     last_ts: u32,
     close_timeout: Duration,
+    /// What the destination said it takes (Enhanced RTMP).
+    capabilities: Capabilities,
 }
 
 impl std::fmt::Debug for RtmpSink {
@@ -141,20 +153,52 @@ impl RtmpSink {
         let mut out = Vec::new();
         collect(initial, &mut out)?;
         let r = guarded("connect", || session.request_connection(url.app.clone()))?;
-        collect(vec![r], &mut out)?;
+        match r {
+            // offer Enhanced RTMP: the connect command object gets our fourCcList
+            ClientSessionResult::OutboundResponse(p) => match add_fourcc_list(&p.bytes, "connect", 2, 128) {
+                Some(patched) => out.extend_from_slice(&patched),
+                None => {
+                    debug!("connect command not in the expected shape; sent without fourCcList");
+                    out.extend_from_slice(&p.bytes);
+                }
+            },
+            other => {
+                collect(vec![other], &mut out)?;
+            }
+        }
         io.write_all(&out).await?;
         out.clear();
+        // The session reads the replies; this reader only looks for what it hides: the
+        // properties of the connect `_result` (transaction 1).
+        let mut replies = Some(ChunkReader::new(ChunkLimits::default()));
+        let mut capabilities = Capabilities::default();
 
         let mut connected = false;
         let mut input: Vec<u8> = remaining;
         loop {
             if !input.is_empty() {
+                if let Some(reader) = &mut replies {
+                    let fed = reader.feed(&input, |m: Message| -> Result<(), ChunkError> {
+                        if m.type_id == TYPE_COMMAND_AMF0
+                            && let Some(values) = command_values(&m.payload, "_result", 1.0)
+                        {
+                            capabilities = Capabilities::from_connect_result(&values);
+                        }
+                        Ok(())
+                    });
+                    if fed.is_err() || connected {
+                        replies = None;
+                    }
+                }
                 let results = guarded("input", || session.handle_input(&input))?;
                 input.clear();
                 for ev in collect(results, &mut out)? {
                     match ev {
                         ClientSessionEvent::ConnectionRequestAccepted => {
                             connected = true;
+                            capabilities.assumed =
+                                options.enhanced == EnhancedRtmp::Assume || host_is_known_enhanced(&url.host);
+                            debug!(url = %url, fourccs = ?capabilities.listed, assumed = capabilities.assumed, "connected");
                             let r = guarded("publish", || {
                                 session.request_publishing(url.key.clone(), PublishRequestType::Live)
                             })?;
@@ -185,6 +229,7 @@ impl RtmpSink {
                                 forms: HashMap::new(),
                                 last_ts: 0,
                                 close_timeout: options.close_timeout,
+                                capabilities,
                             });
                         }
                         ClientSessionEvent::UnhandleableOnStatusCode { code } if is_error_status(&code) => {
@@ -239,6 +284,21 @@ impl RtmpSink {
                         self.chunker.message(&mut self.out, csid, type_id, ts, &h, &cfg.record);
                     }
                     Form::Avc
+                }
+                Codec::Hevc(_) | Codec::Av1(_) => {
+                    let (fourcc, record) = match &track.codec {
+                        Codec::Hevc(c) => (VideoFourCc::Hevc, &c.record),
+                        Codec::Av1(c) => (VideoFourCc::Av1, &c.record),
+                        _ => unreachable!("matched above"),
+                    };
+                    self.capabilities
+                        .check(fourcc)
+                        .map_err(|reason| RtmpError::CodecNotAccepted { codec: fourcc.as_str(), reason })?;
+                    if !unchanged {
+                        let h = flv::ex_sequence_start_header(fourcc);
+                        self.chunker.message(&mut self.out, csid, type_id, ts, &h, record);
+                    }
+                    Form::Ex(fourcc)
                 }
                 Codec::Aac(asc) => {
                     if !unchanged {
@@ -327,6 +387,17 @@ fn metadata_message(info: &MediaInfo) -> Result<Vec<u8>> {
                 props.insert("height".into(), Amf0Value::Number(f64::from(c.height)));
                 props.insert("videocodecid".into(), Amf0Value::Number(7.0));
             }
+            Codec::Hevc(_) | Codec::Av1(_) => {
+                let (w, h, cc) = match &v.codec {
+                    Codec::Hevc(c) => (c.width, c.height, b"hvc1"),
+                    Codec::Av1(c) => (c.width, c.height, b"av01"),
+                    _ => unreachable!("matched above"),
+                };
+                props.insert("width".into(), Amf0Value::Number(f64::from(w)));
+                props.insert("height".into(), Amf0Value::Number(f64::from(h)));
+                // Enhanced RTMP: the codec id is the FourCC as a number
+                props.insert("videocodecid".into(), Amf0Value::Number(f64::from(u32::from_be_bytes(*cc))));
+            }
             Codec::FlvVideo { codec: crate::media::FlvCodecTag::Id(id), .. } => {
                 props.insert("videocodecid".into(), Amf0Value::Number(f64::from(*id)));
             }
@@ -377,6 +448,11 @@ impl Sink for RtmpSink {
                             let cts = i32::try_from(p.cts_millis()).unwrap_or(0);
                             let h = flv::avc_header(p.keyframe, false, cts);
                             self.chunker.message(&mut self.out, CSID_VIDEO, TYPE_VIDEO, ts, &h, &p.payload);
+                        }
+                        (Form::Ex(fourcc), _) => {
+                            let cts = i32::try_from(p.cts_millis()).unwrap_or(0);
+                            let (h, n) = flv::ex_frames_header(fourcc, p.keyframe, cts);
+                            self.chunker.message(&mut self.out, CSID_VIDEO, TYPE_VIDEO, ts, &h[..n], &p.payload);
                         }
                         (Form::Aac, _) => {
                             let h = flv::aac_header(false);

@@ -21,6 +21,7 @@ pub(crate) const CSID_VIDEO: u8 = 9;
 pub(crate) const TYPE_AUDIO: u8 = 8;
 pub(crate) const TYPE_VIDEO: u8 = 9;
 pub(crate) const TYPE_DATA_AMF0: u8 = 18;
+pub(crate) const TYPE_COMMAND_AMF0: u8 = 20;
 
 #[derive(Debug)]
 enum Segment {

@@ -114,3 +114,11 @@ pub(crate) fn clear_codec_tag(params: &mut codec::Parameters) {
     // SAFETY: a valid AVCodecParameters owned by `params`; only its tag field is written.
     unsafe { (*params.as_mut_ptr()).codec_tag = 0 };
 }
+
+/// Sets the codec tag of an output stream (e.g. `hvc1` rather than the MP4 muxer's
+/// default `hev1` for HEVC whose parameter sets are all in the record).
+pub(crate) fn set_stream_codec_tag(st: &mut ffmpeg_next::format::stream::StreamMut<'_>, tag: [u8; 4]) {
+    // SAFETY: a valid AVStream of an output context still being set up; only the tag of
+    // its codec parameters is written.
+    unsafe { (*(*st.as_mut_ptr()).codecpar).codec_tag = u32::from_le_bytes(tag) };
+}

@@ -16,9 +16,31 @@ use tracing::{debug, warn};
 
 use super::{RenditionOutput, TranscodeError, ffi, init, media_err, missing_codec, rational};
 use crate::codec::aac::{AudioSpecificConfig, adts_config};
+use crate::codec::av1::Av1Config;
 use crate::codec::avc::{AvcDecoderConfig, ParameterSets, annexb_to_avcc};
+use crate::codec::hevc::HevcDecoderConfig;
 use crate::error::{Error, Result};
 use crate::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
+
+/// The parameters of a video stream written from packets (no encoder is opened).
+fn video_context(
+    id: codec::Id,
+    what: &'static str,
+    width: u32,
+    height: u32,
+    tb: Timebase,
+    record: &[u8],
+) -> Result<codec::Context> {
+    let codec = decoder::find(id).ok_or_else(|| missing_codec(what))?;
+    let mut v = codec::Context::new_with_codec(codec).encoder().video()?;
+    v.set_width(width);
+    v.set_height(height);
+    v.set_format(format::Pixel::YUV420P);
+    v.set_time_base(rational(tb));
+    let mut ctx: codec::Context = v.0.0;
+    ffi::set_extradata(&mut ctx, record)?;
+    Ok(ctx)
+}
 
 fn timebase_of(r: Rational) -> Result<Timebase> {
     u32::try_from(r.numerator())
@@ -29,7 +51,8 @@ fn timebase_of(r: Rational) -> Result<Timebase> {
 }
 
 enum Framing {
-    /// AVCC packets with an `avcC` record in the extradata (MP4, FLV, Matroska).
+    /// Packets as the model carries them, the record in the extradata: AVCC with `avcC`,
+    /// length-prefixed HEVC with `hvcC`, AV1 OBUs with `av1C` (MP4, FLV, Matroska).
     Avcc,
     /// Annex B packets (MPEG-TS, raw .h264); parameter sets move into the track.
     AnnexB(ParameterSets),
@@ -89,12 +112,22 @@ impl FileSource {
                     let codec = sets.is_complete().then(|| sets.to_record()).transpose()?.map(Codec::H264);
                     (Framing::AnnexB(sets), codec)
                 }
+                (TrackKind::Video, codec::Id::HEVC) if extradata.first() == Some(&1) => {
+                    (Framing::Avcc, Some(Codec::Hevc(HevcDecoderConfig::parse(Bytes::from(extradata))?)))
+                }
+                (TrackKind::Video, codec::Id::AV1) if extradata.first() == Some(&0x81) => {
+                    (Framing::Avcc, Some(Codec::Av1(Av1Config::parse(Bytes::from(extradata))?)))
+                }
                 (TrackKind::Audio, codec::Id::AAC) if !extradata.is_empty() => {
                     (Framing::Raw, Some(Codec::Aac(AudioSpecificConfig::parse(Bytes::from(extradata))?)))
                 }
                 (TrackKind::Audio, codec::Id::AAC) => (Framing::Adts, None),
                 (_, other) => {
-                    warn!(url, codec = ?other, "only H.264 video and AAC audio are read from files; track ignored");
+                    warn!(
+                        url,
+                        codec = ?other,
+                        "only H.264, HEVC (hvcC) and AV1 (av1C) video and AAC audio are read from files; track ignored"
+                    );
                     continue;
                 }
             };
@@ -311,7 +344,9 @@ impl FileWriter {
             }
             return Ok(());
         }
+        let mp4 = ["mp4", "mov"].iter().any(|n| self.output.format().name().split(',').any(|f| f == *n));
         for t in &info.tracks {
+            let mut tag = None;
             let ctx = match &t.codec {
                 Codec::H264(cfg) => {
                     let codec = decoder::find(codec::Id::H264).ok_or_else(|| missing_codec("H.264 decoder"))?;
@@ -334,13 +369,23 @@ impl FileWriter {
                     ffi::set_extradata(&mut ctx, &asc.raw)?;
                     ctx
                 }
+                Codec::Hevc(cfg) => {
+                    tag = Some(*b"hvc1");
+                    video_context(codec::Id::HEVC, "HEVC decoder", cfg.width, cfg.height, t.timebase, &cfg.record)?
+                }
+                Codec::Av1(cfg) => {
+                    video_context(codec::Id::AV1, "AV1 decoder", cfg.width, cfg.height, t.timebase, &cfg.record)?
+                }
                 other => {
-                    warn!(codec = %other.name(), "track not written: only H.264 and AAC go into files");
+                    warn!(codec = %other.name(), "track not written: only H.264, HEVC, AV1 and AAC go into files");
                     continue;
                 }
             };
             let mut st = self.output.add_stream_with(&ctx)?;
             st.set_time_base(rational(t.timebase));
+            if let (Some(tag), true) = (tag, mp4) {
+                ffi::set_stream_codec_tag(&mut st, tag);
+            }
             self.streams.push(OutStream {
                 track: t.id,
                 index: st.index(),
@@ -350,7 +395,7 @@ impl FileWriter {
             });
         }
         if self.streams.is_empty() {
-            return Err(TranscodeError::Unsupported("nothing to write: no H.264 or AAC track".into()).into());
+            return Err(TranscodeError::Unsupported("nothing to write: no H.264, HEVC, AV1 or AAC track".into()).into());
         }
         let mut dict = ffmpeg_next::Dictionary::new();
         for (k, v) in &self.options {

@@ -45,7 +45,6 @@ use tracing::{debug, info, warn};
 
 use self::audio::AudioPath;
 use self::rung::{RungMsg, RungWorker};
-use crate::codec::avc::AvcDecoderConfig;
 use crate::error::{Error, Result};
 use crate::ladder::{Ladder, RungPlan};
 use crate::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, Track, TrackId, TrackKind};
@@ -260,9 +259,38 @@ pub(crate) fn rational(tb: Timebase) -> Rational {
     Rational::new(tb.num() as i32, tb.den() as i32)
 }
 
-/// An H.264 decoder for `track` (its configuration record as extradata, AVCC packets).
-pub(crate) fn open_video_decoder(track: &Track, cfg: &AvcDecoderConfig) -> Result<decoder::Video> {
-    let codec = decoder::find(codec::Id::H264).ok_or_else(|| missing_codec("H.264 decoder"))?;
+/// What decoding a video track takes: its configuration record and picture size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct VideoConfig {
+    pub codec: codec::Id,
+    pub record: bytes::Bytes,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl VideoConfig {
+    /// H.264, HEVC or AV1 (the codecs libav decodes from the model's packets as they are);
+    /// `None` for others.
+    pub fn of(codec: &Codec) -> Option<VideoConfig> {
+        let (id, record, width, height) = match codec {
+            Codec::H264(c) => (codec::Id::H264, &c.record, c.width, c.height),
+            Codec::Hevc(c) => (codec::Id::HEVC, &c.record, c.width, c.height),
+            Codec::Av1(c) => (codec::Id::AV1, &c.record, c.width, c.height),
+            _ => return None,
+        };
+        Some(VideoConfig { codec: id, record: record.clone(), width, height })
+    }
+}
+
+/// A video decoder for `track` (its configuration record as extradata, packets as the
+/// model carries them). AV1 prefers dav1d: libav's own AV1 decoder needs a hardware
+/// decoder.
+pub(crate) fn open_video_decoder(track: &Track, cfg: &VideoConfig) -> Result<decoder::Video> {
+    let found = match cfg.codec {
+        codec::Id::AV1 => decoder::find_by_name("libdav1d").or_else(|| decoder::find(codec::Id::AV1)),
+        id => decoder::find(id),
+    };
+    let codec = found.ok_or_else(|| missing_codec(&format!("{:?} decoder", cfg.codec)))?;
     let mut ctx = codec::Context::new_with_codec(codec);
     ffi::set_extradata(&mut ctx, &cfg.record)?;
     let mut dec = ctx.decoder();
@@ -544,17 +572,17 @@ impl LadderTranscoder {
 
     fn on_info(&mut self, info: &MediaInfo) -> Result<()> {
         if let Some(track) = info.video() {
-            match &track.codec {
-                Codec::H264(cfg) => {
+            match VideoConfig::of(&track.codec) {
+                Some(cfg) => {
                     let changed = self.video.as_ref().is_none_or(|v| v.record != cfg.record);
                     if changed {
-                        self.open_decoder(track, cfg, info.metadata.frame_rate)?;
+                        self.open_decoder(track, &cfg, info.metadata.frame_rate)?;
                     }
                 }
-                other => {
+                None => {
                     return Err(TranscodeError::Unsupported(format!(
-                        "cannot transcode {} video (H.264 only); relay this stream without a ladder",
-                        other.name()
+                        "cannot transcode {} video (H.264, HEVC and AV1 only); relay this stream without a ladder",
+                        track.codec.name()
                     ))
                     .into());
                 }
@@ -572,18 +600,13 @@ impl LadderTranscoder {
         Ok(())
     }
 
-    fn open_decoder(&mut self, track: &Track, cfg: &AvcDecoderConfig, fps: Option<f64>) -> Result<()> {
+    fn open_decoder(&mut self, track: &Track, cfg: &VideoConfig, fps: Option<f64>) -> Result<()> {
         // Frames still inside the old decoder belong to the old configuration: drain them.
         if self.video.is_some() {
             self.drain_decoder()?;
             info!(width = cfg.width, height = cfg.height, "source changed resolution; decoder re-created");
         }
-        let codec = decoder::find(codec::Id::H264).ok_or_else(|| missing_codec("H.264 decoder"))?;
-        let mut ctx = codec::Context::new_with_codec(codec);
-        ffi::set_extradata(&mut ctx, &cfg.record)?;
-        let mut dec = ctx.decoder();
-        dec.set_packet_time_base(rational(track.timebase));
-        let decoder = dec.video()?;
+        let decoder = open_video_decoder(track, cfg)?;
         self.video = Some(VideoDecoder { record: cfg.record.clone(), decoder, track: track.id, tb: track.timebase });
         if self.gop.is_none() {
             self.gop = Some(GopClock::new(self.options.gop, track.timebase));

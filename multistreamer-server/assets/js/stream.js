@@ -26,9 +26,12 @@ export async function showStream(id) {
   const preset = el("select", { id: "dest-preset", name: "preset" }, Object.entries(PRESETS).map(([k, p]) => el("option", { value: k }, p.label)));
   const rendition = el("select", { id: "dest-rendition", name: "rendition" },
     el("option", { value: "source" }, "Source (as published)"), ...s.rendition_names.map((n) => el("option", { value: n }, n)));
+  const enhanced = el("select", { id: "dest-enhanced", name: "enhanced_rtmp", title: "HEVC and AV1 sources go over Enhanced RTMP" },
+    el("option", { value: "negotiate" }, "If it says it takes them (or YouTube)"), el("option", { value: "assume" }, "Always"));
   const form = el("form", { class: "inline", id: "dest-form" },
     field("Platform", preset, "preset"),
     field("Sends", rendition, "rendition"),
+    field("HEVC/AV1", enhanced, "enhanced_rtmp"),
     field("Name", el("input", { id: "dest-name", name: "name", placeholder: "YouTube main" }), "name"),
     field("Server URL", el("input", { id: "dest-server", name: "url", placeholder: "rtmp://host/app" }), "url"),
     field("Stream key", el("input", { id: "dest-key", name: "key", type: "password", autocomplete: "off" }), "key"),
@@ -43,7 +46,7 @@ export async function showStream(id) {
     const base = form.url.value.trim().replace(/\/+$/, "");
     const key = form.key.value.trim();
     try {
-      await api("POST", `/api/streams/${id}/destinations`, { name: form.name.value, url: key ? `${base}/${key}` : base, enabled: true, rendition: rendition.value });
+      await api("POST", `/api/streams/${id}/destinations`, { name: form.name.value, url: key ? `${base}/${key}` : base, enabled: true, rendition: rendition.value, enhanced_rtmp: enhanced.value });
       form.reset(); await refresh();
     } catch (e) { fieldError(form, e); }
   });

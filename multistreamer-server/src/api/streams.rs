@@ -1,6 +1,8 @@
 //! Streams and their destinations: CRUD, live state, "record now".
 
 #[allow(unused_imports)]
+use multistreamer_core::rtmp::EnhancedRtmp;
+
 use super::prelude::*;
 
 fn validate_name(name: &str) -> Result<String, AppError> {
@@ -400,6 +402,14 @@ pub(super) struct DestinationBody {
     enabled: Option<bool>,
     /// `source` (default) or a rung of the stream's ladder.
     rendition: Option<String>,
+    /// `negotiate` (default) or `assume`.
+    enhanced_rtmp: Option<String>,
+}
+
+fn validate_enhanced_rtmp(mode: &str) -> Result<String, AppError> {
+    let mode = mode.trim();
+    mode.parse::<EnhancedRtmp>().map_err(|e| AppError::invalid("enhanced_rtmp", e))?;
+    Ok(mode.to_string())
 }
 
 pub(super) async fn create_destination(
@@ -413,7 +423,13 @@ pub(super) async fn create_destination(
     let url = validate_url(body.url.as_deref().unwrap_or(""))?;
     let enabled = body.enabled.unwrap_or(true);
     let rendition = validate_rendition(&s, body.rendition.as_deref().unwrap_or(""))?;
+    let enhanced = body.enhanced_rtmp.as_deref().map(validate_enhanced_rtmp).transpose()?;
     let did = db::create_destination(&state.db, s.id, &name, &url, enabled, &rendition).await?;
+    if let Some(mode) = enhanced {
+        let mut d = db::destination(&state.db, s.id, did).await?.ok_or_else(|| AppError::not_found("destination"))?;
+        d.enhanced_rtmp = mode;
+        db::update_destination(&state.db, &d).await?;
+    }
     state.engine.sync_stream(s.id).await?;
     let d = db::destination(&state.db, s.id, did).await?.ok_or_else(|| AppError::not_found("destination"))?;
     let st = state.engine.stream_state(s.id).await;
@@ -439,6 +455,9 @@ pub(super) async fn update_destination(
     if let Some(r) = &body.rendition {
         let s = load_stream(&state, id).await?;
         d.rendition = validate_rendition(&s, r)?;
+    }
+    if let Some(mode) = &body.enhanced_rtmp {
+        d.enhanced_rtmp = validate_enhanced_rtmp(mode)?;
     }
     db::update_destination(&state.db, &d).await?;
     state.engine.sync_stream(id).await?;

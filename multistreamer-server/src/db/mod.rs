@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/0006_captures.sql")),
     (7, include_str!("../../migrations/0007_indexes.sql")),
     (8, include_str!("../../migrations/0008_srt.sql")),
+    (9, include_str!("../../migrations/0009_enhanced_rtmp.sql")),
 ];
 
 pub type Db = SqlitePool;

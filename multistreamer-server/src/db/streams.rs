@@ -31,6 +31,8 @@ pub struct DestinationRow {
     pub enabled: bool,
     /// The rung of the stream's ladder sent there; empty = the source.
     pub rendition: String,
+    /// `negotiate` or `assume` (HEVC/AV1 over Enhanced RTMP).
+    pub enhanced_rtmp: String,
 }
 
 fn stream_row(r: &sqlx::sqlite::SqliteRow) -> Result<StreamRow, sqlx::Error> {
@@ -54,6 +56,7 @@ fn dest_row(r: &sqlx::sqlite::SqliteRow) -> Result<DestinationRow, sqlx::Error> 
         url: r.try_get("url")?,
         enabled: r.try_get::<i64, _>("enabled")? != 0,
         rendition: r.try_get("rendition")?,
+        enhanced_rtmp: r.try_get("enhanced_rtmp")?,
     })
 }
 
@@ -162,7 +165,7 @@ pub async fn delete_stream(db: &Db, id: i64) -> Result<bool, AppError> {
 
 pub async fn destinations(db: &Db, stream_id: i64) -> Result<Vec<DestinationRow>, AppError> {
     let rows = sqlx::query(
-        "SELECT id, stream_id, name, url, enabled, rendition FROM destinations WHERE stream_id = ? ORDER BY id",
+        "SELECT id, stream_id, name, url, enabled, rendition, enhanced_rtmp FROM destinations WHERE stream_id = ? ORDER BY id",
     )
     .bind(stream_id)
     .fetch_all(db)
@@ -181,7 +184,7 @@ pub async fn destinations_of_streams(
     ids: (i64, i64),
 ) -> Result<std::collections::HashMap<i64, Vec<DestinationRow>>, AppError> {
     let rows = sqlx::query(
-        "SELECT id, stream_id, name, url, enabled, rendition FROM destinations WHERE stream_id BETWEEN ? AND ? \
+        "SELECT id, stream_id, name, url, enabled, rendition, enhanced_rtmp FROM destinations WHERE stream_id BETWEEN ? AND ? \
          ORDER BY stream_id, id",
     )
     .bind(ids.0)
@@ -197,7 +200,7 @@ pub async fn destinations_of_streams(
 
 pub async fn destination(db: &Db, stream_id: i64, id: i64) -> Result<Option<DestinationRow>, AppError> {
     let row = sqlx::query(
-        "SELECT id, stream_id, name, url, enabled, rendition FROM destinations WHERE id = ? AND stream_id = ?",
+        "SELECT id, stream_id, name, url, enabled, rendition, enhanced_rtmp FROM destinations WHERE id = ? AND stream_id = ?",
     )
     .bind(id)
     .bind(stream_id)
@@ -230,15 +233,18 @@ pub async fn create_destination<'e>(
 }
 
 pub async fn update_destination(db: &Db, d: &DestinationRow) -> Result<(), AppError> {
-    sqlx::query("UPDATE destinations SET name = ?, url = ?, enabled = ?, rendition = ? WHERE id = ?")
-        .bind(&d.name)
-        .bind(&d.url)
-        .bind(i64::from(d.enabled))
-        .bind(&d.rendition)
-        .bind(d.id)
-        .execute(db)
-        .await
-        .map_err(|e| unique_violation(e, "name", "this stream already has a destination with this name"))?;
+    sqlx::query(
+        "UPDATE destinations SET name = ?, url = ?, enabled = ?, rendition = ?, enhanced_rtmp = ? WHERE id = ?",
+    )
+    .bind(&d.name)
+    .bind(&d.url)
+    .bind(i64::from(d.enabled))
+    .bind(&d.rendition)
+    .bind(&d.enhanced_rtmp)
+    .bind(d.id)
+    .execute(db)
+    .await
+    .map_err(|e| unique_violation(e, "name", "this stream already has a destination with this name"))?;
     Ok(())
 }
 

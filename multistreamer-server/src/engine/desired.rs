@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use multistreamer_core::destination::DestinationUrl;
 use multistreamer_core::ladder::Ladder;
 use multistreamer_core::record::RecordingKind;
+use multistreamer_core::rtmp::EnhancedRtmp;
 use multistreamer_core::source::InputUrl;
 use multistreamer_core::transcode::hub::rendition_stream;
 use tracing::warn;
@@ -52,6 +53,8 @@ pub struct DestinationConfig {
     pub url: DestinationUrl,
     pub enabled: bool,
     pub rendition: Option<String>,
+    /// HEVC/AV1 to an RTMP destination that does not announce Enhanced RTMP.
+    pub enhanced_rtmp: EnhancedRtmp,
 }
 
 /// One stream's configuration, typed: what the database holds, parsed once.
@@ -122,6 +125,8 @@ impl StreamConfig {
                     url,
                     enabled: d.enabled,
                     rendition: non_empty(&d.rendition),
+                    // the API only stores valid modes; anything else reads as the default
+                    enhanced_rtmp: d.enhanced_rtmp.parse().unwrap_or_default(),
                 }),
                 Err(e) => {
                     warn!(destination = d.id, error = %e, "stored destination URL is invalid");
@@ -169,6 +174,7 @@ pub struct DestinationSpec {
     /// The hub stream sent (the source or a rendition).
     pub target: String,
     pub url: DestinationUrl,
+    pub enhanced_rtmp: EnhancedRtmp,
 }
 
 /// Every job that should run, by kind, keyed by stream id (destinations by their id).
@@ -217,7 +223,10 @@ pub fn desired(streams: &[StreamConfig], live: &LiveState) -> Desired {
         for dest in s.destinations.iter().filter(|x| x.enabled) {
             let target = target_stream(s.id, dest.rendition.as_deref());
             if live.hub_streams.contains(&target) {
-                d.destinations.insert(dest.id, DestinationSpec { target, url: dest.url.clone() });
+                d.destinations.insert(
+                    dest.id,
+                    DestinationSpec { target, url: dest.url.clone(), enhanced_rtmp: dest.enhanced_rtmp },
+                );
             }
         }
         let live = live.hub_streams.contains(&source);
@@ -256,6 +265,7 @@ mod tests {
             url: format!("rtmp://127.0.0.1/live/k{id}").parse().expect("url"),
             enabled,
             rendition: rendition.map(String::from),
+            enhanced_rtmp: EnhancedRtmp::Negotiate,
         }
     }
 

@@ -211,7 +211,7 @@ impl Runner {
         let c = self.destinations.reconcile(&want.destinations, |id, spec| {
             let name = dest_names.get(id).cloned().unwrap_or_default();
             info!(destination = %name, target = %spec.url, stream = %spec.target, "starting destination");
-            let connector = spec.url.connector(push.clone());
+            let connector = spec.url.connector(RtmpPushOptions { enhanced: spec.enhanced_rtmp, ..push.clone() });
             Ok(spawn_destination(
                 hub.clone(),
                 spec.target.clone(),
