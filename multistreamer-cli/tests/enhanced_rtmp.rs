@@ -142,6 +142,19 @@ fn hevc_over_srt_goes_out_over_enhanced_rtmp_bit_identical_and_a_legacy_server_i
             .map(String::from)
             .to_vec();
     args.extend(destinations(far_port, &nginx));
+    // and an SRT destination (ffmpeg listening): HEVC in MPEG-TS again
+    let srt_out = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let received = tmp.join("srt-out.ts");
+    let mut listener = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-i"])
+        .arg(format!("srt://127.0.0.1:{srt_out}?mode=listener"))
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(&received)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_udp_port(srt_out, Duration::from_secs(15)), "ffmpeg's SRT listener did not start");
+    args.extend(to_args(&[format!("srt://127.0.0.1:{srt_out}?streamid=out")]));
     let near = RelayProcess::start(&near_dir, 0, &args);
     let _near_dump = DumpOnPanic(&near);
     let srt = near.bound_port("srt").expect("the relay logs its SRT port");
@@ -156,8 +169,13 @@ fn hevc_over_srt_goes_out_over_enhanced_rtmp_bit_identical_and_a_legacy_server_i
         .spawn()
         .expect("ffmpeg");
     assert!(wait_child(&mut publisher, Duration::from_secs(60)).is_some_and(|s| s.success()), "SRT publisher failed");
-    near.wait_destinations_closed(2);
+    near.wait_destinations_closed(3);
     assert!(near.log_text().contains("tracks=hevc 320x240"), "HEVC read from the transport stream");
+    assert!(wait_child(&mut listener, Duration::from_secs(15)).is_some(), "the SRT destination never closed");
+    assert!(probe_streams(&received).iter().any(|s| s.contains("codec_name=hevc")), "no HEVC at the SRT destination");
+    let (pictures, errors) = decode_video(&received);
+    assert!(errors.trim().is_empty(), "{errors}");
+    assert_eq!(pictures, decode_video(&clip).0, "the SRT destination got other pictures");
     assert_enhanced_only(&far, &far_dir, &near, &nginx, &clip, "hvc1");
 }
 

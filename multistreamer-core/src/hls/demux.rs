@@ -282,10 +282,10 @@ mod tests {
 
     #[test]
     fn ts_segment_gives_configured_tracks() {
-        use super::super::ts::TsMuxer;
+        use super::super::ts::{TsMuxer, TsVideo};
         let cfg = crate::codec::avc::testing::config_240p();
         let asc = AudioSpecificConfig::parse(Bytes::from_static(&[0x11, 0x90])).expect("asc");
-        let mut mux = TsMuxer::new(Some(cfg.clone()), Some(asc.clone()));
+        let mut mux = TsMuxer::new(Some(TsVideo::H264(cfg.clone())), Some(asc.clone()));
         let mut seg = Vec::new();
         mux.write_tables(&mut seg);
         mux.write_video(&mut seg, PTS_WRAP - 126_000 - 10, PTS_WRAP - 126_000 - 3010, true, &[0, 0, 0, 2, 0x65, 0x88])
@@ -345,5 +345,24 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn hevc_survives_the_ts_muxer_and_demuxer() {
+        use super::super::ts::{TsMuxer, TsVideo};
+        let cfg = crate::codec::hevc::testing::config_320x240();
+        let idr = [0u8, 0, 0, 6, 0x28, 0x01, 0xAF, 0x1D, 0x80, 0x41];
+        let trail = [0u8, 0, 0, 4, 0x02, 0x01, 0xD0, 0x09];
+        let mut mux = TsMuxer::new(Some(TsVideo::Hevc(cfg.clone())), None);
+        let mut ts = Vec::new();
+        mux.write_tables(&mut ts);
+        mux.write_video(&mut ts, 0, 0, true, &idr).expect("mux");
+        mux.write_video(&mut ts, 3000, 3000, false, &trail).expect("mux");
+        let mut d = SegmentDemuxer::new();
+        let frames = d.demux(&ts).expect("demux");
+        assert_eq!(frames.len(), 2);
+        assert!(frames[0].keyframe && !frames[1].keyframe);
+        assert_eq!((&frames[0].payload[..], &frames[1].payload[..]), (&idr[..], &trail[..]));
+        assert_eq!(d.info().video().map(|t| t.codec.clone()), Some(Codec::Hevc(cfg)));
     }
 }

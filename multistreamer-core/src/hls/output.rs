@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
-use super::ts::TsMuxer;
+use super::ts::{TsMuxer, TsVideo};
 use crate::codec::aac::AudioSpecificConfig;
 use crate::codec::avc::AvcDecoderConfig;
 use crate::error::Result;
@@ -241,7 +241,21 @@ impl HlsSegmenter {
         if done.is_some() || self.muxer.is_some() {
             self.discontinuity = true;
         }
-        self.muxer = (video.is_some() || audio.is_some()).then(|| TsMuxer::new(video.clone(), audio.clone()));
+        // HEVC/AV1 video: segments H.264 players cannot play would be worse than none (an
+        // audio-only variant would be picked by adaptive players); the stream is left out and
+        // a ladder's H.264 renditions are its HLS
+        let unplayable = info.video().filter(|t| !matches!(t.codec, Codec::H264(_)));
+        if let Some(t) = unplayable {
+            warn!(
+                codec = %t.codec.name(),
+                "HLS output segments H.264 in MPEG-TS: this stream is not segmented (its ladder's renditions are)"
+            );
+            self.muxer = None;
+            self.tracks = (None, None);
+            return done;
+        }
+        self.muxer =
+            (video.is_some() || audio.is_some()).then(|| TsMuxer::new(video.clone().map(TsVideo::H264), audio.clone()));
         self.tracks = (video, audio);
         done
     }

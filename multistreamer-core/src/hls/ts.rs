@@ -6,7 +6,9 @@ use bytes::Bytes;
 use super::HlsError;
 use crate::codec::aac::AudioSpecificConfig;
 use crate::codec::avc::{AvcDecoderConfig, avcc_nal_units};
+use crate::codec::hevc::{self, HevcDecoderConfig};
 use crate::error::{Error, Result};
+use crate::media::Codec;
 
 /// Size of one transport packet.
 pub const PACKET_SIZE: usize = 188;
@@ -278,17 +280,73 @@ pub const MUX_DELAY: i64 = 126_000;
 const SAMPLE_RATES: [u32; 13] =
     [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
 
-/// Writes H.264 (AVCC in, Annex B out) and AAC (raw in, ADTS out) into transport packets.
+/// The video a [`TsMuxer`] writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TsVideo {
+    H264(AvcDecoderConfig),
+    Hevc(HevcDecoderConfig),
+}
+
+impl TsVideo {
+    /// The TS form of a track's codec (H.264 or HEVC; AV1 has no TS mapping in use).
+    pub fn of(codec: &Codec) -> Option<TsVideo> {
+        match codec {
+            Codec::H264(c) => Some(TsVideo::H264(c.clone())),
+            Codec::Hevc(c) => Some(TsVideo::Hevc(c.clone())),
+            _ => None,
+        }
+    }
+
+    fn stream_type(&self) -> u8 {
+        match self {
+            TsVideo::H264(_) => STREAM_TYPE_H264,
+            TsVideo::Hevc(_) => STREAM_TYPE_HEVC,
+        }
+    }
+
+    /// An access unit delimiter NAL unit.
+    fn delimiter(&self) -> &'static [u8] {
+        match self {
+            TsVideo::H264(_) => &[0x09, 0xF0],
+            TsVideo::Hevc(_) => &[0x46, 0x01, 0x50],
+        }
+    }
+
+    fn is_delimiter(&self, nal: &[u8]) -> bool {
+        match self {
+            TsVideo::H264(_) => nal.first().map(|b| b & 0x1F) == Some(9),
+            TsVideo::Hevc(_) => hevc::nal_type(nal) == Some(hevc::NAL_AUD),
+        }
+    }
+
+    /// The parameter sets written before each keyframe.
+    fn parameter_sets(&self) -> Vec<&Bytes> {
+        match self {
+            TsVideo::H264(c) => c.sps.iter().chain(c.pps.iter()).collect(),
+            TsVideo::Hevc(c) => c.vps.iter().chain(c.sps.iter()).chain(c.pps.iter()).collect(),
+        }
+    }
+
+    fn nal_length_size(&self) -> u8 {
+        match self {
+            TsVideo::H264(c) => c.nal_length_size,
+            TsVideo::Hevc(c) => c.nal_length_size,
+        }
+    }
+}
+
+/// Writes H.264/HEVC (length-prefixed in, Annex B out) and AAC (raw in, ADTS out) into
+/// transport packets.
 #[derive(Debug)]
 pub struct TsMuxer {
-    video: Option<AvcDecoderConfig>,
+    video: Option<TsVideo>,
     audio: Option<AudioSpecificConfig>,
     /// Continuity counters: PAT, PMT, video, audio.
     cc: [u8; 4],
 }
 
 impl TsMuxer {
-    pub fn new(video: Option<AvcDecoderConfig>, audio: Option<AudioSpecificConfig>) -> TsMuxer {
+    pub fn new(video: Option<TsVideo>, audio: Option<AudioSpecificConfig>) -> TsMuxer {
         TsMuxer { video, audio, cc: [0; 4] }
     }
 
@@ -303,8 +361,8 @@ impl TsMuxer {
         let mut pmt = vec![0x00, 0x01, 0xC1, 0x00, 0x00];
         let pcr = self.pcr_pid();
         pmt.extend_from_slice(&[0xE0 | (pcr >> 8) as u8, pcr as u8, 0xF0, 0x00]);
-        if self.video.is_some() {
-            pmt.extend_from_slice(&[STREAM_TYPE_H264, 0xE0 | (VIDEO_PID >> 8) as u8, VIDEO_PID as u8, 0xF0, 0x00]);
+        if let Some(v) = &self.video {
+            pmt.extend_from_slice(&[v.stream_type(), 0xE0 | (VIDEO_PID >> 8) as u8, VIDEO_PID as u8, 0xF0, 0x00]);
         }
         if self.audio.is_some() {
             pmt.extend_from_slice(&[STREAM_TYPE_ADTS_AAC, 0xE0 | (AUDIO_PID >> 8) as u8, AUDIO_PID as u8, 0xF0, 0x00]);
@@ -334,18 +392,21 @@ impl TsMuxer {
 
     /// Writes one video access unit; `pts`/`dts` in 90 kHz (before [`MUX_DELAY`]).
     pub fn write_video(&mut self, out: &mut Vec<u8>, pts: i64, dts: i64, keyframe: bool, avcc: &[u8]) -> Result<()> {
-        let Some(cfg) = &self.video else { return Err(bad("no video track in this TS")) };
+        let Some(video) = &self.video else { return Err(bad("no video track in this TS")) };
         let mut es = Vec::with_capacity(avcc.len() + 64);
-        es.extend_from_slice(&[0, 0, 0, 1, 0x09, 0xF0]);
+        // an access unit delimiter, the parameter sets before a keyframe, then the NAL
+        // units without any delimiter of their own
+        es.extend_from_slice(&[0, 0, 0, 1]);
+        es.extend_from_slice(video.delimiter());
         if keyframe {
-            for set in cfg.sps.iter().chain(cfg.pps.iter()) {
+            for set in video.parameter_sets() {
                 es.extend_from_slice(&[0, 0, 0, 1]);
                 es.extend_from_slice(set);
             }
         }
-        for nal in avcc_nal_units(avcc, cfg.nal_length_size) {
+        for nal in avcc_nal_units(avcc, video.nal_length_size()) {
             let nal = nal?;
-            if matches!(nal.first().map(|b| b & 0x1F), Some(9)) {
+            if video.is_delimiter(nal) {
                 continue;
             }
             es.extend_from_slice(&[0, 0, 0, 1]);
@@ -517,7 +578,7 @@ mod tests {
     #[test]
     fn mux_then_demux_round_trips() {
         let asc = AudioSpecificConfig::parse(Bytes::from_static(&[0x12, 0x10])).expect("asc");
-        let mut mux = TsMuxer::new(Some(config()), Some(asc));
+        let mut mux = TsMuxer::new(Some(TsVideo::H264(config())), Some(asc));
         let mut ts = Vec::new();
         mux.write_tables(&mut ts);
         // a big IDR access unit spanning many packets, then a small one

@@ -505,13 +505,13 @@ mod tests {
 
     use super::*;
     use crate::codec::aac::AudioSpecificConfig;
-    use crate::hls::ts::TsMuxer;
+    use crate::hls::ts::{TsMuxer, TsVideo};
 
     #[test]
     fn a_continuous_transport_stream_becomes_info_then_packets_from_near_zero() {
         let cfg = crate::codec::avc::testing::config_240p();
         let asc = AudioSpecificConfig::parse(Bytes::from_static(&[0x11, 0x90])).expect("asc");
-        let mut mux = TsMuxer::new(Some(cfg), Some(asc));
+        let mut mux = TsMuxer::new(Some(TsVideo::H264(cfg)), Some(asc));
         let mut ts = Vec::new();
         mux.write_tables(&mut ts);
         let base = 10 * 90_000;
@@ -545,7 +545,7 @@ mod tests {
         // the PMT announces video, which never comes; the audio's time does not advance
         let asc = AudioSpecificConfig::parse(Bytes::from_static(&[0x11, 0x90])).expect("asc");
         let cfg = crate::codec::avc::testing::config_240p();
-        let mut mux = TsMuxer::new(Some(cfg), Some(asc));
+        let mut mux = TsMuxer::new(Some(TsVideo::H264(cfg)), Some(asc));
         let mut ts = Vec::new();
         mux.write_tables(&mut ts);
         for _ in 0..(HOLD_FRAMES + 10) {

@@ -16,7 +16,7 @@ use tracing::info;
 
 use super::ingest::passphrase;
 use crate::error::{Error, ErrorKind, Result};
-use crate::hls::ts::TsMuxer;
+use crate::hls::ts::{TsMuxer, TsVideo};
 use crate::media::{Codec, MediaInfo, MediaItem, Timebase};
 use crate::rtmp::url::mask_secret;
 use crate::sink::{BoxFuture, Connector, Sink};
@@ -224,13 +224,18 @@ impl SrtSink {
             return Ok(());
         }
         let video = match info.video().map(|t| &t.codec) {
-            Some(Codec::H264(cfg)) => Some(cfg.clone()),
-            Some(other) => {
-                return Err(Error::new(
-                    ErrorKind::Media,
-                    format!("SRT destinations carry H.264 and AAC; this stream's video is {}", other.name()),
-                ));
-            }
+            Some(codec) => match TsVideo::of(codec) {
+                Some(v) => Some(v),
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::Media,
+                        format!(
+                            "SRT destinations carry H.264 or HEVC and AAC; this stream's video is {}",
+                            codec.name()
+                        ),
+                    ));
+                }
+            },
             None => None,
         };
         let audio = match info.audio().map(|t| &t.codec) {
