@@ -113,6 +113,21 @@ fn assert_enhanced_only(
     assert!(frames.len() * 10 >= source * 9, "{} of {source} pictures in the H.264 rendition", frames.len());
 }
 
+/// The HLS output of `dir` (a source's directory): the source variant in fMP4 segments
+/// holding the clip's video access units bit for bit (read back by ffmpeg), the master
+/// playlist naming the codec and the H.264 rendition beside it.
+fn assert_hls_fmp4(dir: &Path, clip: &Path, codec: &str) {
+    let master = std::fs::read_to_string(dir.join("index.m3u8")).expect("master playlist");
+    assert!(master.contains(codec) && master.contains("avc1."), "{master}");
+    let media = std::fs::read_to_string(dir.join("source/index.m3u8")).expect("media playlist");
+    assert!(
+        media.contains("#EXT-X-MAP:URI=\"init-") && media.contains(".m4s") && media.contains("#EXT-X-ENDLIST"),
+        "{media}"
+    );
+    let playlist = dir.join("source/index.m3u8");
+    assert_eq!(packet_hashes(&playlist, "v"), packet_hashes(clip, "v"), "HLS fMP4 segments changed the video");
+}
+
 /// The near relay's destinations: the far relay (Enhanced RTMP), nginx-rtmp (legacy) with
 /// the source, and nginx-rtmp with an H.264 rendition (decoded from HEVC/AV1).
 fn destinations(far_port: u16, nginx: &Nginx) -> Vec<String> {
@@ -155,6 +170,9 @@ fn hevc_over_srt_goes_out_over_enhanced_rtmp_bit_identical_and_a_legacy_server_i
         .unwrap();
     assert!(wait_for_udp_port(srt_out, Duration::from_secs(15)), "ffmpeg's SRT listener did not start");
     args.extend(to_args(&[format!("srt://127.0.0.1:{srt_out}?streamid=out")]));
+    // and HLS: HEVC in fMP4 segments
+    let hls = tmp.join("hls");
+    args.extend(["--hls-out".to_string(), hls.display().to_string(), "--hls-segment".into(), "1".into()]);
     let near = RelayProcess::start(&near_dir, 0, &args);
     let _near_dump = DumpOnPanic(&near);
     let srt = near.bound_port("srt").expect("the relay logs its SRT port");
@@ -176,6 +194,7 @@ fn hevc_over_srt_goes_out_over_enhanced_rtmp_bit_identical_and_a_legacy_server_i
     let (pictures, errors) = decode_video(&received);
     assert!(errors.trim().is_empty(), "{errors}");
     assert_eq!(pictures, decode_video(&clip).0, "the SRT destination got other pictures");
+    assert_hls_fmp4(&hls.join("cam"), &clip, "hvc1.");
     assert_enhanced_only(&far, &far_dir, &near, &nginx, &clip, "hvc1");
 }
 
@@ -195,7 +214,10 @@ fn av1_from_an_fmp4_playlist_goes_out_over_enhanced_rtmp_bit_identical() {
     extra.extend(destinations(far_port, &nginx));
     let near_dir = tmp.join("near");
     std::fs::create_dir_all(&near_dir).unwrap();
+    let hls = tmp.join("hls");
+    extra.extend(["--hls-out".to_string(), hls.display().to_string(), "--hls-segment".into(), "1".into()]);
     let (near, _near_dump) = start_relay(&near_dir, "live", &extra);
     near.wait_destinations_closed(2);
     assert_enhanced_only(&far, &far_dir, &near, &nginx, &clip, "av01");
+    assert_hls_fmp4(&hls.join("cam"), &clip, "av01.");
 }

@@ -10,6 +10,7 @@
 pub(crate) mod demux;
 mod error;
 pub(crate) mod fmp4;
+pub(crate) mod fmp4_mux;
 mod output;
 mod pull;
 pub(crate) mod ts;

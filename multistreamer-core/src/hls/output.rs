@@ -1,10 +1,12 @@
-//! HLS output: every hub stream segmented into MPEG-TS on keyframes, a sliding-window
-//! media playlist per stream and a master playlist per source listing the source and the
-//! renditions of its ladder (`KEY@RUNG` streams) with BANDWIDTH, RESOLUTION and CODECS.
+//! HLS output: every hub stream segmented on keyframes — H.264 into MPEG-TS, HEVC and AV1
+//! into fragmented MP4 (`N.m4s` with an `init-K.mp4` section, `EXT-X-MAP`) — a
+//! sliding-window media playlist per stream and a master playlist per source listing the
+//! source and the renditions of its ladder (`KEY@RUNG` streams) with BANDWIDTH, RESOLUTION
+//! and CODECS.
 //!
 //! Segments live in memory (a few windows' worth per variant) and, with
-//! [`HlsOptions::dir`], are also written to `DIR/KEY/VARIANT/N.ts` with the playlists
-//! beside them (written to a temporary name and renamed, so readers never see half a file).
+//! [`HlsOptions::dir`], are also written to `DIR/KEY/VARIANT/` with the playlists beside
+//! them (written to a temporary name and renamed, so readers never see half a file).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -18,9 +20,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
+use super::fmp4_mux::{Fmp4Muxer, Fmp4Video};
 use super::ts::{TsMuxer, TsVideo};
 use crate::codec::aac::AudioSpecificConfig;
-use crate::codec::avc::AvcDecoderConfig;
 use crate::error::Result;
 use crate::hub::{Hub, HubEvent, SubscribeOptions};
 use crate::media::{Codec, MediaInfo, MediaItem, Timebase, TrackKind};
@@ -60,6 +62,31 @@ pub struct Segment {
     /// Size in bytes (kept when the data is not).
     pub size: usize,
     pub data: Bytes,
+    /// fMP4: the id and bytes of the initialization section the segment needs.
+    pub init: Option<(u64, Bytes)>,
+}
+
+impl Segment {
+    /// `N.ts`, or `N.m4s` for fMP4.
+    pub fn file_name(&self) -> String {
+        format!("{}.{}", self.sequence, if self.init.is_some() { "m4s" } else { "ts" })
+    }
+}
+
+fn init_name(id: u64) -> String {
+    format!("init-{id}.mp4")
+}
+
+/// The container a segmenter writes.
+#[derive(Debug)]
+enum Muxer {
+    Ts(TsMuxer),
+    /// `init_id`: the sequence number of the first segment made with this section.
+    Fmp4 {
+        mux: Fmp4Muxer,
+        init_id: u64,
+        bytes: usize,
+    },
 }
 
 /// What a segmenter does when no keyframe comes to end a segment (a publisher that sends
@@ -92,7 +119,7 @@ impl Default for SegmentCap {
     }
 }
 
-/// Cuts one stream into MPEG-TS segments (sans-IO).
+/// Cuts one stream into MPEG-TS or fMP4 segments (sans-IO).
 #[derive(Debug)]
 pub struct HlsSegmenter {
     target_ms: i64,
@@ -101,8 +128,8 @@ pub struct HlsSegmenter {
     /// The next segment may start without a keyframe (after a cut by the cap).
     cut_open: bool,
     cuts: u64,
-    muxer: Option<TsMuxer>,
-    tracks: (Option<AvcDecoderConfig>, Option<AudioSpecificConfig>),
+    muxer: Option<Muxer>,
+    tracks: (Option<Fmp4Video>, Option<AudioSpecificConfig>),
     buf: Vec<u8>,
     start_ms: Option<i64>,
     last_ms: i64,
@@ -155,7 +182,7 @@ impl HlsSegmenter {
         if let Some(a) = &self.tracks.1 {
             codecs.push(a.codec_string());
         }
-        (codecs.join(","), self.tracks.0.as_ref().map(|v| (v.width, v.height)))
+        (codecs.join(","), self.tracks.0.as_ref().map(Fmp4Video::size))
     }
 
     /// Takes one item; returns the segment it completed, if any.
@@ -179,9 +206,9 @@ impl HlsSegmenter {
                     Some(start) if entry && dts_ms - start >= self.target_ms => {
                         done = self.close(dts_ms);
                     }
-                    Some(start) if dts_ms - start >= self.cap_ms || self.buf.len() >= self.cap.max_bytes => {
+                    Some(start) if dts_ms - start >= self.cap_ms || self.pending_bytes() >= self.cap.max_bytes => {
                         self.cuts += 1;
-                        let (ms, bytes, policy) = (dts_ms - start, self.buf.len(), self.cap.policy);
+                        let (ms, bytes, policy) = (dts_ms - start, self.pending_bytes(), self.cap.policy);
                         if self.cuts == 1 {
                             warn!(
                                 segment_ms = ms,
@@ -204,17 +231,31 @@ impl HlsSegmenter {
                 if self.start_ms.is_none() {
                     self.start_ms = Some(dts_ms);
                     self.cut_open = false;
-                    muxer.write_tables(&mut self.buf);
+                    if let Muxer::Ts(ts) = muxer {
+                        ts.write_tables(&mut self.buf);
+                    }
                 }
                 let pts = p.pts.rescale(Timebase::HZ_90K).ticks();
                 if is_video {
                     let dts = p.dts.rescale(Timebase::HZ_90K).ticks();
-                    muxer.write_video(&mut self.buf, pts, dts, p.keyframe, &p.payload)?;
+                    match muxer {
+                        Muxer::Ts(ts) => ts.write_video(&mut self.buf, pts, dts, p.keyframe, &p.payload)?,
+                        Muxer::Fmp4 { mux, bytes, .. } => {
+                            mux.write_video(pts, dts, p.keyframe, &p.payload)?;
+                            *bytes += p.payload.len();
+                        }
+                    }
                     if dts_ms > self.last_ms {
                         self.frame_ms = (dts_ms - self.last_ms).min(1000);
                     }
                 } else {
-                    muxer.write_audio(&mut self.buf, pts, &p.payload)?;
+                    match muxer {
+                        Muxer::Ts(ts) => ts.write_audio(&mut self.buf, pts, &p.payload)?,
+                        Muxer::Fmp4 { mux, bytes, .. } => {
+                            mux.write_audio(pts, &p.payload)?;
+                            *bytes += p.payload.len();
+                        }
+                    }
                     if !has_video && dts_ms > self.last_ms {
                         self.frame_ms = (dts_ms - self.last_ms).min(1000);
                     }
@@ -226,10 +267,7 @@ impl HlsSegmenter {
     }
 
     fn set_info(&mut self, info: &MediaInfo) -> Option<Segment> {
-        let video = info.video().and_then(|t| match &t.codec {
-            Codec::H264(c) => Some(c.clone()),
-            _ => None,
-        });
+        let video = info.video().and_then(|t| Fmp4Video::of(&t.codec));
         let audio = info.audio().and_then(|t| match &t.codec {
             Codec::Aac(a) => Some(a.clone()),
             _ => None,
@@ -241,39 +279,66 @@ impl HlsSegmenter {
         if done.is_some() || self.muxer.is_some() {
             self.discontinuity = true;
         }
-        // HEVC/AV1 video: segments H.264 players cannot play would be worse than none (an
-        // audio-only variant would be picked by adaptive players); the stream is left out and
-        // a ladder's H.264 renditions are its HLS
-        let unplayable = info.video().filter(|t| !matches!(t.codec, Codec::H264(_)));
-        if let Some(t) = unplayable {
+        // other video (VP9 relayed opaquely…): an audio-only variant would be picked by
+        // adaptive players, worse than none; the stream is left out, a ladder's renditions
+        // are its HLS
+        if let (Some(t), None) = (info.video(), &video) {
             warn!(
                 codec = %t.codec.name(),
-                "HLS output segments H.264 in MPEG-TS: this stream is not segmented (its ladder's renditions are)"
+                "HLS output takes H.264, HEVC and AV1: this stream is not segmented (its ladder's renditions are)"
             );
             self.muxer = None;
             self.tracks = (None, None);
             return done;
         }
-        self.muxer =
-            (video.is_some() || audio.is_some()).then(|| TsMuxer::new(video.clone().map(TsVideo::H264), audio.clone()));
+        self.muxer = match &video {
+            Some(Fmp4Video::H264(c)) => Some(Muxer::Ts(TsMuxer::new(Some(TsVideo::H264(c.clone())), audio.clone()))),
+            Some(v) => Some(Muxer::Fmp4 {
+                mux: Fmp4Muxer::new(Some(v.clone()), audio.clone()),
+                init_id: self.next_sequence,
+                bytes: 0,
+            }),
+            None => audio.is_some().then(|| Muxer::Ts(TsMuxer::new(None, audio.clone()))),
+        };
         self.tracks = (video, audio);
         done
     }
 
+    /// Bytes of the segment in progress.
+    fn pending_bytes(&self) -> usize {
+        match &self.muxer {
+            Some(Muxer::Fmp4 { bytes, .. }) => *bytes,
+            _ => self.buf.len(),
+        }
+    }
+
     fn close(&mut self, end_ms: i64) -> Option<Segment> {
         let start = self.start_ms.take()?;
-        if self.buf.is_empty() {
-            return None;
-        }
-        let reserve = self.buf.len() + self.buf.len() / 8;
+        let (data, init) = match &mut self.muxer {
+            Some(Muxer::Fmp4 { mux, init_id, bytes }) => {
+                if mux.is_empty() {
+                    return None;
+                }
+                *bytes = 0;
+                (mux.segment(end_ms * 90), Some((*init_id, mux.init().clone())))
+            }
+            _ => {
+                if self.buf.is_empty() {
+                    return None;
+                }
+                // the next segment is about as large: reserve that (and a little) up front so
+                // the buffer does not grow by doubling and keep up to twice its size alive
+                let reserve = self.buf.len() + self.buf.len() / 8;
+                (Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(reserve))), None)
+            }
+        };
         let seg = Segment {
             sequence: self.next_sequence,
             duration: ((end_ms - start).max(1) as f64) / 1000.0,
             discontinuity: std::mem::take(&mut self.discontinuity),
-            size: self.buf.len(),
-            // the next segment is about as large: reserve that (and a little) up front so the
-            // buffer does not grow by doubling and keep up to twice its size alive
-            data: Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(reserve))),
+            size: data.len(),
+            data,
+            init,
         };
         self.next_sequence += 1;
         Some(seg)
@@ -330,19 +395,29 @@ impl Variant {
         let skipped = self.segments.len() - listed.len();
         let discontinuity_sequence =
             self.discontinuity_sequence + self.segments.iter().take(skipped).filter(|s| s.discontinuity).count() as u64;
+        let fmp4 = listed.iter().any(|s| s.init.is_some());
         let p = MediaPlaylist {
-            version: Some(3),
+            // EXT-X-MAP in a media playlist needs version 6 and up
+            version: Some(if fmp4 { 7 } else { 3 }),
             target_duration: max.ceil() as u64,
             media_sequence: listed.first().map_or(self.next_sequence, |s| s.sequence),
             discontinuity_sequence,
             end_list: self.ended,
             segments: listed
                 .iter()
-                .map(|s| MediaSegment {
-                    uri: format!("{}.ts", s.sequence),
-                    duration: s.duration as f32,
-                    discontinuity: s.discontinuity,
-                    ..Default::default()
+                .enumerate()
+                .map(|(i, s)| {
+                    let id = s.init.as_ref().map(|(id, _)| *id);
+                    let previous = i.checked_sub(1).and_then(|j| listed[j].init.as_ref().map(|(id, _)| *id));
+                    MediaSegment {
+                        uri: s.file_name(),
+                        duration: s.duration as f32,
+                        discontinuity: s.discontinuity,
+                        map: id
+                            .filter(|id| Some(*id) != previous)
+                            .map(|id| m3u8_rs::Map { uri: init_name(id), ..Default::default() }),
+                        ..Default::default()
+                    }
                 })
                 .collect(),
             ..Default::default()
@@ -528,12 +603,16 @@ impl HlsServer {
         Some(v.playlist(self.inner.options.window, self.inner.options.segment_duration))
     }
 
-    /// A segment by file name (`N.ts`), while it is kept.
+    /// A segment (`N.ts`, `N.m4s`) or an fMP4 initialization section (`init-K.mp4`) by
+    /// file name, while it is kept.
     pub fn segment(&self, source: &str, variant: &str, name: &str) -> Option<Bytes> {
-        let seq: u64 = name.strip_suffix(".ts")?.parse().ok()?;
         let v = self.variant(source, variant)?;
         let v = lock(&v);
-        v.segments.iter().find(|s| s.sequence == seq && !s.data.is_empty()).map(|s| s.data.clone())
+        if let Some(id) = name.strip_prefix("init-").and_then(|n| n.strip_suffix(".mp4")) {
+            let id: u64 = id.parse().ok()?;
+            return v.segments.iter().find_map(|s| s.init.as_ref().filter(|(i, _)| *i == id).map(|(_, b)| b.clone()));
+        }
+        v.segments.iter().find(|s| s.file_name() == name && !s.data.is_empty()).map(|s| s.data.clone())
     }
 
     /// Adds a finished segment; returns the files to write and delete when writing to a directory.
@@ -554,7 +633,12 @@ impl HlsServer {
             v.next_sequence = seg.sequence + 1;
             v.ended = false;
             if self.inner.options.dir.is_some() {
-                work.writes.push((format!("{}.ts", seg.sequence), seg.data.clone()));
+                if let Some((id, init)) = &seg.init
+                    && !v.segments.iter().any(|s| s.init.as_ref().is_some_and(|(i, _)| i == id))
+                {
+                    work.writes.push((init_name(*id), init.clone()));
+                }
+                work.writes.push((seg.file_name(), seg.data.clone()));
             }
             if !self.inner.options.serve_from_memory {
                 seg.data = Bytes::new();
@@ -566,7 +650,12 @@ impl HlsServer {
                     if old.discontinuity {
                         v.discontinuity_sequence += 1;
                     }
-                    removed.push(format!("{}.ts", old.sequence));
+                    removed.push(old.file_name());
+                    if let Some((id, _)) = &old.init
+                        && !v.segments.iter().any(|s| s.init.as_ref().is_some_and(|(i, _)| i == id))
+                    {
+                        removed.push(init_name(*id));
+                    }
                 }
             }
             (v.playlist(window, self.inner.options.segment_duration), removed)

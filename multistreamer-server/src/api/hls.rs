@@ -101,5 +101,6 @@ fn file_response(state: &AppState, id: i64, variant: &str, file: &str) -> Result
         return Ok(([(header::CONTENT_TYPE, M3U8), (header::CACHE_CONTROL, "no-cache")], text).into_response());
     }
     let data = state.engine.hls.segment(&source, variant, file).ok_or_else(|| AppError::not_found("HLS segment"))?;
-    Ok(([(header::CONTENT_TYPE, "video/mp2t"), (header::CACHE_CONTROL, "max-age=60")], data).into_response())
+    let kind = if file.ends_with(".ts") { "video/mp2t" } else { "video/mp4" };
+    Ok(([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "max-age=60")], data).into_response())
 }
