@@ -221,3 +221,38 @@ fn av1_from_an_fmp4_playlist_goes_out_over_enhanced_rtmp_bit_identical() {
     assert_enhanced_only(&far, &far_dir, &near, &nginx, &clip, "av01");
     assert_hls_fmp4(&hls.join("cam"), &clip, "av01.");
 }
+
+#[test]
+fn an_hevc_camera_pulled_over_rtsp_goes_out_over_enhanced_rtmp() {
+    let tmp = TempDir::new("ertmp-rtsp");
+    let cam_port = free_port();
+    // gst-rtsp-server with x265, as many IP cameras send
+    let mut camera = python_peer("rtsp_server.py", cam_port, &[std::ffi::OsStr::new("h265")]);
+    let far_dir = tmp.join("far");
+    std::fs::create_dir_all(&far_dir).unwrap();
+    let (far, _far_dump) = start_recording_relay(&far_dir);
+    let far_port = far.bound_port("rtmp").expect("the far relay logs its RTMP port");
+    let near_dir = tmp.join("near");
+    std::fs::create_dir_all(&near_dir).unwrap();
+    let mut extra = vec!["--input".to_string(), format!("rtsp://127.0.0.1:{cam_port}/cam"), "--input-key".into()];
+    extra.push("cam".into());
+    extra.extend(to_args(&[format!("rtmp://127.0.0.1:{far_port}/live/{{key}}")]));
+    let (mut near, _near_dump) = start_relay(&near_dir, "live", &extra);
+    assert!(near.wait_for_log("RTSP pull live", 1, Duration::from_secs(30)), "the camera never went live");
+    assert!(far.wait_for_log("codec=hevc 320x240", 1, Duration::from_secs(20)), "HEVC did not reach the far relay");
+    std::thread::sleep(Duration::from_secs(4));
+    near.terminate();
+    let _ = camera.kill();
+    let _ = camera.wait();
+    assert!(
+        far.wait_for_log("recording stopped", 1, Duration::from_secs(30)),
+        "the far relay never finished its recording"
+    );
+    let recs = recordings(&far_dir);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let streams = probe_streams(&recs[0]);
+    assert!(streams.iter().any(|s| s.contains("codec_name=hevc") && s.contains("width=320")), "{streams:?}");
+    let (frames, errors) = decode_video(&recs[0]);
+    assert!(errors.trim().is_empty(), "{errors}");
+    assert!(frames.len() >= 90, "{} pictures in about 4 s of a 30 fps camera", frames.len());
+}

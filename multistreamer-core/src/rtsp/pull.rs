@@ -16,6 +16,7 @@ use tracing::{info, info_span};
 
 use crate::codec::aac::AudioSpecificConfig;
 use crate::codec::avc::AvcDecoderConfig;
+use crate::codec::hevc::HevcDecoderConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub::Hub;
 use crate::media::{Codec, MediaInfo, MediaItem, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
@@ -112,13 +113,15 @@ impl RtspSource {
             .iter()
             .enumerate()
             .filter(|(_, s)| {
-                (s.media() == "video" && s.encoding_name().eq_ignore_ascii_case("h264"))
+                (s.media() == "video"
+                    && (s.encoding_name().eq_ignore_ascii_case("h264")
+                        || s.encoding_name().eq_ignore_ascii_case("h265")))
                     || (s.media() == "audio" && s.encoding_name().eq_ignore_ascii_case("mpeg4-generic"))
             })
             .map(|(i, _)| i)
             .collect();
         if wanted.is_empty() {
-            return Err(Error::new(ErrorKind::Protocol, "the server offers no H.264 or AAC stream"));
+            return Err(Error::new(ErrorKind::Protocol, "the server offers no H.264, H.265 or AAC stream"));
         }
         for &i in &wanted {
             let t = match transport {
@@ -140,11 +143,18 @@ impl RtspSource {
             CodecItem::VideoFrame(f) => {
                 let id = TrackId(f.stream_id() as u32);
                 let mut changed = false;
+                let stream = &self.demuxed.streams()[f.stream_id()];
                 if (f.has_new_parameters() || self.info.track(id).is_none())
-                    && let Some(ParametersRef::Video(v)) = self.demuxed.streams()[f.stream_id()].parameters()
+                    && let Some(ParametersRef::Video(v)) = stream.parameters()
                 {
-                    let cfg = AvcDecoderConfig::parse(Bytes::copy_from_slice(v.extra_data()))?;
-                    self.info.set_track(Track { id, codec: Codec::H264(cfg), timebase: Timebase::HZ_90K });
+                    // the record retina builds from the parameter sets: avcC or hvcC
+                    let record = Bytes::copy_from_slice(v.extra_data());
+                    let codec = if stream.encoding_name().eq_ignore_ascii_case("h265") {
+                        Codec::Hevc(HevcDecoderConfig::parse(record)?)
+                    } else {
+                        Codec::H264(AvcDecoderConfig::parse(record)?)
+                    };
+                    self.info.set_track(Track { id, codec, timebase: Timebase::HZ_90K });
                     changed = true;
                 }
                 if self.info.track(id).is_none() {
