@@ -1,4 +1,4 @@
-//! RTP packets through the H.264 and AAC depacketizers: any bytes, any order.
+//! RTP packets through the H.264, H.265 and AAC depacketizers: any bytes, any order.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,6 +9,7 @@ use multistreamer_core::fuzz::{
 
 fuzz_target!(|packets: Vec<Vec<u8>>| {
     let mut h264 = H264Depacketizer::default();
+    let mut h265 = H264Depacketizer::hevc(Vec::new(), Vec::new(), Vec::new());
     let mut clock = RtpClock::default();
     for raw in &packets {
         let Ok(pkt) = RtpPacket::parse(raw) else { continue };
@@ -16,6 +17,12 @@ fuzz_target!(|packets: Vec<Vec<u8>>| {
         if let Ok(Some(unit)) = h264.push(&pkt) {
             // what comes out is well-formed AVCC
             assert!(avcc_nal_units(&unit.data, 4).all(|n| n.is_ok()));
+        }
+        if let Ok(Some(unit)) = h265.push(&pkt) {
+            assert!(avcc_nal_units(&unit.data, 4).all(|n| n.is_ok()));
+        }
+        if h265.take_params_changed() {
+            let _ = h265.codec();
         }
         let _ = depacketize_aac(AacRtpParams::default(), &pkt);
         let _ = depacketize_latm(&pkt);

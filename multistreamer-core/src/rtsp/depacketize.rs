@@ -1,5 +1,5 @@
-//! RTP → media model: the RTP header, H.264 (RFC 6184: single NAL unit, STAP-A, FU-A) into
-//! AVCC access units, AAC (RFC 3640 `mpeg4-generic`, AAC-hbr) into raw access units, and
+//! RTP → media model: the RTP header, H.264 (RFC 6184: single NAL unit, STAP-A, FU-A) and
+//! H.265 (RFC 7798: single NAL unit, AP, FU) into length-prefixed access units, AAC (RFC 3640 `mpeg4-generic`, AAC-hbr) into raw access units, and
 //! 32-bit RTP timestamps unwrapped into a 64-bit timeline. Sans-IO and fuzzed.
 
 use bytes::Bytes;
@@ -202,11 +202,15 @@ pub struct AccessUnit {
     pub keyframe: bool,
 }
 
-/// Reassembles H.264 access units from RTP payloads (packetization modes 0 and 1).
+/// Reassembles H.264 access units from RTP payloads (packetization modes 0 and 1), or
+/// H.265 ones ([`H264Depacketizer::hevc`]).
 #[derive(Debug, Default)]
 pub struct H264Depacketizer {
     /// Parameter sets seen in band (or given from `sprop-parameter-sets`).
     pub params: ParameterSets,
+    /// H.265: the RFC 7798 payload formats, and its video parameter sets.
+    hevc: bool,
+    pub vps: Vec<Bytes>,
     params_changed: bool,
     nals: Vec<u8>,
     keyframe: bool,
@@ -227,6 +231,28 @@ impl H264Depacketizer {
         H264Depacketizer { params, ..Default::default() }
     }
 
+    /// An H.265 depacketizer that knows the parameter sets given in the SDP (may be empty).
+    pub fn hevc(vps: Vec<Bytes>, sps: Vec<Bytes>, pps: Vec<Bytes>) -> H264Depacketizer {
+        H264Depacketizer { params: ParameterSets { sps, pps }, vps, hevc: true, ..Default::default() }
+    }
+
+    /// The track's codec once its parameter sets are known (H.264 or HEVC).
+    pub fn codec(&self) -> Option<Result<crate::media::Codec, crate::codec::CodecError>> {
+        if self.hevc {
+            let complete = !self.vps.is_empty() && self.params.is_complete();
+            complete.then(|| {
+                crate::codec::hevc::HevcDecoderConfig::from_parameter_sets(
+                    &self.vps,
+                    &self.params.sps,
+                    &self.params.pps,
+                )
+                .map(crate::media::Codec::Hevc)
+            })
+        } else {
+            self.params.is_complete().then(|| self.params.to_record().map(crate::media::Codec::H264))
+        }
+    }
+
     /// Whether the parameter sets changed since the last call (a new configuration).
     pub fn take_params_changed(&mut self) -> bool {
         std::mem::take(&mut self.params_changed)
@@ -234,6 +260,10 @@ impl H264Depacketizer {
 
     fn add_nal(&mut self, nal: &[u8]) {
         let Some(&header) = nal.first() else { return };
+        if self.hevc {
+            self.add_hevc_nal(nal);
+            return;
+        }
         match header & 0x1F {
             7 => {
                 if self.params.sps.first().map(|s| &s[..]) != Some(nal) {
@@ -260,6 +290,98 @@ impl H264Depacketizer {
                 self.nals.extend_from_slice(nal);
             }
         }
+    }
+
+    fn add_hevc_nal(&mut self, nal: &[u8]) {
+        use crate::codec::hevc::{NAL_AUD, NAL_PPS, NAL_SPS, NAL_VPS, is_irap, nal_type};
+        if nal.len() < 2 {
+            self.broken = true;
+            return;
+        }
+        let Some(t) = nal_type(nal) else { return };
+        let set = match t {
+            NAL_VPS => Some(&mut self.vps),
+            NAL_SPS => Some(&mut self.params.sps),
+            NAL_PPS => Some(&mut self.params.pps),
+            _ => None,
+        };
+        if let Some(set) = set {
+            if set.first().map(|s| &s[..]) != Some(nal) {
+                *set = vec![Bytes::copy_from_slice(nal)];
+                self.params_changed = true;
+            }
+            return;
+        }
+        if t == NAL_AUD {
+            return;
+        }
+        self.keyframe |= is_irap(t);
+        if self.nals.len() + nal.len() + 4 > MAX_ACCESS_UNIT {
+            self.broken = true;
+            return;
+        }
+        self.nals.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+        self.nals.extend_from_slice(nal);
+    }
+
+    /// RFC 7798 payloads: a NAL unit (types 0–47), an aggregation packet (48) or a
+    /// fragmentation unit (49), without decoding order numbers.
+    fn push_hevc(&mut self, p: &[u8]) -> Result<(), RtpError> {
+        if p.len() < 2 {
+            self.broken = true;
+            return Err(RtpError::Malformed("H.265 payload shorter than its header"));
+        }
+        match (p[0] >> 1) & 0x3F {
+            0..=47 => self.add_nal(p),
+            48 => {
+                let mut rest = &p[2..];
+                while !rest.is_empty() {
+                    if rest.len() < 2 {
+                        self.broken = true;
+                        return Err(RtpError::Malformed("truncated H.265 aggregation size"));
+                    }
+                    let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                    let Some(nal) = rest.get(2..2 + n) else {
+                        self.broken = true;
+                        return Err(RtpError::Malformed("truncated H.265 aggregation unit"));
+                    };
+                    self.add_nal(nal);
+                    rest = &rest[2 + n..];
+                }
+            }
+            49 => {
+                let Some(&fu_header) = p.get(2) else {
+                    self.broken = true;
+                    return Err(RtpError::Malformed("truncated H.265 FU header"));
+                };
+                let (start, end) = (fu_header & 0x80 != 0, fu_header & 0x40 != 0);
+                if start {
+                    let mut nal = Vec::with_capacity(p.len() * 4);
+                    // the NAL header: the payload header's F, layer and TID bits, the FU's type
+                    nal.push((p[0] & 0x81) | ((fu_header & 0x3F) << 1));
+                    nal.push(p[1]);
+                    nal.extend_from_slice(&p[3..]);
+                    self.fu = Some(nal);
+                } else if let Some(nal) = self.fu.as_mut() {
+                    if nal.len() + p.len() > MAX_ACCESS_UNIT {
+                        self.fu = None;
+                        self.broken = true;
+                        return Err(RtpError::Malformed("H.265 FU too large"));
+                    }
+                    nal.extend_from_slice(&p[3..]);
+                } else {
+                    self.broken = true;
+                }
+                if end && let Some(nal) = self.fu.take() {
+                    self.add_nal(&nal);
+                }
+            }
+            _ => {
+                self.broken = true;
+                return Err(RtpError::Malformed("unsupported H.265 payload (PACI)"));
+            }
+        }
+        Ok(())
     }
 
     fn finish_unit(&mut self) -> Option<AccessUnit> {
@@ -292,6 +414,14 @@ impl H264Depacketizer {
         self.last_seq = Some(pkt.sequence);
         self.timestamp = Some(pkt.timestamp);
         let p = pkt.payload;
+        if self.hevc {
+            self.push_hevc(p)?;
+            if pkt.marker {
+                let unit = self.finish_unit();
+                return Ok(done.or(unit));
+            }
+            return Ok(done);
+        }
         let Some(&header) = p.first() else {
             self.broken = true;
             return Err(RtpError::Malformed("empty H.264 payload"));
@@ -614,5 +744,56 @@ mod tests {
         bad[3] = 0xF8; // size larger than the data
         let raw = rtp(2, 0, true, &bad);
         assert!(depacketize_aac(AacRtpParams::default(), &RtpPacket::parse(&raw).expect("rtp")).is_err());
+    }
+
+    #[test]
+    fn hevc_single_units_aggregation_and_fragments_make_access_units() {
+        let (vps, sps, pps) = crate::codec::hevc::testing::parameter_sets_320x240();
+        let mut d = H264Depacketizer::hevc(Vec::new(), Vec::new(), Vec::new());
+        assert!(d.codec().is_none(), "no parameter sets yet");
+        // an aggregation packet with the three parameter sets
+        let mut ap = vec![48 << 1, 0x01];
+        for set in [&vps, &sps, &pps] {
+            ap.extend_from_slice(&(set.len() as u16).to_be_bytes());
+            ap.extend_from_slice(set);
+        }
+        let buf = rtp(1, 3000, false, &ap);
+        assert_eq!(d.push(&RtpPacket::parse(&buf).expect("rtp")).expect("valid"), None);
+        assert!(d.take_params_changed());
+        match d.codec() {
+            Some(Ok(crate::media::Codec::Hevc(c))) => assert_eq!((c.width, c.height), (320, 240)),
+            other => panic!("{other:?}"),
+        }
+        // an IDR (type 19) in three fragments
+        let idr: Vec<u8> = [0x26, 0x01].into_iter().chain((0..30).map(|i| i as u8)).collect();
+        let fu = |s: bool, e: bool, part: &[u8]| {
+            let mut p = vec![49 << 1, 0x01, (u8::from(s) << 7) | (u8::from(e) << 6) | 19];
+            p.extend_from_slice(part);
+            p
+        };
+        let parts = [&idr[2..12], &idr[12..22], &idr[22..]];
+        let mut unit = None;
+        for (i, part) in parts.iter().enumerate() {
+            let buf = rtp(2 + i as u16, 3000, i == 2, &fu(i == 0, i == 2, part));
+            unit = d.push(&RtpPacket::parse(&buf).expect("rtp")).expect("valid");
+        }
+        let unit = unit.expect("the marker ends the access unit");
+        assert!(unit.keyframe);
+        let mut expected = (idr.len() as u32).to_be_bytes().to_vec();
+        expected.extend_from_slice(&idr);
+        assert_eq!(&unit.data[..], &expected[..]);
+        // a lost fragment drops its unit, the next one comes through
+        let buf = rtp(6, 6000, false, &fu(true, false, &[1, 2, 3]));
+        let _ = d.push(&RtpPacket::parse(&buf).expect("rtp"));
+        let buf = rtp(8, 6000, true, &fu(false, true, &[4, 5]));
+        assert_eq!(d.push(&RtpPacket::parse(&buf).expect("rtp")).expect("valid"), None);
+        let trail = [0x02, 0x01, 0xD0, 0x09];
+        let buf = rtp(9, 9000, true, &trail);
+        let unit = d.push(&RtpPacket::parse(&buf).expect("rtp")).expect("valid").expect("a single NAL unit");
+        assert!(!unit.keyframe);
+        assert_eq!(&unit.data[4..], &trail[..]);
+        // PACI and short payloads are errors, not panics
+        assert!(d.push(&RtpPacket::parse(&rtp(10, 9000, false, &[50 << 1, 1, 0])).expect("rtp")).is_err());
+        assert!(d.push(&RtpPacket::parse(&rtp(11, 9000, false, &[0x26])).expect("rtp")).is_err());
     }
 }

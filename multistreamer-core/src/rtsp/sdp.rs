@@ -20,11 +20,13 @@ pub enum SdpError {
 pub enum MediaFormat {
     /// H.264; parameter sets from `sprop-parameter-sets` (may be empty: then in band).
     H264 { params: ParameterSets },
+    /// H.265 (RFC 7798); parameter sets from `sprop-vps/sps/pps` (may be empty: in band).
+    H265 { vps: Vec<Bytes>, sps: Vec<Bytes>, pps: Vec<Bytes> },
     /// AAC in RFC 3640 `mpeg4-generic`.
     Aac { config: AudioSpecificConfig, rtp: AacRtpParams },
     /// AAC in RFC 3016 `MP4A-LATM` (as GStreamer sends it), configuration out of band.
     AacLatm { config: AudioSpecificConfig },
-    /// Anything else (Opus, PCMA, H.265 …): not ingested.
+    /// Anything else (Opus, PCMA, …): not ingested.
     Other { encoding: String },
 }
 
@@ -147,6 +149,26 @@ pub fn parse_announce(body: &[u8]) -> Result<Vec<SdpMedia>, SdpError> {
                 return Err(SdpError::Invalid("H.264 packetization-mode 2 (interleaved) is not supported".into()));
             }
             MediaFormat::H264 { params }
+        } else if encoding.eq_ignore_ascii_case("H265") {
+            if fmtp_param(fmtp, "sprop-max-don-diff").is_some_and(|d| d != "0") {
+                return Err(SdpError::Invalid(
+                    "H.265 with decoding order numbers (sprop-max-don-diff) is not supported".into(),
+                ));
+            }
+            let sets = |key: &str| -> Result<Vec<Bytes>, SdpError> {
+                fmtp_param(fmtp, key)
+                    .map(|v| {
+                        v.split(',')
+                            .map(|set| {
+                                base64(set.trim())
+                                    .map(Bytes::from)
+                                    .ok_or_else(|| SdpError::Invalid(format!("{key} is not base64")))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_else(|| Ok(Vec::new()))
+            };
+            MediaFormat::H265 { vps: sets("sprop-vps")?, sps: sets("sprop-sps")?, pps: sets("sprop-pps")? }
         } else if encoding.eq_ignore_ascii_case("mpeg4-generic") {
             let config =
                 fmtp_param(fmtp, "config").ok_or_else(|| SdpError::Invalid("mpeg4-generic without config".into()))?;
@@ -232,5 +254,17 @@ a=control:streamid=1\r\n";
         assert!(parse_announce(bad_config.as_bytes()).is_err());
         let no_config = FFMPEG_SDP.replace(" config=119056E500", "");
         assert!(parse_announce(no_config.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn h265_takes_its_parameter_sets_and_refuses_decoding_order_numbers() {
+        let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\n\
+a=rtpmap:96 H265/90000\r\na=fmtp:96 sprop-vps=QAEMAf//AWAAAAMAkAAAAwAAAwA8lZgJ; sprop-pps=RAHBcrRiQA==\r\na=control:streamid=0\r\n";
+        let media = parse_announce(sdp.as_bytes()).expect("sdp");
+        let MediaFormat::H265 { vps, sps, pps } = &media[0].format else { panic!("{:?}", media[0].format) };
+        assert_eq!((vps.len(), sps.len(), pps.len()), (1, 0, 1), "an absent set comes in band");
+        assert_eq!(vps[0][0] >> 1, 32);
+        let with_don = sdp.replace("sprop-pps", "sprop-max-don-diff=2; sprop-pps");
+        assert!(parse_announce(with_don.as_bytes()).is_err());
     }
 }

@@ -496,10 +496,16 @@ impl Connection {
             let Some(m) = self.media.get(index) else { continue };
             let id = TrackId(index as u32);
             match &m.format {
-                MediaFormat::H264 { params } => {
-                    let mut depack = H264Depacketizer::with_params(params.clone());
-                    if let Ok(rec) = params.to_record() {
-                        self.info.set_track(Track { id, codec: Codec::H264(rec), timebase: Timebase::HZ_90K });
+                MediaFormat::H264 { .. } | MediaFormat::H265 { .. } => {
+                    let mut depack = match &m.format {
+                        MediaFormat::H265 { vps, sps, pps } => {
+                            H264Depacketizer::hevc(vps.clone(), sps.clone(), pps.clone())
+                        }
+                        MediaFormat::H264 { params } => H264Depacketizer::with_params(params.clone()),
+                        _ => continue,
+                    };
+                    if let Some(Ok(codec)) = depack.codec() {
+                        self.info.set_track(Track { id, codec, timebase: Timebase::HZ_90K });
                     }
                     let _ = depack.take_params_changed();
                     self.tracks.insert(index, TrackState::H264 { depack, clock: RtpClock::default(), id });
@@ -520,7 +526,7 @@ impl Connection {
                     }
                 }
                 MediaFormat::Other { encoding } => {
-                    warn!(encoding = %encoding, "this RTSP stream is not ingested (H.264 and AAC are)");
+                    warn!(encoding = %encoding, "this RTSP stream is not ingested (H.264, H.265 and AAC are)");
                 }
             }
         }
@@ -552,14 +558,15 @@ impl Connection {
         let Some(track) = self.tracks.get_mut(&index) else { return Ok(()) };
         match track {
             TrackState::H264 { depack, clock, id } => {
-                let unit = depack.push(&pkt).map_err(|e| depacketize("H.264", e))?;
-                if depack.take_params_changed() && depack.params.is_complete() {
-                    match depack.params.to_record() {
-                        Ok(rec) => {
-                            self.info.set_track(Track { id: *id, codec: Codec::H264(rec), timebase: Timebase::HZ_90K });
+                let unit = depack.push(&pkt).map_err(|e| depacketize("video", e))?;
+                if depack.take_params_changed() {
+                    match depack.codec() {
+                        Some(Ok(codec)) => {
+                            self.info.set_track(Track { id: *id, codec, timebase: Timebase::HZ_90K });
                             self.items.push_back(MediaItem::Info(Arc::new(self.info.clone())));
                         }
-                        Err(e) => return Err(RtspIngestError::ParameterSets(e.to_string())),
+                        Some(Err(e)) => return Err(RtspIngestError::ParameterSets(e.to_string())),
+                        None => {}
                     }
                 }
                 let Some(unit) = unit else { return Ok(()) };
