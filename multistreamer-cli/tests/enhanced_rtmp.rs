@@ -296,3 +296,36 @@ fn ffmpeg_pushes_hevc_over_rtsp_and_it_goes_on_bit_identical() {
     assert!(audio.len() + 6 >= src_audio.len(), "{} of {} AAC frames", audio.len(), src_audio.len());
     assert_eq!(find_run(&src_audio, &audio), Some(0), "AAC frames changed or out of order");
 }
+
+#[test]
+fn an_enhanced_rtmp_publisher_is_taken_first_class_and_sent_on_bit_identical() {
+    // the publisher is the test support's own (OBS's tag layout), not the relay's push code
+    for (name, video) in [("hevc", HEVC), ("av1", AV1)] {
+        let tmp = TempDir::new(&format!("ertmp-in-{name}"));
+        let clip = tmp.join("in.mp4");
+        make_clip_with(&clip, 3, video);
+        let track = read_video(&clip);
+        let far_dir = tmp.join("far");
+        std::fs::create_dir_all(&far_dir).unwrap();
+        let (far, _far_dump) = start_recording_relay(&far_dir);
+        let far_port = far.bound_port("rtmp").expect("the far relay logs its RTMP port");
+        let near_dir = tmp.join("near");
+        std::fs::create_dir_all(&near_dir).unwrap();
+        let mut extra = to_args(&[format!("rtmp://127.0.0.1:{far_port}/live/{{key}}")]);
+        extra.extend(["--record".to_string(), near_dir.join("rec").display().to_string()]);
+        let (near, _near_dump) = start_relay(&near_dir, "live", &extra);
+        publish_enhanced(near.port, "live", "cam", &track);
+        near.wait_destinations_closed(1);
+        let codec = if name == "hevc" { "hevc" } else { "av1" };
+        assert!(near.log_text().contains(&format!("codec={codec} 320x240")), "the ingest did not parse {codec}");
+        // recorded by the relay itself and by the relay it sent the stream to
+        assert!(near.wait_for_log("recording stopped", 1, Duration::from_secs(20)));
+        assert!(far.wait_for_log("recording stopped", 1, Duration::from_secs(20)));
+        for dir in [&near_dir, &far_dir] {
+            let recs = recordings(dir);
+            assert_eq!(recs.len(), 1, "{recs:?}");
+            assert!(probe_streams(&recs[0]).iter().any(|s| s.contains(&format!("codec_name={codec}"))));
+            assert_eq!(packet_hashes(&recs[0], "v"), packet_hashes(&clip, "v"), "{codec} changed in {}", dir.display());
+        }
+    }
+}

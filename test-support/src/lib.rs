@@ -3,10 +3,12 @@
 //! server, and the `multistreamer` binary itself.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_debug_implementations)]
 
+mod enhanced_publisher;
 mod faulty_rtmp;
 mod rtp_shift;
 pub mod secrets;
 mod udp_loss;
+pub use enhanced_publisher::{VideoSample, VideoTrack, publish_enhanced, read_video};
 pub use faulty_rtmp::{Fault, FaultyRtmp};
 pub use rtp_shift::RtpShift;
 pub use udp_loss::UdpLoss;
