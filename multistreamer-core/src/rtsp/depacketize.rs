@@ -324,6 +324,54 @@ impl H264Depacketizer {
         self.nals.extend_from_slice(nal);
     }
 
+    /// The units of an aggregation packet (STAP-A, H.265 AP): a 16-bit size before each.
+    fn add_aggregated(&mut self, mut rest: &[u8], truncated: &'static str) -> Result<(), RtpError> {
+        while !rest.is_empty() {
+            let size = rest.get(..2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+            let Some(nal) = size.and_then(|n| rest.get(2..2 + n)) else {
+                self.broken = true;
+                return Err(RtpError::Malformed(truncated));
+            };
+            self.add_nal(nal);
+            rest = &rest[2 + nal.len()..];
+        }
+        Ok(())
+    }
+
+    /// One fragment of a fragmented unit (FU-A, H.265 FU): `fu_header` holds the start and
+    /// end bits, `nal_header` the unit's own header (rebuilt by the caller), `data` the
+    /// fragment.
+    fn add_fragment(
+        &mut self,
+        fu_header: u8,
+        nal_header: &[u8],
+        data: &[u8],
+        too_large: &'static str,
+    ) -> Result<(), RtpError> {
+        if fu_header & 0x80 != 0 {
+            let mut nal = Vec::with_capacity(data.len() * 4);
+            nal.extend_from_slice(nal_header);
+            nal.extend_from_slice(data);
+            self.fu = Some(nal);
+        } else if let Some(nal) = self.fu.as_mut() {
+            if nal.len() + data.len() > MAX_ACCESS_UNIT {
+                self.fu = None;
+                self.broken = true;
+                return Err(RtpError::Malformed(too_large));
+            }
+            nal.extend_from_slice(data);
+        } else {
+            // a continuation without its start (lost or truncated): drop the unit
+            self.broken = true;
+        }
+        if fu_header & 0x40 != 0
+            && let Some(nal) = self.fu.take()
+        {
+            self.add_nal(&nal);
+        }
+        Ok(())
+    }
+
     /// RFC 7798 payloads: a NAL unit (types 0–47), an aggregation packet (48) or a
     /// fragmentation unit (49), without decoding order numbers.
     fn push_hevc(&mut self, p: &[u8]) -> Result<(), RtpError> {
@@ -333,48 +381,15 @@ impl H264Depacketizer {
         }
         match (p[0] >> 1) & 0x3F {
             0..=47 => self.add_nal(p),
-            48 => {
-                let mut rest = &p[2..];
-                while !rest.is_empty() {
-                    if rest.len() < 2 {
-                        self.broken = true;
-                        return Err(RtpError::Malformed("truncated H.265 aggregation size"));
-                    }
-                    let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-                    let Some(nal) = rest.get(2..2 + n) else {
-                        self.broken = true;
-                        return Err(RtpError::Malformed("truncated H.265 aggregation unit"));
-                    };
-                    self.add_nal(nal);
-                    rest = &rest[2 + n..];
-                }
-            }
+            48 => self.add_aggregated(&p[2..], "truncated H.265 aggregation packet")?,
             49 => {
                 let Some(&fu_header) = p.get(2) else {
                     self.broken = true;
                     return Err(RtpError::Malformed("truncated H.265 FU header"));
                 };
-                let (start, end) = (fu_header & 0x80 != 0, fu_header & 0x40 != 0);
-                if start {
-                    let mut nal = Vec::with_capacity(p.len() * 4);
-                    // the NAL header: the payload header's F, layer and TID bits, the FU's type
-                    nal.push((p[0] & 0x81) | ((fu_header & 0x3F) << 1));
-                    nal.push(p[1]);
-                    nal.extend_from_slice(&p[3..]);
-                    self.fu = Some(nal);
-                } else if let Some(nal) = self.fu.as_mut() {
-                    if nal.len() + p.len() > MAX_ACCESS_UNIT {
-                        self.fu = None;
-                        self.broken = true;
-                        return Err(RtpError::Malformed("H.265 FU too large"));
-                    }
-                    nal.extend_from_slice(&p[3..]);
-                } else {
-                    self.broken = true;
-                }
-                if end && let Some(nal) = self.fu.take() {
-                    self.add_nal(&nal);
-                }
+                // the NAL header: the payload header's F, layer and TID bits, the FU's type
+                let header = [(p[0] & 0x81) | ((fu_header & 0x3F) << 1), p[1]];
+                self.add_fragment(fu_header, &header, &p[3..], "H.265 FU too large")?;
             }
             _ => {
                 self.broken = true;
@@ -428,50 +443,15 @@ impl H264Depacketizer {
         };
         match header & 0x1F {
             1..=23 => self.add_nal(p),
-            24 => {
-                // STAP-A: 16-bit size + NAL, repeated
-                let mut rest = &p[1..];
-                while !rest.is_empty() {
-                    if rest.len() < 2 {
-                        self.broken = true;
-                        return Err(RtpError::Malformed("truncated STAP-A size"));
-                    }
-                    let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-                    let Some(nal) = rest.get(2..2 + n) else {
-                        self.broken = true;
-                        return Err(RtpError::Malformed("truncated STAP-A unit"));
-                    };
-                    self.add_nal(nal);
-                    rest = &rest[2 + n..];
-                }
-            }
+            24 => self.add_aggregated(&p[1..], "truncated STAP-A")?,
             28 => {
                 // FU-A: indicator, FU header (S, E, type), fragment
                 let Some(&fu_header) = p.get(1) else {
                     self.broken = true;
                     return Err(RtpError::Malformed("truncated FU-A header"));
                 };
-                let start = fu_header & 0x80 != 0;
-                let end = fu_header & 0x40 != 0;
-                if start {
-                    let mut nal = Vec::with_capacity(p.len() * 4);
-                    nal.push((header & 0xE0) | (fu_header & 0x1F));
-                    nal.extend_from_slice(&p[2..]);
-                    self.fu = Some(nal);
-                } else if let Some(nal) = self.fu.as_mut() {
-                    if nal.len() + p.len() > MAX_ACCESS_UNIT {
-                        self.fu = None;
-                        self.broken = true;
-                        return Err(RtpError::Malformed("FU-A unit too large"));
-                    }
-                    nal.extend_from_slice(&p[2..]);
-                } else {
-                    // a continuation without its start (lost or truncated): drop the unit
-                    self.broken = true;
-                }
-                if end && let Some(nal) = self.fu.take() {
-                    self.add_nal(&nal);
-                }
+                let nal_header = [(header & 0xE0) | (fu_header & 0x1F)];
+                self.add_fragment(fu_header, &nal_header, &p[2..], "FU-A unit too large")?;
             }
             _ => {
                 self.broken = true;
