@@ -14,7 +14,7 @@ ARG RUNTIME_BASE=debian:bookworm-slim
 # FFmpeg's libraries (libavdevice reads the capture's virtual screen); for webinar capture
 # and render: chromium on a virtual screen and the chat's fonts (Cyrillic, colour emoji)
 FROM ${RUNTIME_BASE} AS runtime
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 \
     libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 libavdevice59 \
     xvfb chromium fonts-dejavu-core fonts-noto-color-emoji \
     && rm -rf /var/lib/apt/lists/*
@@ -22,7 +22,8 @@ VOLUME ["/var/lib/multistreamer"]
 ENV MULTISTREAMER_DATA_DIR=/var/lib/multistreamer \
     MULTISTREAMER_HTTP=0.0.0.0:8080 \
     MULTISTREAMER_RTMP=0.0.0.0:1935
-EXPOSE 1935 8554 8080
+# RTMP, RTSP, HTTP (and WHIP's offers); SRT and WHIP media over UDP
+EXPOSE 1935 8554 8080 9000/udp 8189/udp
 ENTRYPOINT ["/usr/local/bin/multistreamer-server"]
 
 # the host's release build (`cargo build --release -p multistreamer-server -p multistreamer-cli`)
@@ -31,7 +32,7 @@ COPY target/release/multistreamer-server target/release/multistreamer /usr/local
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-RUN apt-get update && apt-get install -y --no-install-recommends pkg-config ca-certificates clang libclang-dev \
+RUN apt-get update && apt-get install -y --no-install-recommends pkg-config ca-certificates clang libclang-dev libssl-dev \
     libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev libavdevice-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY . .

@@ -193,6 +193,25 @@ def main():
     seed("capture_input", "manifest", json.dumps({"version": 1, "started_at": "2026-12-02T10:00:00Z",
         "url": "https://example.com/room?token=secret", "gaps": [{"from_ms": 1, "to_ms": 2}]}))
 
+    # a browser's WHIP offer (sendonly Opus and H.264 among VP8, RTX; ICE candidates included)
+    seed("whip_offer", "browser", "v=0\r\no=- 46117 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+         "a=group:BUNDLE 0 1\r\na=extmap-allow-mixed\r\na=msid-semantic: WMS s\r\n"
+         "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n"
+         "a=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host generation 0\r\n"
+         "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijklmn\r\na=ice-options:trickle\r\n"
+         "a=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\na=setup:actpass\r\na=mid:0\r\n"
+         "a=sendonly\r\na=msid:s a\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n"
+         "a=fmtp:111 minptime=10;useinbandfec=1\r\na=ssrc:1001 cname:c\r\n"
+         "m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n"
+         "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijklmn\r\n"
+         "a=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\na=setup:actpass\r\na=mid:1\r\n"
+         "a=sendonly\r\na=msid:s v\r\na=rtcp-mux\r\na=rtcp-rsize\r\na=rtpmap:96 VP8/90000\r\n"
+         "a=rtcp-fb:96 nack pli\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"
+         "a=rtpmap:102 H264/90000\r\na=rtcp-fb:102 nack pli\r\n"
+         "a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n"
+         "a=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\na=ssrc-group:FID 2001 2002\r\n"
+         "a=ssrc:2001 cname:c\r\na=ssrc:2002 cname:c\r\n")
+
 
 if __name__ == "__main__":
     main()

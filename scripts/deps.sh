@@ -9,9 +9,10 @@ set -euo pipefail
 profile="${1:-run}"
 
 # FFmpeg's libraries (in-process transcoding through ffmpeg-next) and clang for its bindings;
+# OpenSSL's headers for WHIP's DTLS;
 # for webinar capture and render: chromium on a virtual screen (xvfb, read through
 # libavdevice) and the fonts of the rendered chat (Cyrillic, colour emoji).
-run_pkgs=(ca-certificates pkg-config gcc libc6-dev clang libclang-dev
+run_pkgs=(ca-certificates pkg-config gcc libc6-dev clang libclang-dev libssl-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev libavdevice-dev
   xvfb chromium fonts-dejavu-core fonts-noto-color-emoji)
 test_pkgs=(ffmpeg nginx libnginx-mod-rtmp libnginx-mod-stream openssl procps python3 python3-venv util-linux

@@ -77,6 +77,7 @@ pub mod fuzz {
     pub use crate::rtsp::sdp::{MediaFormat, parse_announce};
     #[cfg(feature = "srt")]
     pub use crate::srt::fuzz_input as fuzz_srt_input;
+    pub use crate::whip_offer::summarize as whip_offer_summary;
 }
 #[cfg(feature = "hls")]
 pub mod hls;
@@ -106,6 +107,11 @@ pub mod stage;
 mod sync;
 #[cfg(feature = "libav")]
 pub mod transcode;
+#[cfg(feature = "whip")]
+pub mod whip;
+// What a WHIP offer sends, read without the WebRTC stack (the fuzz target needs none).
+#[cfg_attr(not(feature = "whip"), allow(dead_code))]
+mod whip_offer;
 
 pub use error::{Error, ErrorKind, Result};
 pub use sink::{Connector, Sink};

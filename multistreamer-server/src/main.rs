@@ -23,6 +23,7 @@ use multistreamer_core::monitor::{MonitorHandle, spawn_monitor};
 use multistreamer_core::rtmp::RtmpIngestOptions;
 use multistreamer_core::signal::shutdown_signal;
 use multistreamer_core::transcode::TranscodeOptions;
+use multistreamer_core::whip::WhipOptions;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
@@ -42,7 +43,7 @@ use crate::platforms::{PlatformConfig, Platforms};
 )]
 struct Cli {
     /// TOML file with any of: data_dir, http, rtmp, rtsp, srt, app, public_rtmp_url, public_rtsp_url,
-    /// public_srt_url,
+    /// public_srt_url, whip_udp, whip_candidates,
     /// transcode_preset, transcode_encoder_threads, transcode_cascade_scaling, public_url,
     /// youtube_client_id, youtube_client_secret,
     /// youtube_api_base, google_oauth_base, google_auth_url, mtslink_api_base.
@@ -76,6 +77,15 @@ struct Cli {
     /// The SRT ingest URL shown to users, without the stream id: srt://HOST:PORT (default: from --srt).
     #[arg(long, env = "MULTISTREAMER_PUBLIC_SRT_URL")]
     public_srt_url: Option<String>,
+    /// WHIP media address (UDP; WebRTC publishers, one port for every session). An
+    /// unspecified address binds this machine's outgoing address and loopback
+    /// [default: 0.0.0.0:8189].
+    #[arg(long, env = "MULTISTREAMER_WHIP_UDP")]
+    whip_udp: Option<SocketAddr>,
+    /// Addresses WHIP publishers are told to send media to (ICE candidates), comma-separated:
+    /// the public address behind NAT that forwards the --whip-udp port (default: the bound ones).
+    #[arg(long, env = "MULTISTREAMER_WHIP_CANDIDATES", value_delimiter = ',')]
+    whip_candidates: Option<Vec<std::net::IpAddr>>,
     /// HTTP connections beyond this many are closed at accept [default: 1024].
     #[arg(long, env = "MULTISTREAMER_HTTP_MAX_CONNECTIONS")]
     http_max_connections: Option<usize>,
@@ -139,6 +149,8 @@ struct FileConfig {
     public_rtsp_url: Option<String>,
     srt: Option<SocketAddr>,
     public_srt_url: Option<String>,
+    whip_udp: Option<SocketAddr>,
+    whip_candidates: Option<Vec<std::net::IpAddr>>,
     rtmp_max_connections: Option<usize>,
     rtmp_max_pending_per_address: Option<usize>,
     http_max_connections: Option<usize>,
@@ -167,6 +179,8 @@ struct Args {
     public_rtsp_url: Option<String>,
     srt: SocketAddr,
     public_srt_url: Option<String>,
+    whip_udp: SocketAddr,
+    whip_candidates: Vec<std::net::IpAddr>,
     rtmp_limits: RtmpIngestOptions,
     http_limits: http_serve::HttpLimits,
     transcode: TranscodeOptions,
@@ -212,6 +226,8 @@ impl Cli {
             public_rtsp_url: self.public_rtsp_url.or(file.public_rtsp_url),
             srt: self.srt.or(file.srt).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9000))),
             public_srt_url: self.public_srt_url.or(file.public_srt_url),
+            whip_udp: self.whip_udp.or(file.whip_udp).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8189))),
+            whip_candidates: self.whip_candidates.or(file.whip_candidates).unwrap_or_default(),
             rtmp_limits: {
                 let mut o = RtmpIngestOptions::default();
                 if let Some(n) = self.rtmp_max_connections.or(file.rtmp_max_connections) {
@@ -373,6 +389,12 @@ async fn run(args: Args) -> Result<(), AppError> {
         captures_dir: args.data_dir.join("captures"),
         rtsp: Some(args.rtsp),
         srt: Some(args.srt),
+        whip: Some(WhipOptions {
+            udp: args.whip_udp,
+            candidates: args.whip_candidates.clone(),
+            app: args.app.clone(),
+            ..WhipOptions::default()
+        }),
         rtmp_limits: args.rtmp_limits.clone(),
     };
     let engine = Engine::start(db.clone(), config, Arc::clone(&platforms), cancel.clone()).await?;
@@ -433,6 +455,14 @@ async fn run(args: Args) -> Result<(), AppError> {
     }
     if let Some(srt) = state.public_srt.as_ref() {
         println!("  SRT ingest:     {srt}?streamid=#!::r={}/<stream key>,m=publish", args.app);
+    }
+    if let Some(whip) = &engine.whip {
+        let media: Vec<String> = whip.local_addrs().iter().map(ToString::to_string).collect();
+        println!(
+            "  WHIP ingest:    http://{http_addr}/whip/{} (Bearer token: the stream key; media over UDP {})",
+            args.app,
+            media.join(", ")
+        );
     }
     match &first_login {
         Some(FirstLogin { password, generated: true }) => {

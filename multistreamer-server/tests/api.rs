@@ -48,6 +48,7 @@ impl Server {
             .arg("--data-dir")
             .arg(dir.join("data"))
             .args(["--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--rtsp", "127.0.0.1:0", "--srt", "127.0.0.1:0"])
+            .args(["--whip-udp", "127.0.0.1:0"])
             .args(extra)
             .env("MULTISTREAMER_ADMIN_PASSWORD", "first-password-1")
             .env("NO_COLOR", "1")
@@ -1478,6 +1479,11 @@ mod ui {
 
     /// Debian's chromium, headless, on the server's web UI, signed in as admin.
     fn signed_in(server: &Server) -> (Browser, Arc<Tab>, ScreenshotOnFailure) {
+        signed_in_with(server, &[])
+    }
+
+    /// [`signed_in`] with more chromium flags.
+    fn signed_in_with(server: &Server, extra: &[&str]) -> (Browser, Arc<Tab>, ScreenshotOnFailure) {
         let args: Vec<&OsStr> = [
             "--disable-gpu",
             "--no-first-run",
@@ -1487,6 +1493,7 @@ mod ui {
             "--disable-quic",
         ]
         .iter()
+        .chain(extra)
         .map(OsStr::new)
         .collect();
         let options = LaunchOptions::default_builder()
@@ -1513,6 +1520,130 @@ mod ui {
     fn screenshot(tab: &Tab, name: &str) {
         let png = tab.capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true).unwrap();
         let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join(name), png);
+    }
+
+    /// One HTTP/1.1 request with a text body: (status, headers, body).
+    fn http_text(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        s.write_all(req.as_bytes()).unwrap();
+        let mut raw = String::new();
+        let _ = s.read_to_string(&mut raw);
+        let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        (status, head.to_string(), body.to_string())
+    }
+
+    /// "Go live from this browser": chromium's fake camera and microphone, published from
+    /// the stream page over WHIP, reach nginx-rtmp as H.264 and AAC that decode; Stop ends
+    /// the session and the stream. Offers the server cannot use are refused with the reason.
+    #[test]
+    fn go_live_from_the_stream_page_in_chromium() {
+        let tmp = TempDir::new("server-ui-whip");
+        let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "live");
+        let server = Server::start(tmp.path());
+        assert!(server.stdout().contains("WHIP ingest:"), "{}", server.stdout());
+        let admin = Client::login(server.http, "first-password-1");
+        let stream = admin.post("/api/streams", json!({"name": "from a browser"})).json();
+        let sid = stream["id"].as_i64().unwrap();
+        let key = stream["key"].as_str().unwrap().to_string();
+        assert_eq!(stream["whip_path"], json!("/whip/live"));
+        let url = format!("rtmp://127.0.0.1:{}/live/browser", nginx.port);
+        assert_eq!(
+            admin.post(&format!("/api/streams/{sid}/destinations"), json!({"name": "n", "url": url})).status,
+            201
+        );
+
+        // what a WHIP client hears when its offer cannot be taken
+        let bearer = format!("Bearer {key}");
+        let sdp = [("Content-Type", "application/sdp")];
+        let with_key = [("Content-Type", "application/sdp"), ("Authorization", bearer.as_str())];
+        let vp8 = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\na=rtpmap:96 VP8/90000\r\n";
+        let (status, _, body) = http_text(server.http, "POST", "/whip/live", &with_key, vp8);
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("VP8 only") && body.contains("H.264"), "{body}");
+        let (status, _, body) = http_text(server.http, "POST", "/whip/live", &with_key, "not sdp");
+        assert_eq!(status, 400, "{body}");
+        let (status, _, body) = http_text(server.http, "POST", "/whip/live", &sdp, vp8);
+        assert_eq!(status, 401, "no key: {body}");
+        let wrong = [("Content-Type", "application/sdp"), ("Authorization", "Bearer not-a-key")];
+        let h264 = vp8.replace("VP8", "H264");
+        let (status, _, body) = http_text(server.http, "POST", "/whip/live", &wrong, &h264);
+        assert_eq!(status, 401, "a wrong key: {body}");
+        let (status, _, _) = http_text(server.http, "POST", "/whip/live", &[("Authorization", bearer.as_str())], &h264);
+        assert_eq!(status, 415);
+        let (status, _, _) = http_text(server.http, "DELETE", "/whip/session/0123", &[], "");
+        assert_eq!(status, 404);
+        assert!(!admin.get(&format!("/api/streams/{sid}")).json()["live"].as_bool().unwrap(), "nothing went live");
+
+        let (_browser, tab, _shot) = signed_in_with(
+            &server,
+            &[
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                "--allow-loopback-in-peer-connection",
+            ],
+        );
+        tab.navigate_to(&format!("http://127.0.0.1:{}/#/streams/{sid}", server.http)).unwrap();
+        tab.wait_for_element("#golive").unwrap().click().unwrap();
+        wait_js(
+            &tab,
+            "document.querySelector('#golive-state').textContent === 'live from this browser'",
+            Duration::from_secs(30),
+        );
+        // the destination receives it; ten seconds of it recorded there
+        wait_json(&admin, &format!("/api/streams/{sid}"), 30, |s| {
+            s["live"] == json!(true) && s["destinations"][0]["state"] == json!("live")
+        });
+        let rec = || nginx.recordings().first().cloned();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if rec().is_some_and(|r| video_keyframes(&r).len() >= 300) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not get 300 video frames: {:?}",
+                rec().map(|r| probe_streams(&r))
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        screenshot(&tab, "ui-go-live.png");
+        tab.wait_for_element("#golive").unwrap().click().unwrap();
+        wait_js(&tab, "document.querySelector('#golive').textContent === 'Go live'", Duration::from_secs(10));
+        wait_json(&admin, &format!("/api/streams/{sid}"), 30, |s| s["destinations"][0]["state"] != json!("live"));
+        assert!(server.log().contains("WHIP session stopped"), "Stop sent DELETE: {}", server.log());
+
+        let recording = rec().unwrap();
+        let streams = probe_streams(&recording);
+        assert!(streams.iter().any(|s| s.contains("codec_name=h264")), "{streams:?}");
+        assert!(streams.iter().any(|s| s.contains("codec_name=aac") && s.contains("sample_rate=48000")), "{streams:?}");
+        let (frames, errors) = decode_video(&recording);
+        assert!(frames.len() >= 300, "{} frames decoded", frames.len());
+        assert!(errors.trim().is_empty(), "the H.264 decodes without errors: {errors}");
+        // the fake camera moves: the pictures are not all the same
+        let distinct: std::collections::HashSet<&String> = frames.iter().collect();
+        assert!(distinct.len() > frames.len() / 2, "{} distinct pictures of {}", distinct.len(), frames.len());
+        let audio = decode_audio_seconds(&recording);
+        assert!(audio >= 8.0, "{audio} s of audio decoded");
+    }
+
+    /// Seconds of audio that decode from the first audio stream.
+    fn decode_audio_seconds(file: &Path) -> f64 {
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(file)
+            .args(["-map", "0:a:0", "-f", "s16le", "-ac", "1", "-ar", "8000", "-"])
+            .output()
+            .unwrap();
+        assert!(out.stderr.is_empty(), "the AAC decodes without errors: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout.len() as f64 / 16_000.0
     }
 
     /// Settings → Platforms connects YouTube with the device flow; the stream page creates a

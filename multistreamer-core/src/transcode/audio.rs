@@ -1,6 +1,7 @@
 //! The audio every rung carries: the source's AAC unchanged, or — for the other codecs an
 //! RTMP publisher may send (MP3, G.711, PCM, Nellymoser, Speex) — AAC encoded once on the
-//! decoding thread and shared by every rung.
+//! decoding thread and shared by every rung. The same encoder turns a WebRTC publisher's
+//! Opus into AAC at the ingest ([`AacEncoder::from_opus`]).
 
 use std::collections::VecDeque;
 
@@ -15,7 +16,7 @@ use tracing::{info, warn};
 use super::{ffi, media_err, missing_codec};
 use crate::codec::aac::AudioSpecificConfig;
 use crate::error::Result;
-use crate::media::{Codec, FlvCodecTag, Packet, Timebase, Timestamp, Track, TrackKind};
+use crate::media::{Codec, FlvCodecTag, Packet, Timebase, Timestamp, Track, TrackId, TrackKind};
 
 pub(super) enum AudioPath {
     None,
@@ -108,10 +109,20 @@ fn flv_decoder(id: u8) -> Option<(codec::Id, Option<i32>, bool)> {
     })
 }
 
-/// Decodes FLV audio, resamples to planar float, and encodes AAC-LC in 1024-sample frames.
-pub(super) struct AacEncoder {
+/// What an [`AacEncoder`] decodes.
+#[derive(Clone, Copy, Debug)]
+enum AudioInput {
+    /// Classic FLV audio (packets are FLV audio tag bodies) with this codec id.
+    Flv(u8),
+    /// Opus packets as RTP carries them (48 kHz, one or two channels).
+    Opus,
+}
+
+/// Decodes FLV audio or Opus, resamples to planar float, and encodes AAC-LC in 1024-sample
+/// frames.
+pub(crate) struct AacEncoder {
     source: Track,
-    flv_id: u8,
+    input: AudioInput,
     output: Track,
     decoder: Option<decoder::Audio>,
     resampler: Option<resampling::Context>,
@@ -124,6 +135,9 @@ pub(super) struct AacEncoder {
     /// Timestamp (in 1/rate) of the first sample in the FIFO.
     next_pts: Option<i64>,
 }
+
+/// The longest gap in an Opus timeline filled with silence (5 s at 48 kHz).
+const MAX_SILENCE_FILL: i64 = 5 * 48_000;
 
 const AAC_RATES: [u32; 9] = [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000];
 
@@ -140,6 +154,20 @@ impl AacEncoder {
         let src_rate = fixed_rate.map(|r| r as u32).or(flv_rate).unwrap_or(44_100);
         let rate = if AAC_RATES.contains(&src_rate) && src_rate >= 16_000 { src_rate } else { 48_000 };
         let channels = if mono || header.is_some_and(|h| h & 1 == 0) { 1 } else { 2 };
+        AacEncoder::open(source, AudioInput::Flv(flv_id), rate, channels, kbps)
+    }
+
+    /// An encoder from Opus (48 kHz, stereo out) to AAC-LC at `kbps`; its packets keep the
+    /// track id `track` and are stamped in 1/48000. Gaps in the Opus timestamps (lost
+    /// packets, silence suppression) are filled with silence so that the AAC timeline stays
+    /// continuous and in step with the video.
+    pub(crate) fn from_opus(track: TrackId, kbps: u32) -> Result<AacEncoder> {
+        let timebase = Timebase::new(1, 48_000).ok_or_else(|| media_err("bad sample rate"))?;
+        let codec = Codec::FlvAudio { codec: FlvCodecTag::FourCc(*b"Opus"), sequence_header: None };
+        AacEncoder::open(Track { id: track, codec, timebase }, AudioInput::Opus, 48_000, 2, kbps)
+    }
+
+    fn open(source: Track, input: AudioInput, rate: u32, channels: i32, kbps: u32) -> Result<AacEncoder> {
         let layout = ChannelLayout::default(channels);
         let codec = encoder::find(codec::Id::AAC).ok_or_else(|| missing_codec("AAC encoder"))?;
         let mut ctx = codec::Context::new_with_codec(codec);
@@ -155,10 +183,10 @@ impl AacEncoder {
         let frame_size = (encoder.frame_size() as usize).max(1);
         let timebase = Timebase::new(1, rate).ok_or_else(|| media_err("bad sample rate"))?;
         let output = Track { id: source.id, codec: Codec::Aac(asc), timebase };
-        info!(from = %source.codec.name(), rate, channels, "source audio is encoded to AAC for the renditions");
+        info!(from = %source.codec.name(), rate, channels, "source audio is encoded to AAC");
         Ok(AacEncoder {
             source,
-            flv_id,
+            input,
             output,
             decoder: None,
             resampler: None,
@@ -172,29 +200,66 @@ impl AacEncoder {
         })
     }
 
+    /// The AAC track the packets belong to.
+    pub(crate) fn output_track(&self) -> &Track {
+        &self.output
+    }
+
     fn open_decoder(&self, header: u8) -> Result<decoder::Audio> {
-        let (id, fixed_rate, mono) =
-            flv_decoder(self.flv_id).ok_or_else(|| unsupported("unsupported FLV audio".into()))?;
+        let (id, rate, channels) = match self.input {
+            AudioInput::Flv(flv_id) => {
+                let (id, fixed_rate, mono) =
+                    flv_decoder(flv_id).ok_or_else(|| unsupported("unsupported FLV audio".into()))?;
+                let rate = fixed_rate.unwrap_or([5_512, 11_025, 22_050, 44_100][usize::from((header >> 2) & 3)]);
+                (id, rate, if mono || header & 1 == 0 { 1 } else { 2 })
+            }
+            // the decoder mixes a mono packet up to the two channels it is opened with
+            AudioInput::Opus => (codec::Id::OPUS, 48_000, 2),
+        };
         let codec = decoder::find(id).ok_or_else(|| missing_codec(&format!("{id:?} decoder")))?;
         // Rate and channels come from the FLV header for the codecs that do not carry them;
         // libav only exposes their setters on the encoder side of a context.
         let mut params = codec::Context::new_with_codec(codec).encoder().audio()?;
-        let rate = fixed_rate.unwrap_or([5_512, 11_025, 22_050, 44_100][usize::from((header >> 2) & 3)]);
         params.set_rate(rate);
-        params.set_channel_layout(ChannelLayout::default(if mono || header & 1 == 0 { 1 } else { 2 }));
+        params.set_channel_layout(ChannelLayout::default(channels));
         let ctx: codec::Context = params.0.0;
         Ok(ctx.decoder().audio()?)
     }
 
-    fn push(&mut self, p: &Packet) -> Result<Vec<Packet>> {
-        let Some((&header, body)) = p.payload.split_first() else { return Ok(Vec::new()) };
+    /// The AAC packets ready after one more source packet.
+    pub(crate) fn push(&mut self, p: &Packet) -> Result<Vec<Packet>> {
+        let (header, body) = match self.input {
+            AudioInput::Flv(_) => match p.payload.split_first() {
+                Some((&header, body)) => (header, body),
+                None => return Ok(Vec::new()),
+            },
+            AudioInput::Opus => (0, &p.payload[..]),
+        };
+        if body.is_empty() {
+            return Ok(Vec::new());
+        }
         if self.decoder.is_none() {
             self.decoder = Some(self.open_decoder(header)?);
         }
-        if self.next_pts.is_none() {
-            self.next_pts = Some(p.dts.rescale(self.output.timebase).ticks());
-        }
         let mut out = Vec::new();
+        let at = p.dts.rescale(self.output.timebase).ticks();
+        match self.next_pts {
+            None => self.next_pts = Some(at),
+            Some(next) if matches!(self.input, AudioInput::Opus) => {
+                let expected = next + self.fifo[0].len() as i64;
+                let gap = at - expected;
+                if gap > MAX_SILENCE_FILL {
+                    // too long to fill: what is buffered goes out, the timeline jumps
+                    self.encode_ready(&mut out, true)?;
+                    self.next_pts = Some(at);
+                } else if gap > self.frame_size as i64 / 4 {
+                    for q in &mut self.fifo {
+                        q.extend(std::iter::repeat_n(0.0, gap as usize));
+                    }
+                }
+            }
+            Some(_) => {}
+        }
         if let Some(Err(e)) = self.decoder.as_mut().map(|d| d.send_packet(&ffmpeg_next::Packet::copy(body))) {
             warn!(error = %e, "the audio decoder refused a packet; skipped");
             return Ok(out);
@@ -273,7 +338,8 @@ impl AacEncoder {
         Ok(())
     }
 
-    fn flush(&mut self) -> Vec<Packet> {
+    /// What is left once the source ended.
+    pub(crate) fn flush(&mut self) -> Vec<Packet> {
         let mut out = Vec::new();
         if let Some(dec) = self.decoder.as_mut() {
             let _ = dec.send_eof();

@@ -21,7 +21,7 @@
 //! A new video configuration mid-stream (the publisher changed resolution) re-creates the
 //! decoder; the rungs re-create their scalers and keep their sizes, encoders and timelines.
 
-mod audio;
+pub(crate) mod audio;
 mod error;
 pub(crate) mod ffi;
 pub mod file;

@@ -5,6 +5,7 @@ import { app, badge, copyRow, el, field, fieldError, fmtBytes, fmtRate, fmtRecon
 import { feed, onLeave, rerender } from "./page.js";
 import { broadcastsSection } from "./broadcasts.js";
 import { capturesSection } from "./captures.js";
+import { goLiveSection } from "./golive.js";
 import { PreviewPlayer } from "./preview.js";
 
 const PRESETS = {
@@ -202,6 +203,7 @@ export async function showStream(id) {
       ...(s.rtsp_url ? [el("div", { class: "muted" }, "RTSP (ffmpeg -f rtsp, GStreamer rtspclientsink; TCP)"), copyRow("ingest-rtsp", s.rtsp_url)] : []),
       ...(s.srt_url ? [el("div", { class: "muted" }, "SRT (OBS: Settings → Stream → Custom, the whole URL as Server; MPEG-TS, H.264 + AAC)"), copyRow("ingest-srt", s.srt_url + (s.srt_passphrase ? "&passphrase=" + s.srt_passphrase : "")), srtForm] : []),
       pullForm, pullStatus),
+    goLiveSection(s),
     el("section", {}, el("h2", {}, "Preview"), el("div", { class: "copy-row" }, field("Watch", previewSel, "variant")), video, previewNote,
       el("div", { class: "muted" }, "Playback link for other players (VLC, a web page): anyone with it can watch; a new stream key revokes it"),
       copyRow("hls-play-url", location.origin + s.hls_play_path)),

@@ -9,6 +9,7 @@ mod session;
 mod streams;
 mod system;
 mod views;
+mod whip;
 
 pub use self::captures::{Fetches, Renders};
 pub use self::hls::TokenMap;
@@ -76,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .route("/hls/{id}/{variant}/{file}", get(hls::hls_file))
         .route("/play/{token}/index.m3u8", get(hls::play_master))
         .route("/play/{token}/{variant}/{file}", get(hls::play_file))
+        .route("/whip/{key}", post(whip::offer))
+        .route("/whip/session/{id}", axum::routing::delete(whip::stop).patch(whip::patch))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(system::metrics))
         .route("/api/openapi.json", get(openapi))
@@ -138,6 +141,7 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("charts.js", include_str!("../../assets/js/charts.js")),
     ("dashboard.js", include_str!("../../assets/js/dashboard.js")),
     ("dom.js", include_str!("../../assets/js/dom.js")),
+    ("golive.js", include_str!("../../assets/js/golive.js")),
     ("login.js", include_str!("../../assets/js/login.js")),
     ("main.js", include_str!("../../assets/js/main.js")),
     ("page.js", include_str!("../../assets/js/page.js")),

@@ -93,6 +93,7 @@ fn stream_value(
             .as_ref()
             .map(|u| format!("{u}?streamid=#!::r={}/{},m=publish", state.app, s.ingest_key)),
         srt_passphrase: s.srt_passphrase.clone(),
+        whip_path: state.engine.whip.as_ref().map(|_| format!("/whip/{}", state.app)),
         pull_url: mask_pull_url(&s.pull_url),
         hls_url: format!("/hls/{}/index.m3u8", s.id),
         hls_play_path: format!("/play/{}/index.m3u8", hls_token(&s.ingest_key)),

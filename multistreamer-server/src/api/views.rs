@@ -25,6 +25,9 @@ pub struct StreamView {
     pub srt_url: Option<String>,
     /// The passphrase SRT publishers encrypt with; empty: none.
     pub srt_passphrase: String,
+    /// `/whip/APP` on this server, when the WHIP ingest runs: WebRTC publishers POST their
+    /// offer there with the stream key as the Bearer token.
+    pub whip_path: Option<String>,
     pub pull_url: String,
     pub hls_url: String,
     pub hls_play_path: String,

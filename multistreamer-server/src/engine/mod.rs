@@ -36,6 +36,7 @@ use multistreamer_core::source::{InputUrl, PullHandle, PullOptions, PullStatus};
 use multistreamer_core::srt::{SrtIngest, SrtIngestOptions};
 use multistreamer_core::transcode::hub::{LadderHandle, spawn_ladder, split_rendition};
 use multistreamer_core::transcode::{RungSnapshot, TranscodeOptions};
+use multistreamer_core::whip::{WhipOptions, WhipServer};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -137,6 +138,8 @@ pub struct Engine {
     pub rtmp_addr: SocketAddr,
     pub rtsp_addr: Option<SocketAddr>,
     pub srt_addr: Option<SocketAddr>,
+    /// The WHIP ingest (WebRTC publishers), when it runs.
+    pub whip: Option<WhipServer>,
     recordings_dir: PathBuf,
     captures_dir: PathBuf,
     live_captures: LiveCaptures,
@@ -161,6 +164,8 @@ pub struct EngineConfig {
     pub rtsp: Option<SocketAddr>,
     /// The SRT ingest (callers name `APP/KEY` in their stream id), when it runs.
     pub srt: Option<SocketAddr>,
+    /// The WHIP ingest's media sockets and settings, when it runs.
+    pub whip: Option<WhipOptions>,
     /// The RTMP ingest's connection limits.
     pub rtmp_limits: RtmpIngestOptions,
 }
@@ -172,7 +177,7 @@ impl Engine {
         platforms: Arc<Platforms>,
         cancel: CancellationToken,
     ) -> Result<Arc<Engine>, AppError> {
-        let EngineConfig { rtmp, app, transcode, recordings_dir, captures_dir, rtsp, srt, rtmp_limits } = config;
+        let EngineConfig { rtmp, app, transcode, recordings_dir, captures_dir, rtsp, srt, whip, rtmp_limits } = config;
         let app = app.as_str();
         db::close_stale_recordings(&db).await?;
         // a capture cannot continue across a restart (its video would start over): it ended
@@ -223,6 +228,24 @@ impl Engine {
             }
             None => None,
         };
+        let whip = match whip {
+            Some(options) => {
+                let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string() });
+                let udp = options.udp;
+                // like SRT: a taken UDP port disables WHIP with a warning
+                match WhipServer::bind(hub.clone(), auth, options).await {
+                    Ok(whip) => {
+                        tokio::spawn(whip.clone().run(ingest_cancel.clone()));
+                        Some(whip)
+                    }
+                    Err(e) => {
+                        warn!(%udp, error = %e, "WHIP ingest not started (set --whip-udp to another address)");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         let hls = HlsServer::start(hub.clone(), HlsOptions::default(), cancel.child_token());
         let totals = Arc::new(DestinationTotals::default());
         let (changed, changes) = tokio::sync::watch::channel(0u64);
@@ -260,6 +283,7 @@ impl Engine {
             rtmp_addr,
             rtsp_addr,
             srt_addr,
+            whip,
             recordings_dir,
             captures_dir,
             live_captures,
