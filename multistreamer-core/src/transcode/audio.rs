@@ -115,6 +115,7 @@ enum AudioInput {
     /// Classic FLV audio (packets are FLV audio tag bodies) with this codec id.
     Flv(u8),
     /// Opus packets as RTP carries them (48 kHz, one or two channels).
+    #[cfg_attr(not(feature = "whip"), allow(dead_code))]
     Opus,
 }
 
@@ -161,6 +162,7 @@ impl AacEncoder {
     /// track id `track` and are stamped in 1/48000. Gaps in the Opus timestamps (lost
     /// packets, silence suppression) are filled with silence so that the AAC timeline stays
     /// continuous and in step with the video.
+    #[cfg_attr(not(feature = "whip"), allow(dead_code))]
     pub(crate) fn from_opus(track: TrackId, kbps: u32) -> Result<AacEncoder> {
         let timebase = Timebase::new(1, 48_000).ok_or_else(|| media_err("bad sample rate"))?;
         let codec = Codec::FlvAudio { codec: FlvCodecTag::FourCc(*b"Opus"), sequence_header: None };
@@ -201,6 +203,7 @@ impl AacEncoder {
     }
 
     /// The AAC track the packets belong to.
+    #[cfg_attr(not(feature = "whip"), allow(dead_code))]
     pub(crate) fn output_track(&self) -> &Track {
         &self.output
     }
