@@ -246,6 +246,17 @@ impl Nginx {
 
     /// `extra` is appended at the top level of the config (e.g. a `stream {}` block).
     pub fn start_with(dir: &Path, port: u16, app: &str, extra: &str) -> Nginx {
+        Nginx::start_conf(dir, port, app, "", extra)
+    }
+
+    /// Like [`Nginx::start`] with each recording cut at `bytes` (still one file per
+    /// publish): for a destination whose sessions are counted rather than read, so that a
+    /// long run does not fill the disk.
+    pub fn start_capped(dir: &Path, port: u16, app: &str, bytes: u64) -> Nginx {
+        Nginx::start_conf(dir, port, app, &format!(" record_max_size {bytes};"), "")
+    }
+
+    fn start_conf(dir: &Path, port: u16, app: &str, record: &str, extra: &str) -> Nginx {
         fs::create_dir_all(dir.join("rec")).unwrap();
         fs::create_dir_all(dir.join("logs")).unwrap();
         let stream_module =
@@ -255,7 +266,7 @@ impl Nginx {
              daemon off;\nmaster_process off;\nerror_log {dir}/logs/error.log info;\npid {dir}/nginx.pid;\n\
              events {{ worker_connections 256; }}\n\
              rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
-               application {app} {{ live on; record all; record_path {dir}/rec; record_unique on; }} }} }}\n{extra}\n",
+               application {app} {{ live on; record all; record_path {dir}/rec; record_unique on;{record} }} }} }}\n{extra}\n",
             dir = dir.display()
         );
         let conf_path = dir.join("nginx.conf");
@@ -796,4 +807,10 @@ pub fn child_pids(parent: u32) -> Vec<u32> {
 /// The command name (`/proc/PID/comm`).
 pub fn process_name(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
+}
+
+/// Bytes free for an unprivileged writer on the file system holding `path` (`df`).
+pub fn free_bytes(path: &Path) -> u64 {
+    let out = Command::new("df").args(["-B1", "--output=avail"]).arg(path).output().expect("df");
+    String::from_utf8_lossy(&out.stdout).lines().nth(1).and_then(|l| l.trim().parse().ok()).unwrap_or(0)
 }

@@ -495,8 +495,16 @@ fn the_api_holds_under_schemathesis() {
         Some(s) => cmd.args(["--phases", "coverage,fuzzing,stateful", "--max-time", &s.to_string()]),
         None => cmd.args(["--phases", "coverage,fuzzing", "--max-examples", "25"]),
     };
-    // its cache of found failures goes to the scratch directory, not into the source tree
-    let out = cmd.env("SCHEMATHESIS_HOOKS", "").current_dir(tmp.path()).output().unwrap();
+    // its cache of found failures goes to the scratch directory, not into the source tree;
+    // the hooks teach it to send WHIP's application/sdp offers
+    let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults");
+    let out = cmd
+        .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
+        .env("PYTHONPATH", hooks)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     eprintln!(
         "{}",

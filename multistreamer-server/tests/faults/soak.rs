@@ -63,6 +63,9 @@ const MIX: [Kind; 10] = [
     Kind::Rtmp,
 ];
 
+/// What the flaky destination keeps of each connection (its files are counted, not read).
+const FLAKY_RECORD_BYTES: u64 = 64 * 1024;
+
 /// A 4 s clip like `make_clip`'s, at a capped bit rate (a long soak records every stream
 /// twice at nginx-rtmp: the bit rate decides the disk it needs).
 fn soak_clip(path: &Path, size: &str, kbps: u32) {
@@ -122,15 +125,32 @@ fn soak_publishers_destinations_and_api_churn() {
         (env("MULTISTREAMER_SOAK_PUBLISHERS", 5) as usize, env("MULTISTREAMER_SOAK_SECONDS", 45));
     let tmp = TempDir::new("server-soak");
     let clips = [tmp.join("360p.mp4"), tmp.join("720p.mp4")];
-    soak_clip(&clips[0], "640x360", 300);
-    soak_clip(&clips[1], "1280x720", 800);
+    let kbps = [300, 800];
+    soak_clip(&clips[0], "640x360", kbps[0]);
+    soak_clip(&clips[1], "1280x720", kbps[1]);
+    // The disk it takes: the two steady destinations record every stream in full, and the
+    // server's own recordings (toggled by the API client) at most as much again; the flaky
+    // destination keeps 64 KB per connection. A run that fills the disk ends in failures
+    // with no clear cause (the server and nginx cannot write): refuse to start instead.
+    let avg_bytes_per_s = (kbps[0] + kbps[1]) / 2 * 1000 / 8 + 64_000 / 8;
+    let need = publishers as u64 * 3 * avg_bytes_per_s as u64 * seconds * 5 / 4;
+    let free = free_bytes(tmp.path());
+    assert!(
+        free > need,
+        "the soak needs about {} MB free under {} ({publishers} publishers, {seconds} s, recorded at the \
+         destinations and by the server); {} MB are free: free space, or lower MULTISTREAMER_SOAK_PUBLISHERS / \
+         MULTISTREAMER_SOAK_SECONDS",
+        need >> 20,
+        tmp.path().display(),
+        free >> 20
+    );
     let www = tmp.join("www");
     std::fs::create_dir_all(&www).unwrap();
     let http = HttpServer::start(&www);
     let steady = Nginx::start(&tmp.join("steady"), free_port(), "app");
     let flaky_dir = tmp.join("flaky");
     let flaky_port = free_port();
-    let mut flaky = Nginx::start(&flaky_dir, flaky_port, "app");
+    let mut flaky = Nginx::start_capped(&flaky_dir, flaky_port, "app", FLAKY_RECORD_BYTES);
     let server = Server::start(tmp.path());
     let pid = server.child.id();
     let admin = Client::login(server.http, "first-password-1");
@@ -296,7 +316,7 @@ fn soak_publishers_destinations_and_api_churn() {
         samples.push((started.elapsed().as_secs_f64(), process_usage(pid)));
         flaky.kill();
         std::thread::sleep(Duration::from_millis(1000 + rng.below(3000)));
-        flaky = Nginx::start(&flaky_dir, flaky_port, "app");
+        flaky = Nginx::start_capped(&flaky_dir, flaky_port, "app", FLAKY_RECORD_BYTES);
         restarts += 1;
         // back: each live stream's flaky destination live again (reconnect backoff, then
         // the GOP cache's keyframe), every stream read in one listing every 100 ms
