@@ -12,7 +12,7 @@ SRT ?= 0.0.0.0:9000
 LISTEN ?= rtmp://0.0.0.0:1935/live
 TO ?=
 
-.PHONY: run relay test deps deps-test build lint fmt fuzz-api soak image fuzz-long bench-relay bench-transcode bench-hls bench-rtsp bench-render bench-capture fuzz clean
+.PHONY: run relay test deps deps-test build lint fmt fuzz-api soak image fuzz-long bench-relay bench-transcode bench-hls bench-rtsp bench-whip bench-render bench-capture fuzz clean
 
 deps:
 	@scripts/deps.sh run
@@ -62,6 +62,10 @@ fuzz-api: deps-test
 soak: deps-test
 	MULTISTREAMER_SOAK_PUBLISHERS=$${MULTISTREAMER_SOAK_PUBLISHERS:-50} MULTISTREAMER_SOAK_SECONDS=$${MULTISTREAMER_SOAK_SECONDS:-1800} \
 	  $(CARGO) test --release -p multistreamer-server --test api -- --exact faults::soak::soak_publishers_destinations_and_api_churn --nocapture
+
+bench-whip: deps-test
+	$(CARGO) build --release -p multistreamer-server -p multistreamer-benches
+	./target/release/bench-whip $(BENCH_ARGS)
 
 bench-relay: deps-test
 	$(CARGO) build --release -p multistreamer-cli -p multistreamer-benches

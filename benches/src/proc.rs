@@ -200,3 +200,18 @@ pub fn make_relay_clip(path: &std::path::Path) -> std::path::PathBuf {
     assert!(st.success(), "cannot generate the clip");
     path.to_path_buf()
 }
+
+pub fn kill(mut c: std::process::Child) {
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+/// Video packets ffprobe reads from a live RTMP stream in 3 s.
+pub fn probe_live(url: &str) -> usize {
+    let out = Command::new("timeout")
+        .args(["15", "ffprobe", "-v", "error", "-read_intervals", "%+3", "-select_streams", "v:0"])
+        .args(["-count_packets", "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", url])
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout).lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(0)
+}

@@ -32,7 +32,9 @@
 
 #[path = "../proc.rs"]
 mod proc;
-use proc::{clk_tck, free_port, make_relay_clip, proc_cpu_ticks, proc_hwm_kb, start_nginx, wait_port};
+use proc::{
+    clk_tck, free_port, kill, make_relay_clip, probe_live, proc_cpu_ticks, proc_hwm_kb, start_nginx, wait_port,
+};
 
 use std::fs;
 use std::path::Path;
@@ -111,21 +113,6 @@ fn publisher(clip: &Path, url: &str) -> Child {
         c.args(["-f", "flv", url]);
     }
     c.stdin(Stdio::null()).stdout(Stdio::null()).spawn().expect("ffmpeg")
-}
-
-fn kill(mut c: Child) {
-    let _ = c.kill();
-    let _ = c.wait();
-}
-
-/// Video packets ffprobe reads from a live RTMP stream in 3 s.
-fn probe_live(url: &str) -> usize {
-    let out = Command::new("timeout")
-        .args(["15", "ffprobe", "-v", "error", "-read_intervals", "%+3", "-select_streams", "v:0"])
-        .args(["-count_packets", "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", url])
-        .output()
-        .expect("ffprobe");
-    String::from_utf8_lossy(&out.stdout).lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(0)
 }
 
 struct Row {
