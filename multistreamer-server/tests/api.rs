@@ -1540,7 +1540,8 @@ mod ui {
     }
 
     /// "Go live from this browser": chromium's fake camera and microphone, published from
-    /// the stream page over WHIP, reach nginx-rtmp as H.264 and AAC that decode; Stop ends
+    /// the stream page over WHIP, reach nginx-rtmp as H.264 and AAC that decode, as a 360p
+    /// rendition at a second destination, as HLS and as the original recording; Stop ends
     /// the session and the stream. Offers the server cannot use are refused with the reason.
     #[test]
     fn go_live_from_the_stream_page_in_chromium() {
@@ -1549,15 +1550,20 @@ mod ui {
         let server = Server::start(tmp.path());
         assert!(server.stdout().contains("WHIP ingest:"), "{}", server.stdout());
         let admin = Client::login(server.http, "first-password-1");
-        let stream = admin.post("/api/streams", json!({"name": "from a browser"})).json();
+        let stream = admin.post("/api/streams", json!({"name": "from a browser", "ladder": "360p"})).json();
         let sid = stream["id"].as_i64().unwrap();
         let key = stream["key"].as_str().unwrap().to_string();
         assert_eq!(stream["whip_path"], json!("/whip/live"));
+        let r = admin.request("PATCH", &format!("/api/streams/{sid}"), Some(&json!({"record_mode": "original"})));
+        assert_eq!(r.status, 200, "{}", r.body);
         let url = format!("rtmp://127.0.0.1:{}/live/browser", nginx.port);
         assert_eq!(
             admin.post(&format!("/api/streams/{sid}/destinations"), json!({"name": "n", "url": url})).status,
             201
         );
+        let small =
+            json!({"name": "small", "url": format!("rtmp://127.0.0.1:{}/live/small", nginx.port), "rendition": "360p"});
+        assert_eq!(admin.post(&format!("/api/streams/{sid}/destinations"), small).status, 201);
 
         // what a WHIP client hears when its offer cannot be taken
         let bearer = format!("Bearer {key}");
@@ -1598,10 +1604,13 @@ mod ui {
             Duration::from_secs(30),
         );
         // the destination receives it; ten seconds of it recorded there
-        wait_json(&admin, &format!("/api/streams/{sid}"), 30, |s| {
-            s["live"] == json!(true) && s["destinations"][0]["state"] == json!("live")
+        wait_json(&admin, &format!("/api/streams/{sid}"), 60, |s| {
+            s["live"] == json!(true)
+                && s["destinations"].as_array().is_some_and(|d| d.iter().all(|d| d["state"] == json!("live")))
+                && s["hls_variants"][0]["segments"].as_u64().unwrap_or(0) > 0
+                && s["recording"]["bytes_written"].as_u64().unwrap_or(0) > 0
         });
-        let rec = || nginx.recordings().first().cloned();
+        let rec = || nginx.recordings_of("browser").first().cloned();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if rec().is_some_and(|r| video_keyframes(&r).len() >= 300) {
@@ -1632,6 +1641,21 @@ mod ui {
         assert!(distinct.len() > frames.len() / 2, "{} distinct pictures of {}", distinct.len(), frames.len());
         let audio = decode_audio_seconds(&recording);
         assert!(audio >= 8.0, "{audio} s of audio decoded");
+
+        // the ladder's rendition, and the server's own recording of the original
+        let small = nginx.recordings_of("small");
+        let small = small.first().expect("the 360p destination recorded");
+        let streams = probe_streams(small);
+        assert!(streams.iter().any(|s| s.contains("codec_name=h264") && s.contains("height=360")), "{streams:?}");
+        assert!(decode_video(small).0.len() >= 100, "the 360p rendition decodes");
+        let list = wait_json(&admin, "/api/recordings", 30, |v| v[0]["recording"] == json!(false));
+        let (status, _, body) = admin.download(list[0]["download_url"].as_str().unwrap(), None);
+        assert_eq!(status, 200);
+        let original = tmp.join("original.mp4");
+        std::fs::write(&original, body).unwrap();
+        let (frames, errors) = decode_video(&original);
+        assert!(frames.len() >= 300 && errors.trim().is_empty(), "{} frames recorded: {errors}", frames.len());
+        assert!(probe_streams(&original).iter().any(|s| s.contains("codec_name=aac")), "the recording has the AAC");
     }
 
     /// Seconds of audio that decode from the first audio stream.
