@@ -163,17 +163,8 @@ fn hevc_over_srt_goes_out_over_enhanced_rtmp_bit_identical_and_a_legacy_server_i
             .to_vec();
     args.extend(destinations(far_port, &nginx));
     // and an SRT destination (ffmpeg listening): HEVC in MPEG-TS again
-    let srt_out = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let received = tmp.join("srt-out.ts");
-    let mut listener = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-i"])
-        .arg(format!("srt://127.0.0.1:{srt_out}?mode=listener"))
-        .args(["-c", "copy", "-f", "mpegts"])
-        .arg(&received)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_for_udp_port(srt_out, Duration::from_secs(15)), "ffmpeg's SRT listener did not start");
+    let (srt_out, mut listener) = ffmpeg_srt_listener(&received, "");
     args.extend(to_args(&[format!("srt://127.0.0.1:{srt_out}?streamid=out")]));
     // and HLS: HEVC in fMP4 segments
     let hls = tmp.join("hls");

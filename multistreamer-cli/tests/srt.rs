@@ -151,20 +151,8 @@ fn the_relay_pushes_to_an_srt_listener_with_a_passphrase() {
     let clip = tmp.join("in.mp4");
     make_clip(&clip, 4, "640x360");
     let out = tmp.join("out.ts");
-    let listen_port = {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.local_addr().unwrap().port()
-    };
     // ffmpeg as the SRT ingest of a platform: a listener with a passphrase
-    let mut receiver = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-i"])
-        .arg(format!("srt://127.0.0.1:{listen_port}?mode=listener&passphrase=0123456789abcdef&streamid=x"))
-        .args(["-c", "copy", "-f", "mpegts"])
-        .arg(&out)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_for_udp_port(listen_port, Duration::from_secs(15)), "ffmpeg's SRT listener did not start");
+    let (listen_port, mut receiver) = ffmpeg_srt_listener(&out, "&passphrase=0123456789abcdef&streamid=x");
     let to = format!(
         "srt://127.0.0.1:{listen_port}?streamid=%23!%3A%3Ar%3Dlive%2Fout%2Cm%3Dpublish&passphrase=0123456789abcdef"
     );

@@ -815,17 +815,8 @@ fn a_stream_is_published_over_srt_with_its_passphrase_and_sent_to_an_srt_destina
         &format!("/api/streams/{id}/destinations"),
         json!({"name": "rtmp", "url": format!("rtmp://127.0.0.1:{}/app/stage-out", nginx.port)}),
     );
-    let srt_out = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let received = tmp.join("srt-out.ts");
-    let mut listener = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-i"])
-        .arg(format!("srt://127.0.0.1:{srt_out}?mode=listener"))
-        .args(["-c", "copy", "-f", "mpegts"])
-        .arg(&received)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_for_udp_port(srt_out, Duration::from_secs(15)), "ffmpeg's SRT listener did not start");
+    let (srt_out, mut listener) = ffmpeg_srt_listener(&received, "");
     let d = admin.post(
         &format!("/api/streams/{id}/destinations"),
         json!({"name": "srt", "url": format!("srt://127.0.0.1:{srt_out}?streamid=platform-key-123")}),
@@ -1520,23 +1511,6 @@ mod ui {
     fn screenshot(tab: &Tab, name: &str) {
         let png = tab.capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true).unwrap();
         let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join(name), png);
-    }
-
-    /// One HTTP/1.1 request with a text body: (status, headers, body).
-    fn http_text(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        s.write_all(req.as_bytes()).unwrap();
-        let mut raw = String::new();
-        let _ = s.read_to_string(&mut raw);
-        let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        (status, head.to_string(), body.to_string())
     }
 
     /// "Go live from this browser": chromium's fake camera and microphone, published from

@@ -816,3 +816,38 @@ pub fn free_bytes(path: &Path) -> u64 {
     let out = Command::new("df").args(["-B1", "--output=avail"]).arg(path).output().expect("df");
     String::from_utf8_lossy(&out.stdout).lines().nth(1).and_then(|l| l.trim().parse().ok()).unwrap_or(0)
 }
+
+/// ffmpeg as a platform's SRT ingest: a listener on a free loopback UDP port that writes what
+/// it receives to `out` as MPEG-TS; `query` goes on the listener's URL (`&passphrase=…`).
+/// Returns the port once ffmpeg listens on it.
+pub fn ffmpeg_srt_listener(out: &Path, query: &str) -> (u16, Child) {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-i"])
+        .arg(format!("srt://127.0.0.1:{port}?mode=listener{query}"))
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(out)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_udp_port(port, Duration::from_secs(15)), "ffmpeg's SRT listener did not start");
+    (port, child)
+}
+
+/// One HTTP/1.1 request with a text body to 127.0.0.1:`port`: (status, head, body).
+pub fn http_text(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
+    use std::io::Write;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    (status, head.to_string(), body.to_string())
+}

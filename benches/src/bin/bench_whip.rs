@@ -28,15 +28,13 @@ mod proc;
 use proc::{clk_tck, free_port, kill, make_relay_clip, probe_live, proc_cpu_ticks, proc_hwm_kb, start_nginx};
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use multistreamer_test_support::{WhipMedia, WhipPublisher};
+use multistreamer_test_support::{WhipMedia, WhipPublisher, http_text as http};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "bench-password-1";
@@ -45,23 +43,6 @@ const PASSWORD: &str = "bench-password-1";
 enum Ingest {
     Whip,
     Rtmp,
-}
-
-/// One HTTP/1.1 exchange: (status, head, body).
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = String::new();
-    let _ = s.read_to_string(&mut raw);
-    let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    (status, head.to_string(), body.to_string())
 }
 
 /// The server under test, signed in.
