@@ -1630,6 +1630,19 @@ mod ui {
         let (frames, errors) = decode_video(&original);
         assert!(frames.len() >= 300 && errors.trim().is_empty(), "{} frames recorded: {errors}", frames.len());
         assert!(probe_streams(&original).iter().any(|s| s.contains("codec_name=aac")), "the recording has the AAC");
+
+        // live from the tab again, then SIGTERM: the server ends the session and exits cleanly
+        tab.wait_for_element("#golive").unwrap().click().unwrap();
+        wait_js(
+            &tab,
+            "document.querySelector('#golive-state').textContent === 'live from this browser'",
+            Duration::from_secs(30),
+        );
+        wait_json(&admin, &format!("/api/streams/{sid}"), 30, |s| s["live"] == json!(true));
+        let log = server.log.clone();
+        server.stop();
+        let log = std::fs::read_to_string(log).unwrap();
+        assert!(log.contains("WHIP session stopped"), "the session ended with the server: {log}");
     }
 
     /// Seconds of audio that decode from the first audio stream.
