@@ -43,12 +43,23 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+POSTGRES_API_TESTS = --exact api_requires_a_session_and_csrf_validates_masks_keys_and_persists \
+	publish_to_the_shown_url_goes_live_and_a_deleted_destination_stops \
+	a_stream_ladder_feeds_a_destination_that_asked_for_a_rendition \
+	recordings_are_listed_downloaded_with_ranges_and_deleted \
+	a_stream_can_be_pushed_over_rtsp_or_pulled_from_a_camera \
+	youtube_and_mtslink_broadcasts_from_connect_to_complete \
+	a_webinar_capture_runs_from_the_api_and_its_files_are_served \
+	repeated_failed_logins_are_rate_limited
+
 # After the suite, no secret the tests handed over is in a log or (but a stream's own key)
 # in an API answer: scripts/secrets-scan.sh.
 test: deps-test lint
 	rm -rf target/secrets-scan
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
+	# The API tests that cover every table once more on PostgreSQL (the scale-out store).
+	MULTISTREAMER_TEST_DATABASE=postgres $(CARGO) test -p multistreamer-server --test api -- $(POSTGRES_API_TESTS)
 	scripts/secrets-scan.sh
 
 # The HTTP API fuzzed against its OpenAPI description for 30 minutes (make test runs a

@@ -15,7 +15,7 @@ profile="${1:-run}"
 run_pkgs=(ca-certificates pkg-config gcc libc6-dev clang libclang-dev libssl-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev libavdevice-dev
   xvfb chromium fonts-dejavu-core fonts-noto-color-emoji)
-test_pkgs=(ffmpeg nginx libnginx-mod-rtmp libnginx-mod-stream openssl procps python3 python3-venv util-linux
+test_pkgs=(ffmpeg nginx libnginx-mod-rtmp libnginx-mod-stream openssl procps python3 python3-venv util-linux postgresql
   gstreamer1.0-tools gstreamer1.0-rtsp gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-ugly gstreamer1.0-libav python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0)
 
@@ -60,4 +60,8 @@ done
 # Do not leave a system nginx running on port 80; the tests start their own instances.
 if [[ " ${missing[*]} " == *" nginx "* ]] && command -v service >/dev/null 2>&1; then
   $SUDO service nginx stop >/dev/null 2>&1 || true
+fi
+# Nor a system PostgreSQL: the scale-out tests start throwaway clusters of their own.
+if [[ " ${missing[*]} " == *" postgresql "* ]] && command -v service >/dev/null 2>&1; then
+  $SUDO service postgresql stop >/dev/null 2>&1 || true
 fi

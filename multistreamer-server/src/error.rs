@@ -76,12 +76,31 @@ impl std::fmt::Display for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> AppError {
-        // SQLite's primary result code (the low byte of an extended one)
-        let code = e.as_database_error().and_then(|d| d.code()).and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
         let unavailable = |message: String| {
             tracing::warn!(error = %e, "database");
             AppError::new(ErrorKind::Unavailable, message)
         };
+        let database = e.as_database_error();
+        // PostgreSQL answers with a five-character SQLSTATE, SQLite with a number
+        let sqlstate = database
+            .filter(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some())
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned());
+        if let Some(state) = sqlstate {
+            return match &state[..state.len().min(2)] {
+                // connection exception, insufficient resources, operator intervention
+                "08" | "53" | "57" => {
+                    unavailable(format!("the database is unavailable ({state}); streams keep running"))
+                }
+                // serialization failure, deadlock: the other node's change won
+                "40" => unavailable("the database is busy (a concurrent change); try again".into()),
+                // read-only transaction (a standby)
+                "25" => unavailable("the database cannot be written (a read-only server); streams keep running".into()),
+                _ => AppError::internal(format!("database: {e}")),
+            };
+        }
+        // SQLite's primary result code (the low byte of an extended one)
+        let code = database.and_then(|d| d.code()).and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
         match (code, &e) {
             // SQLITE_BUSY, SQLITE_LOCKED
             (Some(5 | 6), _) | (_, sqlx::Error::PoolTimedOut) => {
@@ -97,6 +116,10 @@ impl From<sqlx::Error> for AppError {
                 unavailable(format!(
                     "the database cannot be written ({why}): check the data directory; streams keep running"
                 ))
+            }
+            // the connection to a database server broke
+            (_, sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => {
+                unavailable("the database is unreachable; streams keep running".into())
             }
             _ => AppError::internal(format!("database: {e}")),
         }

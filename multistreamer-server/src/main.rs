@@ -4,6 +4,7 @@
 
 mod api;
 mod auth;
+mod cluster;
 mod db;
 mod engine;
 mod error;
@@ -42,7 +43,7 @@ use crate::platforms::{PlatformConfig, Platforms};
     about = "Multistreamer server: RTMP ingest, relay engine, HTTP API, web UI"
 )]
 struct Cli {
-    /// TOML file with any of: data_dir, http, rtmp, rtsp, srt, app, public_rtmp_url, public_rtsp_url,
+    /// TOML file with any of: data_dir, database_url, node_id, advertise_host, http, rtmp, rtsp, srt, app, public_rtmp_url, public_rtsp_url,
     /// public_srt_url, whip_udp, whip_candidates,
     /// transcode_preset, transcode_encoder_threads, transcode_cascade_scaling, public_url,
     /// youtube_client_id, youtube_client_secret,
@@ -52,6 +53,17 @@ struct Cli {
     /// Directory for the database and other state [default: ./data].
     #[arg(long, env = "MULTISTREAMER_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The database: postgres://USER:PASSWORD@HOST/DB for several nodes sharing one
+    /// configuration (docs/design/scale-out.md) [default: the SQLite file DATA_DIR/multistreamer.db].
+    #[arg(long, env = "MULTISTREAMER_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// This node's id among the nodes of one database [default: HOSTNAME-HTTPPORT].
+    #[arg(long, env = "MULTISTREAMER_NODE_ID")]
+    node_id: Option<String>,
+    /// The host other nodes and clients reach this node at (its addresses in /api/nodes)
+    /// [default: the HTTP address's, or 127.0.0.1 when it is unspecified].
+    #[arg(long, env = "MULTISTREAMER_ADVERTISE_HOST")]
+    advertise_host: Option<String>,
     /// HTTP address for the web UI and API [default: 127.0.0.1:8080].
     #[arg(long, env = "MULTISTREAMER_HTTP")]
     http: Option<SocketAddr>,
@@ -141,6 +153,9 @@ struct Cli {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    node_id: Option<String>,
+    advertise_host: Option<String>,
     http: Option<SocketAddr>,
     rtmp: Option<SocketAddr>,
     app: Option<String>,
@@ -167,10 +182,33 @@ struct FileConfig {
     mtslink_api_base: Option<String>,
 }
 
+/// This node as `GET /api/nodes` shows it.
+#[derive(Debug)]
+pub struct NodeInfo {
+    pub id: String,
+    pub addrs: cluster::NodeAddrs,
+    pub started_at: i64,
+}
+
+/// `HOSTNAME-HTTPPORT`: unique among nodes on different machines and on one machine.
+fn default_node_id(http_port: u16) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!("{host}-{http_port}")
+}
+
 /// The settings in force.
 #[derive(Debug)]
 struct Args {
     data_dir: PathBuf,
+    /// None: the embedded SQLite file in the data directory.
+    database_url: Option<String>,
+    node_id: Option<String>,
+    advertise_host: Option<String>,
     http: SocketAddr,
     rtmp: SocketAddr,
     app: String,
@@ -218,6 +256,9 @@ impl Cli {
         };
         Ok(Args {
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
+            database_url: self.database_url.or(file.database_url).filter(|u| !u.is_empty()),
+            node_id: self.node_id.or(file.node_id).filter(|n| !n.is_empty()),
+            advertise_host: self.advertise_host.or(file.advertise_host).filter(|h| !h.is_empty()),
             http: self.http.or(file.http).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             rtmp: self.rtmp.or(file.rtmp).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 1935))),
             app: self.app.or(file.app).unwrap_or_else(|| "live".to_string()),
@@ -309,6 +350,8 @@ impl Cli {
 #[allow(missing_debug_implementations)] // holds handles, nothing worth printing
 pub struct AppState {
     pub db: db::Db,
+    /// This node: its id and addresses (`GET /api/nodes`).
+    pub node: Arc<NodeInfo>,
     pub engine: Arc<Engine>,
     pub monitor: MonitorHandle,
     pub login_limiter: Arc<LoginLimiter>,
@@ -375,8 +418,17 @@ async fn run(args: Args) -> Result<(), AppError> {
         AppError::internal(format!("the data directory {} cannot be written: {e}", args.data_dir.display()))
     })?;
     let _ = tokio::fs::remove_file(&probe).await;
-    let db_path = args.data_dir.join("multistreamer.db");
-    let db = db::open(&db_path).await?;
+    let database_url =
+        args.database_url.clone().unwrap_or_else(|| db::sqlite_url(&args.data_dir.join("multistreamer.db")));
+    let db = db::open(&database_url).await?;
+    let node_id = args.node_id.clone().unwrap_or_else(|| default_node_id(args.http.port()));
+    let cluster = match db::Backend::of_url(&database_url)? {
+        db::Backend::Postgres => {
+            db::set_node_id(&node_id);
+            Some(cluster::Cluster::new(db.clone(), database_url.clone(), node_id.clone()))
+        }
+        db::Backend::Sqlite => None,
+    };
     let first_login = bootstrap_admin(&db).await?;
 
     let platforms = Arc::new(Platforms::new(db.clone(), args.platforms.clone(), &args.data_dir)?);
@@ -396,6 +448,7 @@ async fn run(args: Args) -> Result<(), AppError> {
             ..WhipOptions::default()
         }),
         rtmp_limits: args.rtmp_limits.clone(),
+        cluster: cluster.clone(),
     };
     let engine = Engine::start(db.clone(), config, Arc::clone(&platforms), cancel.clone()).await?;
     let monitor = spawn_monitor(Duration::from_secs(1), 300).map_err(|e| AppError::internal(e.to_string()))?;
@@ -407,7 +460,34 @@ async fn run(args: Args) -> Result<(), AppError> {
         format!("rtmp://{addr}/{}", args.app)
     });
     let http_shutdown = CancellationToken::new();
+    // the HTTP listener first: its port is part of the node's addresses
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .map_err(|e| AppError::internal(format!("cannot listen for HTTP on {}: {e}", args.http)))?;
+    let http_addr = listener.local_addr().map_err(|e| AppError::internal(e.to_string()))?;
+    let host = args.advertise_host.clone().unwrap_or_else(|| {
+        if http_addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { http_addr.ip().to_string() }
+    });
+    let host_port = |addr: Option<SocketAddr>| addr.map(|a| format!("{host}:{}", a.port()));
+    let node = Arc::new(NodeInfo {
+        id: node_id.clone(),
+        addrs: cluster::NodeAddrs {
+            http_url: format!("http://{}", host_port(Some(http_addr)).unwrap_or_default()),
+            rtmp_url: format!("rtmp://{}/{}", host_port(Some(engine.rtmp_addr)).unwrap_or_default(), args.app),
+            rtsp_url: host_port(engine.rtsp_addr).map(|h| format!("rtsp://{h}/{}", args.app)).unwrap_or_default(),
+            srt_url: host_port(engine.srt_addr).map(|h| format!("srt://{h}")).unwrap_or_default(),
+        },
+        started_at: db::now(),
+    });
+    let cluster_cancel = CancellationToken::new();
+    let mut cluster_task = None;
+    if let Some(c) = &cluster {
+        c.register(node.addrs.clone()).await?;
+        cluster_task = Some(tokio::spawn(Arc::clone(c).run(engine.clone(), monitor.clone(), cluster_cancel.clone())));
+        tokio::spawn(Arc::clone(c).listen(engine.clone(), cluster_cancel.clone()));
+    }
     let state = AppState {
+        node,
         shutdown: http_shutdown.clone(),
         platforms,
         renders: Arc::default(),
@@ -439,10 +519,6 @@ async fn run(args: Args) -> Result<(), AppError> {
             },
         )),
     };
-    let listener = tokio::net::TcpListener::bind(args.http)
-        .await
-        .map_err(|e| AppError::internal(format!("cannot listen for HTTP on {}: {e}", args.http)))?;
-    let http_addr = listener.local_addr().map_err(|e| AppError::internal(e.to_string()))?;
 
     // Installed before the address is printed: a signal sent as soon as the server is up is
     // never lost.
@@ -475,7 +551,11 @@ async fn run(args: Args) -> Result<(), AppError> {
         }
         None => println!("  Sign in with your existing account."),
     }
-    println!("  Data:           {}", db_path.display());
+    println!("  Database:       {}", db::redacted_url(&database_url));
+    if cluster.is_some() {
+        println!("  Node:           {node_id} (shares the database with the nodes in /api/nodes)");
+    }
+    println!("  Data:           {}", args.data_dir.display());
 
     let app = api::router(state);
     // On a signal the HTTP side ends first (live feeds included), then the engine's ordered
@@ -486,6 +566,11 @@ async fn run(args: Args) -> Result<(), AppError> {
         shutdown.cancel();
     })
     .await;
+    // leases released first: a publisher reconnecting through the balancer is taken at once
+    cluster_cancel.cancel();
+    if let Some(task) = cluster_task {
+        let _ = task.await;
+    }
     info!("shutting down: ingest, streams, destinations");
     engine.shutdown().await;
     db.close().await;
@@ -508,7 +593,12 @@ async fn bootstrap_admin(db: &db::Db) -> Result<Option<FirstLogin>, AppError> {
         Ok(p) if !p.is_empty() => (p, false),
         _ => (auth::random_password()?, true),
     };
-    db::create_user(db, "admin", &auth::hash_password_off_thread(password.clone()).await?).await?;
+    let hash = auth::hash_password_off_thread(password.clone()).await?;
+    // Nodes sharing one database may start together: the one that loses the race finds the
+    // account made.
+    if !db::create_first_user(db, "admin", &hash).await? {
+        return Ok(None);
+    }
     info!("created the first account: admin");
     Ok(Some(FirstLogin { password, generated }))
 }

@@ -13,6 +13,36 @@ use serde_json::{Value, json};
 
 mod faults;
 mod openapi_check;
+mod scale_out;
+
+/// Whether the suite runs on PostgreSQL (`MULTISTREAMER_TEST_DATABASE=postgres`).
+fn on_postgres() -> bool {
+    std::env::var("MULTISTREAMER_TEST_DATABASE").is_ok_and(|v| v == "postgres")
+}
+
+/// The PostgreSQL database of the server in `dir`: one per directory, so that a server
+/// restarted there finds its state.
+fn postgres_url_of(dir: &Path) -> String {
+    static URLS: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut urls = URLS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, url)) = urls.iter().find(|(d, _)| d == dir) {
+        return url.clone();
+    }
+    let url = Postgres::shared().create_database();
+    urls.push((dir.to_path_buf(), url.clone()));
+    url
+}
+
+/// Everything the server in `dir` stored: its SQLite file, or a dump of its PostgreSQL
+/// database.
+fn stored_bytes(dir: &Path) -> Vec<u8> {
+    if on_postgres() {
+        let url = postgres_url_of(dir);
+        Postgres::shared().dump(url.rsplit('/').next().unwrap()).into_bytes()
+    } else {
+        std::fs::read(dir.join("data/multistreamer.db")).unwrap()
+    }
+}
 
 static NEXT_SERVER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -44,6 +74,11 @@ impl Server {
         let nonce = NEXT_SERVER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let out = dir.join(format!("server-{nonce}.out"));
         let log = dir.join(format!("server-{nonce}.log"));
+        // MULTISTREAMER_TEST_DATABASE=postgres: the suite against PostgreSQL (a database of
+        // its own for each server, in this binary's throwaway cluster)
+        if on_postgres() && !extra.iter().any(|a| a == "--database-url") {
+            command.arg("--database-url").arg(postgres_url_of(dir));
+        }
         let mut child = command
             .arg("--data-dir")
             .arg(dir.join("data"))
@@ -1087,7 +1122,7 @@ fn youtube_and_mtslink_broadcasts_from_connect_to_complete() {
     for secret in ["ya29.", "1//", FakeMtsLink::TOKEN] {
         assert!(!list.body.contains(secret), "a credential in the API: {secret}");
     }
-    let db = std::fs::read(tmp.join("data/multistreamer.db")).unwrap();
+    let db = stored_bytes(tmp.path());
     assert!(!String::from_utf8_lossy(&db).contains(FakeMtsLink::TOKEN), "tokens are sealed in the database");
 
     let stream = admin.post("/api/streams", json!({"name": "Conference"})).json();
@@ -1395,7 +1430,7 @@ fn a_webinar_capture_runs_from_the_api_and_its_files_are_served() {
     for text in [admin.get(&path).body, server.log()] {
         assert!(!text.contains("guest-secret-123"), "the guest token leaked");
     }
-    let db = std::fs::read(tmp.join("data/multistreamer.db")).unwrap();
+    let db = stored_bytes(tmp.path());
     assert!(!String::from_utf8_lossy(&db).contains("guest-secret-123"), "the guest token is sealed in the database");
     // render it with the stream's recording of the same time
     let _ = wait_child(&mut ff, Duration::from_secs(60));

@@ -5,12 +5,14 @@
 
 mod enhanced_publisher;
 mod faulty_rtmp;
+mod postgres;
 mod rtp_shift;
 pub mod secrets;
 mod udp_loss;
 mod whip_publisher;
 pub use enhanced_publisher::{VideoSample, VideoTrack, publish_enhanced, read_video};
 pub use faulty_rtmp::{Fault, FaultyRtmp};
+pub use postgres::Postgres;
 pub use rtp_shift::RtpShift;
 pub use udp_loss::UdpLoss;
 pub use whip_publisher::{WhipMedia, WhipPublisher, h264_access_units, opus_packets};

@@ -198,7 +198,7 @@ pub struct RungStats {
 
 /// A point-in-time copy of [`RungStats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RungSnapshot {
     pub name: String,
     pub width: u32,

@@ -33,13 +33,25 @@ export async function showDashboard() {
     pager.replaceChildren(...(pages > 1 ? [prev, el("span", { class: "muted", id: "stream-page-info" }, ` page ${page + 1} of ${pages} · ${total} streams `), next] : []));
     list.replaceChildren(...streams.map((s) => el("tr", { "data-stream-id": s.id },
       el("td", {}, el("a", { class: "stream-link", href: "#/streams/" + s.id }, s.name)),
-      el("td", {}, badge(s.live ? "live" : "offline")),
+      el("td", {}, badge(s.live ? "live" : "offline"), s.node ? el("span", { class: "muted stream-node" }, " " + s.node) : ""),
       el("td", {}, s.destinations.length ? s.destinations.map((d) => el("div", {}, d.name, " ", badge(d.state), " ", fmtRate(d.bitrate_bps), ` · reconnects ${fmtReconnects(d)}`)) : el("span", { class: "muted" }, "no destinations")))));
     if (!streams.length) list.replaceChildren(el("tr", {}, el("td", { colspan: 3, class: "muted" }, "No streams yet.")));
+    // several nodes on one database: each with its load (one node: nothing to show)
+    const all = await api("GET", "/api/nodes");
+    nodes.replaceChildren(...(all.length > 1 ? [el("h2", {}, "Nodes"), el("table", {},
+      el("thead", {}, el("tr", {}, el("th", {}, "Node"), el("th", {}, "State"), el("th", {}, "Streams"), el("th", {}, "CPU"), el("th", {}, "Network in / out"))),
+      el("tbody", { id: "node-list" }, ...all.map((n) => el("tr", { "data-node-id": n.id },
+        el("td", {}, el("a", { href: n.http_url }, n.id), n.this_node ? el("span", { class: "muted" }, " (this node)") : ""),
+        el("td", {}, badge(n.alive ? "live" : "offline")),
+        el("td", {}, String(n.load.streams)),
+        el("td", {}, `${Math.round(n.load.cpu_percent)}%`),
+        el("td", {}, `${fmtRate(Math.round(n.load.rx_bytes_per_s * 8))} / ${fmtRate(Math.round(n.load.tx_bytes_per_s * 8))}`)))))] : []));
   };
+  const nodes = el("section", { id: "nodes" });
   app.replaceChildren(
     el("h1", {}, "Dashboard"),
     el("section", {}, el("h2", {}, "Streams"), el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Stream"), el("th", {}, "Ingest"), el("th", {}, "Destinations"))), list), pager, form),
+    nodes,
     loadCharts());
   await refresh();
   every(2000, () => refresh().catch(() => {}));

@@ -142,7 +142,8 @@ export async function showStream(id) {
     recStatus.replaceChildren(r.active
       ? el("span", {}, badge("recording"), ` ${r.kind} → ${r.file || "waiting for a keyframe"} · ${fmtBytes(r.bytes_written)}` + (r.frames_dropped ? ` · ${r.frames_dropped} dropped` : ""))
       : el("span", {}, r.error ? `Not recording: ${r.error}` : (cur.record_mode !== "off" ? "Records when the stream goes live." : "Not recording.")));
-    liveBadge.textContent = cur.live ? "live" : "offline"; liveBadge.className = "badge " + (cur.live ? "live" : "");
+    // with several nodes, the one running the stream
+    liveBadge.textContent = cur.live ? (cur.node ? `live on ${cur.node}` : "live") : "offline"; liveBadge.className = "badge " + (cur.live ? "live" : "");
     const ready = cur.live && cur.hls_variants.some((v) => !v.ended && (previewSel.value === "auto" || v.name === previewSel.value));
     if (ready && !preview.playing) preview.play(previewUrl());
     if (!cur.live && preview.playing) preview.stop();

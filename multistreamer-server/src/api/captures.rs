@@ -164,6 +164,7 @@ pub(super) async fn start_capture(
         presenter_frames: 0,
         started_at: 0,
         ended_at: None,
+        node_id: db::node_id().to_string(),
     };
     let dirs = state.engine.captures_dir().to_path_buf();
     let cid = db::insert_capture(
@@ -236,6 +237,12 @@ pub(super) async fn capture_file(
     let Some((file, mime)) = FILES.iter().find(|(f, _)| *f == name) else {
         return Err(AppError::not_found("capture file"));
     };
+    if !super::forward::was_forwarded(request.headers())
+        && let Some(base) = super::recordings::elsewhere(&state, &c.node_id).await?
+    {
+        let method = request.method().clone();
+        return super::forward::forward(&base, method, request.uri(), request.headers()).await;
+    }
     let path = std::path::Path::new(&c.dir).join(file);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
         return Err(AppError::not_found("capture file"));
@@ -341,6 +348,7 @@ pub(super) async fn capture_chat_after(
         presenter_frames: 0,
         started_at: 0,
         ended_at: None,
+        node_id: db::node_id().to_string(),
     };
     let dirs = state.engine.captures_dir().to_path_buf();
     let url = row.url_masked.clone();

@@ -52,18 +52,22 @@ async fn stream_of_token(state: &AppState, token: &str) -> Result<i64, AppError>
 pub(super) async fn play_master(
     State(state): State<AppState>,
     ApiPath(token): ApiPath<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let id = stream_of_token(&state, &token).await?;
-    master_response(&state, id)
+    or_owner(&state, id, &uri, &headers, master_response(&state, id)).await
 }
 
 /// `/play/{token}/{variant}/{file}`: media playlists and segments for players without a session.
 pub(super) async fn play_file(
     State(state): State<AppState>,
     ApiPath((token, variant, file)): ApiPath<(String, String, String)>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let id = stream_of_token(&state, &token).await?;
-    file_response(&state, id, &variant, &file)
+    or_owner(&state, id, &uri, &headers, file_response(&state, id, &variant, &file)).await
 }
 
 /// The master playlist of a stream: the source and each rendition with segments.
@@ -71,8 +75,35 @@ pub(super) async fn hls_master(
     State(state): State<AppState>,
     _auth: Auth,
     ApiPath(id): ApiPath<i64>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    master_response(&state, id)
+    or_owner(&state, id, &uri, &headers, master_response(&state, id)).await
+}
+
+/// `local`, unless the stream has no HLS here and another node runs it: then that node's
+/// answer to the same request.
+async fn or_owner(
+    state: &AppState,
+    id: i64,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    local: Result<Response, AppError>,
+) -> Result<Response, AppError> {
+    match local {
+        Err(e) if e.kind == ErrorKind::NotFound && !super::forward::was_forwarded(headers) => {
+            match state.engine.cluster() {
+                Some(c) => match c.remote_lease(id).await? {
+                    Some(lease) if !lease.http_url.is_empty() => {
+                        super::forward::forward(&lease.http_url, axum::http::Method::GET, uri, headers).await
+                    }
+                    _ => Err(e),
+                },
+                None => Err(e),
+            }
+        }
+        other => other,
+    }
 }
 
 fn master_response(state: &AppState, id: i64) -> Result<Response, AppError> {
@@ -89,8 +120,10 @@ pub(super) async fn hls_file(
     State(state): State<AppState>,
     _auth: Auth,
     ApiPath((id, variant, file)): ApiPath<(i64, String, String)>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    file_response(&state, id, &variant, &file)
+    or_owner(&state, id, &uri, &headers, file_response(&state, id, &variant, &file)).await
 }
 
 fn file_response(state: &AppState, id: i64, variant: &str, file: &str) -> Result<Response, AppError> {

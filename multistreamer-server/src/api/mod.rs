@@ -2,13 +2,14 @@
 
 mod captures;
 mod extract;
+mod forward;
 mod hls;
 mod platforms;
 mod recordings;
 mod session;
 mod streams;
 mod system;
-mod views;
+pub(crate) mod views;
 mod whip;
 
 pub use self::captures::{Fetches, Renders};
@@ -26,7 +27,6 @@ pub(crate) mod prelude {
     pub(crate) use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
     pub(crate) use axum::response::sse::{Event, KeepAlive, Sse};
     pub(crate) use axum::response::{IntoResponse, Response};
-    pub(crate) use multistreamer_core::destination::DestinationSnapshot;
     pub(crate) use multistreamer_core::destination::DestinationUrl;
     pub(crate) use multistreamer_core::ladder::Ladder;
     pub(crate) use multistreamer_core::source::InputUrl;
@@ -125,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/system", get(system::system))
         .route("/api/system/history", get(system::system_history))
         .route("/api/system/live", get(system::system_live))
+        .route("/api/nodes", get(system::nodes))
         .layer(axum::extract::DefaultBodyLimit::max(extract::MAX_BODY))
         .with_state(state)
 }

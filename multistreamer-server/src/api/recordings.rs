@@ -3,9 +3,25 @@
 #[allow(unused_imports)]
 use super::prelude::*;
 
+/// The node whose disk holds the file, when it is another node (several nodes on one
+/// database): where it answers.
+pub(super) async fn elsewhere(state: &AppState, node_id: &str) -> Result<Option<String>, AppError> {
+    match state.engine.cluster() {
+        Some(c) if !node_id.is_empty() && node_id != c.node_id => match c.node_url(node_id).await? {
+            Some(url) => Ok(Some(url)),
+            None => {
+                Err(AppError::new(ErrorKind::Unavailable, format!("node {node_id}, which has the file, is unknown")))
+            }
+        },
+        _ => Ok(None),
+    }
+}
+
 pub(super) async fn recording_view(state: &AppState, r: &db::RecordingRow) -> RecordingView {
     let path = std::path::Path::new(&r.path);
-    let active = state.engine.is_recording_file(path).await;
+    let here = r.node_id.is_empty() || r.node_id == db::node_id();
+    // another node's file is being written while its row is open
+    let active = if here { state.engine.is_recording_file(path).await } else { r.ended_at.is_none() };
     let bytes = if active { tokio::fs::metadata(path).await.map_or(r.bytes, |m| m.len() as i64) } else { r.bytes };
     RecordingView {
         id: r.id,
@@ -38,8 +54,14 @@ pub(super) async fn delete_recording(
     State(state): State<AppState>,
     _auth: Auth,
     ApiPath(id): ApiPath<i64>,
-) -> Result<StatusCode, AppError> {
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
     let r = db::recording(&state.db, id).await?.ok_or_else(|| AppError::not_found("recording"))?;
+    if let Some(base) = elsewhere(&state, &r.node_id).await?.filter(|_| !super::forward::was_forwarded(&headers)) {
+        // the file goes with its row, on the node that has it
+        return super::forward::forward(&base, axum::http::Method::DELETE, &uri, &headers).await;
+    }
     let path = std::path::PathBuf::from(&r.path);
     if state.engine.is_recording_file(&path).await {
         return Err(AppError::new(
@@ -53,7 +75,7 @@ pub(super) async fn delete_recording(
         Err(e) => return Err(AppError::internal(format!("cannot delete {}: {e}", path.display()))),
     }
     db::delete_recording(&state.db, id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The file, with HTTP range requests (players seek, downloads resume), `If-Range`,
@@ -66,6 +88,12 @@ pub(super) async fn download_recording(
 ) -> Result<Response, AppError> {
     use tower::ServiceExt;
     let r = db::recording(&state.db, id).await?.ok_or_else(|| AppError::not_found("recording"))?;
+    if !super::forward::was_forwarded(request.headers())
+        && let Some(base) = elsewhere(&state, &r.node_id).await?
+    {
+        let method = request.method().clone();
+        return super::forward::forward(&base, method, request.uri(), request.headers()).await;
+    }
     let path = std::path::Path::new(&r.path);
     if !tokio::fs::try_exists(path).await.unwrap_or(false) {
         return Err(AppError::not_found("recording file"));

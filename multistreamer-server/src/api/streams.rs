@@ -43,7 +43,7 @@ pub(crate) fn validate_rendition(stream: &StreamRow, rendition: &str) -> Result<
     Ok(r.to_string())
 }
 
-fn destination_view(d: &DestinationRow, stats: Option<&DestinationSnapshot>) -> DestinationView {
+fn destination_view(d: &DestinationRow, stats: Option<&DestinationLive>) -> DestinationView {
     let masked = d.url.parse::<DestinationUrl>().map(|u| u.redacted()).unwrap_or_else(|_| "<invalid URL>".into());
     DestinationView::new(d, stats, masked)
 }
@@ -66,18 +66,39 @@ fn validate_pull_url(url: &str) -> Result<(), AppError> {
     }
 }
 
+/// A stream's live state and the node running it: this node's engine, or the report the
+/// owner stored with its lease when another node runs the stream.
+pub(super) async fn live_of(state: &AppState, id: i64) -> Result<(LiveSnapshot, Option<String>), AppError> {
+    if let Some(c) = state.engine.cluster()
+        && !state.engine.is_live(id)
+        && let Some(lease) = c.remote_lease(id).await?
+    {
+        return Ok((lease.live, Some(lease.node_id)));
+    }
+    let st = state.engine.stream_state(id).await;
+    Ok(local_live(state, id, &st))
+}
+
+fn local_live(state: &AppState, id: i64, st: &crate::engine::StreamState) -> (LiveSnapshot, Option<String>) {
+    let live = state.engine.is_live(id);
+    let variants = state.engine.hls.variants(&crate::engine::hub_name(id));
+    let node = state.engine.cluster().filter(|_| live || st.pull.is_some()).map(|c| c.node_id.clone());
+    (LiveSnapshot::new(live, st, &variants), node)
+}
+
 /// One stream as the API shows it (its rows and live state loaded by the caller).
 pub(super) async fn stream_view(state: &AppState, s: &StreamRow) -> Result<StreamView, AppError> {
-    let st = state.engine.stream_state(s.id).await;
+    let (live, node) = live_of(state, s.id).await?;
     let dests = db::destinations(&state.db, s.id).await?;
     let history = db::stream_history(&state.db, s.id).await?;
-    Ok(stream_value(state, s, &st, &dests, &history))
+    Ok(stream_value(state, s, live, node, &dests, &history))
 }
 
 fn stream_value(
     state: &AppState,
     s: &StreamRow,
-    st: &crate::engine::StreamState,
+    st: LiveSnapshot,
+    node: Option<String>,
     dests: &[DestinationRow],
     history: &[db::SessionRow],
 ) -> StreamView {
@@ -97,20 +118,16 @@ fn stream_value(
         pull_url: mask_pull_url(&s.pull_url),
         hls_url: format!("/hls/{}/index.m3u8", s.id),
         hls_play_path: format!("/play/{}/index.m3u8", hls_token(&s.ingest_key)),
-        hls_variants: state.engine.hls.variants(&crate::engine::hub_name(s.id)).iter().map(Into::into).collect(),
-        pull: st.pull.clone(),
-        live: state.engine.is_live(s.id),
+        node,
         created_at: s.created_at,
         ladder: s.ladder.clone(),
         rendition_names: s.ladder.parse::<Ladder>().unwrap_or_default().renditions.iter().map(|r| r.name()).collect(),
-        renditions: st.renditions.clone(),
-        skipped_renditions: st.skipped_renditions.clone(),
-        ladder_error: st.ladder_error.clone(),
-        ladder_input_dropped: st.ladder_input_dropped,
+
         record_mode: s.record_mode.clone(),
         record_rendition: if s.record_rendition.is_empty() { "source".into() } else { s.record_rendition.clone() },
-        recording: st.recording.clone(),
+
         destinations: dests.iter().map(|d| destination_view(d, st.destinations.get(&d.id))).collect(),
+        jobs: st.jobs,
         sessions: history.iter().map(Into::into).collect(),
     }
 }
@@ -145,8 +162,8 @@ pub(super) async fn stream_live(
             f.rows = Some((s, dests, history));
         }
         let (s, dests, history) = f.rows.as_ref()?;
-        let st = f.state.engine.stream_state(id).await;
-        let value = stream_value(&f.state, s, &st, dests, history);
+        let (live, node) = live_of(&f.state, id).await.ok()?;
+        let value = stream_value(&f.state, s, live, node, dests, history);
         let ev = Event::default().event("stream").json_data(&value).ok()?;
         Some((Ok(ev), f))
     })
@@ -190,13 +207,21 @@ pub(super) async fn list_streams(
     let dests = db::destinations_of_streams(&state.db, ids).await?;
     let history = db::stream_history_of(&state.db, ids).await?;
     let states = state.engine.stream_states(streams.iter().map(|s| s.id).collect()).await;
+    let mut remote = match state.engine.cluster() {
+        Some(c) => c.remote_leases().await?,
+        None => Default::default(),
+    };
     let none = crate::engine::StreamState::default();
     let out: Vec<StreamView> = streams
         .iter()
         .map(|s| {
             let own = dests.get(&s.id).map_or(&[][..], Vec::as_slice);
             let h = history.get(&s.id).map_or(&[][..], Vec::as_slice);
-            stream_value(&state, s, states.get(&s.id).unwrap_or(&none), own, h)
+            let (live, node) = match remote.remove(&s.id).filter(|_| !state.engine.is_live(s.id)) {
+                Some(lease) => (lease.live, Some(lease.node_id)),
+                None => local_live(&state, s.id, states.get(&s.id).unwrap_or(&none)),
+            };
+            stream_value(&state, s, live, node, own, h)
         })
         .collect();
     let mut headers = HeaderMap::new();
@@ -369,6 +394,16 @@ pub(super) async fn set_recording(
     ApiJson(body): ApiJson<RecordNowBody>,
 ) -> Result<Json<StreamView>, AppError> {
     let s = load_stream(&state, id).await?;
+    if !state.engine.is_live(s.id)
+        && let Some(c) = state.engine.cluster()
+        && let Some(lease) = c.remote_lease(s.id).await?
+    {
+        // "record now" belongs to the session, which runs there
+        return Err(AppError::new(
+            ErrorKind::FailedPrecondition,
+            format!("the stream is live on node {}: use that node ({})", lease.node_id, lease.http_url),
+        ));
+    }
     if body.active && !state.engine.is_live(s.id) {
         return Err(AppError::new(ErrorKind::FailedPrecondition, "the stream is not live"));
     }
@@ -433,8 +468,8 @@ pub(super) async fn create_destination(
     }
     state.engine.sync_stream(s.id).await?;
     let d = db::destination(&state.db, s.id, did).await?.ok_or_else(|| AppError::not_found("destination"))?;
-    let st = state.engine.stream_state(s.id).await;
-    Ok((StatusCode::CREATED, Json(destination_view(&d, st.destinations.get(&d.id)))))
+    let (live, _) = live_of(&state, s.id).await?;
+    Ok((StatusCode::CREATED, Json(destination_view(&d, live.destinations.get(&d.id)))))
 }
 
 pub(super) async fn update_destination(
@@ -462,8 +497,8 @@ pub(super) async fn update_destination(
     }
     db::update_destination(&state.db, &d).await?;
     state.engine.sync_stream(id).await?;
-    let st = state.engine.stream_state(id).await;
-    Ok(Json(destination_view(&d, st.destinations.get(&d.id))))
+    let (live, _) = live_of(&state, id).await?;
+    Ok(Json(destination_view(&d, live.destinations.get(&d.id))))
 }
 
 pub(super) async fn delete_destination(

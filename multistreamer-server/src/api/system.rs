@@ -15,6 +15,26 @@ pub(super) async fn system_history(State(state): State<AppState>, _auth: Auth) -
     Json(state.monitor.history())
 }
 
+/// `GET /api/nodes`: the nodes sharing this database with their addresses and load, this
+/// one first (only this one on the embedded SQLite).
+pub(super) async fn nodes(
+    State(state): State<AppState>,
+    _auth: Auth,
+) -> Result<Json<Vec<crate::cluster::NodeView>>, AppError> {
+    if let Some(c) = state.engine.cluster() {
+        return Ok(Json(c.nodes().await?));
+    }
+    let sample = state.monitor.latest();
+    let load = crate::cluster::NodeLoad {
+        cpu_percent: sample.cpu.total_percent,
+        streams: state.engine.live_stream_count() as u64,
+        rx_bytes_per_s: sample.networks.iter().map(|n| n.rx_bytes_per_s).sum(),
+        tx_bytes_per_s: sample.networks.iter().map(|n| n.tx_bytes_per_s).sum(),
+    };
+    let node = &state.node;
+    Ok(Json(vec![crate::cluster::Cluster::single(node.addrs.clone(), &node.id, load, node.started_at)]))
+}
+
 /// A live feed of load samples (one per second) as server-sent events.
 pub(super) async fn system_live(
     State(state): State<AppState>,

@@ -8,7 +8,7 @@ use multistreamer_core::destination::DestinationSnapshot;
 use multistreamer_core::hls::VariantSummary;
 use multistreamer_core::source::PullStatus;
 use multistreamer_core::transcode::RungSnapshot;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::db::{DestinationRow, SessionRow};
 use crate::engine::RecordingStatus;
@@ -31,24 +31,107 @@ pub struct StreamView {
     pub pull_url: String,
     pub hls_url: String,
     pub hls_play_path: String,
-    pub hls_variants: Vec<HlsVariantView>,
-    pub pull: Option<PullStatus>,
-    pub live: bool,
+    /// `live`, `pull`, renditions, recording, HLS variants.
+    #[serde(flatten)]
+    pub jobs: LiveJobs,
+    /// The node running the stream while it is live (several nodes on one database), else null.
+    pub node: Option<String>,
     pub created_at: i64,
     pub ladder: String,
     pub rendition_names: Vec<String>,
-    pub renditions: Vec<RungSnapshot>,
-    pub skipped_renditions: Vec<String>,
-    pub ladder_error: Option<String>,
-    pub ladder_input_dropped: u64,
     pub record_mode: String,
     pub record_rendition: String,
-    pub recording: RecordingStatus,
     pub destinations: Vec<DestinationView>,
     pub sessions: Vec<SessionView>,
 }
 
-#[derive(Debug, Serialize)]
+/// The live state of a stream's jobs as the API shows it: made where the stream runs and,
+/// with several nodes, stored with its lease for the others to show.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LiveSnapshot {
+    pub jobs: LiveJobs,
+    /// Running destinations by id.
+    pub destinations: std::collections::HashMap<i64, DestinationLive>,
+}
+
+/// The parts of `Stream` that come from its running jobs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LiveJobs {
+    pub live: bool,
+    pub pull: Option<PullView>,
+    pub renditions: Vec<RungSnapshot>,
+    pub skipped_renditions: Vec<String>,
+    pub ladder_error: Option<String>,
+    pub ladder_input_dropped: u64,
+    pub recording: RecordingStatus,
+    pub hls_variants: Vec<HlsVariantView>,
+}
+
+impl LiveSnapshot {
+    pub fn new(live: bool, st: &crate::engine::StreamState, hls_variants: &[VariantSummary]) -> LiveSnapshot {
+        LiveSnapshot {
+            jobs: LiveJobs {
+                live,
+                pull: st.pull.as_ref().map(PullView::from),
+                renditions: st.renditions.clone(),
+                skipped_renditions: st.skipped_renditions.clone(),
+                ladder_error: st.ladder_error.clone(),
+                ladder_input_dropped: st.ladder_input_dropped,
+                recording: st.recording.clone(),
+                hls_variants: hls_variants.iter().map(Into::into).collect(),
+            },
+            destinations: st.destinations.iter().map(|(id, s)| (*id, DestinationLive::from(s))).collect(),
+        }
+    }
+}
+
+/// `Stream.pull`: the state of a pulled input.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PullView {
+    pub state: String,
+    pub last_error: Option<String>,
+    pub reconnects: u64,
+    pub frames: u64,
+}
+
+impl From<&PullStatus> for PullView {
+    fn from(p: &PullStatus) -> PullView {
+        PullView {
+            state: p.state.to_string(),
+            last_error: p.last_error.clone(),
+            reconnects: p.reconnects,
+            frames: p.frames,
+        }
+    }
+}
+
+/// The counters of a running destination.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DestinationLive {
+    pub state: String,
+    pub bitrate_bps: u64,
+    pub bytes_sent: u64,
+    pub reconnects: u64,
+    pub failed_connects: u64,
+    pub dropped: u64,
+    pub last_error: Option<String>,
+}
+
+impl From<&DestinationSnapshot> for DestinationLive {
+    fn from(s: &DestinationSnapshot) -> DestinationLive {
+        DestinationLive {
+            state: s.state.as_str().to_string(),
+            bitrate_bps: s.bitrate_bps,
+            bytes_sent: s.bytes_sent,
+            reconnects: s.reconnects,
+            failed_connects: s.failed_connects,
+            dropped: s.dropped,
+            last_error: s.last_error.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HlsVariantView {
     pub name: String,
     pub codecs: String,
@@ -99,17 +182,13 @@ pub struct DestinationView {
     pub enabled: bool,
     pub rendition: String,
     pub enhanced_rtmp: String,
-    pub state: String,
-    pub bitrate_bps: u64,
-    pub bytes_sent: u64,
-    pub reconnects: u64,
-    pub failed_connects: u64,
-    pub dropped: u64,
-    pub last_error: Option<String>,
+    /// `state` and the counters.
+    #[serde(flatten)]
+    pub live: DestinationLive,
 }
 
 impl DestinationView {
-    pub fn new(d: &DestinationRow, stats: Option<&DestinationSnapshot>, masked_url: String) -> DestinationView {
+    pub fn new(d: &DestinationRow, stats: Option<&DestinationLive>, masked_url: String) -> DestinationView {
         let idle = if d.enabled { "idle" } else { "off" };
         DestinationView {
             id: d.id,
@@ -118,13 +197,15 @@ impl DestinationView {
             enabled: d.enabled,
             rendition: if d.rendition.is_empty() { "source".into() } else { d.rendition.clone() },
             enhanced_rtmp: d.enhanced_rtmp.clone(),
-            state: stats.map_or(idle, |s| s.state.as_str()).to_string(),
-            bitrate_bps: stats.map_or(0, |s| s.bitrate_bps),
-            bytes_sent: stats.map_or(0, |s| s.bytes_sent),
-            reconnects: stats.map_or(0, |s| s.reconnects),
-            failed_connects: stats.map_or(0, |s| s.failed_connects),
-            dropped: stats.map_or(0, |s| s.dropped),
-            last_error: stats.and_then(|s| s.last_error.clone()),
+            live: stats.cloned().unwrap_or(DestinationLive {
+                state: idle.into(),
+                bitrate_bps: 0,
+                bytes_sent: 0,
+                reconnects: 0,
+                failed_connects: 0,
+                dropped: 0,
+                last_error: None,
+            }),
         }
     }
 }

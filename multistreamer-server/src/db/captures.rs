@@ -24,9 +24,11 @@ pub struct CaptureRow {
     pub presenter_frames: i64,
     pub started_at: i64,
     pub ended_at: Option<i64>,
+    /// The node that runs (ran) it and holds its files ('' with a single node).
+    pub node_id: String,
 }
 
-fn capture_row(r: &sqlx::sqlite::SqliteRow) -> Result<CaptureRow, sqlx::Error> {
+fn capture_row(r: &sqlx::any::AnyRow) -> Result<CaptureRow, sqlx::Error> {
     Ok(CaptureRow {
         id: r.try_get("id")?,
         stream_id: r.try_get("stream_id")?,
@@ -43,6 +45,7 @@ fn capture_row(r: &sqlx::sqlite::SqliteRow) -> Result<CaptureRow, sqlx::Error> {
         presenter_frames: r.try_get("presenter_frames")?,
         started_at: r.try_get("started_at")?,
         ended_at: r.try_get("ended_at")?,
+        node_id: r.try_get("node_id")?,
     })
 }
 
@@ -51,7 +54,7 @@ macro_rules! select_captures {
     ($rest:literal) => {
         concat!(
             "SELECT id, stream_id, name, url_masked, sealed_url, profile, options, broadcast_id, dir, state, error, ",
-            "chat_messages, presenter_frames, started_at, ended_at FROM captures ",
+            "chat_messages, presenter_frames, started_at, ended_at, node_id FROM captures ",
             $rest
         )
     };
@@ -64,12 +67,12 @@ pub async fn all_captures(db: &Db) -> Result<Vec<CaptureRow>, AppError> {
 
 pub async fn captures_of(db: &Db, stream_id: i64) -> Result<Vec<CaptureRow>, AppError> {
     let rows =
-        sqlx::query(select_captures!("WHERE stream_id = ? ORDER BY id DESC")).bind(stream_id).fetch_all(db).await?;
+        sqlx::query(select_captures!("WHERE stream_id = $1 ORDER BY id DESC")).bind(stream_id).fetch_all(db).await?;
     Ok(rows.iter().map(capture_row).collect::<Result<_, _>>()?)
 }
 
 pub async fn capture(db: &Db, id: i64) -> Result<Option<CaptureRow>, AppError> {
-    let row = sqlx::query(select_captures!("WHERE id = ?")).bind(id).fetch_optional(db).await?;
+    let row = sqlx::query(select_captures!("WHERE id = $1")).bind(id).fetch_optional(db).await?;
     Ok(row.as_ref().map(capture_row).transpose()?)
 }
 
@@ -82,9 +85,9 @@ pub async fn insert_capture(
     dir_of: impl Fn(i64) -> String,
 ) -> Result<i64, AppError> {
     let mut tx = db.begin().await?;
-    let id = sqlx::query(
+    let id = sqlx::query_scalar::<_, i64>(
         "INSERT INTO captures (stream_id, name, url_masked, sealed_url, profile, options, broadcast_id, dir, state, \
-         started_at) VALUES (?, ?, ?, '', ?, ?, ?, '', ?, ?)",
+         started_at, node_id) VALUES ($1, $2, $3, '', $4, $5, $6, '', $7, $8, $9) RETURNING id",
     )
     .bind(c.stream_id)
     .bind(&c.name)
@@ -94,10 +97,10 @@ pub async fn insert_capture(
     .bind(c.broadcast_id)
     .bind(&c.state)
     .bind(now())
-    .execute(&mut *tx)
-    .await?
-    .last_insert_rowid();
-    sqlx::query("UPDATE captures SET sealed_url = ?, dir = ? WHERE id = ?")
+    .bind(super::node_id())
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE captures SET sealed_url = $1, dir = $2 WHERE id = $3")
         .bind(seal(id)?)
         .bind(dir_of(id))
         .bind(id)
@@ -117,8 +120,8 @@ pub async fn finish_capture(
     presenter_frames: u64,
 ) -> Result<(), AppError> {
     sqlx::query(
-        "UPDATE captures SET state = ?, error = ?, chat_messages = ?, presenter_frames = ?, \
-         ended_at = COALESCE(ended_at, ?) WHERE id = ?",
+        "UPDATE captures SET state = $1, error = $2, chat_messages = $3, presenter_frames = $4, \
+         ended_at = COALESCE(ended_at, $5) WHERE id = $6",
     )
     .bind(state)
     .bind(error)
@@ -134,7 +137,7 @@ pub async fn finish_capture(
 /// Asks a running capture to stop: `stopping` until its job has closed its files (then
 /// `finished`).
 pub async fn stop_capture(db: &Db, id: i64) -> Result<bool, AppError> {
-    let r = sqlx::query("UPDATE captures SET state = 'stopping' WHERE id = ? AND state = 'running'")
+    let r = sqlx::query("UPDATE captures SET state = 'stopping' WHERE id = $1 AND state = 'running'")
         .bind(id)
         .execute(db)
         .await?;
@@ -142,26 +145,29 @@ pub async fn stop_capture(db: &Db, id: i64) -> Result<bool, AppError> {
 }
 
 pub async fn delete_capture(db: &Db, id: i64) -> Result<bool, AppError> {
-    Ok(sqlx::query("DELETE FROM captures WHERE id = ?").bind(id).execute(db).await?.rows_affected() > 0)
+    Ok(sqlx::query("DELETE FROM captures WHERE id = $1").bind(id).execute(db).await?.rows_affected() > 0)
 }
 
 /// Captures left `running` by a server that stopped: they ended then. One that waited for
 /// a platform's presenter video keeps its chat and says the video did not come.
 pub async fn close_stale_captures(db: &Db) -> Result<(), AppError> {
     sqlx::query(
-        "UPDATE captures SET state = 'finished', ended_at = COALESCE(ended_at, ?) WHERE state IN ('running', 'stopping')",
+        "UPDATE captures SET state = 'finished', ended_at = COALESCE(ended_at, $1) WHERE state IN ('running', 'stopping') \
+         AND node_id = $2",
     )
     .bind(now())
+    .bind(super::node_id())
     .execute(db)
     .await?;
     let note = "no presenter video: the server stopped before the platform had it ready (fetch again)";
     sqlx::query(
-        "UPDATE captures SET state = 'finished', ended_at = COALESCE(ended_at, ?), \
-         error = CASE WHEN error IS NULL THEN ? ELSE error || '; ' || ? END WHERE state = 'converting'",
+        "UPDATE captures SET state = 'finished', ended_at = COALESCE(ended_at, $1), \
+         error = CASE WHEN error IS NULL THEN $2 ELSE error || '; ' || $3 END WHERE state = 'converting' AND node_id = $4",
     )
     .bind(now())
     .bind(note)
     .bind(note)
+    .bind(super::node_id())
     .execute(db)
     .await?;
     Ok(())
@@ -170,7 +176,7 @@ pub async fn close_stale_captures(db: &Db) -> Result<(), AppError> {
 /// The capture's span (seconds): an after-the-fact capture covers the webinar, not the
 /// moment it was built.
 pub async fn set_capture_span(db: &Db, id: i64, started_at: i64, ended_at: i64) -> Result<(), AppError> {
-    sqlx::query("UPDATE captures SET started_at = ?, ended_at = ? WHERE id = ?")
+    sqlx::query("UPDATE captures SET started_at = $1, ended_at = $2 WHERE id = $3")
         .bind(started_at)
         .bind(ended_at)
         .bind(id)

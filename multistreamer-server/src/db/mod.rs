@@ -1,13 +1,15 @@
-//! SQLite state: migrations at start-up and the queries the server runs.
+//! The server's state — SQLite embedded by default, PostgreSQL when several nodes share it —
+//! migrations at start-up and the queries the server runs.
 //!
-//! Migrations are embedded SQL files applied in order and recorded in
-//! `schema_migrations`; the SQL stays portable so PostgreSQL can be added later.
+//! One code path serves both through sqlx's Any driver: queries use `$N` parameters (both
+//! engines read them) and `RETURNING id` for new rows. Migrations are embedded SQL files
+//! applied in order and recorded in `schema_migrations`; they are written for SQLite and
+//! PostgreSQL reads them with two type names changed ([`for_backend`]).
 
 use std::path::Path;
-use std::str::FromStr;
 
-use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Connection, Row};
 
 use crate::error::AppError;
 
@@ -31,50 +33,137 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../../migrations/0007_indexes.sql")),
     (8, include_str!("../../migrations/0008_srt.sql")),
     (9, include_str!("../../migrations/0009_enhanced_rtmp.sql")),
+    (10, include_str!("../../migrations/0010_nodes.sql")),
 ];
 
-pub type Db = SqlitePool;
+/// The key of the PostgreSQL advisory lock held while migrations run, so that nodes
+/// starting together apply each migration once ("MS" "MIGR" in ASCII).
+const MIGRATION_LOCK: i64 = 0x4d53_4d49_4752;
+
+pub type Db = sqlx::AnyPool;
+
+/// Which engine holds the state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The engine a database URL names (`sqlite:` or `postgres:`/`postgresql:`).
+    pub fn of_url(url: &str) -> Result<Backend, AppError> {
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => Err(AppError::internal(format!(
+                "unsupported database URL scheme {scheme:?}: use postgres://USER:PASSWORD@HOST/DB (or none for the embedded SQLite)"
+            ))),
+        }
+    }
+}
+
+/// The node this process is among the nodes of one database ('' alone on SQLite): set once
+/// at start-up, written with the recordings and captures whose files are on its disk.
+static NODE_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub fn set_node_id(id: &str) {
+    let _ = NODE_ID.set(id.to_string());
+}
+
+pub fn node_id() -> &'static str {
+    NODE_ID.get().map_or("", String::as_str)
+}
 
 /// A transaction: several changes that land together or not at all.
-pub async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, AppError> {
+pub async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Any>, AppError> {
     Ok(db.begin().await?)
 }
 
-/// Opens (creating if needed) the database file and applies pending migrations.
-pub async fn open(path: &Path) -> Result<Db, AppError> {
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-        .map_err(|e| AppError::internal(format!("database path: {e}")))?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .foreign_keys(true);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
+/// The URL of the embedded database in `path` (created if missing).
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// A database URL with its password masked, for logs and the start-up banner.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Opens the database `url` names (creating an SQLite file if needed) and applies pending
+/// migrations.
+pub async fn open(url: &str) -> Result<Db, AppError> {
+    sqlx::any::install_default_drivers();
+    let backend = Backend::of_url(url)?;
+    let options: AnyConnectOptions =
+        url.parse().map_err(|e| AppError::internal(format!("database URL {}: {e}", redacted_url(url))))?;
+    let pool = AnyPoolOptions::new()
+        // SQLite serialises writers anyway; PostgreSQL serves the API, the engine, the
+        // lease renewals and the listeners of every node.
+        .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+        .acquire_timeout(std::time::Duration::from_secs(10))
         .connect_with(options)
         .await
-        .map_err(|e| AppError::internal(format!("cannot open database {}: {e}", path.display())))?;
-    migrate(&pool).await?;
+        .map_err(|e| AppError::internal(format!("cannot open database {}: {e}", redacted_url(url))))?;
+    if backend == Backend::Sqlite {
+        // WAL is a property of the file: readers do not wait for the writer
+        sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+    }
+    migrate(&pool, backend).await?;
     Ok(pool)
 }
 
-async fn migrate(pool: &Db) -> Result<(), AppError> {
+/// A migration's SQL as `backend` reads it: PostgreSQL's INTEGER is 32 bits and has no
+/// implicit row id, so ids become identity columns and every INTEGER a BIGINT.
+pub fn for_backend(sql: &str, backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => sql.to_string(),
+        Backend::Postgres => sql
+            .replace("INTEGER PRIMARY KEY", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY")
+            .replace("INTEGER", "BIGINT"),
+    }
+}
+
+async fn migrate(pool: &Db, backend: Backend) -> Result<(), AppError> {
+    let mut conn = pool.acquire().await?;
+    if backend == Backend::Postgres {
+        // held on this connection until the end: a second node starting now waits here,
+        // then finds every migration applied
+        sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await?;
+    }
+    let result = apply_migrations(&mut conn, backend).await;
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await?;
+    }
+    result
+}
+
+async fn apply_migrations(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<(), AppError> {
     sqlx::query(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     for (version, sql) in MIGRATIONS {
-        let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+        let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
             .bind(version)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *conn)
             .await?;
         if done.is_some() {
             continue;
         }
-        let mut tx = pool.begin().await?;
+        let sql = for_backend(sql, backend);
+        let mut tx = conn.begin().await?;
         for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty() && !is_comment_only(s)) {
-            sqlx::query(statement).execute(&mut *tx).await?;
+            sqlx::query(sqlx::AssertSqlSafe(statement.to_string())).execute(&mut *tx).await?;
         }
-        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
             .bind(version)
             .bind(now())
             .execute(&mut *tx)
@@ -97,34 +186,41 @@ pub async fn user_count(db: &Db) -> Result<i64, AppError> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(db).await?)
 }
 
-pub async fn create_user(db: &Db, username: &str, password_hash: &str) -> Result<i64, AppError> {
-    let r = sqlx::query("INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)")
-        .bind(username)
-        .bind(password_hash)
-        .bind(now())
-        .execute(db)
-        .await?;
-    Ok(r.last_insert_rowid())
+/// Creates the first account unless some account exists already (one statement, so two
+/// nodes starting together make one); whether it was made.
+pub async fn create_first_user(db: &Db, username: &str, password_hash: &str) -> Result<bool, AppError> {
+    let r = sqlx::query(
+        "INSERT INTO users (username, password_hash, created_at) SELECT $1, $2, $3 \
+         WHERE NOT EXISTS (SELECT 1 FROM users) ON CONFLICT (username) DO NOTHING",
+    )
+    .bind(username)
+    .bind(password_hash)
+    .bind(now())
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// (id, password hash) of a user.
 pub async fn user_by_name(db: &Db, username: &str) -> Result<Option<(i64, String)>, AppError> {
-    let row =
-        sqlx::query("SELECT id, password_hash FROM users WHERE username = ?").bind(username).fetch_optional(db).await?;
+    let row = sqlx::query("SELECT id, password_hash FROM users WHERE username = $1")
+        .bind(username)
+        .fetch_optional(db)
+        .await?;
     Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("password_hash")?))).transpose()?)
 }
 
 pub async fn user_hash(db: &Db, id: i64) -> Result<Option<String>, AppError> {
-    Ok(sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?").bind(id).fetch_optional(db).await?)
+    Ok(sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(id).fetch_optional(db).await?)
 }
 
 pub async fn set_password(db: &Db, id: i64, hash: &str) -> Result<(), AppError> {
-    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?").bind(hash).bind(id).execute(db).await?;
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(hash).bind(id).execute(db).await?;
     Ok(())
 }
 
 pub async fn create_session(db: &Db, id: &str, user_id: i64, csrf: &str, expires_at: i64) -> Result<(), AppError> {
-    sqlx::query("INSERT INTO sessions (id, user_id, csrf_token, expires_at) VALUES (?, ?, ?, ?)")
+    sqlx::query("INSERT INTO sessions (id, user_id, csrf_token, expires_at) VALUES ($1, $2, $3, $4)")
         .bind(id)
         .bind(user_id)
         .bind(csrf)
@@ -138,7 +234,7 @@ pub async fn create_session(db: &Db, id: &str, user_id: i64, csrf: &str, expires
 pub async fn session(db: &Db, id: &str) -> Result<Option<(i64, String, String)>, AppError> {
     let row = sqlx::query(
         "SELECT s.user_id, u.username, s.csrf_token FROM sessions s JOIN users u ON u.id = s.user_id \
-         WHERE s.id = ? AND s.expires_at > ?",
+         WHERE s.id = $1 AND s.expires_at > $2",
     )
     .bind(id)
     .bind(now())
@@ -150,7 +246,7 @@ pub async fn session(db: &Db, id: &str) -> Result<Option<(i64, String, String)>,
 }
 
 pub async fn delete_session(db: &Db, id: &str) -> Result<(), AppError> {
-    sqlx::query("DELETE FROM sessions WHERE id = ?").bind(id).execute(db).await?;
+    sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id).execute(db).await?;
     Ok(())
 }
 
@@ -158,5 +254,36 @@ fn unique_violation(e: sqlx::Error, field: &'static str, message: &'static str) 
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => AppError::invalid(field, message),
         _ => AppError::from(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_reads_the_migrations_with_64_bit_integers_and_identity_ids() {
+        let sql = "CREATE TABLE t (\n    id INTEGER PRIMARY KEY,\n    n INTEGER NOT NULL,\n    name TEXT\n)";
+        assert_eq!(for_backend(sql, Backend::Sqlite), sql);
+        assert_eq!(
+            for_backend(sql, Backend::Postgres),
+            "CREATE TABLE t (\n    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,\n    n BIGINT NOT NULL,\n    name TEXT\n)"
+        );
+        // no statement of a migration hides in a comment (they are split at semicolons)
+        for (version, sql) in MIGRATIONS {
+            for line in sql.lines().filter(|l| l.trim_start().starts_with("--")) {
+                assert!(!line.contains(';'), "migration {version}: a semicolon in a comment: {line}");
+            }
+        }
+    }
+
+    #[test]
+    fn database_urls_name_their_engine_and_hide_their_password() {
+        assert_eq!(Backend::of_url("postgres://ms:pw@db/ms").ok(), Some(Backend::Postgres));
+        assert_eq!(Backend::of_url("postgresql://db/ms").ok(), Some(Backend::Postgres));
+        assert_eq!(Backend::of_url(&sqlite_url(Path::new("/d/x.db"))).ok(), Some(Backend::Sqlite));
+        assert!(Backend::of_url("mysql://db/ms").is_err());
+        assert_eq!(redacted_url("postgres://ms:s3cret@db:5432/ms"), "postgres://ms:***@db:5432/ms");
+        assert_eq!(redacted_url("postgres://ms@db/ms"), "postgres://ms@db/ms");
     }
 }

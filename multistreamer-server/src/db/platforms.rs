@@ -19,7 +19,7 @@ pub struct PlatformRow {
     pub last_error: Option<String>,
 }
 
-fn platform_row(r: &sqlx::sqlite::SqliteRow) -> Result<PlatformRow, sqlx::Error> {
+fn platform_row(r: &sqlx::any::AnyRow) -> Result<PlatformRow, sqlx::Error> {
     Ok(PlatformRow {
         id: r.try_get("id")?,
         kind: r.try_get("kind")?,
@@ -44,7 +44,7 @@ pub async fn platforms(db: &Db) -> Result<Vec<PlatformRow>, AppError> {
 }
 
 pub async fn platform(db: &Db, id: i64) -> Result<Option<PlatformRow>, AppError> {
-    let row = sqlx::query(select_platforms!("WHERE id = ?")).bind(id).fetch_optional(db).await?;
+    let row = sqlx::query(select_platforms!("WHERE id = $1")).bind(id).fetch_optional(db).await?;
     Ok(row.as_ref().map(platform_row).transpose()?)
 }
 
@@ -62,7 +62,7 @@ pub async fn upsert_platform(
     let existing: Option<i64> = if remote_id.is_empty() {
         None
     } else {
-        sqlx::query_scalar("SELECT id FROM platform_accounts WHERE kind = ? AND remote_id = ?")
+        sqlx::query_scalar("SELECT id FROM platform_accounts WHERE kind = $1 AND remote_id = $2")
             .bind(kind)
             .bind(remote_id)
             .fetch_optional(&mut *tx)
@@ -70,20 +70,21 @@ pub async fn upsert_platform(
     };
     let id = match existing {
         Some(id) => id,
-        None => sqlx::query(
-            "INSERT INTO platform_accounts (kind, name, remote_id, sealed_secret, state, created_at) \
-             VALUES (?, ?, ?, '', 'connected', ?)",
-        )
-        .bind(kind)
-        .bind(name)
-        .bind(remote_id)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid(),
+        None => {
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO platform_accounts (kind, name, remote_id, sealed_secret, state, created_at) \
+             VALUES ($1, $2, $3, '', 'connected', $4) RETURNING id",
+            )
+            .bind(kind)
+            .bind(name)
+            .bind(remote_id)
+            .bind(now())
+            .fetch_one(&mut *tx)
+            .await?
+        }
     };
     sqlx::query(
-        "UPDATE platform_accounts SET name = ?, sealed_secret = ?, state = 'connected', last_error = NULL WHERE id = ?",
+        "UPDATE platform_accounts SET name = $1, sealed_secret = $2, state = 'connected', last_error = NULL WHERE id = $3",
     )
     .bind(name)
     .bind(seal(id)?)
@@ -95,7 +96,7 @@ pub async fn upsert_platform(
 }
 
 pub async fn set_platform_secret(db: &Db, id: i64, sealed: &str) -> Result<(), AppError> {
-    sqlx::query("UPDATE platform_accounts SET sealed_secret = ? WHERE id = ?")
+    sqlx::query("UPDATE platform_accounts SET sealed_secret = $1 WHERE id = $2")
         .bind(sealed)
         .bind(id)
         .execute(db)
@@ -104,7 +105,7 @@ pub async fn set_platform_secret(db: &Db, id: i64, sealed: &str) -> Result<(), A
 }
 
 pub async fn set_platform_state(db: &Db, id: i64, state: &str, last_error: Option<&str>) -> Result<(), AppError> {
-    sqlx::query("UPDATE platform_accounts SET state = ?, last_error = ? WHERE id = ?")
+    sqlx::query("UPDATE platform_accounts SET state = $1, last_error = $2 WHERE id = $3")
         .bind(state)
         .bind(last_error)
         .bind(id)
@@ -114,7 +115,7 @@ pub async fn set_platform_state(db: &Db, id: i64, state: &str, last_error: Optio
 }
 
 pub async fn delete_platform(db: &Db, id: i64) -> Result<bool, AppError> {
-    Ok(sqlx::query("DELETE FROM platform_accounts WHERE id = ?").bind(id).execute(db).await?.rows_affected() > 0)
+    Ok(sqlx::query("DELETE FROM platform_accounts WHERE id = $1").bind(id).execute(db).await?.rows_affected() > 0)
 }
 
 #[derive(Clone, Debug)]
@@ -135,7 +136,7 @@ pub struct BroadcastRow {
     pub created_at: i64,
 }
 
-fn broadcast_row(r: &sqlx::sqlite::SqliteRow) -> Result<BroadcastRow, sqlx::Error> {
+fn broadcast_row(r: &sqlx::any::AnyRow) -> Result<BroadcastRow, sqlx::Error> {
     Ok(BroadcastRow {
         id: r.try_get("id")?,
         stream_id: r.try_get("stream_id")?,
@@ -172,20 +173,21 @@ pub async fn all_broadcasts(db: &Db) -> Result<Vec<BroadcastRow>, AppError> {
 }
 
 pub async fn broadcasts_of(db: &Db, stream_id: i64) -> Result<Vec<BroadcastRow>, AppError> {
-    let rows = sqlx::query(select_broadcasts!("WHERE stream_id = ? ORDER BY id")).bind(stream_id).fetch_all(db).await?;
+    let rows =
+        sqlx::query(select_broadcasts!("WHERE stream_id = $1 ORDER BY id")).bind(stream_id).fetch_all(db).await?;
     Ok(rows.iter().map(broadcast_row).collect::<Result<_, _>>()?)
 }
 
 pub async fn broadcast(db: &Db, id: i64) -> Result<Option<BroadcastRow>, AppError> {
-    let row = sqlx::query(select_broadcasts!("WHERE id = ?")).bind(id).fetch_optional(db).await?;
+    let row = sqlx::query(select_broadcasts!("WHERE id = $1")).bind(id).fetch_optional(db).await?;
     Ok(row.as_ref().map(broadcast_row).transpose()?)
 }
 
-pub async fn insert_broadcast<'e>(db: impl sqlx::SqliteExecutor<'e>, b: &BroadcastRow) -> Result<i64, AppError> {
-    let r = sqlx::query(
+pub async fn insert_broadcast<'e>(db: impl sqlx::AnyExecutor<'e>, b: &BroadcastRow) -> Result<i64, AppError> {
+    let r = sqlx::query_scalar::<_, i64>(
         "INSERT INTO broadcasts (stream_id, platform_id, remote_id, remote_stream_id, title, watch_url, state, \
          destination_id, backup_destination_id, auto_live, monitor_stream, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
     )
     .bind(b.stream_id)
     .bind(b.platform_id)
@@ -199,14 +201,14 @@ pub async fn insert_broadcast<'e>(db: impl sqlx::SqliteExecutor<'e>, b: &Broadca
     .bind(i64::from(b.auto_live))
     .bind(i64::from(b.monitor_stream))
     .bind(now())
-    .execute(db)
+    .fetch_one(db)
     .await?;
-    Ok(r.last_insert_rowid())
+    Ok(r)
 }
 
 /// Records what the platform last said: the state, and the last error (cleared by `None`).
 pub async fn set_broadcast_state(db: &Db, id: i64, state: &str, last_error: Option<&str>) -> Result<(), AppError> {
-    sqlx::query("UPDATE broadcasts SET state = ?, last_error = ? WHERE id = ?")
+    sqlx::query("UPDATE broadcasts SET state = $1, last_error = $2 WHERE id = $3")
         .bind(state)
         .bind(last_error)
         .bind(id)
@@ -216,12 +218,12 @@ pub async fn set_broadcast_state(db: &Db, id: i64, state: &str, last_error: Opti
 }
 
 pub async fn set_broadcast_error(db: &Db, id: i64, last_error: Option<&str>) -> Result<(), AppError> {
-    sqlx::query("UPDATE broadcasts SET last_error = ? WHERE id = ?").bind(last_error).bind(id).execute(db).await?;
+    sqlx::query("UPDATE broadcasts SET last_error = $1 WHERE id = $2").bind(last_error).bind(id).execute(db).await?;
     Ok(())
 }
 
 pub async fn set_broadcast_destination(db: &Db, id: i64, destination_id: Option<i64>) -> Result<(), AppError> {
-    sqlx::query("UPDATE broadcasts SET destination_id = ? WHERE id = ?")
+    sqlx::query("UPDATE broadcasts SET destination_id = $1 WHERE id = $2")
         .bind(destination_id)
         .bind(id)
         .execute(db)
@@ -230,7 +232,7 @@ pub async fn set_broadcast_destination(db: &Db, id: i64, destination_id: Option<
 }
 
 pub async fn set_broadcast_auto_live(db: &Db, id: i64, auto_live: bool) -> Result<(), AppError> {
-    sqlx::query("UPDATE broadcasts SET auto_live = ? WHERE id = ?")
+    sqlx::query("UPDATE broadcasts SET auto_live = $1 WHERE id = $2")
         .bind(i64::from(auto_live))
         .bind(id)
         .execute(db)
@@ -239,13 +241,13 @@ pub async fn set_broadcast_auto_live(db: &Db, id: i64, auto_live: bool) -> Resul
 }
 
 pub async fn delete_broadcast(db: &Db, id: i64) -> Result<bool, AppError> {
-    Ok(sqlx::query("DELETE FROM broadcasts WHERE id = ?").bind(id).execute(db).await?.rows_affected() > 0)
+    Ok(sqlx::query("DELETE FROM broadcasts WHERE id = $1").bind(id).execute(db).await?.rows_affected() > 0)
 }
 
 /// Turns a stream's destinations on or off (a broadcast's ingest, when it goes live or ends).
 pub async fn set_destinations_enabled(db: &Db, ids: &[i64], enabled: bool) -> Result<(), AppError> {
     for id in ids {
-        sqlx::query("UPDATE destinations SET enabled = ? WHERE id = ?")
+        sqlx::query("UPDATE destinations SET enabled = $1 WHERE id = $2")
             .bind(i64::from(enabled))
             .bind(id)
             .execute(db)
@@ -255,12 +257,12 @@ pub async fn set_destinations_enabled(db: &Db, ids: &[i64], enabled: bool) -> Re
 }
 
 pub async fn setting(db: &Db, key: &str) -> Result<Option<String>, AppError> {
-    Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?").bind(key).fetch_optional(db).await?)
+    Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1").bind(key).fetch_optional(db).await?)
 }
 
 pub async fn set_setting(db: &Db, key: &str, value: &str) -> Result<(), AppError> {
     sqlx::query(
-        "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )
     .bind(key)
     .bind(value)

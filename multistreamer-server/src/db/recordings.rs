@@ -17,9 +17,11 @@ pub struct RecordingRow {
     pub ended_at: Option<i64>,
     pub bytes: i64,
     pub duration_ms: i64,
+    /// The node whose disk holds the file ('' with a single node).
+    pub node_id: String,
 }
 
-fn recording_row(r: &sqlx::sqlite::SqliteRow) -> Result<RecordingRow, sqlx::Error> {
+fn recording_row(r: &sqlx::any::AnyRow) -> Result<RecordingRow, sqlx::Error> {
     Ok(RecordingRow {
         id: r.try_get("id")?,
         stream_id: r.try_get("stream_id")?,
@@ -30,6 +32,7 @@ fn recording_row(r: &sqlx::sqlite::SqliteRow) -> Result<RecordingRow, sqlx::Erro
         ended_at: r.try_get("ended_at")?,
         bytes: r.try_get("bytes")?,
         duration_ms: r.try_get("duration_ms")?,
+        node_id: r.try_get("node_id")?,
     })
 }
 
@@ -40,18 +43,19 @@ pub async fn recording_started(
     kind: &str,
     path: &str,
 ) -> Result<i64, AppError> {
-    let r = sqlx::query(
-        "INSERT INTO recordings (stream_id, stream_name, kind, path, started_at) VALUES (?, ?, ?, ?, ?) \
-         ON CONFLICT(path) DO UPDATE SET ended_at = NULL",
+    let r = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO recordings (stream_id, stream_name, kind, path, started_at, node_id) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT(path) DO UPDATE SET ended_at = NULL RETURNING id",
     )
     .bind(stream_id)
     .bind(stream_name)
     .bind(kind)
     .bind(path)
     .bind(now())
-    .execute(db)
+    .bind(super::node_id())
+    .fetch_one(db)
     .await?;
-    Ok(r.last_insert_rowid())
+    Ok(r)
 }
 
 pub async fn recording_progress(
@@ -62,7 +66,7 @@ pub async fn recording_progress(
     ended: bool,
 ) -> Result<(), AppError> {
     sqlx::query(
-        "UPDATE recordings SET bytes = ?, duration_ms = ?, ended_at = CASE WHEN ? THEN ? ELSE NULL END WHERE path = ?",
+        "UPDATE recordings SET bytes = $1, duration_ms = $2, ended_at = CASE WHEN $3 THEN $4 ELSE NULL END WHERE path = $5",
     )
     .bind(bytes as i64)
     .bind(duration_ms as i64)
@@ -76,7 +80,7 @@ pub async fn recording_progress(
 
 pub async fn list_recordings(db: &Db) -> Result<Vec<RecordingRow>, AppError> {
     let rows = sqlx::query(
-        "SELECT id, stream_id, stream_name, kind, path, started_at, ended_at, bytes, duration_ms FROM recordings \
+        "SELECT id, stream_id, stream_name, kind, path, started_at, ended_at, bytes, duration_ms, node_id FROM recordings \
          ORDER BY started_at DESC, id DESC",
     )
     .fetch_all(db)
@@ -86,8 +90,8 @@ pub async fn list_recordings(db: &Db) -> Result<Vec<RecordingRow>, AppError> {
 
 pub async fn recording(db: &Db, id: i64) -> Result<Option<RecordingRow>, AppError> {
     let row = sqlx::query(
-        "SELECT id, stream_id, stream_name, kind, path, started_at, ended_at, bytes, duration_ms FROM recordings \
-         WHERE id = ?",
+        "SELECT id, stream_id, stream_name, kind, path, started_at, ended_at, bytes, duration_ms, node_id FROM recordings \
+         WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(db)
@@ -96,13 +100,18 @@ pub async fn recording(db: &Db, id: i64) -> Result<Option<RecordingRow>, AppErro
 }
 
 pub async fn delete_recording(db: &Db, id: i64) -> Result<(), AppError> {
-    sqlx::query("DELETE FROM recordings WHERE id = ?").bind(id).execute(db).await?;
+    sqlx::query("DELETE FROM recordings WHERE id = $1").bind(id).execute(db).await?;
     Ok(())
 }
 
 /// Recordings left open by a crash are closed at start-up (the file is still there,
 /// readable up to its last second).
 pub async fn close_stale_recordings(db: &Db) -> Result<(), AppError> {
-    sqlx::query("UPDATE recordings SET ended_at = ? WHERE ended_at IS NULL").bind(now()).execute(db).await?;
+    // this node's only: the others' are being written
+    sqlx::query("UPDATE recordings SET ended_at = $1 WHERE ended_at IS NULL AND node_id = $2")
+        .bind(now())
+        .bind(super::node_id())
+        .execute(db)
+        .await?;
     Ok(())
 }

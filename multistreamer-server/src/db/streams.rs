@@ -35,7 +35,7 @@ pub struct DestinationRow {
     pub enhanced_rtmp: String,
 }
 
-fn stream_row(r: &sqlx::sqlite::SqliteRow) -> Result<StreamRow, sqlx::Error> {
+fn stream_row(r: &sqlx::any::AnyRow) -> Result<StreamRow, sqlx::Error> {
     Ok(StreamRow {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
@@ -49,7 +49,7 @@ fn stream_row(r: &sqlx::sqlite::SqliteRow) -> Result<StreamRow, sqlx::Error> {
     })
 }
 
-fn dest_row(r: &sqlx::sqlite::SqliteRow) -> Result<DestinationRow, sqlx::Error> {
+fn dest_row(r: &sqlx::any::AnyRow) -> Result<DestinationRow, sqlx::Error> {
     Ok(DestinationRow {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
@@ -68,7 +68,7 @@ pub async fn list_streams(db: &Db) -> Result<Vec<StreamRow>, AppError> {
 pub async fn list_streams_page(db: &Db, limit: i64, offset: i64) -> Result<Vec<StreamRow>, AppError> {
     let rows = sqlx::query(
         "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url, srt_passphrase FROM streams \
-         ORDER BY id LIMIT ? OFFSET ?",
+         ORDER BY id LIMIT $1 OFFSET $2",
     )
     .bind(limit)
     .bind(offset)
@@ -83,7 +83,7 @@ pub async fn count_streams(db: &Db) -> Result<i64, AppError> {
 
 pub async fn stream(db: &Db, id: i64) -> Result<Option<StreamRow>, AppError> {
     let row = sqlx::query(
-        "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url, srt_passphrase FROM streams WHERE id = ?",
+        "SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url, srt_passphrase FROM streams WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(db)
@@ -92,7 +92,7 @@ pub async fn stream(db: &Db, id: i64) -> Result<Option<StreamRow>, AppError> {
 }
 
 pub async fn stream_by_key(db: &Db, key: &str) -> Result<Option<StreamRow>, AppError> {
-    let row = sqlx::query("SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url, srt_passphrase FROM streams WHERE ingest_key = ?")
+    let row = sqlx::query("SELECT id, name, ingest_key, created_at, ladder, record_mode, record_rendition, pull_url, srt_passphrase FROM streams WHERE ingest_key = $1")
         .bind(key)
         .fetch_optional(db)
         .await?;
@@ -100,18 +100,20 @@ pub async fn stream_by_key(db: &Db, key: &str) -> Result<Option<StreamRow>, AppE
 }
 
 pub async fn create_stream(db: &Db, name: &str, key: &str) -> Result<i64, AppError> {
-    let r = sqlx::query("INSERT INTO streams (name, ingest_key, created_at) VALUES (?, ?, ?)")
-        .bind(name)
-        .bind(key)
-        .bind(now())
-        .execute(db)
-        .await
-        .map_err(|e| unique_violation(e, "name", "a stream with this name already exists"))?;
-    Ok(r.last_insert_rowid())
+    let r = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO streams (name, ingest_key, created_at) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(name)
+    .bind(key)
+    .bind(now())
+    .fetch_one(db)
+    .await
+    .map_err(|e| unique_violation(e, "name", "a stream with this name already exists"))?;
+    Ok(r)
 }
 
-pub async fn rename_stream<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, name: &str) -> Result<(), AppError> {
-    sqlx::query("UPDATE streams SET name = ? WHERE id = ?")
+pub async fn rename_stream<'e>(db: impl sqlx::AnyExecutor<'e>, id: i64, name: &str) -> Result<(), AppError> {
+    sqlx::query("UPDATE streams SET name = $1 WHERE id = $2")
         .bind(name)
         .bind(id)
         .execute(db)
@@ -120,32 +122,32 @@ pub async fn rename_stream<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, name:
     Ok(())
 }
 
-pub async fn set_stream_ladder<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, ladder: &str) -> Result<(), AppError> {
-    sqlx::query("UPDATE streams SET ladder = ? WHERE id = ?").bind(ladder).bind(id).execute(db).await?;
+pub async fn set_stream_ladder<'e>(db: impl sqlx::AnyExecutor<'e>, id: i64, ladder: &str) -> Result<(), AppError> {
+    sqlx::query("UPDATE streams SET ladder = $1 WHERE id = $2").bind(ladder).bind(id).execute(db).await?;
     Ok(())
 }
 
 pub async fn set_stream_srt_passphrase<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
+    db: impl sqlx::AnyExecutor<'e>,
     id: i64,
     passphrase: &str,
 ) -> Result<(), AppError> {
-    sqlx::query("UPDATE streams SET srt_passphrase = ? WHERE id = ?").bind(passphrase).bind(id).execute(db).await?;
+    sqlx::query("UPDATE streams SET srt_passphrase = $1 WHERE id = $2").bind(passphrase).bind(id).execute(db).await?;
     Ok(())
 }
 
-pub async fn set_stream_pull_url<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, url: &str) -> Result<(), AppError> {
-    sqlx::query("UPDATE streams SET pull_url = ? WHERE id = ?").bind(url).bind(id).execute(db).await?;
+pub async fn set_stream_pull_url<'e>(db: impl sqlx::AnyExecutor<'e>, id: i64, url: &str) -> Result<(), AppError> {
+    sqlx::query("UPDATE streams SET pull_url = $1 WHERE id = $2").bind(url).bind(id).execute(db).await?;
     Ok(())
 }
 
 pub async fn set_stream_recording<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
+    db: impl sqlx::AnyExecutor<'e>,
     id: i64,
     mode: &str,
     rendition: &str,
 ) -> Result<(), AppError> {
-    sqlx::query("UPDATE streams SET record_mode = ?, record_rendition = ? WHERE id = ?")
+    sqlx::query("UPDATE streams SET record_mode = $1, record_rendition = $2 WHERE id = $3")
         .bind(mode)
         .bind(rendition)
         .bind(id)
@@ -154,18 +156,18 @@ pub async fn set_stream_recording<'e>(
     Ok(())
 }
 
-pub async fn set_stream_key<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, key: &str) -> Result<(), AppError> {
-    sqlx::query("UPDATE streams SET ingest_key = ? WHERE id = ?").bind(key).bind(id).execute(db).await?;
+pub async fn set_stream_key<'e>(db: impl sqlx::AnyExecutor<'e>, id: i64, key: &str) -> Result<(), AppError> {
+    sqlx::query("UPDATE streams SET ingest_key = $1 WHERE id = $2").bind(key).bind(id).execute(db).await?;
     Ok(())
 }
 
 pub async fn delete_stream(db: &Db, id: i64) -> Result<bool, AppError> {
-    Ok(sqlx::query("DELETE FROM streams WHERE id = ?").bind(id).execute(db).await?.rows_affected() > 0)
+    Ok(sqlx::query("DELETE FROM streams WHERE id = $1").bind(id).execute(db).await?.rows_affected() > 0)
 }
 
 pub async fn destinations(db: &Db, stream_id: i64) -> Result<Vec<DestinationRow>, AppError> {
     let rows = sqlx::query(
-        "SELECT id, stream_id, name, url, enabled, rendition, enhanced_rtmp FROM destinations WHERE stream_id = ? ORDER BY id",
+        "SELECT id, stream_id, name, url, enabled, rendition, enhanced_rtmp FROM destinations WHERE stream_id = $1 ORDER BY id",
     )
     .bind(stream_id)
     .fetch_all(db)
@@ -184,7 +186,7 @@ pub async fn destinations_of_streams(
     ids: (i64, i64),
 ) -> Result<std::collections::HashMap<i64, Vec<DestinationRow>>, AppError> {
     let rows = sqlx::query(
-        "SELECT id, stream_id, name, url, enabled, rendition, enhanced_rtmp FROM destinations WHERE stream_id BETWEEN ? AND ? \
+        "SELECT id, stream_id, name, url, enabled, rendition, enhanced_rtmp FROM destinations WHERE stream_id BETWEEN $1 AND $2 \
          ORDER BY stream_id, id",
     )
     .bind(ids.0)
@@ -200,7 +202,7 @@ pub async fn destinations_of_streams(
 
 pub async fn destination(db: &Db, stream_id: i64, id: i64) -> Result<Option<DestinationRow>, AppError> {
     let row = sqlx::query(
-        "SELECT id, stream_id, name, url, enabled, rendition, enhanced_rtmp FROM destinations WHERE id = ? AND stream_id = ?",
+        "SELECT id, stream_id, name, url, enabled, rendition, enhanced_rtmp FROM destinations WHERE id = $1 AND stream_id = $2",
     )
     .bind(id)
     .bind(stream_id)
@@ -210,15 +212,15 @@ pub async fn destination(db: &Db, stream_id: i64, id: i64) -> Result<Option<Dest
 }
 
 pub async fn create_destination<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
+    db: impl sqlx::AnyExecutor<'e>,
     stream_id: i64,
     name: &str,
     url: &str,
     enabled: bool,
     rendition: &str,
 ) -> Result<i64, AppError> {
-    let r = sqlx::query(
-        "INSERT INTO destinations (stream_id, name, url, enabled, rendition, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    let r = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO destinations (stream_id, name, url, enabled, rendition, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(stream_id)
     .bind(name)
@@ -226,15 +228,15 @@ pub async fn create_destination<'e>(
     .bind(i64::from(enabled))
     .bind(rendition)
     .bind(now())
-    .execute(db)
+    .fetch_one(db)
     .await
     .map_err(|e| unique_violation(e, "name", "this stream already has a destination with this name"))?;
-    Ok(r.last_insert_rowid())
+    Ok(r)
 }
 
 pub async fn update_destination(db: &Db, d: &DestinationRow) -> Result<(), AppError> {
     sqlx::query(
-        "UPDATE destinations SET name = ?, url = ?, enabled = ?, rendition = ?, enhanced_rtmp = ? WHERE id = ?",
+        "UPDATE destinations SET name = $1, url = $2, enabled = $3, rendition = $4, enhanced_rtmp = $5 WHERE id = $6",
     )
     .bind(&d.name)
     .bind(&d.url)
@@ -249,7 +251,7 @@ pub async fn update_destination(db: &Db, d: &DestinationRow) -> Result<(), AppEr
 }
 
 pub async fn delete_destination(db: &Db, stream_id: i64, id: i64) -> Result<bool, AppError> {
-    Ok(sqlx::query("DELETE FROM destinations WHERE id = ? AND stream_id = ?")
+    Ok(sqlx::query("DELETE FROM destinations WHERE id = $1 AND stream_id = $2")
         .bind(id)
         .bind(stream_id)
         .execute(db)
@@ -259,16 +261,18 @@ pub async fn delete_destination(db: &Db, stream_id: i64, id: i64) -> Result<bool
 }
 
 pub async fn session_started(db: &Db, stream_id: i64) -> Result<i64, AppError> {
-    let r = sqlx::query("INSERT INTO stream_sessions (stream_id, started_at) VALUES (?, ?)")
-        .bind(stream_id)
-        .bind(now())
-        .execute(db)
-        .await?;
-    Ok(r.last_insert_rowid())
+    let r = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO stream_sessions (stream_id, started_at) VALUES ($1, $2) RETURNING id",
+    )
+    .bind(stream_id)
+    .bind(now())
+    .fetch_one(db)
+    .await?;
+    Ok(r)
 }
 
 pub async fn session_ended(db: &Db, id: i64, bytes_in: u64) -> Result<(), AppError> {
-    sqlx::query("UPDATE stream_sessions SET ended_at = ?, bytes_in = ? WHERE id = ?")
+    sqlx::query("UPDATE stream_sessions SET ended_at = $1, bytes_in = $2 WHERE id = $3")
         .bind(now())
         .bind(bytes_in as i64)
         .bind(id)
@@ -283,7 +287,7 @@ pub type SessionRow = (i64, Option<i64>, i64);
 
 pub async fn stream_history(db: &Db, stream_id: i64) -> Result<Vec<SessionRow>, AppError> {
     let rows = sqlx::query(
-        "SELECT started_at, ended_at, bytes_in FROM stream_sessions WHERE stream_id = ? ORDER BY id DESC LIMIT 50",
+        "SELECT started_at, ended_at, bytes_in FROM stream_sessions WHERE stream_id = $1 ORDER BY id DESC LIMIT 50",
     )
     .bind(stream_id)
     .fetch_all(db)
@@ -302,7 +306,7 @@ pub async fn stream_history_of(
 ) -> Result<std::collections::HashMap<i64, Vec<SessionRow>>, AppError> {
     let rows = sqlx::query(
         "SELECT stream_id, started_at, ended_at, bytes_in FROM (SELECT *, ROW_NUMBER() OVER \
-         (PARTITION BY stream_id ORDER BY id DESC) AS n FROM stream_sessions WHERE stream_id BETWEEN ? AND ?) \
+         (PARTITION BY stream_id ORDER BY id DESC) AS n FROM stream_sessions WHERE stream_id BETWEEN $1 AND $2) AS s \
          WHERE n <= 50 ORDER BY stream_id, id DESC",
     )
     .bind(ids.0)

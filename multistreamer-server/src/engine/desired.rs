@@ -154,6 +154,8 @@ pub struct LiveState {
     pub hub_streams: HashSet<String>,
     /// Streams whose operator pressed "record now" for the current session.
     pub record_now: HashSet<i64>,
+    /// With several nodes: the pulled streams this node runs (None: every one).
+    pub pulls_here: Option<HashSet<i64>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,7 +202,9 @@ pub struct Desired {
 pub fn desired(streams: &[StreamConfig], live: &LiveState) -> Desired {
     let mut d = Desired::default();
     for s in streams {
-        if let Some(url) = &s.pull {
+        if let Some(url) = &s.pull
+            && live.pulls_here.as_ref().is_none_or(|here| here.contains(&s.id))
+        {
             d.pulls.insert(s.id, url.clone());
         }
         let source = hub_name(s.id);
@@ -271,6 +275,17 @@ mod tests {
 
     fn live(names: &[&str]) -> LiveState {
         LiveState { hub_streams: names.iter().map(|s| s.to_string()).collect(), ..LiveState::default() }
+    }
+
+    #[test]
+    fn with_several_nodes_a_node_pulls_only_the_streams_placed_on_it() {
+        let mut s = stream(1);
+        s.pull = Some("rtsp://cam/1".parse().expect("url"));
+        let mut t = stream(2);
+        t.pull = Some("rtsp://cam/2".parse().expect("url"));
+        let live = LiveState { pulls_here: Some([2].into()), ..LiveState::default() };
+        let d = desired(&[s, t], &live);
+        assert_eq!(d.pulls.keys().copied().collect::<Vec<_>>(), vec![2]);
     }
 
     #[test]

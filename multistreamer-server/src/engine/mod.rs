@@ -50,6 +50,7 @@ use self::recording::RecordingJob;
 pub use self::recording::RecordingStatus;
 use self::runner::Runner;
 pub use self::task_job::TaskJob;
+use crate::cluster::Cluster;
 use crate::db::{self, Db};
 use crate::error::AppError;
 use crate::platforms::Platforms;
@@ -61,10 +62,20 @@ fn stream_id_of(name: &str) -> Option<i64> {
     source.strip_prefix("stream-")?.parse().ok()
 }
 
-/// Accepts a publish when the key belongs to a stream in the database.
+/// The stream row of a hub name that names a source (not a rendition).
+pub fn source_stream_id(name: &str) -> Option<i64> {
+    if split_rendition(name).is_some() {
+        return None;
+    }
+    name.strip_prefix("stream-")?.parse().ok()
+}
+
+/// Accepts a publish when the key belongs to a stream in the database (and, with several
+/// nodes, when no other node runs the stream: this one takes its lease).
 struct DbAuthorizer {
     db: Db,
     app: String,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl PublishAuthorizer for DbAuthorizer {
@@ -75,7 +86,13 @@ impl PublishAuthorizer for DbAuthorizer {
     fn authorize<'a>(&'a self, request: &'a PublishRequest) -> BoxFuture<'a, Result<String, Rejection>> {
         Box::pin(async move {
             match db::stream_by_key(&self.db, &request.key).await {
-                Ok(Some(s)) => Ok(hub_name(s.id)),
+                Ok(Some(s)) => match &self.cluster {
+                    None => Ok(hub_name(s.id)),
+                    Some(c) => match c.acquire(s.id).await {
+                        Ok(()) => Ok(hub_name(s.id)),
+                        Err(owner) => Err(Rejection::new(format!("the stream is live on node {owner}"))),
+                    },
+                },
                 Ok(None) => Err(Rejection::new("unknown stream key")),
                 Err(e) => Err(Rejection::new(format!("database unavailable: {e}"))),
             }
@@ -148,6 +165,8 @@ pub struct Engine {
     totals: Arc<DestinationTotals>,
     /// Bumped after every sync: live views re-read what they show.
     changes: tokio::sync::watch::Receiver<u64>,
+    /// The other nodes on the same database, when there are.
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// Where the engine listens and writes, and how it transcodes.
@@ -168,6 +187,8 @@ pub struct EngineConfig {
     pub whip: Option<WhipOptions>,
     /// The RTMP ingest's connection limits.
     pub rtmp_limits: RtmpIngestOptions,
+    /// Several nodes on one PostgreSQL database: stream leases and change notices.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl Engine {
@@ -177,13 +198,14 @@ impl Engine {
         platforms: Arc<Platforms>,
         cancel: CancellationToken,
     ) -> Result<Arc<Engine>, AppError> {
-        let EngineConfig { rtmp, app, transcode, recordings_dir, captures_dir, rtsp, srt, whip, rtmp_limits } = config;
+        let EngineConfig { rtmp, app, transcode, recordings_dir, captures_dir, rtsp, srt, whip, rtmp_limits, cluster } =
+            config;
         let app = app.as_str();
         db::close_stale_recordings(&db).await?;
         // a capture cannot continue across a restart (its video would start over): it ended
         db::close_stale_captures(&db).await?;
         let hub = Hub::new(HubOptions::default());
-        let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string() });
+        let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string(), cluster: cluster.clone() });
         let ingest = RtmpIngest::bind(rtmp, hub.clone(), auth, rtmp_limits)
             .await
             .map_err(|e| AppError::internal(e.to_string()))?;
@@ -192,7 +214,7 @@ impl Engine {
         tokio::spawn(ingest.run(ingest_cancel.clone()));
         let rtsp_addr = match rtsp {
             Some(addr) => {
-                let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string() });
+                let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string(), cluster: cluster.clone() });
                 // RTMP is the main ingest; a taken RTSP port (another RTSP server on the
                 // machine) disables RTSP pushes with a warning instead of stopping the server.
                 match RtspIngest::bind(addr, hub.clone(), auth, RtspIngestOptions::default()).await {
@@ -211,7 +233,7 @@ impl Engine {
         };
         let srt_addr = match srt {
             Some(addr) => {
-                let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string() });
+                let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string(), cluster: cluster.clone() });
                 let options = SrtIngestOptions { app: app.to_string(), ..SrtIngestOptions::default() };
                 // like RTSP: a taken UDP port disables SRT with a warning
                 match SrtIngest::bind(addr, hub.clone(), auth, options).await {
@@ -230,7 +252,7 @@ impl Engine {
         };
         let whip = match whip {
             Some(options) => {
-                let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string() });
+                let auth = Arc::new(DbAuthorizer { db: db.clone(), app: app.to_string(), cluster: cluster.clone() });
                 let udp = options.udp;
                 // like SRT: a taken UDP port disables WHIP with a warning
                 match WhipServer::bind(hub.clone(), auth, options).await {
@@ -269,6 +291,7 @@ impl Engine {
             cancel,
             ingest_cancel,
             live: LiveState::default(),
+            cluster: cluster.clone(),
             sessions: HashMap::new(),
             pulls: JobSet::new(),
             // A ladder's replacement starts once the old one's renditions are gone.
@@ -290,6 +313,7 @@ impl Engine {
             commands,
             totals,
             changes,
+            cluster,
         });
         // Pulls start at once; the first sync answers when they run.
         engine.sync_stream(0).await?;
@@ -366,9 +390,28 @@ impl Engine {
     }
 
     /// Makes the running jobs match the database (after a change to stream `_stream_id`
-    /// or its destinations); returns once they do.
+    /// or its destinations); returns once they do. The other nodes are told.
     pub async fn sync_stream(&self, _stream_id: i64) -> Result<(), AppError> {
+        let r = self.sync_here().await;
+        if let Some(c) = &self.cluster {
+            c.notify().await;
+        }
+        r
+    }
+
+    /// Makes this node's jobs match the database (a change came from another node).
+    pub async fn sync_here(&self) -> Result<(), AppError> {
         self.ask(|done| Command::Sync(Some(done))).await.unwrap_or(Ok(()))
+    }
+
+    /// Ends a stream on this node only: another node runs it now.
+    pub async fn end_here(&self, stream_id: i64) {
+        self.ask(|done| Command::Close { stream_id, done }).await;
+    }
+
+    /// The other nodes on the same database, when there are.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// "Record now": starts (or stops) a recording of the live stream for this session.
@@ -376,9 +419,13 @@ impl Engine {
         self.ask(|done| Command::RecordNow { stream_id, on, done }).await.unwrap_or(Ok(()))
     }
 
-    /// Ends a stream (it was deleted): its publisher is disconnected, its jobs stop.
+    /// Ends a stream (it was deleted): its publisher is disconnected, its jobs stop, on
+    /// whichever node runs it.
     pub async fn close_stream(&self, stream_id: i64) {
-        self.ask(|done| Command::Close { stream_id, done }).await;
+        self.end_here(stream_id).await;
+        if let Some(c) = &self.cluster {
+            c.notify().await;
+        }
     }
 
     /// Ordered shutdown: ingest and pulls first, then the streams end, recordings and

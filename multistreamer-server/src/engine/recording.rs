@@ -17,7 +17,7 @@ use crate::db::{self, Db};
 use crate::sync::lock;
 
 /// What the API shows of a stream's recording (`Stream.recording`).
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct RecordingStatus {
     pub active: bool,
     pub kind: Option<String>,

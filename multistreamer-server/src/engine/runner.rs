@@ -28,6 +28,8 @@ pub(super) struct Runner {
     pub(super) monitors: JobSet<i64, MonitorSpec, TaskJob>,
     /// Asks this task to sync (a monitor switched a broadcast's destinations off).
     pub(super) wake: Arc<dyn Fn() + Send + Sync>,
+    /// The other nodes on the same database, when there are.
+    pub(super) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 fn log_changes<K: std::fmt::Debug>(what: &str, c: &Changes<K>) {
@@ -180,6 +182,15 @@ impl Runner {
                 StreamConfig::from_rows(s, d, broadcasts.get(&s.id).map_or(&[][..], Vec::as_slice))
             })
             .collect();
+        // A stream deleted (through any node) while live ends: its publisher is disconnected.
+        let ids: std::collections::HashSet<i64> = streams.iter().map(|s| s.id).collect();
+        for name in self.hub.stream_names() {
+            if super::source_stream_id(&name).is_some_and(|id| !ids.contains(&id)) {
+                info!(stream = %name, "the stream was deleted; ending it");
+                self.hub.end_stream(&name);
+            }
+        }
+        self.live.pulls_here = self.cluster.as_ref().map(|c| c.pulls());
         self.live.hub_streams = self.hub.stream_names().into_iter().collect();
         let want = desired::desired(&configs, &self.live);
         let names: HashMap<i64, String> = configs.iter().map(|s| (s.id, s.name.clone())).collect();
@@ -231,7 +242,8 @@ impl Runner {
         let mut want_captures = std::collections::BTreeMap::new();
         let all_captures = db::all_captures(&self.db).await?;
         let capture_ids: std::collections::HashSet<i64> = all_captures.iter().map(|c| c.id).collect();
-        for row in all_captures.into_iter().filter(|c| c.state == "running") {
+        // (on the node that started it: its files are on that node's disk)
+        for row in all_captures.into_iter().filter(|c| c.state == "running" && c.node_id == db::node_id()) {
             let settings: CaptureSettings = serde_json::from_str(&row.options).unwrap_or_default();
             match self.platforms.open_capture_url(row.id, &row.sealed_url) {
                 Ok(url) => {

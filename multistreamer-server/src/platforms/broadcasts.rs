@@ -145,7 +145,7 @@ async fn store(
 
 /// A destination named `name`, or `name suffix` when the stream has one of that name.
 async fn add_named(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     stream_id: i64,
     name: &str,
     suffix: &str,
