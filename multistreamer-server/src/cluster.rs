@@ -167,11 +167,25 @@ impl Cluster {
 
     /// The unexpired leases held by other nodes, by stream.
     pub async fn remote_leases(&self) -> Result<HashMap<i64, Lease>, AppError> {
+        self.leases_where("", None).await
+    }
+
+    /// The lease of one stream when another node holds it.
+    pub async fn remote_lease(&self, stream_id: i64) -> Result<Option<Lease>, AppError> {
+        Ok(self.leases_where("AND l.stream_id = $2", Some(stream_id)).await?.remove(&stream_id))
+    }
+
+    /// Other nodes' unexpired leases, `more` narrowing them (binding `stream_id` as `$2`).
+    async fn leases_where(&self, more: &str, stream_id: Option<i64>) -> Result<HashMap<i64, Lease>, AppError> {
         let sql = format!(
             "SELECT l.stream_id, l.node_id, l.state, COALESCE(n.http_url, '') AS http_url FROM stream_leases l \
-             LEFT JOIN nodes n ON n.id = l.node_id WHERE l.expires_at > {NOW_MS} AND l.node_id <> $1"
+             LEFT JOIN nodes n ON n.id = l.node_id WHERE l.expires_at > {NOW_MS} AND l.node_id <> $1 {more}"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&self.node_id).fetch_all(&self.db).await?;
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&self.node_id);
+        if let Some(id) = stream_id {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.db).await?;
         let mut out = HashMap::new();
         for r in &rows {
             let state: String = r.try_get("state")?;
@@ -185,11 +199,6 @@ impl Cluster {
             );
         }
         Ok(out)
-    }
-
-    /// The lease of one stream when another node holds it.
-    pub async fn remote_lease(&self, stream_id: i64) -> Result<Option<Lease>, AppError> {
-        Ok(self.remote_leases().await?.remove(&stream_id))
     }
 
     /// Where node `id` answers HTTP, if it ever joined.
