@@ -59,6 +59,18 @@ pub struct NodeLoad {
     pub tx_bytes_per_s: f64,
 }
 
+impl NodeLoad {
+    /// This node's load now: the monitor's latest sample and the engine's live streams.
+    pub fn of(engine: &Engine, sample: &multistreamer_core::monitor::SystemSample) -> NodeLoad {
+        NodeLoad {
+            cpu_percent: sample.cpu.total_percent,
+            streams: engine.live_stream_count() as u64,
+            rx_bytes_per_s: sample.networks.iter().map(|n| n.rx_bytes_per_s).sum(),
+            tx_bytes_per_s: sample.networks.iter().map(|n| n.tx_bytes_per_s).sum(),
+        }
+    }
+}
+
 /// `Node` in the API.
 #[derive(Clone, Debug, Serialize)]
 pub struct NodeView {
@@ -329,14 +341,7 @@ impl Cluster {
         engine: &Arc<Engine>,
         monitor: &multistreamer_core::monitor::MonitorHandle,
     ) -> Result<(), AppError> {
-        let sample = monitor.latest();
-        let load = NodeLoad {
-            cpu_percent: sample.cpu.total_percent,
-            streams: engine.live_stream_count() as u64,
-            rx_bytes_per_s: sample.networks.iter().map(|n| n.rx_bytes_per_s).sum(),
-            tx_bytes_per_s: sample.networks.iter().map(|n| n.tx_bytes_per_s).sum(),
-        };
-        self.heartbeat(&load).await?;
+        self.heartbeat(&NodeLoad::of(engine, &monitor.latest())).await?;
 
         // Renew what runs here, with its live state; release what no longer does.
         let held: Vec<(i64, Instant)> = lock(&self.held).iter().map(|(k, v)| (*k, *v)).collect();

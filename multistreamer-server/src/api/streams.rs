@@ -122,10 +122,8 @@ fn stream_value(
         created_at: s.created_at,
         ladder: s.ladder.clone(),
         rendition_names: s.ladder.parse::<Ladder>().unwrap_or_default().renditions.iter().map(|r| r.name()).collect(),
-
         record_mode: s.record_mode.clone(),
         record_rendition: if s.record_rendition.is_empty() { "source".into() } else { s.record_rendition.clone() },
-
         destinations: dests.iter().map(|d| destination_view(d, st.destinations.get(&d.id))).collect(),
         jobs: st.jobs,
         sessions: history.iter().map(Into::into).collect(),

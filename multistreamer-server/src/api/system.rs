@@ -24,13 +24,7 @@ pub(super) async fn nodes(
     if let Some(c) = state.engine.cluster() {
         return Ok(Json(c.nodes().await?));
     }
-    let sample = state.monitor.latest();
-    let load = crate::cluster::NodeLoad {
-        cpu_percent: sample.cpu.total_percent,
-        streams: state.engine.live_stream_count() as u64,
-        rx_bytes_per_s: sample.networks.iter().map(|n| n.rx_bytes_per_s).sum(),
-        tx_bytes_per_s: sample.networks.iter().map(|n| n.tx_bytes_per_s).sum(),
-    };
+    let load = crate::cluster::NodeLoad::of(&state.engine, &state.monitor.latest());
     let node = &state.node;
     Ok(Json(vec![crate::cluster::Cluster::single(node.addrs.clone(), &node.id, load, node.started_at)]))
 }
