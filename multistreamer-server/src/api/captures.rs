@@ -565,10 +565,10 @@ pub(super) async fn render_capture(
             Ok(Ok(report)) => {
                 let path = out.display().to_string();
                 let bytes = tokio::fs::metadata(&out).await.map_or(0, |m| m.len());
-                let row = db::recording_started(&st.db, stream_id, &stream_name, "rendered", &path).await;
+                let row = db::recording_started(&st.db, stream_id, &stream_name, "rendered", &path, db::now()).await;
                 let ms = report.duration.as_millis() as u64;
                 match row {
-                    Ok(rid) => db::recording_progress(&st.db, &path, bytes, ms, true).await.map(|()| rid),
+                    Ok(rid) => db::recording_progress(&st.db, &path, bytes, ms, Some(db::now())).await.map(|()| rid),
                     Err(e) => Err(e),
                 }
                 .map_err(|e| e.to_string())

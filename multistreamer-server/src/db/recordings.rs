@@ -42,6 +42,7 @@ pub async fn recording_started(
     stream_name: &str,
     kind: &str,
     path: &str,
+    started_at: i64,
 ) -> Result<i64, AppError> {
     let r = sqlx::query_scalar::<_, i64>(
         "INSERT INTO recordings (stream_id, stream_name, kind, path, started_at, node_id) VALUES ($1, $2, $3, $4, $5, $6) \
@@ -51,7 +52,7 @@ pub async fn recording_started(
     .bind(stream_name)
     .bind(kind)
     .bind(path)
-    .bind(now())
+    .bind(started_at)
     .bind(super::node_id())
     .fetch_one(db)
     .await?;
@@ -63,18 +64,15 @@ pub async fn recording_progress(
     path: &str,
     bytes: u64,
     duration_ms: u64,
-    ended: bool,
+    ended_at: Option<i64>,
 ) -> Result<(), AppError> {
-    sqlx::query(
-        "UPDATE recordings SET bytes = $1, duration_ms = $2, ended_at = CASE WHEN $3 THEN $4 ELSE NULL END WHERE path = $5",
-    )
-    .bind(bytes as i64)
-    .bind(duration_ms as i64)
-    .bind(ended)
-    .bind(now())
-    .bind(path)
-    .execute(db)
-    .await?;
+    sqlx::query("UPDATE recordings SET bytes = $1, duration_ms = $2, ended_at = $3 WHERE path = $4")
+        .bind(bytes as i64)
+        .bind(duration_ms as i64)
+        .bind(ended_at)
+        .bind(path)
+        .execute(db)
+        .await?;
     Ok(())
 }
 

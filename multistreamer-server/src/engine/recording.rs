@@ -11,7 +11,7 @@ use multistreamer_core::engine::Job;
 use multistreamer_core::record::{RecordingEvent, RecordingHandle, RecordingKind};
 use multistreamer_core::sink::BoxFuture;
 use tokio::task::JoinHandle;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::db::{self, Db};
 use crate::sync::lock;
@@ -98,7 +98,9 @@ impl Job for RecordingJob {
 }
 
 /// Writes a row when a file opens, its size while it grows (each second), its size and
-/// duration when it closes.
+/// duration when it closes. A row write the database refuses (busy, its disk full) is kept
+/// and tried again each second, after the recording too, so the list catches up with the
+/// files once the database takes writes again.
 async fn catalogue(
     db: Db,
     mut events: tokio::sync::mpsc::UnboundedReceiver<RecordingEvent>,
@@ -108,30 +110,30 @@ async fn catalogue(
     stream_name: String,
     kind: RecordingKind,
 ) {
+    let mut rows = Unwritten { db, stream_id, stream_name, kind: kind.to_string(), pending: Vec::new(), failed: false };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let event = tokio::select! {
             e = events.recv() => e,
             _ = tick.tick() => {
+                rows.flush().await;
                 let current = lock(&registered).clone();
-                if let Some(path) = current {
+                if let Some(path) = current.filter(|_| rows.pending.is_empty()) {
                     let bytes = tokio::fs::metadata(&path).await.map_or(stats.bytes_written.load(Relaxed), |m| m.len());
-                    let _ = db::recording_progress(&db, &path.display().to_string(), bytes, 0, false).await;
+                    let _ = db::recording_progress(&rows.db, &path.display().to_string(), bytes, 0, None).await;
                 }
                 continue;
             }
         };
         match event {
             Some(RecordingEvent::Opened(path)) => {
-                let shown = path.display().to_string();
-                if let Err(e) = db::recording_started(&db, stream_id, &stream_name, &kind.to_string(), &shown).await {
-                    warn!(stream_id, error = %e, "cannot list the new recording file");
-                }
+                rows.push(RowWrite::Started { path: path.display().to_string(), at: db::now() }).await;
                 *lock(&registered) = Some(path);
             }
             Some(RecordingEvent::Closed(f)) => {
                 let ms = f.duration.as_millis() as u64;
-                let _ = db::recording_progress(&db, &f.path.display().to_string(), f.bytes, ms, true).await;
+                let path = f.path.display().to_string();
+                rows.push(RowWrite::Closed { path, bytes: f.bytes, duration_ms: ms, at: db::now() }).await;
                 let mut reg = lock(&registered);
                 if reg.as_ref() == Some(&f.path) {
                     *reg = None;
@@ -140,5 +142,124 @@ async fn catalogue(
             Some(RecordingEvent::Finished { .. }) | None => break,
             Some(_) => {}
         }
+    }
+    if !rows.pending.is_empty() {
+        // the job ends now (a new recording of the stream may start); the rows follow
+        tokio::spawn(async move {
+            while !rows.pending.is_empty() && !rows.db.is_closed() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                rows.flush().await;
+            }
+        });
+    }
+}
+
+/// A write to the `recordings` table, with the time it happened.
+#[derive(Debug)]
+enum RowWrite {
+    Started { path: String, at: i64 },
+    Closed { path: String, bytes: u64, duration_ms: u64, at: i64 },
+}
+
+/// A recording's row writes not made yet, in order.
+struct Unwritten {
+    db: Db,
+    stream_id: i64,
+    stream_name: String,
+    kind: String,
+    pending: Vec<RowWrite>,
+    /// The last try was refused (logged once, not each second).
+    failed: bool,
+}
+
+impl Unwritten {
+    async fn push(&mut self, write: RowWrite) {
+        self.pending.push(write);
+        self.flush().await;
+    }
+
+    /// Makes the pending writes in order, up to the first the database refuses.
+    async fn flush(&mut self) {
+        while let Some(write) = self.pending.first() {
+            let result = match write {
+                RowWrite::Started { path, at } => {
+                    db::recording_started(&self.db, self.stream_id, &self.stream_name, &self.kind, path, *at)
+                        .await
+                        .map(|_| ())
+                }
+                RowWrite::Closed { path, bytes, duration_ms, at } => {
+                    db::recording_progress(&self.db, path, *bytes, *duration_ms, Some(*at)).await
+                }
+            };
+            match result {
+                Ok(()) => {
+                    let done = self.pending.remove(0);
+                    if self.failed {
+                        info!(stream_id = self.stream_id, write = ?done, "recordings list written after all");
+                    }
+                }
+                Err(e) => {
+                    if !self.failed {
+                        warn!(stream_id = self.stream_id, error = %e, write = ?write, "cannot write the recordings list; trying again each second");
+                    }
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+        self.failed = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multistreamer_core::record::RecordedFile;
+
+    /// Rows the database refuses are written once it takes writes again, in order and with
+    /// the times of the events, also when the recording ended in between.
+    #[test]
+    fn refused_rows_are_written_once_the_database_takes_writes_again() {
+        let dir = std::env::temp_dir().join(format!("ms-catalogue-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let db = db::open(&db::sqlite_url(&dir.join("catalogue.db"))).await.expect("database");
+            // the table out of reach: every write to it fails, as on a full disk
+            sqlx::query("ALTER TABLE recordings RENAME TO recordings_away").execute(&db).await.expect("rename");
+            let (events, rx) = tokio::sync::mpsc::unbounded_channel();
+            let registered = Arc::default();
+            let kind = RecordingKind::Original;
+            let task = tokio::spawn(catalogue(db.clone(), rx, Arc::default(), registered, 7, "talk".into(), kind));
+            let path = dir.join("talk.mp4");
+            let opened_at = db::now();
+            events.send(RecordingEvent::Opened(path.clone())).expect("send");
+            let file =
+                RecordedFile { path, bytes: 5_550_309, duration: Duration::from_millis(24_024), video_frames: 720 };
+            events.send(RecordingEvent::Closed(file)).expect("send");
+            events.send(RecordingEvent::Finished { error: Some("No space left on device".into()) }).expect("send");
+            task.await.expect("the catalogue ends with its recording");
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            let kept: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM recordings_away").fetch_one(&db).await.expect("count");
+            assert_eq!(kept, 0);
+
+            sqlx::query("ALTER TABLE recordings_away RENAME TO recordings").execute(&db).await.expect("rename");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let row = loop {
+                let rows = db::list_recordings(&db).await.expect("list");
+                if let Some(r) = rows.into_iter().find(|r| r.ended_at.is_some()) {
+                    break r;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "the rows were never written");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            assert_eq!((row.stream_id, row.stream_name.as_str(), row.kind.as_str()), (Some(7), "talk", "original"));
+            assert_eq!((row.bytes, row.duration_ms), (5_550_309, 24_024));
+            assert!((row.started_at - opened_at).abs() <= 1, "started when the file opened, not when written");
+            assert!(row.ended_at.is_some_and(|e| (e - opened_at).abs() <= 1), "ended when the file closed");
+            db.close().await;
+        });
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
