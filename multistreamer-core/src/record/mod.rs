@@ -188,6 +188,35 @@ impl RecordingStats {
     }
 }
 
+/// A recording file just created, removed again unless [`NewFile::keep`] is called: a
+/// file that fails before its header is written (a full disk) leaves nothing behind that no
+/// list would show.
+pub(crate) struct NewFile<'a>(Option<&'a Path>);
+
+impl<'a> NewFile<'a> {
+    pub(crate) fn new(path: &'a Path) -> NewFile<'a> {
+        NewFile(Some(path))
+    }
+
+    pub(crate) fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for NewFile<'_> {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            match std::fs::remove_file(path) {
+                Ok(()) => warn!(path = %path.display(), "removed a recording file that could not be started"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "cannot remove a recording file that could not be started")
+                }
+            }
+        }
+    }
+}
+
 /// Something that writes a stream's items to disk.
 pub trait Recorder: Send {
     /// Writes one item, in stream order.

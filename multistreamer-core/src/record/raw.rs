@@ -215,6 +215,7 @@ impl RawRecorder {
         let path = self.options.path_for(&self.stream, SystemTime::now(), self.n, "nut");
         let mut output: Output =
             format::output(&path).map_err(|e| Error::from(e).context(format!("cannot create {}", path.display())))?;
+        let created = super::NewFile::new(&path);
         let mut video_path = None;
         if let Some((track, cfg)) = &video {
             let decoder = open_video_decoder(track, cfg)?;
@@ -271,6 +272,7 @@ impl RawRecorder {
             .name(format!("rawrec-{}", self.stream))
             .spawn(move || write_loop(output, rx, &encoder_tbs, &writer_path, &writer_stats))
             .map_err(|e| RecordError::Thread(e.to_string()))?;
+        created.keep();
         info!(path = %path.display(), rate_mb_s = rate / 1e6, "raw recording to a new file");
         self.stats.file_opened(path.clone());
         self.file = Some(OpenFile {

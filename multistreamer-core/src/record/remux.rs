@@ -75,10 +75,12 @@ impl RemuxRecorder {
         // a file opens on the packet it starts with: now is that packet's wall time
         let start = SystemTime::now();
         let path = self.options.path_for(&self.stream, start, self.n, "mp4");
+        let created = super::NewFile::new(&path);
         let mut writer = FileWriter::create_with(&path, &FRAGMENTED_MP4)?;
         writer.set_metadata(START_TAG, &crate::clock::rfc3339_millis(start));
         writer.set_metadata("creation_time", &crate::clock::rfc3339_millis(start));
         writer.write_info(&info)?;
+        created.keep();
         info!(path = %path.display(), "recording to a new file");
         self.stats.file_opened(path.clone());
         apply_retention(&self.options, "mp4", Some(&path));

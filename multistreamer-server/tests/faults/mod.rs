@@ -80,12 +80,24 @@ fn misbehaving_destinations_are_isolated_and_each_shows_its_reason() {
 /// The server binary, run in a mount namespace of its own where `at` is a tmpfs mounted
 /// with `options` (`size=2m`, `size=8m,ro`); arguments added to the command go to the server.
 fn server_on_tmpfs(at: &Path, options: &str) -> Command {
+    tmpfs_wrapper(at, options, "")
+}
+
+/// `server_on_tmpfs`, with `redirect` (`2>"$0/server.log"`) applied to the server.
+fn tmpfs_wrapper(at: &Path, options: &str, redirect: &str) -> Command {
     std::fs::create_dir_all(at).unwrap();
     let mut wrapper = Command::new("unshare");
     wrapper.args(["--mount", "--propagation", "private", "sh", "-c"]);
-    wrapper.arg(format!("mount -t tmpfs -o {options} tmpfs \"$0\" && exec \"$@\""));
+    wrapper.arg(format!("mount -t tmpfs -o {options} tmpfs \"$0\" && exec \"$@\" {redirect}"));
     wrapper.arg(at).arg(env!("CARGO_BIN_EXE_multistreamer-server"));
     wrapper
+}
+
+/// Runs `script` (`$0` is `dir`) in the mount namespace of process `pid`.
+fn in_mount_namespace(pid: u32, dir: &Path, script: &str) {
+    let st =
+        Command::new("nsenter").args(["--target", &pid.to_string(), "--mount", "sh", "-c", script]).arg(dir).status();
+    assert!(st.unwrap().success(), "{script}");
 }
 
 /// `nginx`'s one recording of `name` holds the clip's video from its first keyframe to the
@@ -215,11 +227,7 @@ fn a_locked_or_full_database_answers_503_and_the_relay_carries_on() {
     assert_eq!(r.status, 200, "{}", r.body);
 
     // 2. the data directory's disk fills up under the running server
-    let pid = server.child.id().to_string();
-    let in_namespace = |script: &str| {
-        let st = Command::new("nsenter").args(["--target", &pid, "--mount", "sh", "-c", script]).arg(&data).status();
-        assert!(st.unwrap().success(), "{script}");
-    };
+    let in_namespace = |script: &str| in_mount_namespace(server.child.id(), &data, script);
     in_namespace("cat /dev/zero > \"$0/filler\" 2>/dev/null; test -s \"$0/filler\"");
     let r = admin.request("PATCH", &path, Some(&json!({"name": "full"})));
     assert_eq!((r.status, &r.json()["error"]["code"]), (503, &json!("unavailable")), "{}", r.body);
@@ -235,6 +243,122 @@ fn a_locked_or_full_database_answers_503_and_the_relay_carries_on() {
     std::thread::sleep(Duration::from_secs(2));
     assert_whole_stream(&nginx, "db", &clip, false);
     assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+/// The database, the recordings and the server's log share one small file system, and it
+/// fills up while a stream is recorded. Only the writes stop: the recording says why, API
+/// changes are refused with the reason, log lines are lost; the three streams relay to the
+/// end bit-exact, one of them published while the disk is full (its recording cannot start
+/// and says so). Once the file system has room again, changes, the log and a new recording
+/// work, the recording the full disk stopped is listed as closed with the size of its
+/// playable file, and SIGTERM ends the server cleanly.
+#[test]
+fn a_full_disk_under_the_database_recordings_and_log_stops_only_the_writes() {
+    let tmp = TempDir::new("server-data-disk-full");
+    let (clip, late) = (tmp.join("in.mp4"), tmp.join("late.mp4"));
+    make_clip(&clip, 45, "640x360");
+    make_clip(&late, 15, "640x360");
+    let nginx = Nginx::start(&tmp.join("nginx"), free_port(), "app");
+    let data = tmp.join("data");
+    // the shell opens the log inside the namespace, on the tmpfs
+    let server = Server::start_in(tmp.path(), &[], tmpfs_wrapper(&data, "size=6m", "2>\"$0/server.log\""));
+    let pid = server.child.id();
+    let log = PathBuf::from(format!("/proc/{pid}/root{}", data.join("server.log").display()));
+    let admin = Client::login(server.http, "first-password-1");
+    let mut streams = Vec::new();
+    for name in ["a", "b", "c"] {
+        let s = admin.post("/api/streams", json!({"name": name})).json();
+        let path = format!("/api/streams/{}", s["id"].as_i64().unwrap());
+        let url = format!("rtmp://127.0.0.1:{}/app/{name}", nginx.port);
+        assert_eq!(admin.post(&format!("{path}/destinations"), json!({"name": "n", "url": url})).status, 201);
+        streams.push((path, s["rtmp_url"].as_str().unwrap().to_string()));
+    }
+    // a and c record their original; b only relays until there is room again
+    for i in [0, 2] {
+        let r = admin.request("PATCH", &streams[i].0, Some(&json!({"record_mode": "original"})));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let mut publishers = vec![publish(&clip, &streams[0].1), publish(&clip, &streams[1].1)];
+
+    // a's recording fills the file system (~2.2 Mb/s into 6 MB), a filler takes what is left
+    let failed = wait_json(&admin, &streams[0].0, 60, |s| !s["recording"]["error"].is_null());
+    assert!(failed["recording"]["error"].as_str().unwrap().to_lowercase().contains("no space"), "{failed}");
+    assert_eq!(failed["recording"]["active"], json!(false), "{failed}");
+    in_mount_namespace(
+        pid,
+        &data,
+        "cat /dev/zero > \"$0/filler\" 2>/dev/null; df -P \"$0\" | awk 'NR == 2 { exit $4 != 0 }'",
+    );
+    let logged_before = std::fs::read(&log).unwrap().len();
+
+    // full: changes are refused with the reason, reads and the health check answer
+    let r = admin.request("PATCH", &streams[1].0, Some(&json!({"name": "renamed"})));
+    assert_eq!((r.status, &r.json()["error"]["code"]), (503, &json!("unavailable")), "{}", r.body);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("cannot be written"), "{}", r.body);
+    assert_eq!(raw_get(server.http, "/healthz", None).0, 200);
+    // a publisher arriving now goes live; its recording cannot start and says why
+    publishers.push(publish(&late, &streams[2].1));
+    let s = wait_json(&admin, &streams[2].0, 30, |s| {
+        s["destinations"][0]["state"] == json!("live") && !s["recording"]["error"].is_null()
+    });
+    assert!(s["recording"]["error"].as_str().unwrap().to_lowercase().contains("no space"), "{s}");
+    for (path, _) in &streams[..2] {
+        let s = admin.get(path).json();
+        assert_eq!(s["destinations"][0]["state"], json!("live"), "{s}");
+    }
+
+    // room again: the operator grows the file system
+    in_mount_namespace(pid, &data, "mount -o remount,size=64m \"$0\" && rm \"$0/filler\"");
+    let r = admin.request("PATCH", &streams[1].0, Some(&json!({"name": "renamed", "record_mode": "original"})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let s = wait_json(&admin, &streams[1].0, 20, |s| s["recording"]["active"] == json!(true));
+    assert!(s["recording"]["error"].is_null(), "{s}");
+
+    for ff in &mut publishers {
+        assert!(wait_child(ff, Duration::from_secs(90)).is_some_and(|s| s.success()), "a publisher was disturbed");
+    }
+    // every recording listed and closed: the one the disk stopped with its file's size
+    let list = wait_json(&admin, "/api/recordings", 30, |l| {
+        l.as_array().is_some_and(|l| l.len() == 2 && l.iter().all(|r| !r["ended_at"].is_null()))
+    });
+    let sent = packet_hashes(&clip, "v");
+    for (r, stream) in list.as_array().unwrap().iter().map(|r| (r, r["stream"].as_str().unwrap())) {
+        assert_eq!(r["recording"], json!(false), "{list}");
+        let (status, _, file) = admin.download(r["download_url"].as_str().unwrap(), None);
+        assert_eq!(status, 200);
+        assert_eq!(r["bytes"].as_u64(), Some(file.len() as u64), "{stream}: the listed size is the file's: {list}");
+        let local = tmp.join(&format!("{stream}.mp4"));
+        std::fs::write(&local, &file).unwrap();
+        let (frames, errors) = decode_video(&local);
+        assert!(frames.len() >= 60, "{stream}: {} frames: {errors}", frames.len());
+        assert!(errors.trim().is_empty(), "{stream}: decoding the recording: {errors}");
+        assert!(find_run(&sent, &packet_hashes(&local, "v")).is_some(), "{stream}: the clip's packets");
+        assert!(r["duration_ms"].as_u64().unwrap_or(0) >= 2_000, "{stream}: {list}");
+    }
+    let mut names: Vec<_> = list.as_array().unwrap().iter().map(|r| r["stream"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["a", "renamed"], "{list}");
+    // and nothing else on the disk: c's file, which never started, was removed
+    let dir = PathBuf::from(format!("/proc/{pid}/root{}", data.join("recordings").display()));
+    let mut files: Vec<_> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut listed: Vec<_> = list.as_array().unwrap().iter().map(|r| r["file"].as_str().unwrap().to_string()).collect();
+    files.sort();
+    listed.sort();
+    assert_eq!(files, listed, "{list}");
+
+    // the relay never noticed
+    std::thread::sleep(Duration::from_secs(2));
+    assert_whole_stream(&nginx, "a", &clip, false);
+    assert_whole_stream(&nginx, "b", &clip, false);
+    assert_whole_stream(&nginx, "c", &late, false);
+    // the log went on once there was room (kept beside the other logs for the secrets scan)
+    let logged = std::fs::read(&log).unwrap();
+    std::fs::write(tmp.join("server-on-its-data-disk.log"), &logged).unwrap();
+    let (after, logged) = (String::from_utf8_lossy(&logged[logged_before..]), String::from_utf8_lossy(&logged));
+    assert!(after.contains("recording to a new file"), "nothing logged once there was room: {after}");
+    assert!(!logged.contains("panicked"), "{logged}");
+    server.stop();
 }
 
 /// A data directory the server cannot write: it says so and exits, without a panic.
