@@ -178,6 +178,14 @@ fn is_comment_only(s: &str) -> bool {
     s.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
 }
 
+/// The id of the row an `INSERT … RETURNING id` made. Outside a transaction such a statement
+/// is read to its end (`fetch_all`), never with `fetch_one`: SQLite commits it only when it
+/// finishes, and `fetch_one` stops at the first row, so a commit that fails (the disk full,
+/// the database busy) would go unseen and an id be returned for a row that is not there.
+pub fn returned_id(rows: Vec<i64>) -> Result<i64, AppError> {
+    rows.first().copied().ok_or_else(|| AppError::internal("the insert returned no row"))
+}
+
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

@@ -201,9 +201,9 @@ pub async fn insert_broadcast<'e>(db: impl sqlx::AnyExecutor<'e>, b: &BroadcastR
     .bind(i64::from(b.auto_live))
     .bind(i64::from(b.monitor_stream))
     .bind(now())
-    .fetch_one(db)
+    .fetch_all(db)
     .await?;
-    Ok(r)
+    super::returned_id(r)
 }
 
 /// Records what the platform last said: the state, and the last error (cleared by `None`).

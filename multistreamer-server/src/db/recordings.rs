@@ -54,9 +54,9 @@ pub async fn recording_started(
     .bind(path)
     .bind(started_at)
     .bind(super::node_id())
-    .fetch_one(db)
+    .fetch_all(db)
     .await?;
-    Ok(r)
+    super::returned_id(r)
 }
 
 pub async fn recording_progress(

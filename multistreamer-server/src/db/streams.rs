@@ -106,10 +106,10 @@ pub async fn create_stream(db: &Db, name: &str, key: &str) -> Result<i64, AppErr
     .bind(name)
     .bind(key)
     .bind(now())
-    .fetch_one(db)
+    .fetch_all(db)
     .await
     .map_err(|e| unique_violation(e, "name", "a stream with this name already exists"))?;
-    Ok(r)
+    super::returned_id(r)
 }
 
 pub async fn rename_stream<'e>(db: impl sqlx::AnyExecutor<'e>, id: i64, name: &str) -> Result<(), AppError> {
@@ -228,10 +228,10 @@ pub async fn create_destination<'e>(
     .bind(i64::from(enabled))
     .bind(rendition)
     .bind(now())
-    .fetch_one(db)
+    .fetch_all(db)
     .await
     .map_err(|e| unique_violation(e, "name", "this stream already has a destination with this name"))?;
-    Ok(r)
+    super::returned_id(r)
 }
 
 pub async fn update_destination(db: &Db, d: &DestinationRow) -> Result<(), AppError> {
@@ -260,22 +260,40 @@ pub async fn delete_destination(db: &Db, stream_id: i64, id: i64) -> Result<bool
         > 0)
 }
 
-pub async fn session_started(db: &Db, stream_id: i64) -> Result<i64, AppError> {
+pub async fn session_started(db: &Db, stream_id: i64, started_at: i64) -> Result<i64, AppError> {
     let r = sqlx::query_scalar::<_, i64>(
         "INSERT INTO stream_sessions (stream_id, started_at) VALUES ($1, $2) RETURNING id",
     )
     .bind(stream_id)
-    .bind(now())
-    .fetch_one(db)
+    .bind(started_at)
+    .fetch_all(db)
     .await?;
-    Ok(r)
+    super::returned_id(r)
 }
 
-pub async fn session_ended(db: &Db, id: i64, bytes_in: u64) -> Result<(), AppError> {
+pub async fn session_ended(db: &Db, id: i64, ended_at: i64, bytes_in: u64) -> Result<(), AppError> {
     sqlx::query("UPDATE stream_sessions SET ended_at = $1, bytes_in = $2 WHERE id = $3")
-        .bind(now())
+        .bind(ended_at)
         .bind(bytes_in as i64)
         .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// A whole session at once (its start could not be written when it began).
+pub async fn session_recorded(
+    db: &Db,
+    stream_id: i64,
+    started_at: i64,
+    ended_at: i64,
+    bytes_in: u64,
+) -> Result<(), AppError> {
+    sqlx::query("INSERT INTO stream_sessions (stream_id, started_at, ended_at, bytes_in) VALUES ($1, $2, $3, $4)")
+        .bind(stream_id)
+        .bind(started_at)
+        .bind(ended_at)
+        .bind(bytes_in as i64)
         .execute(db)
         .await?;
     Ok(())

@@ -8,6 +8,7 @@
 //! encoder drain or a destination's graceful close.
 
 mod capture;
+mod deferred;
 mod desired;
 mod recording;
 mod runner;

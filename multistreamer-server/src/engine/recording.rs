@@ -11,8 +11,8 @@ use multistreamer_core::engine::Job;
 use multistreamer_core::record::{RecordingEvent, RecordingHandle, RecordingKind};
 use multistreamer_core::sink::BoxFuture;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
 
+use super::deferred::{Deferred, Write};
 use crate::db::{self, Db};
 use crate::sync::lock;
 
@@ -110,30 +110,43 @@ async fn catalogue(
     stream_name: String,
     kind: RecordingKind,
 ) {
-    let mut rows = Unwritten { db, stream_id, stream_name, kind: kind.to_string(), pending: Vec::new(), failed: false };
+    let mut rows = Deferred::new("recordings list");
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let event = tokio::select! {
             e = events.recv() => e,
             _ = tick.tick() => {
-                rows.flush().await;
+                rows.flush(&db).await;
                 let current = lock(&registered).clone();
-                if let Some(path) = current.filter(|_| rows.pending.is_empty()) {
+                if let Some(path) = current.filter(|_| rows.is_empty()) {
                     let bytes = tokio::fs::metadata(&path).await.map_or(stats.bytes_written.load(Relaxed), |m| m.len());
-                    let _ = db::recording_progress(&rows.db, &path.display().to_string(), bytes, 0, None).await;
+                    let _ = db::recording_progress(&db, &path.display().to_string(), bytes, 0, None).await;
                 }
                 continue;
             }
         };
         match event {
             Some(RecordingEvent::Opened(path)) => {
-                rows.push(RowWrite::Started { path: path.display().to_string(), at: db::now() }).await;
+                let (shown, at, name, kind) =
+                    (path.display().to_string(), db::now(), stream_name.clone(), kind.to_string());
+                let label = format!("{shown} opened");
+                let write: Write = Box::new(move |db| {
+                    let (shown, name, kind) = (shown.clone(), name.clone(), kind.clone());
+                    Box::pin(
+                        async move { db::recording_started(&db, stream_id, &name, &kind, &shown, at).await.map(drop) },
+                    )
+                });
+                rows.push(&db, label, write).await;
                 *lock(&registered) = Some(path);
             }
             Some(RecordingEvent::Closed(f)) => {
-                let ms = f.duration.as_millis() as u64;
-                let path = f.path.display().to_string();
-                rows.push(RowWrite::Closed { path, bytes: f.bytes, duration_ms: ms, at: db::now() }).await;
+                let (shown, at, ms) = (f.path.display().to_string(), db::now(), f.duration.as_millis() as u64);
+                let (label, bytes) = (format!("{shown} closed"), f.bytes);
+                let write: Write = Box::new(move |db| {
+                    let shown = shown.clone();
+                    Box::pin(async move { db::recording_progress(&db, &shown, bytes, ms, Some(at)).await })
+                });
+                rows.push(&db, label, write).await;
                 let mut reg = lock(&registered);
                 if reg.as_ref() == Some(&f.path) {
                     *reg = None;
@@ -143,72 +156,8 @@ async fn catalogue(
             Some(_) => {}
         }
     }
-    if !rows.pending.is_empty() {
-        // the job ends now (a new recording of the stream may start); the rows follow
-        tokio::spawn(async move {
-            while !rows.pending.is_empty() && !rows.db.is_closed() {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                rows.flush().await;
-            }
-        });
-    }
-}
-
-/// A write to the `recordings` table, with the time it happened.
-#[derive(Debug)]
-enum RowWrite {
-    Started { path: String, at: i64 },
-    Closed { path: String, bytes: u64, duration_ms: u64, at: i64 },
-}
-
-/// A recording's row writes not made yet, in order.
-struct Unwritten {
-    db: Db,
-    stream_id: i64,
-    stream_name: String,
-    kind: String,
-    pending: Vec<RowWrite>,
-    /// The last try was refused (logged once, not each second).
-    failed: bool,
-}
-
-impl Unwritten {
-    async fn push(&mut self, write: RowWrite) {
-        self.pending.push(write);
-        self.flush().await;
-    }
-
-    /// Makes the pending writes in order, up to the first the database refuses.
-    async fn flush(&mut self) {
-        while let Some(write) = self.pending.first() {
-            let result = match write {
-                RowWrite::Started { path, at } => {
-                    db::recording_started(&self.db, self.stream_id, &self.stream_name, &self.kind, path, *at)
-                        .await
-                        .map(|_| ())
-                }
-                RowWrite::Closed { path, bytes, duration_ms, at } => {
-                    db::recording_progress(&self.db, path, *bytes, *duration_ms, Some(*at)).await
-                }
-            };
-            match result {
-                Ok(()) => {
-                    let done = self.pending.remove(0);
-                    if self.failed {
-                        info!(stream_id = self.stream_id, write = ?done, "recordings list written after all");
-                    }
-                }
-                Err(e) => {
-                    if !self.failed {
-                        warn!(stream_id = self.stream_id, error = %e, write = ?write, "cannot write the recordings list; trying again each second");
-                    }
-                    self.failed = true;
-                    return;
-                }
-            }
-        }
-        self.failed = false;
-    }
+    // the job ends now (a new recording of the stream may start); its rows follow
+    rows.finish_in_background(db);
 }
 
 #[cfg(test)]

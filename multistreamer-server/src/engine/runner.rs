@@ -16,8 +16,8 @@ pub(super) struct Runner {
     pub(super) cancel: CancellationToken,
     pub(super) ingest_cancel: CancellationToken,
     pub(super) live: LiveState,
-    /// The `stream_sessions` row of each live stream.
-    pub(super) sessions: HashMap<i64, i64>,
+    /// The publish session of each live stream.
+    pub(super) sessions: HashMap<i64, Session>,
     pub(super) pulls: JobSet<i64, InputUrl, PullHandle>,
     pub(super) ladders: JobSet<i64, LadderSpec, LadderHandle>,
     pub(super) recordings: JobSet<i64, RecordingSpec, RecordingJob>,
@@ -30,6 +30,13 @@ pub(super) struct Runner {
     pub(super) wake: Arc<dyn Fn() + Send + Sync>,
     /// The other nodes on the same database, when there are.
     pub(super) cluster: Option<Arc<crate::cluster::Cluster>>,
+}
+
+/// A stream's publish session: its `stream_sessions` row, once written.
+pub(super) struct Session {
+    row: Option<i64>,
+    started_at: i64,
+    stream: Option<Arc<multistreamer_core::hub::LiveStream>>,
 }
 
 fn log_changes<K: std::fmt::Debug>(what: &str, c: &Changes<K>) {
@@ -61,8 +68,11 @@ impl Runner {
                         if split_rendition(&name).is_none()
                             && let Some(id) = stream_id_of(&name)
                         {
-                            let row = db::session_started(&self.db, id).await.unwrap_or(0);
-                            self.sessions.insert(id, row);
+                            let started_at = db::now();
+                            // refused (the database busy or full): the whole row is written at its end
+                            let row = db::session_started(&self.db, id, started_at).await.ok();
+                            let stream = self.hub.get(&name);
+                            self.sessions.insert(id, Session { row, started_at, stream });
                         }
                         self.sync().await.unwrap_or_else(|e| warn!(error = %e, "updating jobs failed"));
                     }
@@ -91,10 +101,21 @@ impl Runner {
     }
 
     async fn session_ended(&mut self, id: i64, name: &str) {
-        if let Some(row) = self.sessions.remove(&id) {
-            let bytes = self.hub.get(name).map_or(0, |s| s.stats().bytes_in.load(Relaxed));
-            let _ = db::session_ended(&self.db, row, bytes).await;
-        }
+        let Some(Session { row, started_at, stream }) = self.sessions.remove(&id) else { return };
+        // the hub has let go of an ended stream: its counters are read from the session's copy
+        let bytes = stream.or_else(|| self.hub.get(name)).map_or(0, |s| s.stats().bytes_in.load(Relaxed));
+        let ended_at = db::now();
+        let write: deferred::Write = match row {
+            Some(row) => {
+                Box::new(move |db| Box::pin(async move { db::session_ended(&db, row, ended_at, bytes).await }))
+            }
+            None => Box::new(move |db| {
+                Box::pin(async move { db::session_recorded(&db, id, started_at, ended_at, bytes).await })
+            }),
+        };
+        let mut rows = deferred::Deferred::new("publish sessions");
+        rows.push(&self.db, format!("stream {id} session ended"), write).await;
+        rows.finish_in_background(self.db.clone());
     }
 
     /// Handles one command; returns the reply channel of a shutdown, after it is done.

@@ -251,7 +251,8 @@ fn a_locked_or_full_database_answers_503_and_the_relay_carries_on() {
 /// end bit-exact, one of them published while the disk is full (its recording cannot start
 /// and says so). Once the file system has room again, changes, the log and a new recording
 /// work, the recording the full disk stopped is listed as closed with the size of its
-/// playable file, and SIGTERM ends the server cleanly.
+/// playable file, every publish is in its stream's history, and SIGTERM ends the server
+/// cleanly.
 #[test]
 fn a_full_disk_under_the_database_recordings_and_log_stops_only_the_writes() {
     let tmp = TempDir::new("server-data-disk-full");
@@ -264,6 +265,8 @@ fn a_full_disk_under_the_database_recordings_and_log_stops_only_the_writes() {
     let server = Server::start_in(tmp.path(), &[], tmpfs_wrapper(&data, "size=6m", "2>\"$0/server.log\""));
     let pid = server.child.id();
     let log = PathBuf::from(format!("/proc/{pid}/root{}", data.join("server.log").display()));
+    // kept beside the other logs (for the secrets scan, and to read after a failure)
+    let _keep = KeepLog(log.clone(), tmp.join("server-on-its-data-disk.log"));
     let admin = Client::login(server.http, "first-password-1");
     let mut streams = Vec::new();
     for name in ["a", "b", "c"] {
@@ -295,6 +298,10 @@ fn a_full_disk_under_the_database_recordings_and_log_stops_only_the_writes() {
     let r = admin.request("PATCH", &streams[1].0, Some(&json!({"name": "renamed"})));
     assert_eq!((r.status, &r.json()["error"]["code"]), (503, &json!("unavailable")), "{}", r.body);
     assert!(r.json()["error"]["message"].as_str().unwrap().contains("cannot be written"), "{}", r.body);
+    // so is a new stream, not answered with the id of a row that never lands
+    let r = admin.post("/api/streams", json!({"name": "d"}));
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(admin.get("/api/streams").json().as_array().map(Vec::len), Some(3));
     assert_eq!(raw_get(server.http, "/healthz", None).0, 200);
     // a publisher arriving now goes live; its recording cannot start and says why
     publishers.push(publish(&late, &streams[2].1));
@@ -316,6 +323,16 @@ fn a_full_disk_under_the_database_recordings_and_log_stops_only_the_writes() {
 
     for ff in &mut publishers {
         assert!(wait_child(ff, Duration::from_secs(90)).is_some_and(|s| s.success()), "a publisher was disturbed");
+    }
+    // every publish in its stream's history once it ended (after the grace period), c's
+    // too (its start may have been refused: the whole session is written at its end)
+    for (path, _) in &streams {
+        let ended = |s: &Value| s["sessions"].as_array().is_some_and(|v| v.iter().all(|x| !x["ended_at"].is_null()));
+        let s = wait_json(&admin, path, 40, |s| s["sessions"].as_array().is_some_and(|v| !v.is_empty()) && ended(s));
+        let sessions = s["sessions"].as_array().unwrap();
+        assert_eq!(sessions.len(), 1, "{s}");
+        assert!(sessions[0]["ended_at"].as_i64() >= sessions[0]["started_at"].as_i64(), "{s}");
+        assert!(sessions[0]["bytes_in"].as_i64().unwrap_or(0) > 1_000_000, "{s}");
     }
     // every recording listed and closed: the one the disk stopped with its file's size
     let list = wait_json(&admin, "/api/recordings", 30, |l| {
@@ -352,13 +369,21 @@ fn a_full_disk_under_the_database_recordings_and_log_stops_only_the_writes() {
     assert_whole_stream(&nginx, "a", &clip, false);
     assert_whole_stream(&nginx, "b", &clip, false);
     assert_whole_stream(&nginx, "c", &late, false);
-    // the log went on once there was room (kept beside the other logs for the secrets scan)
+    // the log went on once there was room
     let logged = std::fs::read(&log).unwrap();
-    std::fs::write(tmp.join("server-on-its-data-disk.log"), &logged).unwrap();
     let (after, logged) = (String::from_utf8_lossy(&logged[logged_before..]), String::from_utf8_lossy(&logged));
     assert!(after.contains("recording to a new file"), "nothing logged once there was room: {after}");
     assert!(!logged.contains("panicked"), "{logged}");
     server.stop();
+}
+
+/// Copies a log (.0) that would vanish with its mount namespace to .1 when dropped.
+struct KeepLog(PathBuf, PathBuf);
+
+impl Drop for KeepLog {
+    fn drop(&mut self) {
+        let _ = std::fs::copy(&self.0, &self.1);
+    }
 }
 
 /// A data directory the server cannot write: it says so and exits, without a panic.
