@@ -12,6 +12,14 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 
+/// This process's resident memory (`VmRSS` in `/proc/self/status`), on Linux.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// The values of one scrape.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -23,6 +31,9 @@ pub struct Snapshot {
     /// Packets dropped on the connections open now.
     pub live_dropped: u64,
     pub sample: Arc<SystemSample>,
+    /// This process: resident memory, and the allocator's `(in_use, obtained)` bytes.
+    pub resident_bytes: Option<u64>,
+    pub heap: Option<(u64, u64)>,
 }
 
 fn gauge(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: i64) -> fmt::Result {
@@ -86,6 +97,15 @@ impl Collector for Snapshot {
             "Packets dropped for destinations that could not keep up.",
             dropped,
         )?;
+        if let Some(rss) = self.resident_bytes {
+            gauge(&mut e, "multistreamer_process_resident_bytes", "This server's resident memory.", rss as i64)?;
+        }
+        if let Some((in_use, obtained)) = self.heap {
+            let help = "Heap bytes this server allocated and has not freed (the live heap).";
+            gauge(&mut e, "multistreamer_process_heap_in_use_bytes", help, in_use as i64)?;
+            let help = "Heap bytes the allocator took from the system (in use plus freed memory it keeps).";
+            gauge(&mut e, "multistreamer_process_heap_obtained_bytes", help, obtained as i64)?;
+        }
         let s = &self.sample;
         gauge_f(&mut e, "multistreamer_cpu_percent", "Machine CPU use.", f64::from(s.cpu.total_percent))?;
         gauge(&mut e, "multistreamer_memory_used_bytes", "Machine memory in use.", s.memory.used_bytes as i64)?;

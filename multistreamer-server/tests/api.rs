@@ -405,6 +405,13 @@ fn api_requires_a_session_and_csrf_validates_masks_keys_and_persists() {
     assert!(metrics.contains("# TYPE multistreamer_bytes_out counter"), "{metrics}");
     assert!(metrics.contains("multistreamer_bytes_out_total 0"), "{metrics}");
     assert!(metrics.trim_end().ends_with("# EOF"), "OpenMetrics text: {metrics}");
+    // the server's own memory: resident, and the allocator's live heap and what it took
+    let gauge = |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok());
+    let rss = gauge("multistreamer_process_resident_bytes ").unwrap_or(0);
+    let (in_use, obtained) =
+        (gauge("multistreamer_process_heap_in_use_bytes "), gauge("multistreamer_process_heap_obtained_bytes "));
+    assert!(rss > 1 << 20, "{metrics}");
+    assert!(in_use.is_some_and(|u| u > 1 << 20 && obtained.is_some_and(|o| o >= u)), "{metrics}");
 
     // the password can be changed, the old one stops working
     let r = admin.post("/api/password", json!({"current": "first-password-1", "new": "second-password-2"}));

@@ -62,6 +62,8 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         totals,
         live_dropped,
         sample,
+        resident_bytes: crate::metrics::resident_bytes(),
+        heap: multistreamer_core::malloc::heap(),
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot));

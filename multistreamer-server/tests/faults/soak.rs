@@ -25,6 +25,23 @@ fn process_usage(pid: u32) -> (u64, usize, u64, f64) {
     (field("VmRSS:"), fds, field("Threads:"), ticks / 100.0)
 }
 
+/// The server's live heap (kB): allocated and not freed, from its `/metrics`.
+fn heap_in_use_kb(admin: &Client) -> f64 {
+    let metrics = admin.get("/metrics").body;
+    let bytes =
+        metrics.lines().find_map(|l| l.strip_prefix("multistreamer_process_heap_in_use_bytes ")?.trim().parse().ok());
+    bytes.unwrap_or(0.0) / 1024.0
+}
+
+/// The least-squares slope of `(seconds, value)` points, per 10 minutes.
+fn slope_per_10_minutes(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let (mt, mv) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
+    let cov: f64 = points.iter().map(|(t, v)| (t - mt) * (v - mv)).sum();
+    let var: f64 = points.iter().map(|(t, _)| (t - mt) * (t - mt)).sum();
+    if var > 0.0 { cov / var * 600.0 } else { 0.0 }
+}
+
 /// A small deterministic random sequence (no randomness crate for one test).
 struct Lcg(u64);
 
@@ -310,10 +327,11 @@ fn soak_publishers_destinations_and_api_churn() {
 
     // the flaky destination: killed and restarted at random while the publishers run
     let (mut rng, mut restarts, mut back_ms) = (Lcg(42), 0usize, Vec::new());
-    let mut samples = Vec::new();
+    let (mut samples, mut heap) = (Vec::new(), Vec::new());
     while started.elapsed() < Duration::from_secs(seconds.saturating_sub(10)) {
         std::thread::sleep(Duration::from_secs(3 + rng.below(4)));
         samples.push((started.elapsed().as_secs_f64(), process_usage(pid)));
+        heap.push((started.elapsed().as_secs_f64(), heap_in_use_kb(&admin)));
         flaky.kill();
         std::thread::sleep(Duration::from_millis(1000 + rng.below(3000)));
         flaky = Nginx::start_capped(&flaky_dir, flaky_port, "app", FLAKY_RECORD_BYTES);
@@ -372,13 +390,11 @@ fn soak_publishers_destinations_and_api_churn() {
     let mut sorted = back_ms.clone();
     sorted.sort_unstable();
     let pct = |p: f64| sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
-    // RSS slope after the first third (warm-up), by least squares
-    let warm: Vec<(f64, f64)> = samples.iter().skip(samples.len() / 3).map(|(t, u)| (*t, u.0 as f64)).collect();
-    let n = warm.len() as f64;
-    let (mt, mk) = (warm.iter().map(|w| w.0).sum::<f64>() / n, warm.iter().map(|w| w.1).sum::<f64>() / n);
-    let cov: f64 = warm.iter().map(|(t, k)| (t - mt) * (k - mk)).sum();
-    let var: f64 = warm.iter().map(|(t, _)| (t - mt) * (t - mt)).sum();
-    let slope_kb_per_10min = if var > 0.0 { cov / var * 600.0 } else { 0.0 };
+    // RSS and live-heap slopes after the first third (warm-up)
+    let rss: Vec<(f64, f64)> = samples.iter().map(|(t, u)| (*t, u.0 as f64)).collect();
+    let slope_kb_per_10min = slope_per_10_minutes(&rss[rss.len() / 3..]);
+    let heap_slope = slope_per_10_minutes(&heap[heap.len() / 3..]);
+    let heap_range = heap[heap.len() / 3..].iter().fold((f64::MAX, 0f64), |(lo, hi), h| (lo.min(h.1), hi.max(h.1)));
     let cpu = ended.3 - baseline.3;
     // RSS every tenth of the run, to see its shape
     let shape: Vec<String> = (0..10)
@@ -392,6 +408,7 @@ fn soak_publishers_destinations_and_api_churn() {
          a flaky destination back to live after its restart (ms, all streams listed every 100 ms): p50 {} p99 {} max {} of {}\n\
          server CPU {cpu:.1} s over {run_secs:.0} s = {:.1} % of one core, {:.3} CPU-s per stream-minute\n\
          RSS kB: baseline {} peak {peak} after {}, slope after warm-up {slope_kb_per_10min:.0} kB per 10 min; {shape:?}\n\
+         live heap kB after warm-up: {:.0} to {:.0}, slope {heap_slope:.0} kB per 10 min\n\
          fds {} -> {}; threads {} -> {}",
         streams.iter().map(|s| s.0).collect::<Vec<_>>(),
         pct(0.5),
@@ -402,6 +419,8 @@ fn soak_publishers_destinations_and_api_churn() {
         cpu / (publishers as f64 * run_secs / 60.0),
         baseline.0,
         after.0,
+        heap_range.0,
+        heap_range.1,
         baseline.1,
         after.1,
         baseline.2,
