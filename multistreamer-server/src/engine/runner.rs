@@ -92,6 +92,19 @@ impl Runner {
                     }
                     Ok(_) => {}
                     Err(RecvError::Lagged(_)) => {
+                        // missed ends: the sessions whose stream the hub no longer runs end now
+                        let gone: Vec<i64> = self
+                            .sessions
+                            .iter()
+                            .filter(|(id, s)| match (self.hub.get(&hub_name(**id)), &s.stream) {
+                                (Some(now), Some(ours)) => !Arc::ptr_eq(&now, ours),
+                                (now, _) => now.is_none(),
+                            })
+                            .map(|(id, _)| *id)
+                            .collect();
+                        for id in gone {
+                            self.session_ended(id, &hub_name(id)).await;
+                        }
                         self.sync().await.unwrap_or_else(|e| warn!(error = %e, "updating jobs failed"));
                     }
                     Err(RecvError::Closed) => break,
