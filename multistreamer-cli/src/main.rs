@@ -111,7 +111,7 @@ fn main() -> ExitCode {
     multistreamer_core::malloc::bound_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("MULTISTREAMER_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
+        .with_writer(|| multistreamer_core::log_writer::LossyStderr)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     std::panic::set_hook(Box::new(|info| {

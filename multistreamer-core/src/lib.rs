@@ -83,6 +83,7 @@ pub mod fuzz {
 pub mod hls;
 pub mod hub;
 pub mod ladder;
+pub mod log_writer;
 pub mod malloc;
 pub mod media;
 #[cfg(feature = "monitor")]

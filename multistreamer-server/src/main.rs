@@ -383,7 +383,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("MULTISTREAMER_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
-        .with_writer(std::io::stderr)
+        .with_writer(|| multistreamer_core::log_writer::LossyStderr)
         .init();
     let args = match Cli::parse().resolve() {
         Ok(a) => a,

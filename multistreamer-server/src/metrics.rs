@@ -106,6 +106,8 @@ impl Collector for Snapshot {
             let help = "Heap bytes the allocator took from the system (in use plus freed memory it keeps).";
             gauge(&mut e, "multistreamer_process_heap_obtained_bytes", help, obtained as i64)?;
         }
+        let lost = multistreamer_core::log_writer::writes_lost();
+        counter(&mut e, "multistreamer_log_writes_lost", "Log lines that could not be written (a full disk).", lost)?;
         let s = &self.sample;
         gauge_f(&mut e, "multistreamer_cpu_percent", "Machine CPU use.", f64::from(s.cpu.total_percent))?;
         gauge(&mut e, "multistreamer_memory_used_bytes", "Machine memory in use.", s.memory.used_bytes as i64)?;

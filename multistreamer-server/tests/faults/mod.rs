@@ -298,6 +298,15 @@ fn a_full_disk_under_the_database_recordings_and_log_stops_only_the_writes() {
     let r = admin.request("PATCH", &streams[1].0, Some(&json!({"name": "renamed"})));
     assert_eq!((r.status, &r.json()["error"]["code"]), (503, &json!("unavailable")), "{}", r.body);
     assert!(r.json()["error"]["message"].as_str().unwrap().contains("cannot be written"), "{}", r.body);
+    // peers that send junk, each disconnected with a logged reason: more lines than the
+    // log's last page holds, so log writes fail (a failed log write once panicked the task
+    // that logged, and aborted the server when it came during unwinding)
+    for _ in 0..60 {
+        let mut s = TcpStream::connect(("127.0.0.1", server.rtmp)).unwrap();
+        let _ = s.write_all(&[0x42; 1537]);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.read(&mut [0u8; 16]);
+    }
     // so is a new stream, not answered with the id of a row that never lands
     let r = admin.post("/api/streams", json!({"name": "d"}));
     assert_eq!(r.status, 503, "{}", r.body);
@@ -369,6 +378,12 @@ fn a_full_disk_under_the_database_recordings_and_log_stops_only_the_writes() {
     assert_whole_stream(&nginx, "a", &clip, false);
     assert_whole_stream(&nginx, "b", &clip, false);
     assert_whole_stream(&nginx, "c", &late, false);
+    // the lines that did not fit were counted
+    let metrics = admin.get("/metrics").body;
+    let lost = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("multistreamer_log_writes_lost_total ")?.trim().parse::<u64>().ok());
+    assert!(lost.is_some_and(|n| n > 0), "{metrics}");
     // the log went on once there was room
     let logged = std::fs::read(&log).unwrap();
     let (after, logged) = (String::from_utf8_lossy(&logged[logged_before..]), String::from_utf8_lossy(&logged));
