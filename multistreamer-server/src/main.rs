@@ -13,6 +13,7 @@ mod metrics;
 mod platforms;
 mod sync;
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,7 +27,7 @@ use multistreamer_core::signal::shutdown_signal;
 use multistreamer_core::transcode::TranscodeOptions;
 use multistreamer_core::whip::WhipOptions;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::auth::LoginLimiter;
@@ -523,18 +524,25 @@ async fn run(args: Args) -> Result<(), AppError> {
     // Installed before the address is printed: a signal sent as soon as the server is up is
     // never lost.
     let signal = shutdown_signal();
-    println!("Multistreamer is running.");
-    println!("  Web UI and API: http://{http_addr}/");
-    println!("  RTMP ingest:    {}/<stream key>", state.public_rtmp);
+    // One write, whose failure (stdout on a full disk) is logged instead of panicking.
+    let mut banner = String::new();
+    macro_rules! say {
+        ($($arg:tt)*) => {{
+            let _ = writeln!(banner, $($arg)*);
+        }};
+    }
+    say!("Multistreamer is running.");
+    say!("  Web UI and API: http://{http_addr}/");
+    say!("  RTMP ingest:    {}/<stream key>", state.public_rtmp);
     if let Some(rtsp) = state.public_rtsp.as_ref() {
-        println!("  RTSP ingest:    {rtsp}/<stream key>");
+        say!("  RTSP ingest:    {rtsp}/<stream key>");
     }
     if let Some(srt) = state.public_srt.as_ref() {
-        println!("  SRT ingest:     {srt}?streamid=#!::r={}/<stream key>,m=publish", args.app);
+        say!("  SRT ingest:     {srt}?streamid=#!::r={}/<stream key>,m=publish", args.app);
     }
     if let Some(whip) = &engine.whip {
         let media: Vec<String> = whip.local_addrs().iter().map(ToString::to_string).collect();
-        println!(
+        say!(
             "  WHIP ingest:    http://{http_addr}/whip/{} (Bearer token: the stream key; media over UDP {})",
             args.app,
             media.join(", ")
@@ -542,20 +550,21 @@ async fn run(args: Args) -> Result<(), AppError> {
     }
     match &first_login {
         Some(FirstLogin { password, generated: true }) => {
-            println!(
-                "  First login:    user admin, password {password}  (shown once; change it with POST /api/password)"
-            )
+            say!("  First login:    user admin, password {password}  (shown once; change it with POST /api/password)")
         }
         Some(FirstLogin { generated: false, .. }) => {
-            println!("  First login:    user admin, password from MULTISTREAMER_ADMIN_PASSWORD")
+            say!("  First login:    user admin, password from MULTISTREAMER_ADMIN_PASSWORD")
         }
-        None => println!("  Sign in with your existing account."),
+        None => say!("  Sign in with your existing account."),
     }
-    println!("  Database:       {}", db::redacted_url(&database_url));
+    say!("  Database:       {}", db::redacted_url(&database_url));
     if cluster.is_some() {
-        println!("  Node:           {node_id} (shares the database with the nodes in /api/nodes)");
+        say!("  Node:           {node_id} (shares the database with the nodes in /api/nodes)");
     }
-    println!("  Data:           {}", args.data_dir.display());
+    say!("  Data:           {}", args.data_dir.display());
+    if let Err(e) = std::io::Write::write_all(&mut std::io::stdout().lock(), banner.as_bytes()) {
+        warn!(error = %e, "the start-up banner (addresses, first login) could not be printed to stdout");
+    }
 
     let app = api::router(state);
     // On a signal the HTTP side ends first (live feeds included), then the engine's ordered

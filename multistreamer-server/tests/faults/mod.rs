@@ -401,6 +401,38 @@ impl Drop for KeepLog {
     }
 }
 
+/// Standard output and error on a full disk (`/dev/full`): the server starts, serves and
+/// stops cleanly; printing its banner or a log line never panics.
+#[test]
+fn the_server_runs_with_its_output_on_a_full_disk() {
+    let tmp = TempDir::new("server-output-full");
+    let http = free_port();
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_multistreamer-server"))
+        .arg("--data-dir")
+        .arg(tmp.join("data"))
+        .args(["--http", &format!("127.0.0.1:{http}"), "--rtmp", "127.0.0.1:0", "--rtsp", "127.0.0.1:0"])
+        .args(["--srt", "127.0.0.1:0", "--whip-udp", "127.0.0.1:0"])
+        .env("MULTISTREAMER_ADMIN_PASSWORD", "first-password-1")
+        .stdin(Stdio::null())
+        .stdout(full())
+        .stderr(full())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_port(http, Duration::from_secs(30)), "the server did not start");
+    assert_eq!(raw_get(http, "/healthz", None).0, 200);
+    let admin = Client::login(http, "first-password-1");
+    assert_eq!(admin.post("/api/streams", json!({"name": "quiet"})).status, 201);
+    let metrics = admin.get("/metrics").body;
+    let lost = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("multistreamer_log_writes_lost_total ")?.trim().parse::<u64>().ok());
+    assert!(lost.is_some_and(|n| n > 0), "{metrics}");
+    let _ = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status();
+    let st = wait_child(&mut server, Duration::from_secs(20));
+    assert!(st.is_some_and(|s| s.success()), "clean exit on SIGTERM: {st:?}");
+}
+
 /// A data directory the server cannot write: it says so and exits, without a panic.
 #[test]
 fn a_read_only_data_directory_is_a_clear_error_at_start() {
