@@ -406,10 +406,11 @@ fn api_requires_a_session_and_csrf_validates_masks_keys_and_persists() {
     assert!(metrics.contains("multistreamer_bytes_out_total 0"), "{metrics}");
     assert!(metrics.trim_end().ends_with("# EOF"), "OpenMetrics text: {metrics}");
     // the server's own memory: resident, and the allocator's live heap and what it took
-    let gauge = |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok());
-    let rss = gauge("multistreamer_process_resident_bytes ").unwrap_or(0);
-    let (in_use, obtained) =
-        (gauge("multistreamer_process_heap_in_use_bytes "), gauge("multistreamer_process_heap_obtained_bytes "));
+    let rss = metric(&metrics, "multistreamer_process_resident_bytes").unwrap_or(0);
+    let (in_use, obtained) = (
+        metric(&metrics, "multistreamer_process_heap_in_use_bytes"),
+        metric(&metrics, "multistreamer_process_heap_obtained_bytes"),
+    );
     assert!(rss > 1 << 20, "{metrics}");
     assert!(in_use.is_some_and(|u| u > 1 << 20 && obtained.is_some_and(|o| o >= u)), "{metrics}");
 
@@ -554,11 +555,7 @@ fn publish_to_the_shown_url_goes_live_and_a_deleted_destination_stops() {
     assert_eq!(size_after_1s, size_later, "the deleted destination kept receiving");
     // The counter keeps what the deleted destination sent.
     let metrics = admin.get("/metrics").body;
-    let sent: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("multistreamer_bytes_out_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
+    let sent = metric(&metrics, "multistreamer_bytes_out_total").unwrap_or(0);
     assert!(sent >= size_later / 2, "bytes_out_total {sent} after {size_later} bytes reached nginx:\n{metrics}");
     let got = packet_hashes(&rec[0], "v");
     assert!(got.len() >= 60, "{} packets", got.len());
@@ -1056,6 +1053,11 @@ fn platform_flags(google: &FakeGoogle, mts: &FakeMtsLink) -> Vec<String> {
     .into_iter()
     .flat_map(|(k, v)| [k.to_string(), v])
     .collect()
+}
+
+/// The value of the unlabelled metric `name` in `/metrics` text.
+fn metric(metrics: &str, name: &str) -> Option<u64> {
+    metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Polls `GET path` until `done` holds for its JSON (or panics after `secs`).

@@ -380,9 +380,7 @@ fn a_full_disk_under_the_database_recordings_and_log_stops_only_the_writes() {
     assert_whole_stream(&nginx, "c", &late, false);
     // the lines that did not fit were counted
     let metrics = admin.get("/metrics").body;
-    let lost = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("multistreamer_log_writes_lost_total ")?.trim().parse::<u64>().ok());
+    let lost = metric(&metrics, "multistreamer_log_writes_lost_total");
     assert!(lost.is_some_and(|n| n > 0), "{metrics}");
     // the log went on once there was room
     let logged = std::fs::read(&log).unwrap();
@@ -424,9 +422,7 @@ fn the_server_runs_with_its_output_on_a_full_disk() {
     let admin = Client::login(http, "first-password-1");
     assert_eq!(admin.post("/api/streams", json!({"name": "quiet"})).status, 201);
     let metrics = admin.get("/metrics").body;
-    let lost = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("multistreamer_log_writes_lost_total ")?.trim().parse::<u64>().ok());
+    let lost = metric(&metrics, "multistreamer_log_writes_lost_total");
     assert!(lost.is_some_and(|n| n > 0), "{metrics}");
     let _ = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status();
     let st = wait_child(&mut server, Duration::from_secs(20));

@@ -28,9 +28,7 @@ fn process_usage(pid: u32) -> (u64, usize, u64, f64) {
 /// The server's live heap (kB): allocated and not freed, from its `/metrics`.
 fn heap_in_use_kb(admin: &Client) -> f64 {
     let metrics = admin.get("/metrics").body;
-    let bytes =
-        metrics.lines().find_map(|l| l.strip_prefix("multistreamer_process_heap_in_use_bytes ")?.trim().parse().ok());
-    bytes.unwrap_or(0.0) / 1024.0
+    metric(&metrics, "multistreamer_process_heap_in_use_bytes").unwrap_or(0) as f64 / 1024.0
 }
 
 /// The least-squares slope of `(seconds, value)` points, per 10 minutes.
